@@ -1,0 +1,29 @@
+/* buf.h: a growable byte buffer, always NUL-terminated so text can be used as
+ * a C string. Allocation failure aborts (there is no sane recovery in a mail
+ * server short of memory, and checking every append hides real errors). */
+#ifndef SELO_BUF_H
+#define SELO_BUF_H
+#include <stddef.h>
+#include <stdarg.h>
+
+struct buf {
+	char *data; /* NUL-terminated; NULL until the first append */
+	size_t len;
+	size_t cap;
+};
+
+#define BUF_INIT {NULL, 0, 0}
+
+void buf_reserve(struct buf *b, size_t extra);
+void buf_append(struct buf *b, const void *p, size_t n);
+void buf_puts(struct buf *b, const char *s);
+void buf_putc(struct buf *b, char c);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+void buf_reset(struct buf *b);             /* len = 0, keeps memory */
+void buf_free(struct buf *b);              /* frees, back to BUF_INIT */
+char *buf_steal(struct buf *b, size_t *len); /* caller owns the data; b is reset */
+/* Returns b->data, or "" when nothing was appended yet. */
+const char *buf_str(const struct buf *b);
+
+#endif

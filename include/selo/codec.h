@@ -1,0 +1,29 @@
+/* codec.h: hex and base64 (RFC 4648 standard with padding, and base64url
+ * without padding), strict decoders. Decoders return the decoded length or
+ * -1 on any invalid character, bad padding or overflow of out. */
+#ifndef SELO_CODEC_H
+#define SELO_CODEC_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "selo/buf.h"
+
+/* Lowercase hex of n bytes into out (2n+1 bytes, NUL-terminated). */
+void hex_encode(const uint8_t *p, size_t n, char *out);
+ssize_t hex_decode(const char *s, size_t slen, uint8_t *out, size_t outcap);
+
+/* Standard base64 with padding; line_len > 0 inserts CRLF every line_len
+ * output characters (76 for MIME), 0 means one line. Appends to out. */
+void base64_encode(struct buf *out, const uint8_t *p, size_t n, size_t line_len);
+/* Strict: no whitespace, correct padding. */
+ssize_t base64_decode(const char *s, size_t slen, uint8_t *out, size_t outcap);
+/* Tolerates CR/LF/space (MIME bodies); otherwise strict. */
+ssize_t base64_decode_mime(const char *s, size_t slen, uint8_t *out, size_t outcap);
+/* Bytes needed to decode slen characters (an upper bound). */
+size_t base64_decoded_max(size_t slen);
+
+/* base64url without padding (RFC 4648 §5). */
+void base64url_encode(struct buf *out, const uint8_t *p, size_t n);
+ssize_t base64url_decode(const char *s, size_t slen, uint8_t *out, size_t outcap);
+
+#endif

@@ -1,0 +1,83 @@
+/* config.h: DIR/selo.conf (INI, read with libinih) on top of embedded
+ * defaults. Unknown sections or keys and malformed values are errors naming
+ * the line, so a typo never silently falls back to a default. */
+#ifndef SELO_CONFIG_H
+#define SELO_CONFIG_H
+#include <stddef.h>
+#include <stdint.h>
+#include "selo/err.h"
+
+enum smtp_mode { SMTP_MAILDIR, SMTP_RELAY, SMTP_MX };
+enum starttls_mode { STARTTLS_NO, STARTTLS_TRY, STARTTLS_REQUIRE };
+
+struct selo_config {
+	char data_dir[1024];
+
+	/* [api] */
+	char api_listen[128];         /* host:port, default 127.0.0.1:8480 */
+	size_t api_max_body;          /* bytes of one request body, default 32 MiB */
+	int api_threads;              /* listener threads, default 2 */
+
+	/* [limits] */
+	size_t max_attachments;       /* per notice, default 10 */
+	size_t max_attachment_bytes;  /* decoded bytes per attachment, default 10 MiB */
+	size_t max_message_bytes;     /* whole composed message, default 25 MiB */
+	size_t max_batch;             /* notices per batch request, default 1000 */
+	size_t max_text_bytes;        /* text/html/subject/vars each, default 256 KiB */
+
+	/* [track] */
+	char track_listen[128];       /* default 127.0.0.1:8481 */
+	char track_base_url[256];     /* default http://127.0.0.1:8481 (no trailing /) */
+
+	/* [smtp] */
+	enum smtp_mode smtp_mode;     /* maildir (default) | relay | mx */
+	char smtp_relay[256];         /* host:port */
+	enum starttls_mode starttls;  /* no | try (default) | require */
+	char smtp_auth_user[128];     /* empty: no AUTH */
+	char smtp_auth_password[128];
+	char smtp_cafile[1024];       /* CAs to verify the server with; empty = system */
+	int smtp_tls_verify;          /* 1: a bad certificate fails (require), default 0 */
+	int smtp_timeout_ms;          /* per SMTP step, default 60000 */
+	char smtp_helo[256];          /* EHLO name, default mail.domain */
+	char smtp_mx_override[1024];  /* domain=host:port,... (tests) */
+	char smtp_resolver[128];      /* host:port of the DNS server; empty = system */
+
+	/* [mail] */
+	char mail_domain[256];        /* default from `selo init --domain` */
+	char mail_from_address[320];  /* default notificacoes@domain */
+	char mail_from_name[256];     /* default "Selo" */
+	char mail_return_path[320];   /* envelope sender; default = from address */
+
+	/* [dkim] */
+	char dkim_domain[256];        /* d=, default mail.domain */
+	char dkim_selector[64];       /* default "selo"; Ed25519 uses "<selector>-ed25519" */
+
+	/* [sender] */
+	int sender_workers;           /* default 2 */
+	int sender_batch;             /* messages per SMTP session, default 50 */
+	int retry_base_s;             /* first retry delay, doubles each time; default 60 */
+	int retry_max_s;              /* cap of the delay, default 14400 (4 h) */
+	int lifetime_s;               /* give up after, default 432000 (5 days) */
+
+	/* [tsa] */
+	char tsa_url[512];            /* empty: built-in TSA */
+
+	/* [log] */
+	char log_origin[256];         /* checkpoint origin, default "<domain>/selo-log" */
+
+	/* [templates] */
+	char templates_dir[1024];     /* empty: the templates built into the binary */
+};
+
+/* Fills c with the embedded defaults for a data directory. */
+void config_defaults(struct selo_config *c, const char *data_dir);
+/* Defaults, then DIR/selo.conf on top. A missing file is an error (run
+ * `selo init`), as is any unknown key or bad value. */
+int config_load(const char *data_dir, struct selo_config *c, struct selo_err *err);
+/* Writes a commented selo.conf with the given values, mode 0600. */
+int config_write_initial(const char *path, const char *domain, const char *selector,
+			 const char *origin, struct selo_err *err);
+/* DIR/<rel> into out (size n); returns out. */
+char *config_path(const struct selo_config *c, const char *rel, char *out, size_t n);
+
+#endif

@@ -1,0 +1,27 @@
+/* event.h: log entries. Every fact about a notice is one event: one line of
+ * UTF-8 JSON, compact, keys in a fixed order starting
+ * {"v":1,"type":..,"notice":..,"time":..} then the event's own fields in the
+ * order given. These bytes are what the Merkle log hashes, so they are built
+ * once, stored exactly, and never re-serialised. Personal data appears only
+ * as commitments (see crypto.h commitment()). */
+#ifndef SELO_EVENT_H
+#define SELO_EVENT_H
+#include <jansson.h>
+#include <stdint.h>
+#include "selo/buf.h"
+
+#define EV_SUBMISSION_ACCEPTED "submission_accepted"
+#define EV_CONTENT_SEALED "content_sealed"
+#define EV_RELAY_ACCEPTED "relay_accepted"
+#define EV_DELIVERY_ACCEPTED "delivery_accepted"
+#define EV_DELIVERY_DEFERRED "delivery_deferred"
+#define EV_DELIVERY_FAILED "delivery_failed"
+
+/* Appends the entry bytes (no trailing newline) to out. fields is an object
+ * whose keys keep insertion order (jansson preserves it with
+ * JSON_PRESERVE_ORDER); it may be NULL. Returns 0, or -1 if fields holds a
+ * reserved key (v, type, notice, time) or cannot be encoded. */
+int event_entry_encode(struct buf *out, const char *type, const char *notice_id,
+		       int64_t time_ms, const json_t *fields);
+
+#endif

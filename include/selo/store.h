@@ -1,0 +1,214 @@
+/* store.h: everything Selo keeps, behind one interface so that a second
+ * backend (PostgreSQL, for several nodes) can follow store_sqlite.c. No SQL
+ * leaves the backend.
+ *
+ * Concurrency: any thread may call any function. Reads run on a pool of read
+ * connections (SQLite WAL: readers never block the writer). Every write goes
+ * to one writer thread that groups the writes waiting at that moment into one
+ * transaction (group commit), each in its own savepoint so one failing write
+ * does not undo the others, and returns only once the transaction is durable
+ * (synchronous=FULL): a 202 means the notice is on disk.
+ *
+ * Event entries are encoded inside the writer (event.h), stamped with a time
+ * that never goes backwards, so the order of `seq` is the order of time.
+ *
+ * Return values: 0 ok, -1 error (err filled: 4xx for a caller's mistake such
+ * as a reused idempotency key, 500 for storage failure); lookups return 1
+ * found, 0 not found. */
+#ifndef SELO_STORE_H
+#define SELO_STORE_H
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "selo/buf.h"
+#include "selo/err.h"
+
+struct store;
+
+/* Opens (creating if needed) the database at path, applies pending
+ * migrations in order, starts the writer thread. */
+int store_open(const char *path, struct store **out, struct selo_err *err);
+void store_close(struct store *s);
+/* The schema version after migrations (for `selo status`/tests). */
+int store_schema_version(struct store *s);
+
+/* ---- API keys: only SHA-256 of the key is stored; prefix is the first
+ * characters of the key, shown by `apikey list` to tell keys apart. */
+struct apikey {
+	int64_t id;
+	char name[128];
+	char prefix[16];
+	int64_t created_ms;
+	int64_t revoked_ms; /* 0 = active */
+};
+int store_apikey_add(struct store *s, const char *name, const uint8_t hash[32],
+		     const char *prefix, int64_t *id_out, struct selo_err *err);
+/* 1 and *out when an active key has this hash, 0 when none (or revoked). */
+int store_apikey_find(struct store *s, const uint8_t hash[32], struct apikey *out,
+		      struct selo_err *err);
+/* *out is malloc'd (free()); ordered by id. */
+int store_apikey_list(struct store *s, struct apikey **out, size_t *n, struct selo_err *err);
+/* 1 revoked now, 0 no such active key. */
+int store_apikey_revoke(struct store *s, int64_t id, struct selo_err *err);
+
+/* ---- Notices. States: queued (accepted) -> sending (claimed by a sender)
+ * -> relayed | delivered | deferred (retry at next_attempt_ms) | failed. */
+struct attachment_in {
+	const char *filename;
+	const char *content_type;
+	const uint8_t *data;
+	size_t len;
+};
+
+struct notice_new {
+	char id[27];                 /* text id (id.h) */
+	int64_t apikey_id;
+	const char *idempotency_key; /* NULL: none */
+	uint8_t request_sha256[32];  /* of the request, to refuse a reused key with another body */
+	uint8_t salt[32];            /* commitment salt, never in the log */
+	const char *to;
+	const char *template_name;   /* NULL in raw mode */
+	const char *reference;       /* may be NULL */
+	const char *segment;         /* may be NULL */
+	const char *tags_json;       /* JSON array text or NULL */
+	const char *payload_json;    /* the validated submission without attachment bytes */
+	const struct attachment_in *att;
+	size_t natt;
+	json_t *event_fields;        /* fields of submission_accepted (borrowed) */
+};
+
+struct accept_result {
+	int replay;                  /* 1: the idempotency key was seen; id is the first notice */
+	char id[27];
+	char status[16];
+	int failed;                  /* 1: err holds why (e.g. 422 reused key) */
+	struct selo_err err;
+};
+
+/* Accepts n notices in one transaction; results[i] for each. Returns -1 only
+ * when the storage itself failed (nothing was accepted). */
+int store_notices_accept(struct store *s, const struct notice_new *ns, size_t n,
+			 struct accept_result *results, struct selo_err *err);
+
+struct notice_rec {
+	char id[27];
+	int64_t apikey_id;
+	char status[16];
+	char *to;
+	char *template_name;   /* NULL in raw mode */
+	char *reference;
+	char *segment;
+	char *tags_json;
+	char *payload_json;
+	uint8_t salt[32];
+	int attempts;
+	int64_t created_ms;
+	int64_t updated_ms;
+	int64_t next_attempt_ms;
+	char *message_id;      /* set once sealed */
+	char sha256[65];       /* of the sealed message, "" before */
+	char *last_error;
+};
+void notice_rec_free(struct notice_rec *r);
+void notice_recs_free(struct notice_rec *r, size_t n);
+
+/* apikey_id < 0: any key (CLI); otherwise only that key's notices. */
+int store_notice_get(struct store *s, const char *id, int64_t apikey_id, struct notice_rec *out,
+		     struct selo_err *err);
+
+struct notice_filter {
+	int64_t apikey_id;     /* < 0: any */
+	const char *reference; /* NULL: any */
+	const char *status;    /* NULL: any */
+	const char *after;     /* id to start after (exclusive), NULL: from the first */
+	int limit;             /* 1..1000 */
+};
+/* Ordered by id (creation time). *out malloc'd, notice_recs_free(). */
+int store_notice_list(struct store *s, const struct notice_filter *f, struct notice_rec **out,
+		      size_t *n, struct selo_err *err);
+
+struct event_rec {
+	int64_t seq;           /* global order of events */
+	char type[32];
+	int64_t time_ms;
+	char *entry;           /* exact entry bytes, NUL-terminated */
+	size_t len;
+};
+void event_recs_free(struct event_rec *e, size_t n);
+int store_events_of(struct store *s, const char *notice_id, struct event_rec **out, size_t *n,
+		    struct selo_err *err);
+
+struct attachment_rec {
+	char *filename;
+	char *content_type;
+	uint8_t *data;
+	size_t len;
+};
+void attachment_recs_free(struct attachment_rec *a, size_t n);
+int store_attachments_of(struct store *s, const char *notice_id, struct attachment_rec **out,
+			 size_t *n, struct selo_err *err);
+
+/* The sealed message: 1 and its exact bytes and SHA-256 hex, 0 if not sealed. */
+int store_message_get(struct store *s, const char *notice_id, struct buf *eml, char sha256[65],
+		      struct selo_err *err);
+
+/* ---- Sender side. */
+
+/* Moves up to max notices that are due (queued, or deferred with
+ * next_attempt_ms <= now_ms) to `sending` and returns them, oldest first.
+ * Only one caller ever gets a given notice. */
+int store_claim_due(struct store *s, int64_t now_ms, size_t max, struct notice_rec **out,
+		    size_t *n, struct selo_err *err);
+
+/* Earliest next_attempt_ms of a deferred notice, or 0 when none. */
+int64_t store_next_due(struct store *s);
+
+/* Tracking tokens of a sealed message (kind: "open", "click", "read"). */
+struct token_rec {
+	const char *token;
+	const char *kind;
+	int link;              /* link index for clicks, 0 otherwise */
+	const char *url;       /* click target, NULL otherwise */
+};
+
+struct seal_rec {
+	const char *id;
+	const char *eml;
+	size_t len;
+	char sha256[65];
+	const char *message_id;
+	const struct token_rec *tokens;
+	size_t ntokens;
+	json_t *event_fields;  /* content_sealed fields (borrowed) */
+};
+/* Stores each message and its tokens with its content_sealed event. A notice
+ * already sealed keeps its first message (a resend sends the same bytes). */
+int store_notices_sealed(struct store *s, const struct seal_rec *r, size_t n,
+			 struct selo_err *err);
+
+struct result_rec {
+	const char *id;
+	const char *event_type;  /* relay_accepted, delivery_accepted, delivery_deferred, delivery_failed */
+	json_t *event_fields;    /* borrowed */
+	const char *state;       /* relayed | delivered | deferred | failed */
+	int64_t next_attempt_ms; /* for deferred */
+	const char *last_error;  /* NULL or a short text for the API */
+};
+/* Records attempt outcomes (attempts += 1) with their events, one transaction. */
+int store_delivery_results(struct store *s, const struct result_rec *r, size_t n,
+			   struct selo_err *err);
+
+/* At start: notices left in `sending` by a crash go back to `queued` (they
+ * are resent with the same sealed bytes). Returns how many, or -1. */
+int store_recover_inflight(struct store *s, struct selo_err *err);
+
+/* Counts per state, for /metrics and /healthz. */
+struct store_counts {
+	int64_t queued, sending, deferred, relayed, delivered, failed, events;
+};
+int store_counts(struct store *s, struct store_counts *out, struct selo_err *err);
+
+/* Runs `PRAGMA quick_check`; 0 when the database answers and is sane. */
+int store_ping(struct store *s, struct selo_err *err);
+
+#endif

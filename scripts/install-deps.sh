@@ -1,0 +1,34 @@
+#!/bin/sh
+# install-deps.sh: installs the Debian 12 packages Selo needs to build, run and
+# test, and only those that are missing. Does nothing when all are present.
+# Needs root (apt-get); prints what it installs. Exit 0 on success, 1 on failure.
+set -eu
+
+# Build: compiler, libraries with their headers.
+BUILD="gcc make pkg-config libc6-dev libssl-dev openssl libsqlite3-dev sqlite3
+libjansson-dev libmicrohttpd-dev libesmtp-dev libopendkim-dev libcurl4-openssl-dev
+libinih-dev"
+# Tests: real peers and third-party verifiers, sanitizers, fuzzing.
+TEST="curl python3 python3-aiosmtpd python3-dkim python3-dnslib postfix clang
+libclang-rt-14-dev"
+
+missing=""
+for p in $BUILD $TEST; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: missing packages:$missing; run as root (sudo $0)" >&2
+	exit 1
+fi
+echo "install-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Postfix is used only for its smtp-sink test server: keep it unconfigured and
+# never started as a system MTA.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+apt-get update -q >&2
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing >&2

@@ -1,0 +1,157 @@
+/* codec.c: hex and base64 encoders and strict decoders (see codec.h). The
+ * decoders reject anything not canonical so that two different strings never
+ * decode to the same bytes (receipts compare encodings). */
+#include <string.h>
+#include "selo/codec.h"
+
+static const char HEX[] = "0123456789abcdef";
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+void hex_encode(const uint8_t *p, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = HEX[p[i] >> 4];
+		out[2 * i + 1] = HEX[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+ssize_t hex_decode(const char *s, size_t slen, uint8_t *out, size_t outcap)
+{
+	if (slen % 2 || slen / 2 > outcap)
+		return -1;
+	for (size_t i = 0; i < slen / 2; i++) {
+		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return (ssize_t)(slen / 2);
+}
+
+static void b64_core(struct buf *out, const uint8_t *p, size_t n, const char *alpha,
+		     int pad, size_t line_len)
+{
+	size_t col = 0;
+	buf_reserve(out, (n + 2) / 3 * 4 + (line_len ? (n / line_len + 1) * 2 * 4 / 3 + 4 : 0));
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		size_t left = n - i;
+		if (left > 1)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (left > 2)
+			v |= p[i + 2];
+		char q[4] = {alpha[v >> 18 & 63], alpha[v >> 12 & 63], alpha[v >> 6 & 63], alpha[v & 63]};
+		size_t emit = left >= 3 ? 4 : left + 1;
+		for (size_t k = 0; k < 4; k++) {
+			if (k >= emit && !pad)
+				break;
+			if (line_len && col == line_len) {
+				buf_append(out, "\r\n", 2);
+				col = 0;
+			}
+			buf_putc(out, k < emit ? q[k] : '=');
+			col++;
+		}
+	}
+}
+
+void base64_encode(struct buf *out, const uint8_t *p, size_t n, size_t line_len)
+{
+	b64_core(out, p, n, B64, 1, line_len);
+}
+
+void base64url_encode(struct buf *out, const uint8_t *p, size_t n)
+{
+	b64_core(out, p, n, B64URL, 0, 0);
+}
+
+size_t base64_decoded_max(size_t slen)
+{
+	return slen / 4 * 3 + 3;
+}
+
+static int b64val(char c, int url)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == (url ? '-' : '+'))
+		return 62;
+	if (c == (url ? '_' : '/'))
+		return 63;
+	return -1;
+}
+
+/* Decodes the unpadded symbols s[0..n); rejects non-zero trailing bits. */
+static ssize_t b64_symbols(const char *s, size_t n, int url, uint8_t *out, size_t outcap)
+{
+	if (n % 4 == 1)
+		return -1;
+	size_t olen = n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
+	if (olen > outcap)
+		return -1;
+	size_t o = 0;
+	uint32_t acc = 0;
+	int bits = 0;
+	for (size_t i = 0; i < n; i++) {
+		int v = b64val(s[i], url);
+		if (v < 0)
+			return -1;
+		acc = acc << 6 | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (uint8_t)(acc >> bits);
+			acc &= (1u << bits) - 1;
+		}
+	}
+	if (acc != 0)
+		return -1;
+	return (ssize_t)o;
+}
+
+ssize_t base64_decode(const char *s, size_t slen, uint8_t *out, size_t outcap)
+{
+	if (slen % 4)
+		return -1;
+	size_t n = slen;
+	if (n && s[n - 1] == '=')
+		n--;
+	if (n && s[n - 1] == '=')
+		n--;
+	if (slen - n && (n % 4) + (slen - n) != 4)
+		return -1;
+	return b64_symbols(s, n, 0, out, outcap);
+}
+
+ssize_t base64_decode_mime(const char *s, size_t slen, uint8_t *out, size_t outcap)
+{
+	struct buf clean = BUF_INIT;
+	for (size_t i = 0; i < slen; i++)
+		if (s[i] != '\r' && s[i] != '\n' && s[i] != ' ' && s[i] != '\t')
+			buf_putc(&clean, s[i]);
+	ssize_t r = base64_decode(buf_str(&clean), clean.len, out, outcap);
+	buf_free(&clean);
+	return r;
+}
+
+ssize_t base64url_decode(const char *s, size_t slen, uint8_t *out, size_t outcap)
+{
+	return b64_symbols(s, slen, 1, out, outcap);
+}
