@@ -10,7 +10,7 @@ libjansson-dev libmicrohttpd-dev libesmtp-dev libopendkim-dev libcurl4-openssl-d
 libinih-dev"
 # Tests: real peers and third-party verifiers, sanitizers, fuzzing.
 TEST="curl python3 python3-aiosmtpd python3-dkim python3-dnslib postfix clang
-libclang-rt-14-dev"
+libclang-rt-14-dev wrk"
 
 missing=""
 for p in $BUILD $TEST; do

@@ -1,7 +1,9 @@
 /* event.c: encoding log entries (see event.h). The four leading keys are
  * written by hand in their fixed order; the event's own fields follow,
  * compact, in insertion order, with non-ASCII kept as UTF-8. */
+#include <stdlib.h>
 #include <string.h>
+#include "selo/crypto.h"
 #include "selo/clock.h"
 #include "selo/event.h"
 
@@ -42,4 +44,34 @@ int event_entry_encode(struct buf *out, const char *type, const char *notice_id,
 	int r = json_dump_callback(head, dump_cb, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(head);
 	return r == 0 ? 0 : -1;
+}
+
+const char *disclose(struct disclosures *d, const uint8_t salt[32], const char *value, size_t len)
+{
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 8;
+		struct disclosure *v = realloc(d->v, cap * sizeof(*v));
+		if (!v)
+			abort();
+		d->v = v;
+		d->cap = cap;
+	}
+	struct disclosure *x = &d->v[d->n++];
+	commitment(salt, 32, value, len, x->commitment);
+	x->value = malloc(len + 1);
+	if (!x->value)
+		abort();
+	memcpy(x->value, value, len);
+	x->value[len] = '\0';
+	x->len = len;
+	return x->commitment;
+}
+
+void disclosures_free(struct disclosures *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->v[i].value);
+	free(d->v);
+	d->v = NULL;
+	d->n = d->cap = 0;
 }

@@ -17,13 +17,14 @@ int dkim_signer_load(const char *domain, const char *selector, const char *rsa_k
 		     const char *ed25519_key_path, struct dkim_signer **out, struct selo_err *err);
 void dkim_signer_free(struct dkim_signer *s);
 
-/* msg: the whole message (headers, blank line, body; CRLF). Appends one
+/* (Named so as not to clash with libopendkim's own dkim_sign().)
+ * msg: the whole message (headers, blank line, body; CRLF). Appends one
  * "DKIM-Signature: ...\r\n" header per key to out, to be placed before the
  * message's first header. Signs From, To, Subject, Date, Message-ID,
  * MIME-Version, Content-Type, and over-signs From, To and Subject so that no
  * copy of them can be added later. */
-int dkim_sign(struct dkim_signer *s, const char *msg, size_t len, struct buf *out,
-	      struct selo_err *err);
+int dkim_sign_message(struct dkim_signer *s, const char *msg, size_t len, struct buf *out,
+		      struct selo_err *err);
 
 /* For tests: verifies every DKIM-Signature of msg against keys in the file
  * keyfile (lines "sel._domainkey.domain v=DKIM1; k=...; p=..."). Returns the

@@ -24,4 +24,23 @@
 int event_entry_encode(struct buf *out, const char *type, const char *notice_id,
 		       int64_t time_ms, const json_t *fields);
 
+
+
+/* Disclosures: every personal or content value an event commits to is kept
+ * (outside the log) with its commitment, so a receipt can disclose it and
+ * erasing the notice's salt and disclosures erases the person. */
+struct disclosure {
+	char commitment[72];  /* "sha256:<hex>" */
+	char *value;          /* malloc'd, NUL-terminated (values are UTF-8 text) */
+	size_t len;
+};
+struct disclosures {
+	struct disclosure *v;
+	size_t n, cap;
+};
+#define DISCLOSURES_INIT {NULL, 0, 0}
+/* Computes the commitment of value under salt, remembers the pair, and
+ * returns the commitment text (valid until the next disclose() on d). */
+const char *disclose(struct disclosures *d, const uint8_t salt[32], const char *value, size_t len);
+void disclosures_free(struct disclosures *d);
 #endif

@@ -39,5 +39,15 @@ int keys_load_token_key(const char *keys_dir, uint8_t key[32], struct selo_err *
 uint32_t note_key_id(const char *name, const uint8_t pub[32]);
 /* "<name>+<8 hex>+<base64(0x01||pub)>" into out (n bytes). */
 int note_vkey_format(const char *name, const uint8_t pub[32], char *out, size_t n);
+/* Parses a verifier key as note_vkey_format writes it: the name (into name,
+ * namecap bytes) and the public key, after checking the type byte 0x01 and
+ * that the key ID matches the name and key. Status 400 when malformed. */
+int note_vkey_parse(const char *vkey, char *name, size_t namecap, uint8_t pub[32],
+		    struct selo_err *err);
+/* Reads keys_dir/log.key (one trailing newline allowed): the key name, the
+ * 32-byte Ed25519 seed and the public key derived from it, after checking
+ * the key ID. The caller should OPENSSL_cleanse the seed when done. */
+int keys_load_note_key(const char *keys_dir, char *name, size_t namecap, uint8_t seed[32],
+		       uint8_t pub[32], struct selo_err *err);
 
 #endif

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include "selo/buf.h"
 #include "selo/err.h"
+#include "selo/event.h"
 
 struct store;
 
@@ -75,6 +76,7 @@ struct notice_new {
 	const struct attachment_in *att;
 	size_t natt;
 	json_t *event_fields;        /* fields of submission_accepted (borrowed) */
+	const struct disclosures *disc; /* committed values of the event, kept beside it */
 };
 
 struct accept_result {
@@ -133,10 +135,18 @@ struct event_rec {
 	int64_t time_ms;
 	char *entry;           /* exact entry bytes, NUL-terminated */
 	size_t len;
+	char notice_id[27];    /* the notice the event is about */
 };
 void event_recs_free(struct event_rec *e, size_t n);
+/* A notice's events, ordered by seq. *out malloc'd, event_recs_free(). */
 int store_events_of(struct store *s, const char *notice_id, struct event_rec **out, size_t *n,
 		    struct selo_err *err);
+/* Up to max events with seq > after_seq, ordered by seq (for the ledger:
+ * readers see whole commits, and the single writer assigns seq in commit
+ * order, so a reader never sees seq N+1 without seq N). max is capped at
+ * 100000. *out malloc'd, event_recs_free(). */
+int store_events_after(struct store *s, int64_t after_seq, size_t max, struct event_rec **out,
+		       size_t *n, struct selo_err *err);
 
 struct attachment_rec {
 	char *filename;
@@ -148,7 +158,8 @@ void attachment_recs_free(struct attachment_rec *a, size_t n);
 int store_attachments_of(struct store *s, const char *notice_id, struct attachment_rec **out,
 			 size_t *n, struct selo_err *err);
 
-/* The sealed message: 1 and its exact bytes and SHA-256 hex, 0 if not sealed. */
+/* The sealed message: 1 and its exact bytes (appended to eml) and SHA-256
+ * hex, 0 if not sealed. */
 int store_message_get(struct store *s, const char *notice_id, struct buf *eml, char sha256[65],
 		      struct selo_err *err);
 
@@ -180,6 +191,7 @@ struct seal_rec {
 	const struct token_rec *tokens;
 	size_t ntokens;
 	json_t *event_fields;  /* content_sealed fields (borrowed) */
+	const struct disclosures *disc; /* may be NULL */
 };
 /* Stores each message and its tokens with its content_sealed event. A notice
  * already sealed keeps its first message (a resend sends the same bytes). */
@@ -193,6 +205,7 @@ struct result_rec {
 	const char *state;       /* relayed | delivered | deferred | failed */
 	int64_t next_attempt_ms; /* for deferred */
 	const char *last_error;  /* NULL or a short text for the API */
+	const struct disclosures *disc; /* committed values (e.g. the transcript), may be NULL */
 };
 /* Records attempt outcomes (attempts += 1) with their events, one transaction. */
 int store_delivery_results(struct store *s, const struct result_rec *r, size_t n,
@@ -207,6 +220,12 @@ struct store_counts {
 	int64_t queued, sending, deferred, relayed, delivered, failed, events;
 };
 int store_counts(struct store *s, struct store_counts *out, struct selo_err *err);
+
+/* Every value a notice's events commit to, with its commitment, in the
+ * order stored (for receipts). *out malloc'd; disclosures_free() on a
+ * struct disclosures {out, n, n}. */
+int store_disclosures_of(struct store *s, const char *notice_id, struct disclosures *out,
+			 struct selo_err *err);
 
 /* Runs `PRAGMA quick_check`; 0 when the database answers and is sane. */
 int store_ping(struct store *s, struct selo_err *err);

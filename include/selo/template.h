@@ -22,6 +22,11 @@
 #include "selo/buf.h"
 #include "selo/err.h"
 
+/* Also (docs/templates.md): a third filter, url (an absolute http(s) URL),
+ * and sections: {{#var}}...{{/var}} is kept only when var is given and not
+ * blank, {{^var}}...{{/var}} only when it is not; a section tag alone on its
+ * line removes that whole line. Blank (only spaces) counts as not given. */
+
 struct embedded_file {
 	const char *path; /* "<template>/<file>" */
 	const unsigned char *data;
@@ -41,6 +46,13 @@ const struct template *template_find(const struct template_set *set, const char 
 size_t template_names(const struct template_set *set, const char ***names);
 const char *template_name(const struct template *t);
 const char *template_language(const struct template *t);
+/* The description line of template.ini ("" when none). */
+const char *template_description(const struct template *t);
+/* The variables t declares: the required ones first, then the optional ones,
+ * each in template.ini order; the first *nrequired are required (nrequired
+ * may be NULL). Valid while the set lives. Lets a caller that shares one vars
+ * object between templates (sequences) pass each only what it declares. */
+size_t template_vars(const struct template *t, const char *const **names, size_t *nrequired);
 
 /* Checks vars (a JSON object of strings and numbers) against t: every
  * required variable is present and non-empty, no unknown variable, values
@@ -63,6 +75,10 @@ void rendered_free(struct rendered *r);
  * Return 0, or -1 when the value is not valid for the filter. */
 int filter_brl(const char *value, struct buf *out);
 int filter_data(const char *value, struct buf *out);
+/* url: an absolute http:// or https:// URL of printable ASCII without
+ * spaces, quotes, < > \ or `; written unchanged. Keeps "javascript:" and
+ * the like out of href attributes. */
+int filter_url(const char *value, struct buf *out);
 /* Appends s HTML-escaped (& < > " ' ) to out. */
 void html_escape(struct buf *out, const char *s, size_t n);
 

@@ -15,13 +15,13 @@ static struct t_case t_cases[512];
 static int t_ncases;
 static int t_failed_now;
 
-#define TEST(name)                                                   \
-	static void t_##name(void);                                      \
-	__attribute__((constructor)) static void t_reg_##name(void) {    \
-		t_cases[t_ncases].name = #name;                              \
-		t_cases[t_ncases++].fn = t_##name;                           \
+#define TEST(tn)                                                     \
+	static void t_##tn(void);                                        \
+	__attribute__((constructor)) static void t_reg_##tn(void) {      \
+		t_cases[t_ncases].name = #tn;                                \
+		t_cases[t_ncases++].fn = t_##tn;                             \
 	}                                                                \
-	static void t_##name(void)
+	static void t_##tn(void)
 
 #define CHECK(cond)                                                          \
 	do {                                                                     \

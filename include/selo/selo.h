@@ -1,0 +1,45 @@
+/* selo.h: the one process-wide context of `selo serve` (and of the CLI
+ * commands that need the store): configuration, store, templates, composer
+ * and the running parts. Nothing else in Selo keeps mutable global state. */
+#ifndef SELO_SELO_H
+#define SELO_SELO_H
+#include <stdatomic.h>
+#include "selo/config.h"
+#include "selo/err.h"
+#include "selo/store.h"
+#include "selo/template.h"
+
+struct composer;
+struct sender;
+struct api;
+
+struct selo_metrics {
+	atomic_llong http_requests;
+	atomic_llong http_4xx;
+	atomic_llong http_5xx;
+	atomic_llong notices_accepted;
+	atomic_llong notices_replayed;
+	atomic_llong notices_rejected;
+	atomic_llong smtp_sessions;
+	atomic_llong messages_sealed;
+	atomic_llong messages_accepted;
+	atomic_llong messages_deferred;
+	atomic_llong messages_failed;
+};
+
+struct selo {
+	struct selo_config cfg;
+	struct store *store;
+	struct template_set *templates;
+	struct composer *composer;    /* serve only */
+	struct sender *sender;        /* serve only */
+	struct api *api;              /* serve only */
+	struct selo_metrics metrics;
+	int64_t started_ms;
+};
+
+/* Loads the configuration, opens the store and loads the templates. */
+int selo_open(struct selo *app, const char *data_dir, struct selo_err *err);
+void selo_close(struct selo *app);
+
+#endif

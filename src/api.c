@@ -1,0 +1,735 @@
+/* api.c: the private HTTP API (see api.h, docs/api.md). libmicrohttpd calls
+ * api_access once after the headers, once per body chunk and once at the
+ * end; bodies are collected up to api.max_body (413 beyond), then routed.
+ * Handlers build a json_t or a struct selo_err; the responders turn those
+ * into JSON or problem+json. Writes block their listener thread until the
+ * store's group commit is durable, so a 202 means "on disk". */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include "selo/api.h"
+#include "selo/auth.h"
+#include "selo/clock.h"
+#include "selo/codec.h"
+#include "selo/crypto.h"
+#include "selo/diag.h"
+#include "selo/id.h"
+#include "selo/notice.h"
+#include "selo/sender.h"
+
+#define PROBLEM_BASE "urn:selo:problem:"
+#define MAX_IDEM_KEY 255
+
+struct api {
+	struct selo *app;
+	struct MHD_Daemon *d;
+};
+
+struct req {
+	struct buf body;
+	int too_big;
+};
+
+/* ---- responses */
+
+static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned status, const char *ctype,
+				  const void *p, size_t n, const char *const *headers)
+{
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(n, (void *)p, MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", ctype);
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	for (size_t i = 0; headers && headers[i]; i += 2)
+		MHD_add_response_header(r, headers[i], headers[i + 1]);
+	enum MHD_Result ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *j,
+				 const char *const *headers)
+{
+	char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(j);
+	if (!s)
+		return MHD_NO;
+	size_t n = strlen(s);
+	s[n] = '\0';
+	enum MHD_Result r = send_bytes(c, status, "application/json", s, n, headers);
+	free(s);
+	return r;
+}
+
+static const char *status_title(int status)
+{
+	switch (status) {
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Content";
+	case 503: return "Service Unavailable";
+	default: return status >= 500 ? "Internal Server Error" : "Error";
+	}
+}
+
+/* "attachments[0].filename" -> "#/attachments/0/filename" (RFC 6901). */
+static void field_pointer(const char *field, struct buf *out)
+{
+	buf_puts(out, "#/");
+	for (const char *p = field; *p; p++) {
+		if (*p == '.' || *p == '[')
+			buf_putc(out, '/');
+		else if (*p == ']')
+			continue;
+		else if (*p == '~')
+			buf_puts(out, "~0");
+		else if (*p == '/')
+			buf_puts(out, "~1");
+		else
+			buf_putc(out, *p);
+	}
+}
+
+/* RFC 9457 problem document for e (without sending it). */
+static json_t *problem_json(const struct selo_err *e)
+{
+	int status = e->status ? e->status : 500;
+	char type[96];
+	snprintf(type, sizeof(type), PROBLEM_BASE "%s", e->type[0] ? e->type : "internal");
+	json_t *p = json_pack("{s:s,s:s,s:i,s:s}", "type", type, "title", status_title(status),
+			      "status", status, "detail",
+			      status >= 500 && !e->msg[0] ? "internal error" : e->msg);
+	if (e->nfields > 0) {
+		json_t *errs = json_array();
+		for (int i = 0; i < e->nfields; i++) {
+			struct buf ptr = BUF_INIT;
+			field_pointer(e->fields[i].field, &ptr);
+			json_array_append_new(errs, json_pack("{s:s,s:s,s:s}", "field",
+							      e->fields[i].field, "pointer",
+							      buf_str(&ptr), "detail",
+							      e->fields[i].msg));
+			buf_free(&ptr);
+		}
+		json_object_set_new(p, "errors", errs);
+	}
+	return p;
+}
+
+static enum MHD_Result send_problem(struct api *a, struct MHD_Connection *c, struct selo_err *e)
+{
+	int status = e->status ? e->status : 500;
+	if (status >= 500)
+		diag_error("API request failed: %s", e->msg);
+	if (status >= 500) {
+		atomic_fetch_add(&a->app->metrics.http_5xx, 1);
+		/* Storage errors can name paths; the caller gets a generic detail. */
+		snprintf(e->msg, sizeof(e->msg), "internal error; the operator's log has the details");
+	} else {
+		atomic_fetch_add(&a->app->metrics.http_4xx, 1);
+	}
+	json_t *p = problem_json(e);
+	char *s = json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(p);
+	static const char *const auth_hdr[] = {"WWW-Authenticate", "Bearer realm=\"selo\"", NULL};
+	enum MHD_Result r = send_bytes(c, (unsigned)status, "application/problem+json", s, strlen(s),
+				       status == 401 ? auth_hdr : NULL);
+	free(s);
+	return r;
+}
+
+static enum MHD_Result send_error(struct api *a, struct MHD_Connection *c, int status,
+				  const char *type, const char *msg)
+{
+	struct selo_err e;
+	err_clear(&e);
+	err_set(&e, status, type, "%s", msg);
+	return send_problem(a, c, &e);
+}
+
+/* ---- helpers */
+
+static int authenticate(struct api *a, struct MHD_Connection *c, struct apikey *key,
+			struct selo_err *err)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	int r = auth_check_bearer(a->app->store, h, key, err);
+	return r == 1 ? 0 : -1;
+}
+
+static json_t *parse_body(const struct req *r, struct selo_err *err)
+{
+	json_error_t je;
+	if (r->body.len == 0) {
+		err_set(err, 400, "invalid-json", "the request body is empty; send a JSON object");
+		return NULL;
+	}
+	json_t *j = json_loadb(r->body.data, r->body.len, JSON_REJECT_DUPLICATES, &je);
+	if (!j)
+		err_set(err, 400, "invalid-json", "the body is not valid JSON (line %d, column %d): %s",
+			je.line, je.column, je.text);
+	return j;
+}
+
+static int check_content_type(struct MHD_Connection *c, struct selo_err *err)
+{
+	const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+	if (!ct)
+		return 0;
+	size_t n = strcspn(ct, ";");
+	while (n > 0 && ct[n - 1] == ' ')
+		n--;
+	if ((n == 16 && !strncasecmp(ct, "application/json", 16)) ||
+	    (n > 5 && !strncasecmp(ct + n - 5, "+json", 5)))
+		return 0;
+	return err_set(err, 415, "unsupported-media-type",
+		       "send the notice as Content-Type: application/json");
+}
+
+/* Idempotency-Key: 1..255 visible ASCII characters. */
+static int idempotency_key(struct MHD_Connection *c, const char **out, struct selo_err *err)
+{
+	const char *k = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+	*out = NULL;
+	if (!k)
+		return 0;
+	size_t n = strlen(k);
+	if (n == 0 || n > MAX_IDEM_KEY)
+		return err_set(err, 400, "invalid-idempotency-key",
+			       "Idempotency-Key must be 1 to %d visible ASCII characters", MAX_IDEM_KEY);
+	for (size_t i = 0; i < n; i++)
+		if (k[i] < 0x21 || k[i] > 0x7e)
+			return err_set(err, 400, "invalid-idempotency-key",
+				       "Idempotency-Key must be 1 to %d visible ASCII characters",
+				       MAX_IDEM_KEY);
+	*out = k;
+	return 0;
+}
+
+/* ---- handlers */
+
+struct accept_ctx {
+	struct notice_req req;
+	struct notice_new n;
+	json_t *fields;
+	struct disclosures disc;
+	char idem[MAX_IDEM_KEY + 16];
+	int parsed;
+};
+
+static void accept_ctx_free(struct accept_ctx *x)
+{
+	if (!x->parsed)
+		return;
+	json_decref(x->fields);
+	disclosures_free(&x->disc);
+	free((char *)x->n.payload_json);
+	notice_req_free(&x->req);
+	x->parsed = 0;
+}
+
+/* Validates one item and prepares it; err filled when it is refused. */
+static int accept_prepare(struct api *a, const json_t *item, const struct apikey *key,
+			  const char *idem, const uint8_t sha[32], struct accept_ctx *x,
+			  struct selo_err *err)
+{
+	memset(x, 0, sizeof(*x));
+	if (notice_parse(item, &a->app->cfg, a->app->templates, &x->req, err) != 0)
+		return -1;
+	if (idem)
+		snprintf(x->idem, sizeof(x->idem), "%s", idem);
+	x->parsed = 1;
+	notice_prepare(&x->req, key->id, idem ? x->idem : NULL, sha, &x->n, &x->fields, &x->disc);
+	x->n.event_fields = x->fields;
+	return 0;
+}
+
+static enum MHD_Result post_notice(struct api *a, struct MHD_Connection *c, struct req *r)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	const char *idem;
+	if (authenticate(a, c, &key, &err) || check_content_type(c, &err) ||
+	    idempotency_key(c, &idem, &err))
+		return send_problem(a, c, &err);
+	json_t *body = parse_body(r, &err);
+	if (!body)
+		return send_problem(a, c, &err);
+	uint8_t sha[32];
+	sha256(r->body.data, r->body.len, sha);
+	struct accept_ctx x;
+	int ok = accept_prepare(a, body, &key, idem, sha, &x, &err);
+	json_decref(body);
+	if (ok != 0) {
+		atomic_fetch_add(&a->app->metrics.notices_rejected, 1);
+		return send_problem(a, c, &err);
+	}
+	struct accept_result res;
+	memset(&res, 0, sizeof(res));
+	int st = store_notices_accept(a->app->store, &x.n, 1, &res, &err);
+	accept_ctx_free(&x);
+	if (st != 0)
+		return send_problem(a, c, &err);
+	if (res.failed)
+		return send_problem(a, c, &res.err);
+	static const char *const replay_hdr[] = {"Idempotent-Replayed", "true", NULL};
+	if (res.replay) {
+		atomic_fetch_add(&a->app->metrics.notices_replayed, 1);
+	} else {
+		atomic_fetch_add(&a->app->metrics.notices_accepted, 1);
+		if (a->app->sender)
+			sender_notify(a->app->sender);
+	}
+	char loc[64];
+	snprintf(loc, sizeof(loc), "/v1/notices/%s", res.id);
+	const char *hdrs[] = {"Location", loc, res.replay ? replay_hdr[0] : NULL, replay_hdr[1], NULL};
+	return send_json(c, 202, json_pack("{s:s,s:s}", "id", res.id, "status", res.status), hdrs);
+}
+
+static enum MHD_Result post_batch(struct api *a, struct MHD_Connection *c, struct req *r)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	const char *idem;
+	if (authenticate(a, c, &key, &err) || check_content_type(c, &err) ||
+	    idempotency_key(c, &idem, &err))
+		return send_problem(a, c, &err);
+	json_t *body = parse_body(r, &err);
+	if (!body)
+		return send_problem(a, c, &err);
+	json_t *items = json_object_get(body, "notices");
+	if (!json_is_object(body) || !json_is_array(items) || json_array_size(items) == 0 ||
+	    json_object_size(body) != 1) {
+		json_decref(body);
+		err_set(&err, 422, "validation-failed", "the body must be {\"notices\": [notice, ...]}");
+		err_field(&err, "notices", "must be a non-empty array of notices");
+		return send_problem(a, c, &err);
+	}
+	size_t n = json_array_size(items);
+	if (n > a->app->cfg.max_batch) {
+		json_decref(body);
+		err_set(&err, 413, "batch-too-large", "a batch holds at most %zu notices; this one has %zu",
+			a->app->cfg.max_batch, n);
+		return send_problem(a, c, &err);
+	}
+	struct accept_ctx *xs = calloc(n, sizeof(*xs));
+	struct selo_err *errs = calloc(n, sizeof(*errs));
+	struct notice_new *ns = calloc(n, sizeof(*ns));
+	struct accept_result *res = calloc(n, sizeof(*res));
+	size_t *slot = calloc(n, sizeof(*slot));
+	if (!xs || !errs || !ns || !res || !slot)
+		abort();
+	size_t nvalid = 0;
+	for (size_t i = 0; i < n; i++) {
+		char ik[MAX_IDEM_KEY + 16];
+		if (idem)
+			snprintf(ik, sizeof(ik), "%s:%zu", idem, i);
+		/* Each item's idempotency hash covers the item itself. */
+		char *item_text = json_dumps(json_array_get(items, i), JSON_COMPACT | JSON_SORT_KEYS |
+									     JSON_ENCODE_ANY);
+		uint8_t sha[32];
+		sha256(item_text, item_text ? strlen(item_text) : 0, sha);
+		free(item_text);
+		if (accept_prepare(a, json_array_get(items, i), &key, idem ? ik : NULL, sha, &xs[i],
+				   &errs[i]) == 0) {
+			ns[nvalid] = xs[i].n;
+			slot[i] = nvalid++;
+		}
+	}
+	json_decref(body);
+	int st = nvalid ? store_notices_accept(a->app->store, ns, nvalid, res, &err) : 0;
+	enum MHD_Result ret;
+	if (st != 0) {
+		ret = send_problem(a, c, &err);
+	} else {
+		json_t *out = json_array();
+		size_t accepted = 0, rejected = 0;
+		for (size_t i = 0; i < n; i++) {
+			json_t *o = json_pack("{s:I}", "index", (json_int_t)i);
+			struct accept_result *rr = xs[i].parsed ? &res[slot[i]] : NULL;
+			if (!rr || rr->failed) {
+				json_object_set_new(o, "error", problem_json(rr ? &rr->err : &errs[i]));
+				rejected++;
+			} else {
+				json_object_set_new(o, "id", json_string(rr->id));
+				json_object_set_new(o, "status", json_string(rr->status));
+				if (rr->replay)
+					json_object_set_new(o, "replayed", json_true());
+				accepted++;
+			}
+			json_array_append_new(out, o);
+		}
+		atomic_fetch_add(&a->app->metrics.notices_accepted, (long long)accepted);
+		atomic_fetch_add(&a->app->metrics.notices_rejected, (long long)rejected);
+		if (accepted && a->app->sender)
+			sender_notify(a->app->sender);
+		ret = send_json(c, 200, json_pack("{s:I,s:I,s:o}", "accepted", (json_int_t)accepted,
+						  "rejected", (json_int_t)rejected, "results", out),
+				NULL);
+	}
+	for (size_t i = 0; i < n; i++)
+		accept_ctx_free(&xs[i]);
+	free(xs);
+	free(errs);
+	free(ns);
+	free(res);
+	free(slot);
+	return ret;
+}
+
+static enum MHD_Result get_notice(struct api *a, struct MHD_Connection *c, const char *id)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	if (authenticate(a, c, &key, &err))
+		return send_problem(a, c, &err);
+	struct notice_rec rec;
+	int found = id_text_valid(id) ? store_notice_get(a->app->store, id, key.id, &rec, &err) : 0;
+	if (found < 0)
+		return send_problem(a, c, &err);
+	if (found == 0)
+		return send_error(a, c, 404, "not-found", "no notice with this id for this API key");
+	struct event_rec *ev = NULL;
+	size_t nev = 0;
+	if (store_events_of(a->app->store, id, &ev, &nev, &err) != 0) {
+		notice_rec_free(&rec);
+		return send_problem(a, c, &err);
+	}
+	json_t *o = notice_json(&rec, ev, nev);
+	notice_rec_free(&rec);
+	event_recs_free(ev, nev);
+	return send_json(c, 200, o, NULL);
+}
+
+static int query_int(struct MHD_Connection *c, const char *name, int def, int lo, int hi, int *out,
+		     struct selo_err *err)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	char *end;
+	long n = strtol(v, &end, 10);
+	if (end == v || *end || n < lo || n > hi)
+		return err_set(err, 400, "invalid-query", "%s must be a number from %d to %d", name, lo, hi);
+	*out = (int)n;
+	return 0;
+}
+
+static int valid_status_name(const char *s)
+{
+	static const char *const names[] = {"queued", "sending", "deferred", "relayed",
+					    "delivered", "failed", NULL};
+	for (size_t i = 0; names[i]; i++)
+		if (!strcmp(s, names[i]))
+			return 1;
+	return 0;
+}
+
+static enum MHD_Result list_notices(struct api *a, struct MHD_Connection *c)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	if (authenticate(a, c, &key, &err))
+		return send_problem(a, c, &err);
+	struct notice_filter f = {.apikey_id = key.id};
+	f.reference = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "reference");
+	f.status = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "status");
+	f.after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
+	if (query_int(c, "limit", 100, 1, 1000, &f.limit, &err))
+		return send_problem(a, c, &err);
+	if (f.status && !valid_status_name(f.status))
+		return send_error(a, c, 400, "invalid-query",
+				  "status must be one of queued, sending, deferred, relayed, delivered, failed");
+	if (f.after && !id_text_valid(f.after))
+		return send_error(a, c, 400, "invalid-query", "after must be a notice id");
+	struct notice_rec *recs = NULL;
+	size_t n = 0;
+	if (store_notice_list(a->app->store, &f, &recs, &n, &err) != 0)
+		return send_problem(a, c, &err);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, notice_json(&recs[i], NULL, 0));
+	json_t *next = n == (size_t)f.limit ? json_string(recs[n - 1].id) : json_null();
+	notice_recs_free(recs, n);
+	return send_json(c, 200, json_pack("{s:o,s:o}", "notices", arr, "next", next), NULL);
+}
+
+static enum MHD_Result get_message(struct api *a, struct MHD_Connection *c, const char *id)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	if (authenticate(a, c, &key, &err))
+		return send_problem(a, c, &err);
+	struct notice_rec rec;
+	int found = id_text_valid(id) ? store_notice_get(a->app->store, id, key.id, &rec, &err) : 0;
+	if (found < 0)
+		return send_problem(a, c, &err);
+	if (found == 0)
+		return send_error(a, c, 404, "not-found", "no notice with this id for this API key");
+	notice_rec_free(&rec);
+	struct buf eml = BUF_INIT;
+	char hex[65];
+	found = store_message_get(a->app->store, id, &eml, hex, &err);
+	if (found <= 0) {
+		buf_free(&eml);
+		if (found < 0)
+			return send_problem(a, c, &err);
+		return send_error(a, c, 404, "not-sealed",
+				  "the message has not been composed yet; try again shortly");
+	}
+	uint8_t d[32];
+	hex_decode(hex, 64, d, sizeof(d));
+	struct buf dig = BUF_INIT;
+	buf_puts(&dig, "sha-256=:");
+	base64_encode(&dig, d, 32, 0);
+	buf_puts(&dig, ":");
+	const char *hdrs[] = {"Repr-Digest", dig.data, "X-Selo-SHA256", hex, NULL};
+	enum MHD_Result r = send_bytes(c, 200, "message/rfc822", eml.data, eml.len, hdrs);
+	buf_free(&eml);
+	buf_free(&dig);
+	return r;
+}
+
+static enum MHD_Result get_health(struct api *a, struct MHD_Connection *c)
+{
+	struct selo_err err;
+	err_clear(&err);
+	int ok = store_ping(a->app->store, &err) == 0;
+	json_t *o = json_pack("{s:s,s:s,s:s}", "status", ok ? "ok" : "unavailable", "store",
+			      ok ? "ok" : "failing", "transport",
+			      a->app->cfg.smtp_mode == SMTP_RELAY ? "relay"
+			      : a->app->cfg.smtp_mode == SMTP_MX ? "mx" : "maildir");
+	return send_json(c, ok ? 200 : 503, o, NULL);
+}
+
+static enum MHD_Result get_metrics(struct api *a, struct MHD_Connection *c)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct store_counts k;
+	memset(&k, 0, sizeof(k));
+	store_counts(a->app->store, &k, &err);
+	struct selo_metrics *m = &a->app->metrics;
+	struct buf b = BUF_INIT;
+	buf_printf(&b,
+		   "# HELP selo_notices Notices by state.\n# TYPE selo_notices gauge\n"
+		   "selo_notices{state=\"queued\"} %lld\nselo_notices{state=\"sending\"} %lld\n"
+		   "selo_notices{state=\"deferred\"} %lld\nselo_notices{state=\"relayed\"} %lld\n"
+		   "selo_notices{state=\"delivered\"} %lld\nselo_notices{state=\"failed\"} %lld\n"
+		   "# HELP selo_events Events recorded.\n# TYPE selo_events gauge\nselo_events %lld\n",
+		   (long long)k.queued, (long long)k.sending, (long long)k.deferred,
+		   (long long)k.relayed, (long long)k.delivered, (long long)k.failed,
+		   (long long)k.events);
+	struct { const char *name; atomic_llong *v; } ctr[] = {
+		{"selo_http_requests_total", &m->http_requests},
+		{"selo_http_client_errors_total", &m->http_4xx},
+		{"selo_http_server_errors_total", &m->http_5xx},
+		{"selo_notices_accepted_total", &m->notices_accepted},
+		{"selo_notices_replayed_total", &m->notices_replayed},
+		{"selo_notices_rejected_total", &m->notices_rejected},
+		{"selo_smtp_sessions_total", &m->smtp_sessions},
+		{"selo_messages_sealed_total", &m->messages_sealed},
+		{"selo_messages_accepted_total", &m->messages_accepted},
+		{"selo_messages_deferred_total", &m->messages_deferred},
+		{"selo_messages_failed_total", &m->messages_failed},
+	};
+	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++)
+		buf_printf(&b, "# TYPE %s counter\n%s %lld\n", ctr[i].name, ctr[i].name,
+			   (long long)atomic_load(ctr[i].v));
+	enum MHD_Result r = send_bytes(c, 200, "text/plain; version=0.0.4", b.data, b.len, NULL);
+	buf_free(&b);
+	return r;
+}
+
+/* ---- routing */
+
+static enum MHD_Result method_not_allowed(struct api *a, struct MHD_Connection *c,
+					  const char *allow)
+{
+	struct selo_err e;
+	err_clear(&e);
+	err_set(&e, 405, "method-not-allowed", "this path accepts %s", allow);
+	atomic_fetch_add(&a->app->metrics.http_4xx, 1);
+	json_t *p = problem_json(&e);
+	char *s = json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(p);
+	const char *h[] = {"Allow", allow, NULL};
+	enum MHD_Result r = send_bytes(c, 405, "application/problem+json", s, strlen(s), h);
+	free(s);
+	return r;
+}
+
+static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char *url,
+			     const char *method, struct req *r)
+{
+	int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+	int post = !strcmp(method, "POST");
+	if (!strcmp(url, "/healthz"))
+		return get ? get_health(a, c) : method_not_allowed(a, c, "GET");
+	if (!strcmp(url, "/metrics"))
+		return get ? get_metrics(a, c) : method_not_allowed(a, c, "GET");
+	if (!strcmp(url, "/v1/notices")) {
+		if (post)
+			return post_notice(a, c, r);
+		return get ? list_notices(a, c) : method_not_allowed(a, c, "GET, POST");
+	}
+	if (!strcmp(url, "/v1/notices/batch"))
+		return post ? post_batch(a, c, r) : method_not_allowed(a, c, "POST");
+	if (!strncmp(url, "/v1/notices/", 12)) {
+		char id[64];
+		const char *rest = url + 12;
+		size_t n = strcspn(rest, "/");
+		if (n == 0 || n >= sizeof(id))
+			return send_error(a, c, 404, "not-found", "no such resource");
+		memcpy(id, rest, n);
+		id[n] = '\0';
+		if (!rest[n])
+			return get ? get_notice(a, c, id) : method_not_allowed(a, c, "GET");
+		if (!strcmp(rest + n, "/message"))
+			return get ? get_message(a, c, id) : method_not_allowed(a, c, "GET");
+	}
+	return send_error(a, c, 404, "not-found", "no such resource; see docs/api.md");
+}
+
+static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	(void)version;
+	struct api *a = cls;
+	struct req *r = *con_cls;
+	if (!r) {
+		atomic_fetch_add(&a->app->metrics.http_requests, 1);
+		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+		if (cl && strtoull(cl, NULL, 10) > a->app->cfg.api_max_body) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "the body is larger than the limit of %zu bytes",
+				 a->app->cfg.api_max_body);
+			return send_error(a, c, 413, "body-too-large", msg);
+		}
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return MHD_NO;
+		*con_cls = r;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (!r->too_big && r->body.len + *upload_size <= a->app->cfg.api_max_body)
+			buf_append(&r->body, upload, *upload_size);
+		else
+			r->too_big = 1;
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (r->too_big) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "the body is larger than the limit of %zu bytes",
+			 a->app->cfg.api_max_body);
+		return send_error(a, c, 413, "body-too-large", msg);
+	}
+	return route(a, c, url, method, r);
+}
+
+static void api_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			  enum MHD_RequestTerminationCode toe)
+{
+	(void)cls, (void)c, (void)toe;
+	struct req *r = *con_cls;
+	if (!r)
+		return;
+	buf_free(&r->body);
+	free(r);
+	*con_cls = NULL;
+}
+
+int api_parse_listen(const char *listen, struct sockaddr_storage *ss, unsigned *len)
+{
+	char host[128];
+	const char *colon = strrchr(listen, ':');
+	if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof(host))
+		return -1;
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (*end || port < 0 || port > 65535 || end == colon + 1)
+		return -1;
+	memcpy(host, listen, (size_t)(colon - listen));
+	host[colon - listen] = '\0';
+	memset(ss, 0, sizeof(*ss));
+	if (host[0] == '[') {
+		size_t hl = strlen(host);
+		if (hl < 3 || host[hl - 1] != ']')
+			return -1;
+		host[hl - 1] = '\0';
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1)
+			return -1;
+		*len = sizeof(*s6);
+		return 0;
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	s4->sin_family = AF_INET;
+	s4->sin_port = htons((uint16_t)port);
+	if (!strcmp(host, "localhost"))
+		snprintf(host, sizeof(host), "127.0.0.1");
+	if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+		return -1;
+	*len = sizeof(*s4);
+	return 0;
+}
+
+int api_start(struct selo *app, struct api **out, struct selo_err *err)
+{
+	struct sockaddr_storage ss;
+	unsigned sl;
+	if (api_parse_listen(app->cfg.api_listen, &ss, &sl) != 0)
+		return err_set(err, 500, "config", "api.listen = %s is not host:port",
+			       app->cfg.api_listen);
+	struct api *a = calloc(1, sizeof(*a));
+	if (!a)
+		abort();
+	a->app = app;
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	a->d = MHD_start_daemon(flags, 0, NULL, NULL, api_access, a,
+				MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+				MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg.api_threads,
+				MHD_OPTION_NOTIFY_COMPLETED, api_completed, a,
+				MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+				MHD_OPTION_CONNECTION_LIMIT, 1024u,
+				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+				MHD_OPTION_END);
+	if (!a->d) {
+		free(a);
+		return err_set(err, 500, "listen", "cannot listen on %s (api.listen): address in use or not allowed",
+			       app->cfg.api_listen);
+	}
+	*out = a;
+	return 0;
+}
+
+void api_stop(struct api *a)
+{
+	if (!a)
+		return;
+	MHD_stop_daemon(a->d);
+	free(a);
+}

@@ -1,0 +1,257 @@
+/* config.c: embedded defaults and DIR/selo.conf (INI, libinih) on top (see
+ * config.h). Each key is described once in a table (section, name, kind,
+ * where it goes), so parsing, validation and the error for an unknown key
+ * come from one place. A bad line fails the load with its line number. */
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "selo/config.h"
+#include "selo/fileio.h"
+
+enum kind { K_STR, K_INT, K_SIZE, K_BOOL, K_MODE, K_TLS };
+
+struct key {
+	const char *section, *name;
+	enum kind kind;
+	size_t off, size;  /* offset and size of the field in struct selo_config */
+	long long min, max; /* for K_INT / K_SIZE */
+};
+
+#define STR(sec, nm, field) {sec, nm, K_STR, offsetof(struct selo_config, field), \
+	sizeof(((struct selo_config *)0)->field), 0, 0}
+#define INT(sec, nm, field, lo, hi) {sec, nm, K_INT, offsetof(struct selo_config, field), \
+	sizeof(int), lo, hi}
+#define SIZE(sec, nm, field, lo, hi) {sec, nm, K_SIZE, offsetof(struct selo_config, field), \
+	sizeof(size_t), lo, hi}
+
+static const struct key KEYS[] = {
+	STR("api", "listen", api_listen),
+	SIZE("api", "max_body", api_max_body, 1024, 1LL << 30),
+	INT("api", "threads", api_threads, 1, 64),
+	SIZE("limits", "max_attachments", max_attachments, 0, 100),
+	SIZE("limits", "max_attachment_bytes", max_attachment_bytes, 1, 1LL << 30),
+	SIZE("limits", "max_message_bytes", max_message_bytes, 1024, 1LL << 30),
+	SIZE("limits", "max_batch", max_batch, 1, 10000),
+	SIZE("limits", "max_text_bytes", max_text_bytes, 64, 16LL << 20),
+	STR("track", "listen", track_listen),
+	STR("track", "base_url", track_base_url),
+	{"smtp", "mode", K_MODE, offsetof(struct selo_config, smtp_mode), sizeof(int), 0, 0},
+	STR("smtp", "relay", smtp_relay),
+	{"smtp", "starttls", K_TLS, offsetof(struct selo_config, starttls), sizeof(int), 0, 0},
+	STR("smtp", "auth_user", smtp_auth_user),
+	STR("smtp", "auth_password", smtp_auth_password),
+	STR("smtp", "cafile", smtp_cafile),
+	{"smtp", "tls_verify", K_BOOL, offsetof(struct selo_config, smtp_tls_verify), sizeof(int), 0, 1},
+	INT("smtp", "timeout_ms", smtp_timeout_ms, 100, 3600000),
+	STR("smtp", "helo", smtp_helo),
+	STR("smtp", "mx_override", smtp_mx_override),
+	STR("smtp", "resolver", smtp_resolver),
+	STR("mail", "domain", mail_domain),
+	STR("mail", "from_address", mail_from_address),
+	STR("mail", "from_name", mail_from_name),
+	STR("mail", "return_path", mail_return_path),
+	STR("dkim", "domain", dkim_domain),
+	STR("dkim", "selector", dkim_selector),
+	INT("sender", "workers", sender_workers, 1, 64),
+	INT("sender", "batch", sender_batch, 1, 1000),
+	INT("sender", "retry_base", retry_base_s, 1, 86400),
+	INT("sender", "retry_max", retry_max_s, 1, 7 * 86400),
+	INT("sender", "lifetime", lifetime_s, 1, 30 * 86400),
+	STR("tsa", "url", tsa_url),
+	STR("log", "origin", log_origin),
+	STR("templates", "dir", templates_dir),
+};
+
+void config_defaults(struct selo_config *c, const char *data_dir)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->data_dir, sizeof(c->data_dir), "%s", data_dir);
+	snprintf(c->api_listen, sizeof(c->api_listen), "127.0.0.1:8480");
+	c->api_max_body = 32u << 20;
+	c->api_threads = 2;
+	c->max_attachments = 10;
+	c->max_attachment_bytes = 10u << 20;
+	c->max_message_bytes = 25u << 20;
+	c->max_batch = 1000;
+	c->max_text_bytes = 256u << 10;
+	snprintf(c->track_listen, sizeof(c->track_listen), "127.0.0.1:8481");
+	snprintf(c->track_base_url, sizeof(c->track_base_url), "http://127.0.0.1:8481");
+	c->smtp_mode = SMTP_MAILDIR;
+	c->starttls = STARTTLS_TRY;
+	c->smtp_timeout_ms = 60000;
+	snprintf(c->mail_domain, sizeof(c->mail_domain), "example.com");
+	snprintf(c->mail_from_name, sizeof(c->mail_from_name), "Selo");
+	snprintf(c->dkim_selector, sizeof(c->dkim_selector), "selo");
+	c->sender_workers = 2;
+	c->sender_batch = 50;
+	c->retry_base_s = 60;
+	c->retry_max_s = 4 * 3600;
+	c->lifetime_s = 5 * 86400;
+}
+
+/* Values derived from others unless set explicitly. */
+static void config_derive(struct selo_config *c)
+{
+	if (!c->mail_from_address[0])
+		snprintf(c->mail_from_address, sizeof(c->mail_from_address), "notificacoes@%s",
+			 c->mail_domain);
+	if (!c->mail_return_path[0])
+		snprintf(c->mail_return_path, sizeof(c->mail_return_path), "%s", c->mail_from_address);
+	if (!c->dkim_domain[0])
+		snprintf(c->dkim_domain, sizeof(c->dkim_domain), "%s", c->mail_domain);
+	if (!c->smtp_helo[0])
+		snprintf(c->smtp_helo, sizeof(c->smtp_helo), "%s", c->mail_domain);
+	if (!c->log_origin[0])
+		snprintf(c->log_origin, sizeof(c->log_origin), "%.200s/selo-log", c->mail_domain);
+	size_t n = strlen(c->track_base_url);
+	while (n > 0 && c->track_base_url[n - 1] == '/')
+		c->track_base_url[--n] = '\0';
+}
+
+struct parse_ctx {
+	struct selo_config *c;
+	struct selo_err *err;
+	const char *path;
+	int failed;
+	char why[320];
+};
+
+static int parse_number(const char *v, long long min, long long max, long long *out)
+{
+	char *end;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	long long mult = 1;
+	if (end != v && (*end == 'k' || *end == 'K'))
+		mult = 1024, end++;
+	else if (end != v && (*end == 'm' || *end == 'M'))
+		mult = 1024 * 1024, end++;
+	if (errno || end == v || *end || n < 0 || (mult > 1 && n > LLONG_MAX / mult))
+		return -1;
+	n *= mult;
+	if (n < min || n > max)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+static int set_value(const struct key *k, struct selo_config *c, const char *v, char *why, size_t wn)
+{
+	char *field = (char *)c + k->off;
+	long long n;
+	switch (k->kind) {
+	case K_STR:
+		if (strlen(v) >= k->size)
+			return snprintf(why, wn, "longer than %zu characters", k->size - 1), -1;
+		memcpy(field, v, strlen(v) + 1);
+		return 0;
+	case K_INT:
+	case K_SIZE:
+		if (parse_number(v, k->min, k->max, &n))
+			return snprintf(why, wn, "must be a number from %lld to %lld (k/M suffixes allowed)",
+					k->min, k->max), -1;
+		if (k->kind == K_INT)
+			*(int *)field = (int)n;
+		else
+			*(size_t *)field = (size_t)n;
+		return 0;
+	case K_BOOL:
+		if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1"))
+			return *(int *)field = 1, 0;
+		if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0"))
+			return *(int *)field = 0, 0;
+		return snprintf(why, wn, "must be yes or no"), -1;
+	case K_MODE:
+		if (!strcmp(v, "maildir"))
+			return *(int *)field = SMTP_MAILDIR, 0;
+		if (!strcmp(v, "relay"))
+			return *(int *)field = SMTP_RELAY, 0;
+		if (!strcmp(v, "mx"))
+			return *(int *)field = SMTP_MX, 0;
+		return snprintf(why, wn, "must be maildir, relay or mx"), -1;
+	case K_TLS:
+		if (!strcmp(v, "no"))
+			return *(int *)field = STARTTLS_NO, 0;
+		if (!strcmp(v, "try"))
+			return *(int *)field = STARTTLS_TRY, 0;
+		if (!strcmp(v, "require"))
+			return *(int *)field = STARTTLS_REQUIRE, 0;
+		return snprintf(why, wn, "must be no, try or require"), -1;
+	}
+	return -1;
+}
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse_ctx *p = user;
+	if (p->failed)
+		return 0;
+	char why[160] = "unknown key";
+	for (size_t i = 0; i < sizeof(KEYS) / sizeof(KEYS[0]); i++) {
+		if (strcmp(KEYS[i].section, section) || strcmp(KEYS[i].name, name))
+			continue;
+		if (set_value(&KEYS[i], p->c, value, why, sizeof(why)) == 0)
+			return 1;
+		break;
+	}
+	/* inih reports the line of the first refused key as its return value. */
+	p->failed = 1;
+	snprintf(p->why, sizeof(p->why), "[%s] %s: %s", section, name, why);
+	return 0;
+}
+
+char *config_path(const struct selo_config *c, const char *rel, char *out, size_t n)
+{
+	snprintf(out, n, "%s/%s", c->data_dir, rel);
+	return out;
+}
+
+int config_load(const char *data_dir, struct selo_config *c, struct selo_err *err)
+{
+	config_defaults(c, data_dir);
+	char path[1100];
+	config_path(c, "selo.conf", path, sizeof(path));
+	struct buf text = BUF_INIT;
+	if (file_read(path, 1 << 20, &text, err) != 0) {
+		buf_free(&text);
+		return err_set(err, 500, "config", "cannot read %s (run `selo init --data %s` first)",
+			       path, data_dir);
+	}
+	struct parse_ctx p = {c, err, path, 0, ""};
+	int r = ini_parse_string(buf_str(&text), on_ini, &p);
+	buf_free(&text);
+	if (p.failed)
+		return err_set(err, 500, "config", "%s line %d: %s", path, r, p.why);
+	if (r != 0)
+		return err_set(err, 500, "config", "%s line %d: not a valid INI line", path, r);
+	config_derive(c);
+	if (c->smtp_mode == SMTP_RELAY && !c->smtp_relay[0])
+		return err_set(err, 500, "config", "%s: smtp.mode = relay needs smtp.relay = host:port",
+			       path);
+	return 0;
+}
+
+int config_write_initial(const char *path, const char *domain, const char *selector,
+			 const char *origin, struct selo_err *err)
+{
+	struct buf b = BUF_INIT;
+	buf_printf(&b,
+		   "# Selo configuration (INI). Every key and its default: docs/operations.md.\n"
+		   "\n[api]\n# Private API listener (collection systems).\nlisten = 127.0.0.1:8480\n"
+		   "\n[track]\n# Public tracker listener (recipients), and the URL that reaches it.\n"
+		   "listen = 127.0.0.1:8481\nbase_url = http://127.0.0.1:8481\n"
+		   "\n[smtp]\n# maildir (write to DIR/outbox, no network) | relay | mx\nmode = maildir\n"
+		   "# relay = smtp.example.net:587\nstarttls = try\n"
+		   "\n[mail]\ndomain = %s\nfrom_address = notificacoes@%s\nfrom_name = Selo\n"
+		   "\n[dkim]\nselector = %s\n"
+		   "\n[log]\norigin = %s\n"
+		   "\n[tsa]\n# Empty: the built-in TSA. Else the URL of an RFC 3161 server.\nurl =\n"
+		   "\n[sender]\nworkers = 2\n",
+		   domain, domain, selector, origin);
+	int r = file_write_atomic(path, b.data, b.len, 0600, err);
+	buf_free(&b);
+	return r;
+}

@@ -1,0 +1,419 @@
+/* sender.c: sender workers (see sender.h). Each worker owns a transport
+ * and loops: claim a batch of due notices, seal the unsealed ones (the
+ * sealed bytes are stored and committed BEFORE anything is sent, so a resend
+ * after a crash sends the very same bytes), send the batch, record the
+ * outcomes in one transaction. Idle workers sleep until sender_notify or
+ * the next deferred notice is due (at most a second). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include "selo/clock.h"
+#include "selo/compose.h"
+#include "selo/diag.h"
+#include "selo/event.h"
+#include "selo/sender.h"
+#include "selo/transport.h"
+
+struct sender {
+	struct selo *app;
+	pthread_t *threads;
+	int nthreads;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop;
+	unsigned long gen; /* bumped by sender_notify */
+};
+
+/* One notice's way through a batch. */
+struct item {
+	struct notice_rec rec;
+	struct buf eml;          /* the sealed bytes */
+	struct compose_out out;  /* when sealed in this batch */
+	int sealed_now;
+	int failed;              /* could not be sealed: fails without sending */
+	char fail_reason[320];
+	struct transport_msg msg;
+	json_t *fields;
+	struct disclosures disc;
+};
+
+int64_t sender_backoff_s(int attempts, int base_s, int max_s)
+{
+	int64_t d = base_s;
+	for (int i = 1; i < attempts && d < max_s; i++)
+		d *= 2;
+	return d < max_s ? d : max_s;
+}
+
+/* Renders the stored submission into subject/text/html. */
+static int render_payload(struct selo *app, const json_t *p, struct rendered *r,
+			  struct selo_err *err)
+{
+	memset(r, 0, sizeof(*r));
+	const char *tname = json_string_value(json_object_get(p, "template"));
+	if (tname) {
+		const struct template *t = template_find(app->templates, tname);
+		if (!t)
+			return err_set(err, 500, "render", "template %s is no longer available", tname);
+		return template_render(t, json_object_get(p, "vars"), r, err);
+	}
+	const char *s = json_string_value(json_object_get(p, "subject"));
+	const char *t = json_string_value(json_object_get(p, "text"));
+	const char *h = json_string_value(json_object_get(p, "html"));
+	r->subject = strdup(s ? s : "");
+	r->text = strdup(t ? t : "");
+	r->html = h ? strdup(h) : NULL;
+	return 0;
+}
+
+static int track_flag(const json_t *p, const char *name)
+{
+	json_t *v = json_object_get(json_object_get(p, "track"), name);
+	return v ? json_is_true(v) : 1;
+}
+
+static int seal_one(struct selo *app, struct item *it, struct selo_err *err)
+{
+	json_t *p = json_loads(it->rec.payload_json, 0, NULL);
+	if (!p)
+		return err_set(err, 500, "render", "stored submission is not readable");
+	struct rendered r;
+	struct attachment_rec *att = NULL;
+	size_t natt = 0;
+	int rc = -1;
+	if (render_payload(app, p, &r, err) != 0)
+		goto out;
+	if (store_attachments_of(app->store, it->rec.id, &att, &natt, err) != 0)
+		goto out_r;
+	struct compose_in in = {
+		.notice_id = it->rec.id,
+		.to = it->rec.to,
+		.to_name = json_string_value(json_object_get(p, "to_name")),
+		.subject = r.subject,
+		.text = r.text,
+		.html = r.html,
+		.att = att,
+		.natt = natt,
+		.track_opens = track_flag(p, "opens"),
+		.track_clicks = track_flag(p, "clicks"),
+		.track_read = track_flag(p, "read_confirmation"),
+		.now_ms = clock_now_ms(),
+	};
+	rc = compose_message(app->composer, &in, &it->out, err);
+	if (rc == 0) {
+		it->sealed_now = 1;
+		buf_append(&it->eml, it->out.eml.data, it->out.eml.len);
+	}
+	attachment_recs_free(att, natt);
+out_r:
+	rendered_free(&r);
+out:
+	json_decref(p);
+	return rc;
+}
+
+/* Gets the bytes to send: the stored message, or a newly composed one. */
+static void prepare_item(struct selo *app, struct item *it)
+{
+	struct selo_err err;
+	err_clear(&err);
+	if (it->rec.sha256[0]) {
+		char hex[65];
+		if (store_message_get(app->store, it->rec.id, &it->eml, hex, &err) == 1)
+			return;
+	} else if (seal_one(app, it, &err) == 0) {
+		return;
+	}
+	it->failed = 1;
+	snprintf(it->fail_reason, sizeof(it->fail_reason), "the message could not be composed: %.250s",
+		 err.msg);
+	diag_error("notice %s: %s", it->rec.id, it->fail_reason);
+}
+
+static int store_seals(struct selo *app, struct item *items, size_t n)
+{
+	struct seal_rec *seals = calloc(n, sizeof(*seals));
+	struct token_rec **toks = calloc(n, sizeof(*toks));
+	if (!seals || !toks)
+		abort();
+	size_t ns = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+		if (!it->sealed_now)
+			continue;
+		struct compose_out *o = &it->out;
+		toks[ns] = calloc(o->ntokens + 1, sizeof(struct token_rec));
+		if (!toks[ns])
+			abort();
+		for (size_t k = 0; k < o->ntokens; k++)
+			toks[ns][k] = (struct token_rec){o->tokens[k].token, o->tokens[k].kind,
+							  o->tokens[k].link, o->tokens[k].url};
+		seals[ns] = (struct seal_rec){it->rec.id, o->eml.data, o->eml.len, {0}, o->message_id,
+					      toks[ns], o->ntokens, o->event_fields, NULL};
+		memcpy(seals[ns].sha256, o->sha256, 65);
+		ns++;
+	}
+	struct selo_err err;
+	err_clear(&err);
+	int r = ns ? store_notices_sealed(app->store, seals, ns, &err) : 0;
+	if (r != 0)
+		diag_error("cannot store sealed messages: %s", err.msg);
+	else
+		atomic_fetch_add(&app->metrics.messages_sealed, (long long)ns);
+	for (size_t i = 0; i < ns; i++)
+		free(toks[i]);
+	free(toks);
+	free(seals);
+	return r;
+}
+
+static json_t *attempt_fields(struct item *it, const char *transport, int attempt)
+{
+	struct transport_msg *m = &it->msg;
+	const uint8_t *salt = it->rec.salt;
+	json_t *f = json_pack("{s:i,s:s,s:s}", "attempt", attempt, "transport", transport, "peer",
+			      m->peer);
+	if (m->code)
+		json_object_set_new(f, "code", json_integer(m->code));
+	if (m->enhanced[0])
+		json_object_set_new(f, "enhanced", json_string(m->enhanced));
+	/* Replies and transcripts can quote the recipient's address: commitments. */
+	if (m->reply.len)
+		json_object_set_new(f, "reply", json_string(disclose(&it->disc, salt, m->reply.data,
+								     m->reply.len)));
+	if (m->tls[0])
+		json_object_set_new(f, "tls", json_string(m->tls));
+	if (m->error[0])
+		json_object_set_new(f, "error", json_string(m->error));
+	if (m->transcript.len)
+		json_object_set_new(f, "transcript",
+				    json_string(disclose(&it->disc, salt, m->transcript.data,
+							 m->transcript.len)));
+	return f;
+}
+
+static void decide(struct selo *app, struct transport *t, struct item *it, int64_t now,
+		   struct result_rec *out)
+{
+	const struct selo_config *cfg = &app->cfg;
+	int attempt = it->rec.attempts + 1;
+	memset(out, 0, sizeof(*out));
+	out->id = it->rec.id;
+	out->disc = &it->disc;
+	if (it->failed) {
+		it->fields = json_pack("{s:i,s:s}", "attempt", attempt, "reason", it->fail_reason);
+		*out = (struct result_rec){it->rec.id, EV_DELIVERY_FAILED, it->fields, "failed", 0,
+					   it->fail_reason, &it->disc};
+		atomic_fetch_add(&app->metrics.messages_failed, 1);
+		return;
+	}
+	it->fields = attempt_fields(it, transport_name(t), attempt);
+	const char *summary = it->msg.error[0] ? it->msg.error : buf_str(&it->msg.reply);
+	static __thread char last[320];
+	snprintf(last, sizeof(last), "%d %s", it->msg.code, summary);
+	switch (it->msg.outcome) {
+	case TRANSPORT_ACCEPTED:
+		*out = (struct result_rec){it->rec.id, transport_accept_event(t), it->fields,
+					   !strcmp(transport_accept_event(t), EV_DELIVERY_ACCEPTED)
+						   ? "delivered" : "relayed",
+					   0, NULL, &it->disc};
+		atomic_fetch_add(&app->metrics.messages_accepted, 1);
+		return;
+	case TRANSPORT_PERMFAIL:
+		json_object_set_new(it->fields, "reason", json_string("rejected"));
+		*out = (struct result_rec){it->rec.id, EV_DELIVERY_FAILED, it->fields, "failed", 0,
+					   strdup(last), &it->disc};
+		atomic_fetch_add(&app->metrics.messages_failed, 1);
+		return;
+	case TRANSPORT_TEMPFAIL:
+		break;
+	}
+	int64_t next = now + sender_backoff_s(attempt, cfg->retry_base_s, cfg->retry_max_s) * 1000;
+	if (next - it->rec.created_ms > (int64_t)cfg->lifetime_s * 1000) {
+		json_object_set_new(it->fields, "reason", json_string("expired"));
+		*out = (struct result_rec){it->rec.id, EV_DELIVERY_FAILED, it->fields, "failed", 0,
+					   strdup(last), &it->disc};
+		atomic_fetch_add(&app->metrics.messages_failed, 1);
+		return;
+	}
+	char ts[32];
+	clock_rfc3339(next, ts);
+	json_object_set_new(it->fields, "retry_at", json_string(ts));
+	*out = (struct result_rec){it->rec.id, EV_DELIVERY_DEFERRED, it->fields, "deferred", next,
+				   strdup(last), &it->disc};
+	atomic_fetch_add(&app->metrics.messages_deferred, 1);
+}
+
+static void process_batch(struct selo *app, struct transport *t, struct notice_rec *recs,
+			  size_t n)
+{
+	struct item *items = calloc(n, sizeof(*items));
+	if (!items)
+		abort();
+	for (size_t i = 0; i < n; i++) {
+		items[i].rec = recs[i];
+		prepare_item(app, &items[i]);
+	}
+	if (store_seals(app, items, n) != 0) {
+		/* Nothing sealed was stored: send nothing; the notices stay in
+		 * `sending` and go back to the queue at the next start. */
+		goto out;
+	}
+	struct transport_msg *msgs = calloc(n, sizeof(*msgs));
+	size_t *which = calloc(n, sizeof(*which));
+	if (!msgs || !which)
+		abort();
+	size_t nm = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].failed)
+			continue;
+		msgs[nm] = (struct transport_msg){.notice_id = items[i].rec.id,
+						  .mail_from = app->cfg.mail_return_path,
+						  .rcpt = items[i].rec.to,
+						  .data = items[i].eml.data,
+						  .len = items[i].eml.len};
+		which[nm++] = i;
+	}
+	if (nm) {
+		atomic_fetch_add(&app->metrics.smtp_sessions, 1);
+		transport_send(t, msgs, nm);
+	}
+	for (size_t k = 0; k < nm; k++)
+		items[which[k]].msg = msgs[k];
+	free(msgs);
+	free(which);
+
+	struct result_rec *res = calloc(n, sizeof(*res));
+	if (!res)
+		abort();
+	int64_t now = clock_now_ms();
+	for (size_t i = 0; i < n; i++)
+		decide(app, t, &items[i], now, &res[i]);
+	struct selo_err err;
+	err_clear(&err);
+	if (store_delivery_results(app->store, res, n, &err) != 0)
+		diag_error("cannot record delivery results: %s", err.msg);
+	for (size_t i = 0; i < n; i++)
+		if (res[i].last_error && res[i].last_error != items[i].fail_reason)
+			free((char *)res[i].last_error);
+	free(res);
+out:
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+		buf_free(&it->eml);
+		if (it->sealed_now)
+			compose_out_free(&it->out);
+		transport_msg_free(&it->msg);
+		json_decref(it->fields);
+		disclosures_free(&it->disc);
+		notice_rec_free(&it->rec);
+	}
+	free(items);
+	free(recs);
+}
+
+static void wait_for_work(struct sender *s, unsigned long seen)
+{
+	int64_t now = clock_now_ms();
+	int64_t due = store_next_due(s->app->store);
+	int64_t wait = 1000;
+	if (due > 0 && due - now < wait)
+		wait = due - now > 10 ? due - now : 10;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += wait / 1000;
+	ts.tv_nsec += (wait % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&s->mu);
+	while (!s->stop && s->gen == seen)
+		if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) != 0)
+			break;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void *worker(void *arg)
+{
+	struct sender *s = arg;
+	struct selo *app = s->app;
+	struct selo_err err;
+	err_clear(&err);
+	struct transport *t = NULL;
+	if (transport_open(&app->cfg, &t, &err) != 0) {
+		diag_error("sender worker cannot start: %s", err.msg);
+		return NULL;
+	}
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		int stop = s->stop;
+		unsigned long seen = s->gen;
+		pthread_mutex_unlock(&s->mu);
+		if (stop)
+			break;
+		struct notice_rec *recs = NULL;
+		size_t n = 0;
+		err_clear(&err);
+		if (store_claim_due(app->store, clock_now_ms(), (size_t)app->cfg.sender_batch, &recs, &n,
+				    &err) != 0) {
+			diag_error("cannot claim notices: %s", err.msg);
+			wait_for_work(s, seen);
+			continue;
+		}
+		if (n == 0) {
+			free(recs);
+			wait_for_work(s, seen);
+			continue;
+		}
+		process_batch(app, t, recs, n);
+	}
+	transport_close(t);
+	return NULL;
+}
+
+int sender_start(struct selo *app, struct sender **out, struct selo_err *err)
+{
+	struct sender *s = calloc(1, sizeof(*s));
+	if (!s)
+		abort();
+	s->app = app;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	s->threads = calloc((size_t)app->cfg.sender_workers, sizeof(pthread_t));
+	if (!s->threads)
+		abort();
+	for (int i = 0; i < app->cfg.sender_workers; i++) {
+		if (pthread_create(&s->threads[i], NULL, worker, s) != 0) {
+			sender_stop(s);
+			return err_set(err, 500, "thread", "cannot start sender worker %d", i);
+		}
+		s->nthreads++;
+	}
+	*out = s;
+	return 0;
+}
+
+void sender_notify(struct sender *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->gen++;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void sender_stop(struct sender *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->stop = 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	for (int i = 0; i < s->nthreads; i++)
+		pthread_join(s->threads[i], NULL);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	free(s->threads);
+	free(s);
+}

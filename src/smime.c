@@ -1,0 +1,357 @@
+/* smime.c: S/MIME signing with OpenSSL CMS (see smime.h). smime_sign makes
+ * a detached CAdES-BES SignedData over the exact entity bytes (CMS_BINARY:
+ * no canonicalisation by OpenSSL, the caller already wrote CRLF), may add
+ * a signature timestamp as the unsigned attribute id-aa-timeStampToken
+ * (CAdES-T), and writes the multipart/signed wrapper itself so that the
+ * signed part is byte for byte the entity. Errors say which file or step
+ * failed, with OpenSSL's reasons appended. A loaded signer is never written
+ * to again, so threads may share it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/bio.h>
+#include <openssl/cms.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs7.h>
+#include <openssl/ts.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include "selo/codec.h"
+#include "selo/crypto.h"
+#include "selo/smime.h"
+
+struct smime_signer {
+	EVP_PKEY *key;
+	X509 *cert;
+	STACK_OF(X509) *chain; /* intermediates to include; may be empty */
+	char subject[1024];
+	char cert_sha256[65];
+};
+
+/* ---- loading --------------------------------------------------------- */
+
+static int load_key(const char *path, EVP_PKEY **out, struct selo_err *err)
+{
+	BIO *b = BIO_new_file(path, "r");
+	if (!b) {
+		err_set(err, 500, "io", "cannot open S/MIME key %s", path);
+		err_add_openssl(err);
+		return -1;
+	}
+	*out = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+	BIO_free(b);
+	if (!*out) {
+		err_set(err, 500, "invalid-key", "%s is not an unencrypted PEM private key", path);
+		err_add_openssl(err);
+		return -1;
+	}
+	/* OpenSSL 3.0 cannot sign CMS with Ed25519 (no default digest). */
+	if (!EVP_PKEY_is_a(*out, "RSA") && !EVP_PKEY_is_a(*out, "EC"))
+		return err_set(err, 500, "invalid-key",
+			       "%s: S/MIME needs an RSA (2048 bits or more) or ECDSA P-256 key", path);
+	if (EVP_PKEY_is_a(*out, "RSA") && EVP_PKEY_get_bits(*out) < 2048)
+		return err_set(err, 500, "invalid-key", "%s: RSA key has %d bits; use 2048 or more",
+			       path, EVP_PKEY_get_bits(*out));
+	return 0;
+}
+
+static int load_cert(const char *path, X509 **out, struct selo_err *err)
+{
+	BIO *b = BIO_new_file(path, "r");
+	if (!b) {
+		err_set(err, 500, "io", "cannot open S/MIME certificate %s", path);
+		err_add_openssl(err);
+		return -1;
+	}
+	*out = PEM_read_bio_X509(b, NULL, NULL, NULL);
+	BIO_free(b);
+	if (!*out) {
+		err_set(err, 500, "invalid-cert", "%s is not a PEM certificate", path);
+		err_add_openssl(err);
+		return -1;
+	}
+	return 0;
+}
+
+static int load_chain(const char *path, STACK_OF(X509) *chain, struct selo_err *err)
+{
+	BIO *b = BIO_new_file(path, "r");
+	if (!b) {
+		err_set(err, 500, "io", "cannot open certificate chain %s", path);
+		err_add_openssl(err);
+		return -1;
+	}
+	X509 *x;
+	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		if (!sk_X509_push(chain, x)) {
+			X509_free(x);
+			break;
+		}
+	}
+	BIO_free(b);
+	ERR_clear_error(); /* the read that ended the loop hit end of file */
+	if (sk_X509_num(chain) == 0)
+		return err_set(err, 500, "invalid-cert", "%s holds no PEM certificate", path);
+	return 0;
+}
+
+static int describe_cert(struct smime_signer *s, struct selo_err *err)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	if (!b || X509_NAME_print_ex(b, X509_get_subject_name(s->cert), 0, XN_FLAG_RFC2253) < 0) {
+		BIO_free(b);
+		err_set(err, 500, "crypto", "cannot print the S/MIME certificate subject");
+		err_add_openssl(err);
+		return -1;
+	}
+	int n = BIO_read(b, s->subject, (int)sizeof(s->subject) - 1);
+	s->subject[n > 0 ? n : 0] = '\0';
+	BIO_free(b);
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	if (X509_digest(s->cert, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32) {
+		err_set(err, 500, "crypto", "cannot hash the S/MIME certificate");
+		err_add_openssl(err);
+		return -1;
+	}
+	hex_encode(md, 32, s->cert_sha256);
+	return 0;
+}
+
+/* Refuses a key/certificate pair that recipients would reject anyway. */
+static int check_pair(struct smime_signer *s, const char *key_path, const char *cert_path,
+		      struct selo_err *err)
+{
+	if (X509_check_private_key(s->cert, s->key) != 1) {
+		ERR_clear_error();
+		return err_set(err, 500, "invalid-cert", "%s does not belong to the key in %s",
+			       cert_path, key_path);
+	}
+	/* Also fills the certificate's extension cache now, so that later
+	 * concurrent signing only reads it. */
+	if (X509_check_purpose(s->cert, X509_PURPOSE_SMIME_SIGN, 0) != 1) {
+		ERR_clear_error();
+		return err_set(err, 500, "invalid-cert",
+			       "%s cannot sign e-mail: it needs extendedKeyUsage emailProtection "
+			       "and keyUsage digitalSignature (see certs/README.md)", cert_path);
+	}
+	return 0;
+}
+
+int smime_signer_load(const char *key_path, const char *cert_path, const char *chain_path,
+		      struct smime_signer **out, struct selo_err *err)
+{
+	*out = NULL;
+	struct smime_signer *s = calloc(1, sizeof(*s));
+	if (!s)
+		return err_set(err, 500, "internal", "out of memory");
+	s->chain = sk_X509_new_null();
+	if (!s->chain || load_key(key_path, &s->key, err) != 0 ||
+	    load_cert(cert_path, &s->cert, err) != 0 ||
+	    (chain_path && load_chain(chain_path, s->chain, err) != 0) ||
+	    check_pair(s, key_path, cert_path, err) != 0 || describe_cert(s, err) != 0) {
+		if (!s->chain)
+			err_set(err, 500, "internal", "out of memory");
+		smime_signer_free(s);
+		return -1;
+	}
+	*out = s;
+	return 0;
+}
+
+void smime_signer_free(struct smime_signer *s)
+{
+	if (!s)
+		return;
+	EVP_PKEY_free(s->key);
+	X509_free(s->cert);
+	sk_X509_pop_free(s->chain, X509_free);
+	free(s);
+}
+
+const char *smime_signer_subject(const struct smime_signer *s)
+{
+	return s->subject;
+}
+
+const char *smime_signer_cert_sha256(const struct smime_signer *s)
+{
+	return s->cert_sha256;
+}
+
+/* ---- signing --------------------------------------------------------- */
+
+static CMS_ContentInfo *cms_sign_detached(struct smime_signer *s, const char *entity,
+					  size_t len, struct selo_err *err)
+{
+	/* CADES adds signingCertificateV2; NOSMIMECAP drops the legacy cipher
+	 * list; PARTIAL lets us finalise with the exact bytes below. */
+	int fl = CMS_DETACHED | CMS_BINARY | CMS_NOSMIMECAP | CMS_CADES | CMS_PARTIAL;
+	BIO *in = BIO_new_mem_buf(entity, (int)len);
+	CMS_ContentInfo *cms = in ? CMS_sign(s->cert, s->key, s->chain, NULL, (unsigned)fl) : NULL;
+	if (cms && CMS_final(cms, in, NULL, (unsigned)(fl & ~CMS_PARTIAL)) != 1) {
+		CMS_ContentInfo_free(cms);
+		cms = NULL;
+	}
+	BIO_free(in);
+	if (!cms) {
+		err_set(err, 500, "crypto", "CMS signing failed");
+		err_add_openssl(err);
+	}
+	return cms;
+}
+
+/* A token is accepted only if it is a timestamp over exactly this
+ * signature: a wrong or garbled token must not be sealed into a notice. */
+static int token_check(const uint8_t *der, size_t len, const uint8_t digest[32],
+		       struct selo_err *err)
+{
+	const unsigned char *p = der;
+	PKCS7 *p7 = d2i_PKCS7(NULL, &p, (long)len);
+	int consumed = p7 && p == der + len;
+	TS_TST_INFO *tst = consumed ? PKCS7_to_TS_TST_INFO(p7) : NULL;
+	TS_MSG_IMPRINT *mi = tst ? TS_TST_INFO_get_msg_imprint(tst) : NULL;
+	ASN1_OCTET_STRING *h = mi ? TS_MSG_IMPRINT_get_msg(mi) : NULL;
+	X509_ALGOR *alg = mi ? TS_MSG_IMPRINT_get_algo(mi) : NULL;
+	const ASN1_OBJECT *oid = NULL;
+	if (alg)
+		X509_ALGOR_get0(&oid, NULL, NULL, alg);
+	int ok = h && oid && OBJ_obj2nid(oid) == NID_sha256 && ASN1_STRING_length(h) == 32 &&
+		 memcmp(ASN1_STRING_get0_data(h), digest, 32) == 0;
+	TS_TST_INFO_free(tst);
+	PKCS7_free(p7);
+	ERR_clear_error();
+	if (!consumed)
+		return err_set(err, 502, "tsa", "the TSA returned a token that is not DER CMS");
+	if (!ok)
+		return err_set(err, 502, "tsa",
+			       "the timestamp token does not cover this signature (expected a "
+			       "SHA-256 imprint of the signature value)");
+	return 0;
+}
+
+static int cms_timestamp(CMS_ContentInfo *cms, smime_tst_fn tst, void *arg,
+			 struct selo_err *err)
+{
+	CMS_SignerInfo *si = sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms), 0);
+	ASN1_OCTET_STRING *sv = si ? CMS_SignerInfo_get0_signature(si) : NULL;
+	if (!sv)
+		return err_set(err, 500, "crypto", "the CMS has no signature to timestamp");
+	/* CAdES-T / RFC 3161 Appendix A: the token covers the signature value. */
+	uint8_t digest[32];
+	sha256(ASN1_STRING_get0_data(sv), (size_t)ASN1_STRING_length(sv), digest);
+	uint8_t *der = NULL;
+	size_t len = 0;
+	if (tst(arg, digest, &der, &len, err) != 0) {
+		free(der);
+		return -1;
+	}
+	if (!der || len == 0 || len > 1 << 20) {
+		free(der);
+		return err_set(err, 502, "tsa", "the TSA returned an empty or oversized token");
+	}
+	int rc = token_check(der, len, digest, err);
+	if (rc == 0 &&
+	    CMS_unsigned_add1_attr_by_NID(si, NID_id_smime_aa_timeStampToken, V_ASN1_SEQUENCE, der,
+					  (int)len) != 1) {
+		err_set(err, 500, "crypto", "cannot add the timestamp to the signature");
+		err_add_openssl(err);
+		rc = -1;
+	}
+	free(der);
+	return rc;
+}
+
+static int cms_der(CMS_ContentInfo *cms, struct buf *out, struct selo_err *err)
+{
+	unsigned char *der = NULL;
+	int n = i2d_CMS_ContentInfo(cms, &der);
+	if (n <= 0) {
+		err_set(err, 500, "crypto", "cannot encode the CMS signature");
+		err_add_openssl(err);
+		return -1;
+	}
+	buf_append(out, der, (size_t)n);
+	OPENSSL_free(der);
+	return 0;
+}
+
+/* A random boundary that does not occur in the entity (RFC 2046 §5.1.1). */
+static void boundary_make(const char *entity, size_t len, char out[64])
+{
+	for (;;) {
+		uint8_t r[16];
+		char hex[33];
+		random_bytes(r, sizeof(r));
+		hex_encode(r, sizeof(r), hex);
+		snprintf(out, 64, "selo-%s", hex);
+		if (!memmem(entity, len, out, strlen(out)))
+			return;
+	}
+}
+
+/* Folded after the protocol parameter: with "Content-Type: " in front no
+ * line exceeds 78 characters. */
+static void content_type_write(struct buf *ct, const char *boundary)
+{
+	buf_printf(ct,
+		   "multipart/signed; protocol=\"application/pkcs7-signature\";\r\n"
+		   " micalg=sha-256; boundary=\"%s\"", boundary);
+}
+
+/* RFC 1847 / RFC 8551 §3.5: the CRLF before each delimiter belongs to the
+ * delimiter, so part 1 is exactly the entity bytes. */
+static void body_write(struct buf *body, const char *b, const char *entity, size_t len,
+		       const struct buf *sig)
+{
+	buf_reserve(body, len + sig->len * 4 / 3 + sig->len / 38 + 512);
+	buf_printf(body, "This is an S/MIME signed message\r\n--%s\r\n", b);
+	buf_append(body, entity, len);
+	buf_printf(body,
+		   "\r\n--%s\r\n"
+		   "Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n"
+		   "Content-Transfer-Encoding: base64\r\n"
+		   "Content-Disposition: attachment; filename=\"smime.p7s\"\r\n"
+		   "\r\n", b);
+	base64_encode(body, (const uint8_t *)sig->data, sig->len, 76);
+	buf_printf(body, "\r\n--%s--\r\n", b);
+}
+
+int smime_sign(struct smime_signer *s, const char *entity, size_t len, smime_tst_fn tst,
+	       void *tst_arg, struct smime_signed *out, struct selo_err *err)
+{
+	*out = (struct smime_signed){BUF_INIT, BUF_INIT, 0};
+	if (!s || !entity || len == 0 || len > (size_t)1 << 30)
+		return err_set(err, 500, "internal", "smime_sign: nothing to sign");
+	CMS_ContentInfo *cms = cms_sign_detached(s, entity, len, err);
+	if (!cms)
+		return -1;
+	struct buf sig = BUF_INIT;
+	int rc = -1;
+	if (tst && cms_timestamp(cms, tst, tst_arg, err) != 0)
+		goto out;
+	if (cms_der(cms, &sig, err) != 0)
+		goto out;
+	char boundary[64];
+	boundary_make(entity, len, boundary);
+	content_type_write(&out->content_type, boundary);
+	body_write(&out->body, boundary, entity, len, &sig);
+	out->timestamped = tst != NULL;
+	rc = 0;
+out:
+	buf_free(&sig);
+	CMS_ContentInfo_free(cms);
+	return rc;
+}
+
+void smime_signed_free(struct smime_signed *o)
+{
+	if (!o)
+		return;
+	buf_free(&o->content_type);
+	buf_free(&o->body);
+	o->timestamped = 0;
+}

@@ -1,0 +1,1877 @@
+/* store_sqlite.c: the SQLite backend of store.h. Everything Selo keeps lives
+ * in one WAL-mode database file; docs/store.md describes the schema, the
+ * states, the migrations and the durability argument.
+ *
+ * Concurrency: one writer thread owns the only read-write connection. A
+ * public write wraps its work in a job, queues it and sleeps until the writer
+ * has run it. The writer takes every job waiting (up to GROUP_MAX), runs them
+ * in one BEGIN IMMEDIATE transaction, each inside its own SAVEPOINT (a failing
+ * job is undone alone), commits once (synchronous=FULL: one fsync for the
+ * whole group) and only then wakes the callers. Event entries are encoded by
+ * the writer with a clock that never goes backwards, so seq order is time
+ * order. Reads use a pool of up to READERS_MAX read-only connections opened
+ * on demand; in WAL mode they see the last commit and never block the writer.
+ * Every statement is prepared once per connection and cached; user text only
+ * ever reaches SQLite as a bound parameter.
+ *
+ * Failure: every function fills struct selo_err with what failed and SQLite's
+ * message, status 500 for storage failures and 4xx for the caller's
+ * mistakes. A failed COMMIT fails every job of its group (none is durable).
+ * Memory exhaustion aborts, as in buf.c. Messages name notice ids, never
+ * addresses or other personal data. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "selo/clock.h"
+#include "selo/event.h"
+#include "selo/id.h"
+#include "selo/store.h"
+
+#define GROUP_MAX 256          /* jobs per transaction: bounds one group's latency */
+#define READERS_MAX 8          /* read connections; more readers wait for one */
+#define BUSY_TIMEOUT_MS 5000   /* another process (selo CLI) holding the write lock */
+#define LIST_MAX 1000
+#define CLAIM_MAX 1000
+#define EVENTS_AFTER_MAX 100000
+#define PING_FULL_EVERY_MS (10 * 60 * 1000) /* quick_check reads the whole file */
+
+/* ---- Schema. Migrations are applied in order, each in its own transaction,
+ * and recorded in schema_migrations. To change the schema, append an entry
+ * with the next version; never edit one that has shipped. */
+struct migration {
+	int version;
+	const char *name;
+	const char *sql;
+};
+
+static const struct migration MIGRATIONS[] = {
+	{1, "initial schema",
+	 "CREATE TABLE apikeys("
+	 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	 " name TEXT NOT NULL,"
+	 " hash BLOB NOT NULL UNIQUE,"
+	 " prefix TEXT NOT NULL,"
+	 " created_ms INTEGER NOT NULL,"
+	 " revoked_ms INTEGER NOT NULL DEFAULT 0);"
+	 "CREATE TABLE notices("
+	 " id TEXT PRIMARY KEY,"
+	 " apikey_id INTEGER NOT NULL,"
+	 " status TEXT NOT NULL,"
+	 " to_addr TEXT NOT NULL,"
+	 " template TEXT,"
+	 " reference TEXT,"
+	 " segment TEXT,"
+	 " tags_json TEXT,"
+	 " payload_json TEXT NOT NULL,"
+	 " salt BLOB NOT NULL,"
+	 " attempts INTEGER NOT NULL DEFAULT 0,"
+	 " created_ms INTEGER NOT NULL,"
+	 " updated_ms INTEGER NOT NULL,"
+	 " next_attempt_ms INTEGER NOT NULL,"
+	 " message_id TEXT,"
+	 " sha256 TEXT,"
+	 " last_error TEXT);"
+	 "CREATE INDEX notices_by_key ON notices(apikey_id, id);"
+	 "CREATE INDEX notices_by_reference ON notices(reference, id);"
+	 "CREATE INDEX notices_by_status ON notices(status, id);"
+	 "CREATE INDEX notices_due ON notices(status, next_attempt_ms, id);"
+	 "CREATE TABLE attachments("
+	 " notice_id TEXT NOT NULL REFERENCES notices(id),"
+	 " idx INTEGER NOT NULL,"
+	 " filename TEXT NOT NULL,"
+	 " content_type TEXT NOT NULL,"
+	 " data BLOB NOT NULL,"
+	 " PRIMARY KEY(notice_id, idx));"
+	 "CREATE TABLE messages("
+	 " notice_id TEXT PRIMARY KEY REFERENCES notices(id),"
+	 " eml BLOB NOT NULL,"
+	 " sha256 TEXT NOT NULL,"
+	 " created_ms INTEGER NOT NULL);"
+	 "CREATE TABLE tokens("
+	 " token TEXT PRIMARY KEY,"
+	 " notice_id TEXT NOT NULL REFERENCES notices(id),"
+	 " kind TEXT NOT NULL,"
+	 " link INTEGER NOT NULL DEFAULT 0,"
+	 " url TEXT);"
+	 "CREATE INDEX tokens_by_notice ON tokens(notice_id);"
+	 "CREATE TABLE idempotency("
+	 " apikey_id INTEGER NOT NULL,"
+	 " key TEXT NOT NULL,"
+	 " request_sha256 BLOB NOT NULL,"
+	 " notice_id TEXT NOT NULL REFERENCES notices(id),"
+	 " created_ms INTEGER NOT NULL,"
+	 " PRIMARY KEY(apikey_id, key)) WITHOUT ROWID;"
+	 "CREATE TABLE events("
+	 " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	 " notice_id TEXT NOT NULL REFERENCES notices(id),"
+	 " type TEXT NOT NULL,"
+	 " time_ms INTEGER NOT NULL,"
+	 " entry BLOB NOT NULL);"
+	 "CREATE INDEX events_by_notice ON events(notice_id, seq);"
+	 "CREATE TABLE disclosures("
+	 " notice_id TEXT NOT NULL REFERENCES notices(id),"
+	 " commitment TEXT NOT NULL,"
+	 " value BLOB NOT NULL,"
+	 " UNIQUE(notice_id, commitment));"},
+};
+#define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
+
+static const char MIGRATIONS_TABLE[] =
+	"CREATE TABLE IF NOT EXISTS schema_migrations("
+	" version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)";
+
+/* ---- Statements. Each connection prepares a statement the first time it
+ * needs it and keeps it until close. */
+#define NOTICE_COLS                                                                     \
+	"id,apikey_id,status,to_addr,template,reference,segment,tags_json,payload_json,"  \
+	"salt,attempts,created_ms,updated_ms,next_attempt_ms,message_id,sha256,last_error"
+/* One statement per combination of list filters, so that each can use its
+ * index (a generic "?2 IS NULL OR col = ?2" defeats the planner). Unused
+ * parameter numbers are simply left unbound. */
+#define LIST_SQL(k, r, st) \
+	"SELECT " NOTICE_COLS " FROM notices WHERE id > ?1" k r st " ORDER BY id LIMIT ?5"
+#define LK " AND apikey_id = ?2"
+#define LR " AND reference = ?3"
+#define LS " AND status = ?4"
+#define EVENT_COLS "seq,notice_id,type,time_ms,entry"
+
+enum stmt_id {
+	S_BEGIN, S_COMMIT, S_ROLLBACK,
+	S_JOB_SAVE, S_JOB_RELEASE, S_JOB_UNDO,
+	S_ITEM_SAVE, S_ITEM_RELEASE, S_ITEM_UNDO,
+	S_MIG_VERSION, S_MIG_RECORD, S_LAST_EVENT_TIME,
+	S_APIKEY_ADD, S_APIKEY_REVOKE,
+	S_IDEM_GET, S_IDEM_ADD, S_STATUS_GET, S_NOTICE_ADD, S_ATT_ADD, S_EVENT_ADD, S_DISC_ADD,
+	S_DUE, S_CLAIM, S_NOTICE_EXISTS, S_MSG_EXISTS, S_MSG_ADD, S_TOKEN_ADD, S_SEAL,
+	S_RESULT, S_RECOVER,
+	/* reads */
+	S_APIKEY_FIND, S_APIKEY_LIST, S_NOTICE_GET,
+	S_LIST0, S_LIST7 = S_LIST0 + 7,
+	S_EVENTS_OF, S_EVENTS_AFTER, S_ATT_OF, S_MSG_GET, S_DISC_OF, S_NEXT_DUE, S_COUNTS,
+	S_EVENTS_MAX, S_QUICK_CHECK, S_CHEAP_CHECK,
+	S_COUNT
+};
+
+static const char *const SQL[S_COUNT] = {
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+	[S_JOB_SAVE] = "SAVEPOINT job",
+	[S_JOB_RELEASE] = "RELEASE job",
+	[S_JOB_UNDO] = "ROLLBACK TO job",
+	[S_ITEM_SAVE] = "SAVEPOINT item",
+	[S_ITEM_RELEASE] = "RELEASE item",
+	[S_ITEM_UNDO] = "ROLLBACK TO item",
+	[S_MIG_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
+	[S_MIG_RECORD] = "INSERT INTO schema_migrations(version, name, applied_ms) VALUES(?1, ?2, ?3)",
+	[S_LAST_EVENT_TIME] = "SELECT time_ms FROM events ORDER BY seq DESC LIMIT 1",
+	[S_APIKEY_ADD] = "INSERT INTO apikeys(name, hash, prefix, created_ms) VALUES(?1, ?2, ?3, ?4)",
+	[S_APIKEY_REVOKE] = "UPDATE apikeys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms = 0",
+	[S_IDEM_GET] = "SELECT request_sha256, notice_id FROM idempotency WHERE apikey_id = ?1 AND key = ?2",
+	[S_IDEM_ADD] = "INSERT INTO idempotency(apikey_id, key, request_sha256, notice_id, created_ms)"
+		       " VALUES(?1, ?2, ?3, ?4, ?5)",
+	[S_STATUS_GET] = "SELECT status FROM notices WHERE id = ?1",
+	[S_NOTICE_ADD] = "INSERT INTO notices(id, apikey_id, status, to_addr, template, reference,"
+			 " segment, tags_json, payload_json, salt, attempts, created_ms, updated_ms,"
+			 " next_attempt_ms) VALUES(?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0,"
+			 " ?10, ?10, ?10)",
+	[S_ATT_ADD] = "INSERT INTO attachments(notice_id, idx, filename, content_type, data)"
+		      " VALUES(?1, ?2, ?3, ?4, ?5)",
+	[S_EVENT_ADD] = "INSERT INTO events(notice_id, type, time_ms, entry) VALUES(?1, ?2, ?3, ?4)",
+	[S_DISC_ADD] = "INSERT INTO disclosures(notice_id, commitment, value) VALUES(?1, ?2, ?3)"
+		       " ON CONFLICT(notice_id, commitment) DO NOTHING",
+	/* Two index range scans merged, rather than one OR that would sort every
+	 * queued notice on each claim when the queue is long. */
+	[S_DUE] = "SELECT id, t FROM (SELECT id, next_attempt_ms AS t FROM notices"
+		  " WHERE status = 'queued' ORDER BY next_attempt_ms, id LIMIT ?2)"
+		  " UNION ALL SELECT id, t FROM (SELECT id, next_attempt_ms AS t FROM notices"
+		  " WHERE status = 'deferred' AND next_attempt_ms <= ?1"
+		  " ORDER BY next_attempt_ms, id LIMIT ?2)"
+		  " ORDER BY 2, 1 LIMIT ?2",
+	[S_CLAIM] = "UPDATE notices SET status = 'sending', updated_ms = ?2 WHERE id = ?1"
+		    " RETURNING " NOTICE_COLS,
+	[S_NOTICE_EXISTS] = "SELECT 1 FROM notices WHERE id = ?1",
+	[S_MSG_EXISTS] = "SELECT 1 FROM messages WHERE notice_id = ?1",
+	[S_MSG_ADD] = "INSERT INTO messages(notice_id, eml, sha256, created_ms) VALUES(?1, ?2, ?3, ?4)",
+	[S_TOKEN_ADD] = "INSERT INTO tokens(token, notice_id, kind, link, url) VALUES(?1, ?2, ?3, ?4, ?5)"
+			" ON CONFLICT(token) DO NOTHING",
+	[S_SEAL] = "UPDATE notices SET message_id = ?2, sha256 = ?3, updated_ms = ?4 WHERE id = ?1",
+	[S_RESULT] = "UPDATE notices SET status = ?2, attempts = attempts + 1, next_attempt_ms = ?3,"
+		     " last_error = ?4, updated_ms = ?5 WHERE id = ?1",
+	[S_RECOVER] = "UPDATE notices SET status = 'queued', next_attempt_ms = ?1, updated_ms = ?1"
+		      " WHERE status = 'sending'",
+	[S_APIKEY_FIND] = "SELECT id, name, prefix, created_ms, revoked_ms FROM apikeys"
+			  " WHERE hash = ?1 AND revoked_ms = 0",
+	[S_APIKEY_LIST] = "SELECT id, name, prefix, created_ms, revoked_ms FROM apikeys ORDER BY id",
+	[S_NOTICE_GET] = "SELECT " NOTICE_COLS " FROM notices WHERE id = ?1"
+			 " AND (?2 < 0 OR apikey_id = ?2)",
+	[S_LIST0 + 0] = LIST_SQL("", "", ""),
+	[S_LIST0 + 1] = LIST_SQL(LK, "", ""),
+	[S_LIST0 + 2] = LIST_SQL("", LR, ""),
+	[S_LIST0 + 3] = LIST_SQL(LK, LR, ""),
+	[S_LIST0 + 4] = LIST_SQL("", "", LS),
+	[S_LIST0 + 5] = LIST_SQL(LK, "", LS),
+	[S_LIST0 + 6] = LIST_SQL("", LR, LS),
+	[S_LIST0 + 7] = LIST_SQL(LK, LR, LS),
+	[S_EVENTS_OF] = "SELECT " EVENT_COLS " FROM events WHERE notice_id = ?1 ORDER BY seq",
+	[S_EVENTS_AFTER] = "SELECT " EVENT_COLS " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+	[S_ATT_OF] = "SELECT filename, content_type, data FROM attachments WHERE notice_id = ?1"
+		     " ORDER BY idx",
+	[S_MSG_GET] = "SELECT eml, sha256 FROM messages WHERE notice_id = ?1",
+	[S_DISC_OF] = "SELECT commitment, value FROM disclosures WHERE notice_id = ?1 ORDER BY rowid",
+	[S_NEXT_DUE] = "SELECT min(next_attempt_ms) FROM notices WHERE status = 'deferred'",
+	[S_COUNTS] = "SELECT status, count(*) FROM notices GROUP BY status",
+	[S_EVENTS_MAX] = "SELECT coalesce(max(seq), 0) FROM events",
+	[S_QUICK_CHECK] = "PRAGMA quick_check",
+	[S_CHEAP_CHECK] = "SELECT count(*) FROM schema_migrations",
+};
+
+/* A connection and its statement cache. Used by one thread at a time. */
+struct conn {
+	sqlite3 *db;
+	sqlite3_stmt *st[S_COUNT];
+	int last_rc;       /* extended code of the last failed step: tells constraints apart */
+	struct conn *next; /* reader free list */
+};
+
+/* A write waiting for the writer. Lives on the caller's stack; the caller
+ * sleeps on cv until done. */
+struct job {
+	int (*run)(struct store *s, struct job *j);
+	void *arg;
+	struct selo_err *err; /* the caller's (may be NULL) */
+	int rc;               /* run's result; -1 when the group did not commit */
+	int64_t ival;         /* small results: a new id, a row count */
+	int done;
+	pthread_cond_t cv;
+	struct job *next;
+};
+
+struct store {
+	char *path;
+	int version;
+
+	/* Writer: after store_open, w and last_event_ms are touched only by the
+	 * writer thread (and by store_close once it has joined). */
+	struct conn *w;
+	int64_t last_event_ms;
+	pthread_t writer;
+	int writer_started;
+	pthread_mutex_t qmu; /* guards the queue, stopping, and every job's done flag */
+	pthread_cond_t qcv;
+	struct job *qhead, *qtail;
+	int stopping;
+
+	pthread_mutex_t rmu; /* guards the reader pool and the ping cache */
+	pthread_cond_t rcv;
+	struct conn *rfree;
+	int nreaders;
+	int64_t last_full_check_ms;
+};
+
+/* ---- Small helpers. */
+
+static void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size);
+	if (!p)
+		abort();
+	return p;
+}
+
+static void *xrealloc(void *p, size_t size)
+{
+	p = realloc(p, size ? size : 1);
+	if (!p)
+		abort();
+	return p;
+}
+
+static char *xmemdup(const void *p, size_t n)
+{
+	char *d = xcalloc(n + 1, 1);
+	if (n)
+		memcpy(d, p, n);
+	return d;
+}
+
+/* Doubles *cap when n has reached it. */
+static void *grow(void *p, size_t n, size_t *cap, size_t size)
+{
+	if (n < *cap)
+		return p;
+	*cap = *cap ? *cap * 2 : 16;
+	return xrealloc(p, *cap * size);
+}
+
+static int db_err(struct selo_err *err, struct conn *c, const char *what)
+{
+	return err_set(err, 500, "storage-failed", "store: %s: %s", what, sqlite3_errmsg(c->db));
+}
+
+static sqlite3_stmt *stmt_get(struct conn *c, enum stmt_id id, struct selo_err *err)
+{
+	if (c->st[id])
+		return c->st[id];
+	if (sqlite3_prepare_v3(c->db, SQL[id], -1, SQLITE_PREPARE_PERSISTENT, &c->st[id], NULL) !=
+	    SQLITE_OK) {
+		err_set(err, 500, "storage-failed", "store: preparing \"%.48s\": %s", SQL[id],
+			sqlite3_errmsg(c->db));
+		sqlite3_finalize(c->st[id]);
+		c->st[id] = NULL;
+	}
+	return c->st[id];
+}
+
+/* Returns a cached statement to its unbound state, releasing its read lock. */
+static void stmt_done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+/* Steps a statement that returns no row, then resets it. */
+static int step_done(struct conn *c, sqlite3_stmt *st, struct selo_err *err, const char *what)
+{
+	int rc = sqlite3_step(st);
+	c->last_rc = rc == SQLITE_DONE ? SQLITE_OK : sqlite3_extended_errcode(c->db);
+	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, what);
+	stmt_done(st);
+	return r;
+}
+
+static int run_simple(struct conn *c, enum stmt_id id, struct selo_err *err, const char *what)
+{
+	sqlite3_stmt *st = stmt_get(c, id, err);
+	return st ? step_done(c, st, err, what) : -1;
+}
+
+/* Bind failures (a blob over SQLite's size limit) are reported like step
+ * failures; the statement is reset so the cache stays clean. */
+static int bind_failed(struct conn *c, sqlite3_stmt *st, struct selo_err *err, const char *what)
+{
+	db_err(err, c, what);
+	stmt_done(st);
+	return -1;
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+/* A zero-length blob must not become NULL (the columns are NOT NULL). */
+static int bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n)
+{
+	if (!p || !n)
+		return sqlite3_bind_zeroblob(st, i, 0);
+	return sqlite3_bind_blob64(st, i, p, n, SQLITE_STATIC);
+}
+
+static char *col_text(sqlite3_stmt *st, int i)
+{
+	if (sqlite3_column_type(st, i) == SQLITE_NULL)
+		return NULL;
+	const unsigned char *t = sqlite3_column_text(st, i);
+	return xmemdup(t ? (const char *)t : "", t ? (size_t)sqlite3_column_bytes(st, i) : 0);
+}
+
+static void col_copy(sqlite3_stmt *st, int i, char *out, size_t cap)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	snprintf(out, cap, "%s", t ? (const char *)t : "");
+}
+
+/* A blob column as malloc'd bytes with a NUL after them (entries are text). */
+static char *col_bytes(sqlite3_stmt *st, int i, size_t *len)
+{
+	const void *p = sqlite3_column_blob(st, i);
+	*len = p ? (size_t)sqlite3_column_bytes(st, i) : 0;
+	return xmemdup(p, *len);
+}
+
+/* ---- Connections. */
+
+static struct conn *conn_open(const char *path, int flags, struct selo_err *err)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+	int rc = sqlite3_open_v2(path, &c->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		err_set(err, 500, "storage-failed", "store: opening %s: %s", path,
+			c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+		sqlite3_close(c->db);
+		free(c);
+		return NULL;
+	}
+	sqlite3_extended_result_codes(c->db, 1);
+	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+	return c;
+}
+
+static void conn_close(struct conn *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(c->st[i]);
+	sqlite3_close(c->db);
+	free(c);
+}
+
+static int text_cb(void *arg, int ncol, char **vals, char **names)
+{
+	(void)names;
+	if (ncol > 0 && vals[0])
+		snprintf(arg, 16, "%s", vals[0]);
+	return 0;
+}
+
+static int writer_setup(struct conn *c, struct selo_err *err)
+{
+	char mode[16] = "";
+	if (sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", text_cb, mode, NULL) != SQLITE_OK)
+		return db_err(err, c, "setting WAL mode");
+	if (strcmp(mode, "wal") != 0)
+		return err_set(err, 500, "storage-failed",
+			       "store: the database refused WAL mode (journal_mode is \"%s\"); it "
+			       "must be on a local file system",
+			       mode);
+	/* FULL: a commit is on disk before its callers hear of it (a 202 is a promise).
+	 * journal_size_limit: the WAL shrinks back after a burst. */
+	if (sqlite3_exec(c->db,
+			 "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+			 " PRAGMA journal_size_limit=67108864",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		return db_err(err, c, "setting pragmas");
+	return 0;
+}
+
+/* Creating the file ourselves gives it mode 0600 (it holds personal data);
+ * SQLite gives its -wal and -shm files the same mode. */
+static int file_precreate(const char *path, struct selo_err *err)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_set(err, 500, "storage-failed", "store: cannot open %s: %s", path,
+			       strerror(errno));
+	close(fd);
+	return 0;
+}
+
+/* ---- Migrations. */
+
+static int schema_version_read(struct conn *c, int *out, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_MIG_VERSION, err);
+	if (!st)
+		return -1;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int(st, 0);
+	int r = rc == SQLITE_ROW ? 0 : db_err(err, c, "reading the schema version");
+	stmt_done(st);
+	return r;
+}
+
+static int migration_record(struct conn *c, const struct migration *m, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_MIG_RECORD, err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int(st, 1, m->version) | bind_text(st, 2, m->name) |
+	    sqlite3_bind_int64(st, 3, clock_now_ms()))
+		return bind_failed(c, st, err, "recording a migration");
+	return step_done(c, st, err, "recording a migration");
+}
+
+static int migration_apply(struct conn *c, const struct migration *m, struct selo_err *err)
+{
+	if (run_simple(c, S_BEGIN, err, "starting a migration") != 0)
+		return -1;
+	int have = 0;
+	/* Re-read under the write lock: another process may have migrated first. */
+	if (schema_version_read(c, &have, err) != 0)
+		goto undo;
+	if (have >= m->version)
+		return run_simple(c, S_COMMIT, err, "ending a migration");
+	char *msg = NULL;
+	if (sqlite3_exec(c->db, m->sql, NULL, NULL, &msg) != SQLITE_OK) {
+		err_set(err, 500, "storage-failed", "store: migration %d (%s): %s", m->version,
+			m->name, msg ? msg : sqlite3_errmsg(c->db));
+		sqlite3_free(msg);
+		goto undo;
+	}
+	if (migration_record(c, m, err) != 0)
+		goto undo;
+	if (run_simple(c, S_COMMIT, err, "committing a migration") == 0)
+		return 0;
+undo:
+	if (!sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
+static int migrate(struct store *s, struct selo_err *err)
+{
+	struct conn *c = s->w;
+	if (sqlite3_exec(c->db, MIGRATIONS_TABLE, NULL, NULL, NULL) != SQLITE_OK)
+		return db_err(err, c, "creating schema_migrations");
+	int have = 0;
+	if (schema_version_read(c, &have, err) != 0)
+		return -1;
+	int latest = MIGRATIONS[NMIGRATIONS - 1].version;
+	if (have > latest)
+		return err_set(err, 500, "schema-too-new",
+			       "store: %s has schema version %d but this selo knows versions up to "
+			       "%d; run a newer selo",
+			       s->path, have, latest);
+	for (size_t i = 0; i < NMIGRATIONS; i++)
+		if (MIGRATIONS[i].version > have && migration_apply(c, &MIGRATIONS[i], err) != 0)
+			return -1;
+	return schema_version_read(c, &s->version, err);
+}
+
+/* Seeds the event clock with the newest event's time, so that time order
+ * holds across restarts even if the wall clock was set back meanwhile. */
+static int last_event_time_load(struct store *s, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(s->w, S_LAST_EVENT_TIME, err);
+	if (!st)
+		return -1;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		s->last_event_ms = sqlite3_column_int64(st, 0);
+	int r = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(err, s->w, "reading the last event");
+	stmt_done(st);
+	return r;
+}
+
+/* ---- The writer. */
+
+/* The time of the next event: the wall clock, held still rather than let it
+ * go backwards, so that seq order and time order agree. */
+static int64_t writer_time(struct store *s)
+{
+	int64_t t = clock_now_ms();
+	if (t < s->last_event_ms)
+		t = s->last_event_ms;
+	s->last_event_ms = t;
+	return t;
+}
+
+/* Ends a savepoint: kept when ok, else undone. Returns 0 when kept, 1 when
+ * undone, -1 when neither worked (the transaction must not commit). */
+static int savepoint_end(struct conn *c, enum stmt_id release, enum stmt_id undo, int ok,
+			 struct selo_err *err)
+{
+	if (ok && run_simple(c, release, err, "releasing a savepoint") == 0)
+		return 0;
+	struct selo_err e2;
+	if (run_simple(c, undo, &e2, "undoing a savepoint") != 0 ||
+	    run_simple(c, release, &e2, "releasing a savepoint") != 0) {
+		if (err)
+			*err = e2;
+		return -1;
+	}
+	return 1;
+}
+
+static void group_abort(struct store *s, struct job **g, size_t n, const char *why)
+{
+	if (!sqlite3_get_autocommit(s->w->db))
+		sqlite3_exec(s->w->db, "ROLLBACK", NULL, NULL, NULL);
+	for (size_t i = 0; i < n; i++) {
+		g[i]->rc = -1;
+		err_set(g[i]->err, 500, "storage-failed", "%s (nothing of this write was stored)", why);
+	}
+}
+
+/* One transaction for the whole group, one savepoint per job. */
+static void group_run(struct store *s, struct job **g, size_t n)
+{
+	struct selo_err e;
+	err_clear(&e);
+	if (run_simple(s->w, S_BEGIN, &e, "starting a transaction") != 0) {
+		group_abort(s, g, n, e.msg);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct job *j = g[i];
+		j->rc = run_simple(s->w, S_JOB_SAVE, j->err, "opening a savepoint");
+		if (j->rc == 0)
+			j->rc = j->run(s, j);
+		int end = savepoint_end(s->w, S_JOB_RELEASE, S_JOB_UNDO, j->rc == 0, &e);
+		if (end == 1 && j->rc == 0) {
+			j->rc = -1;
+			if (j->err)
+				*j->err = e;
+		}
+		/* An I/O error can end the transaction under us; then nothing of
+		 * the group is left to commit. */
+		if (end < 0 || sqlite3_get_autocommit(s->w->db)) {
+			snprintf(e.msg, sizeof(e.msg), "store: a write failed and the transaction was "
+				 "rolled back: %s", sqlite3_errmsg(s->w->db));
+			group_abort(s, g, n, e.msg);
+			return;
+		}
+	}
+	if (run_simple(s->w, S_COMMIT, &e, "committing") != 0)
+		group_abort(s, g, n, e.msg);
+}
+
+static void *writer_main(void *arg)
+{
+	struct store *s = arg;
+	struct job *g[GROUP_MAX];
+	pthread_mutex_lock(&s->qmu);
+	for (;;) {
+		while (!s->qhead && !s->stopping)
+			pthread_cond_wait(&s->qcv, &s->qmu);
+		if (!s->qhead)
+			break; /* stopping, and every queued job has run */
+		size_t n = 0;
+		while (s->qhead && n < GROUP_MAX) {
+			g[n++] = s->qhead;
+			s->qhead = s->qhead->next;
+		}
+		if (!s->qhead)
+			s->qtail = NULL;
+		pthread_mutex_unlock(&s->qmu);
+		group_run(s, g, n);
+		pthread_mutex_lock(&s->qmu);
+		for (size_t i = 0; i < n; i++) {
+			g[i]->done = 1;
+			pthread_cond_signal(&g[i]->cv);
+		}
+	}
+	pthread_mutex_unlock(&s->qmu);
+	return NULL;
+}
+
+/* Queues j and sleeps until the writer has committed (or failed) it. */
+static int job_submit(struct store *s, struct job *j)
+{
+	j->done = 0;
+	j->rc = -1;
+	j->next = NULL;
+	if (pthread_cond_init(&j->cv, NULL) != 0)
+		return err_set(j->err, 500, "storage-failed", "store: cannot create a condition variable");
+	pthread_mutex_lock(&s->qmu);
+	if (s->stopping) {
+		pthread_mutex_unlock(&s->qmu);
+		pthread_cond_destroy(&j->cv);
+		return err_set(j->err, 503, "store-closed", "store: the store is closing");
+	}
+	if (s->qtail)
+		s->qtail->next = j;
+	else
+		s->qhead = j;
+	s->qtail = j;
+	pthread_cond_signal(&s->qcv);
+	while (!j->done)
+		pthread_cond_wait(&j->cv, &s->qmu);
+	pthread_mutex_unlock(&s->qmu);
+	pthread_cond_destroy(&j->cv);
+	return j->rc;
+}
+
+static int job_do(struct store *s, int (*run)(struct store *, struct job *), void *arg,
+		  struct selo_err *err, int64_t *ival)
+{
+	struct job j;
+	memset(&j, 0, sizeof(j));
+	j.run = run;
+	j.arg = arg;
+	j.err = err;
+	int r = job_submit(s, &j);
+	if (ival)
+		*ival = j.ival;
+	return r;
+}
+
+/* ---- Writer-side building blocks (run inside a job). */
+
+/* Inserts with a constraint failure reported as the caller's (409): 0 ok,
+ * 1 constraint, -1 storage failure. */
+static int step_insert(struct conn *c, sqlite3_stmt *st, struct selo_err *err, const char *what,
+		       const char *id)
+{
+	if (step_done(c, st, err, what) == 0)
+		return 0;
+	if ((c->last_rc & 0xff) != SQLITE_CONSTRAINT)
+		return -1;
+	err_set(err, 409, "conflict", "store: %s for notice %s: %s", what, id ? id : "-",
+		sqlite3_errmsg(c->db));
+	return 1;
+}
+
+static int row_exists(struct conn *c, enum stmt_id id, const char *key, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, id, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, key))
+		return bind_failed(c, st, err, "looking a row up");
+	int rc = sqlite3_step(st);
+	int r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(err, c, "looking a row up");
+	stmt_done(st);
+	return r;
+}
+
+static int disclosures_add(struct conn *c, const char *id, const struct disclosures *d,
+			   struct selo_err *err)
+{
+	sqlite3_stmt *st = d && d->n ? stmt_get(c, S_DISC_ADD, err) : NULL;
+	if (d && d->n && !st)
+		return -1;
+	for (size_t i = 0; d && i < d->n; i++) {
+		if (bind_text(st, 1, id) | bind_text(st, 2, d->v[i].commitment) |
+		    bind_blob(st, 3, d->v[i].value, d->v[i].len))
+			return bind_failed(c, st, err, "storing a disclosure");
+		if (step_done(c, st, err, "storing a disclosure") != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Encodes and stores one event with its disclosures. 0 ok, 1 the fields
+ * cannot be encoded (the caller's mistake), -1 storage failure. */
+static int event_add(struct conn *c, const char *id, const char *type, int64_t t,
+		     const json_t *fields, const struct disclosures *d, struct selo_err *err)
+{
+	struct buf e = BUF_INIT;
+	if (event_entry_encode(&e, type, id, t, fields) != 0) {
+		buf_free(&e);
+		err_set(err, 422, "invalid-event",
+			"store: the %s event of notice %s cannot be encoded (fields must be an "
+			"object without the keys v, type, notice, time)",
+			type, id);
+		return 1;
+	}
+	sqlite3_stmt *st = stmt_get(c, S_EVENT_ADD, err);
+	int r = -1;
+	if (!st)
+		goto out;
+	if (bind_text(st, 1, id) | bind_text(st, 2, type) | sqlite3_bind_int64(st, 3, t) |
+	    bind_blob(st, 4, e.data, e.len)) {
+		bind_failed(c, st, err, "storing an event");
+		goto out;
+	}
+	r = step_insert(c, st, err, "storing an event", id);
+	if (r == 0)
+		r = disclosures_add(c, id, d, err);
+out:
+	buf_free(&e);
+	return r;
+}
+
+static void notice_from_row(sqlite3_stmt *st, struct notice_rec *r)
+{
+	memset(r, 0, sizeof(*r));
+	col_copy(st, 0, r->id, sizeof(r->id));
+	r->apikey_id = sqlite3_column_int64(st, 1);
+	col_copy(st, 2, r->status, sizeof(r->status));
+	r->to = col_text(st, 3);
+	r->template_name = col_text(st, 4);
+	r->reference = col_text(st, 5);
+	r->segment = col_text(st, 6);
+	r->tags_json = col_text(st, 7);
+	r->payload_json = col_text(st, 8);
+	const void *salt = sqlite3_column_blob(st, 9);
+	size_t saltlen = salt ? (size_t)sqlite3_column_bytes(st, 9) : 0;
+	memcpy(r->salt, salt ? salt : "", saltlen < 32 ? saltlen : 32);
+	r->attempts = sqlite3_column_int(st, 10);
+	r->created_ms = sqlite3_column_int64(st, 11);
+	r->updated_ms = sqlite3_column_int64(st, 12);
+	r->next_attempt_ms = sqlite3_column_int64(st, 13);
+	r->message_id = col_text(st, 14);
+	col_copy(st, 15, r->sha256, sizeof(r->sha256));
+	r->last_error = col_text(st, 16);
+}
+
+/* ---- API keys. */
+
+struct apikey_args {
+	const char *name;
+	const uint8_t *hash;
+	const char *prefix;
+	int64_t id;
+};
+
+static int run_apikey_add(struct store *s, struct job *j)
+{
+	struct apikey_args *a = j->arg;
+	struct conn *c = s->w;
+	sqlite3_stmt *st = stmt_get(c, S_APIKEY_ADD, j->err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, a->name) | bind_blob(st, 2, a->hash, 32) | bind_text(st, 3, a->prefix) |
+	    sqlite3_bind_int64(st, 4, clock_now_ms()))
+		return bind_failed(c, st, j->err, "adding an API key");
+	int r = step_insert(c, st, j->err, "adding an API key", NULL);
+	if (r > 0)
+		err_set(j->err, 409, "apikey-exists", "store: an API key with this hash already exists");
+	if (r != 0)
+		return -1;
+	j->ival = sqlite3_last_insert_rowid(c->db);
+	return 0;
+}
+
+int store_apikey_add(struct store *s, const char *name, const uint8_t hash[32],
+		     const char *prefix, int64_t *id_out, struct selo_err *err)
+{
+	if (!name || !prefix || strlen(name) >= sizeof(((struct apikey *)0)->name) ||
+	    strlen(prefix) >= sizeof(((struct apikey *)0)->prefix))
+		return err_set(err, 400, "invalid-request",
+			       "store: an API key needs a name under 128 bytes and a prefix under "
+			       "16 bytes");
+	struct apikey_args a = {name, hash, prefix, 0};
+	int64_t id = 0;
+	if (job_do(s, run_apikey_add, &a, err, &id) != 0)
+		return -1;
+	if (id_out)
+		*id_out = id;
+	return 0;
+}
+
+static int run_apikey_revoke(struct store *s, struct job *j)
+{
+	struct conn *c = s->w;
+	sqlite3_stmt *st = stmt_get(c, S_APIKEY_REVOKE, j->err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, *(int64_t *)j->arg) | sqlite3_bind_int64(st, 2, clock_now_ms()))
+		return bind_failed(c, st, j->err, "revoking an API key");
+	if (step_done(c, st, j->err, "revoking an API key") != 0)
+		return -1;
+	j->ival = sqlite3_changes(c->db);
+	return 0;
+}
+
+int store_apikey_revoke(struct store *s, int64_t id, struct selo_err *err)
+{
+	int64_t changed = 0;
+	if (job_do(s, run_apikey_revoke, &id, err, &changed) != 0)
+		return -1;
+	return changed > 0;
+}
+
+/* ---- Accepting notices. */
+
+/* Sets status to the notice's current status. */
+static int status_read(struct conn *c, const char *id, char status[16], struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_STATUS_GET, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, id))
+		return bind_failed(c, st, err, "reading a status");
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		col_copy(st, 0, status, 16);
+	int r = rc == SQLITE_ROW ? 0 : db_err(err, c, "reading the status of a replayed notice");
+	stmt_done(st);
+	return r;
+}
+
+/* 1: the key was used before (res says replay or refusal), 0: a new key,
+ * -1: storage failure. Runs in the writer, so two requests with the same
+ * key (in one batch, or concurrent) are seen one after the other. */
+static int idempotency_check(struct conn *c, const struct notice_new *nn,
+			     struct accept_result *res, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_IDEM_GET, err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, nn->apikey_id) | bind_text(st, 2, nn->idempotency_key))
+		return bind_failed(c, st, err, "looking up an idempotency key");
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "looking up an idempotency key");
+		stmt_done(st);
+		return r;
+	}
+	const void *h = sqlite3_column_blob(st, 0);
+	int same = h && sqlite3_column_bytes(st, 0) == 32 && !memcmp(h, nn->request_sha256, 32);
+	char first[27];
+	col_copy(st, 1, first, sizeof(first));
+	stmt_done(st);
+	if (!same) {
+		res->failed = 1;
+		err_set(&res->err, 422, "idempotency-key-reused",
+			"Idempotency-Key \"%.128s\" was already used with a different request; "
+			"send a new key for a new notice",
+			nn->idempotency_key);
+		return 1;
+	}
+	res->replay = 1;
+	snprintf(res->id, sizeof(res->id), "%s", first);
+	return status_read(c, first, res->status, err) == 0 ? 1 : -1;
+}
+
+static int notice_row_add(struct conn *c, const struct notice_new *nn, int64_t t,
+			  struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_NOTICE_ADD, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, nn->id) | sqlite3_bind_int64(st, 2, nn->apikey_id) |
+	    bind_text(st, 3, nn->to) | bind_text(st, 4, nn->template_name) |
+	    bind_text(st, 5, nn->reference) | bind_text(st, 6, nn->segment) |
+	    bind_text(st, 7, nn->tags_json) | bind_text(st, 8, nn->payload_json) |
+	    bind_blob(st, 9, nn->salt, 32) | sqlite3_bind_int64(st, 10, t))
+		return bind_failed(c, st, err, "storing a notice");
+	return step_insert(c, st, err, "storing a notice", nn->id);
+}
+
+static int attachments_add(struct conn *c, const struct notice_new *nn, struct selo_err *err)
+{
+	sqlite3_stmt *st = nn->natt ? stmt_get(c, S_ATT_ADD, err) : NULL;
+	if (nn->natt && !st)
+		return -1;
+	for (size_t i = 0; i < nn->natt; i++) {
+		const struct attachment_in *a = &nn->att[i];
+		if (bind_text(st, 1, nn->id) | sqlite3_bind_int64(st, 2, (sqlite3_int64)i) |
+		    bind_text(st, 3, a->filename) | bind_text(st, 4, a->content_type) |
+		    bind_blob(st, 5, a->data, a->len))
+			return bind_failed(c, st, err, "storing an attachment");
+		int r = step_insert(c, st, err, "storing an attachment", nn->id);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+static int idempotency_add(struct conn *c, const struct notice_new *nn, int64_t t,
+			   struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_IDEM_ADD, err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, nn->apikey_id) | bind_text(st, 2, nn->idempotency_key) |
+	    bind_blob(st, 3, nn->request_sha256, 32) | bind_text(st, 4, nn->id) |
+	    sqlite3_bind_int64(st, 5, t))
+		return bind_failed(c, st, err, "storing an idempotency key");
+	return step_insert(c, st, err, "storing an idempotency key", nn->id);
+}
+
+/* Every row of one notice. 0 ok, 1 the caller's mistake, -1 storage. */
+static int notice_insert(struct store *s, const struct notice_new *nn, struct selo_err *err)
+{
+	struct conn *c = s->w;
+	int64_t t = writer_time(s); /* created_ms is the submission_accepted time */
+	int r = notice_row_add(c, nn, t, err);
+	if (r == 0)
+		r = attachments_add(c, nn, err);
+	if (r == 0 && nn->idempotency_key)
+		r = idempotency_add(c, nn, t, err);
+	if (r == 0)
+		r = event_add(c, nn->id, EV_SUBMISSION_ACCEPTED, t, nn->event_fields, nn->disc, err);
+	return r;
+}
+
+/* One notice of a batch, in its own savepoint so that a refused notice
+ * leaves the others. Returns -1 only for a storage failure (job fails). */
+static int accept_one(struct store *s, const struct notice_new *nn, struct accept_result *res,
+		      struct selo_err *err)
+{
+	memset(res, 0, sizeof(*res));
+	snprintf(res->id, sizeof(res->id), "%s", nn->id);
+	if (nn->idempotency_key) {
+		int seen = idempotency_check(s->w, nn, res, err);
+		if (seen != 0)
+			return seen < 0 ? -1 : 0;
+	}
+	if (!id_text_valid(nn->id) || !nn->to || !nn->payload_json) {
+		res->failed = 1;
+		err_set(&res->err, 400, "invalid-notice",
+			"store: a notice needs a valid id, a recipient and a payload");
+		return 0;
+	}
+	if (run_simple(s->w, S_ITEM_SAVE, err, "opening a savepoint") != 0)
+		return -1;
+	int r = notice_insert(s, nn, &res->err);
+	int end = savepoint_end(s->w, S_ITEM_RELEASE, S_ITEM_UNDO, r == 0, err);
+	if (end < 0)
+		return -1;
+	if (r == 0 && end == 0) {
+		snprintf(res->status, sizeof(res->status), "queued");
+		return 0;
+	}
+	if (r > 0) {
+		res->failed = 1;
+		return 0;
+	}
+	if (err && r < 0)
+		*err = res->err;
+	return -1;
+}
+
+struct accept_args {
+	const struct notice_new *ns;
+	size_t n;
+	struct accept_result *res;
+};
+
+static int run_accept(struct store *s, struct job *j)
+{
+	struct accept_args *a = j->arg;
+	for (size_t i = 0; i < a->n; i++)
+		if (accept_one(s, &a->ns[i], &a->res[i], j->err) != 0)
+			return -1;
+	return 0;
+}
+
+int store_notices_accept(struct store *s, const struct notice_new *ns, size_t n,
+			 struct accept_result *results, struct selo_err *err)
+{
+	if (!n)
+		return 0;
+	struct accept_args a = {ns, n, results};
+	return job_do(s, run_accept, &a, err, NULL);
+}
+
+/* ---- Claiming due notices. */
+
+struct claim_args {
+	int64_t now;
+	size_t max;
+	struct notice_rec *out;
+	size_t n;
+};
+
+static int due_ids(struct conn *c, int64_t now, size_t max, char (*ids)[27], size_t *n,
+		   struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_DUE, err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, now) | sqlite3_bind_int64(st, 2, (sqlite3_int64)max))
+		return bind_failed(c, st, err, "finding due notices");
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max)
+		col_copy(st, 0, ids[(*n)++], 27);
+	int r = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(err, c, "finding due notices");
+	stmt_done(st);
+	return r;
+}
+
+/* 1 claimed (*out filled), 0 the row vanished, -1 storage failure. */
+static int claim_one(struct conn *c, const char *id, int64_t t, struct notice_rec *out,
+		     struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_CLAIM, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, id) | sqlite3_bind_int64(st, 2, t))
+		return bind_failed(c, st, err, "claiming a notice");
+	int rc = sqlite3_step(st);
+	int got = rc == SQLITE_ROW;
+	if (got) {
+		notice_from_row(st, out);
+		rc = sqlite3_step(st);
+	}
+	int r = rc == SQLITE_DONE ? got : db_err(err, c, "claiming a notice");
+	if (r < 0 && got)
+		notice_rec_free(out);
+	stmt_done(st);
+	return r;
+}
+
+static int run_claim(struct store *s, struct job *j)
+{
+	struct claim_args *a = j->arg;
+	char(*ids)[27] = xcalloc(a->max, sizeof(*ids));
+	size_t n = 0;
+	int r = due_ids(s->w, a->now, a->max, ids, &n, j->err);
+	a->out = n ? xcalloc(n, sizeof(*a->out)) : NULL;
+	int64_t t = clock_now_ms();
+	for (size_t i = 0; i < n && r == 0; i++) {
+		int got = claim_one(s->w, ids[i], t, &a->out[a->n], j->err);
+		if (got < 0)
+			r = -1;
+		else
+			a->n += (size_t)got;
+	}
+	free(ids);
+	if (r != 0) {
+		notice_recs_free(a->out, a->n);
+		a->out = NULL;
+		a->n = 0;
+	}
+	return r;
+}
+
+int store_claim_due(struct store *s, int64_t now_ms, size_t max, struct notice_rec **out,
+		    size_t *n, struct selo_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	if (!max)
+		return 0;
+	struct claim_args a = {now_ms, max > CLAIM_MAX ? CLAIM_MAX : max, NULL, 0};
+	if (job_do(s, run_claim, &a, err, NULL) != 0) {
+		/* The job may have succeeded and the commit failed: nothing is claimed. */
+		notice_recs_free(a.out, a.n);
+		return -1;
+	}
+	*out = a.out;
+	*n = a.n;
+	return 0;
+}
+
+/* ---- Sealing. */
+
+static int tokens_add(struct conn *c, const struct seal_rec *r, struct selo_err *err)
+{
+	sqlite3_stmt *st = r->ntokens ? stmt_get(c, S_TOKEN_ADD, err) : NULL;
+	if (r->ntokens && !st)
+		return -1;
+	for (size_t i = 0; i < r->ntokens; i++) {
+		const struct token_rec *k = &r->tokens[i];
+		if (bind_text(st, 1, k->token) | bind_text(st, 2, r->id) | bind_text(st, 3, k->kind) |
+		    sqlite3_bind_int(st, 4, k->link) | bind_text(st, 5, k->url))
+			return bind_failed(c, st, err, "storing a token");
+		if (step_done(c, st, err, "storing a token") != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int message_add(struct conn *c, const struct seal_rec *r, int64_t t, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_MSG_ADD, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, r->id) | bind_blob(st, 2, r->eml, r->len) | bind_text(st, 3, r->sha256) |
+	    sqlite3_bind_int64(st, 4, t))
+		return bind_failed(c, st, err, "storing a message");
+	return step_done(c, st, err, "storing a message");
+}
+
+static int seal_mark(struct conn *c, const struct seal_rec *r, int64_t t, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_SEAL, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, r->id) | bind_text(st, 2, r->message_id) | bind_text(st, 3, r->sha256) |
+	    sqlite3_bind_int64(st, 4, t))
+		return bind_failed(c, st, err, "marking a notice sealed");
+	return step_done(c, st, err, "marking a notice sealed");
+}
+
+/* A notice sealed before keeps its first message, tokens and event: those
+ * bytes may already have gone out, and a resend must send them again. */
+static int seal_one(struct store *s, const struct seal_rec *r, struct selo_err *err)
+{
+	struct conn *c = s->w;
+	if (!r->id || !r->eml)
+		return err_set(err, 400, "invalid-request", "store: a sealed message needs its notice "
+			       "id and bytes");
+	int have = row_exists(c, S_MSG_EXISTS, r->id, err);
+	if (have != 0)
+		return have < 0 ? -1 : 0;
+	int known = row_exists(c, S_NOTICE_EXISTS, r->id, err);
+	if (known <= 0)
+		return known < 0 ? -1 : err_set(err, 404, "not-found", "store: notice %s not found", r->id);
+	int64_t t = writer_time(s);
+	if (message_add(c, r, t, err) || tokens_add(c, r, err) || seal_mark(c, r, t, err))
+		return -1;
+	return event_add(c, r->id, EV_CONTENT_SEALED, t, r->event_fields, r->disc, err) ? -1 : 0;
+}
+
+struct seal_args {
+	const struct seal_rec *r;
+	size_t n;
+};
+
+static int run_sealed(struct store *s, struct job *j)
+{
+	struct seal_args *a = j->arg;
+	for (size_t i = 0; i < a->n; i++)
+		if (seal_one(s, &a->r[i], j->err) != 0)
+			return -1;
+	return 0;
+}
+
+int store_notices_sealed(struct store *s, const struct seal_rec *r, size_t n,
+			 struct selo_err *err)
+{
+	if (!n)
+		return 0;
+	struct seal_args a = {r, n};
+	return job_do(s, run_sealed, &a, err, NULL);
+}
+
+/* ---- Delivery results. */
+
+static int state_final_or_retry(const char *st)
+{
+	return st && (!strcmp(st, "relayed") || !strcmp(st, "delivered") ||
+		      !strcmp(st, "deferred") || !strcmp(st, "failed"));
+}
+
+static int result_one(struct store *s, const struct result_rec *r, struct selo_err *err)
+{
+	struct conn *c = s->w;
+	if (!r->id || !r->event_type || !state_final_or_retry(r->state))
+		return err_set(err, 400, "invalid-request",
+			       "store: a delivery result for notice %s needs an event type and a "
+			       "state of relayed, delivered, deferred or failed",
+			       r->id ? r->id : "(none)");
+	sqlite3_stmt *st = stmt_get(c, S_RESULT, err);
+	if (!st)
+		return -1;
+	int64_t t = writer_time(s);
+	if (bind_text(st, 1, r->id) | bind_text(st, 2, r->state) |
+	    sqlite3_bind_int64(st, 3, r->next_attempt_ms) | bind_text(st, 4, r->last_error) |
+	    sqlite3_bind_int64(st, 5, t))
+		return bind_failed(c, st, err, "recording a delivery result");
+	if (step_done(c, st, err, "recording a delivery result") != 0)
+		return -1;
+	if (sqlite3_changes(c->db) == 0)
+		return err_set(err, 404, "not-found", "store: notice %s not found", r->id);
+	return event_add(c, r->id, r->event_type, t, r->event_fields, r->disc, err) ? -1 : 0;
+}
+
+struct result_args {
+	const struct result_rec *r;
+	size_t n;
+};
+
+static int run_results(struct store *s, struct job *j)
+{
+	struct result_args *a = j->arg;
+	for (size_t i = 0; i < a->n; i++)
+		if (result_one(s, &a->r[i], j->err) != 0)
+			return -1;
+	return 0;
+}
+
+int store_delivery_results(struct store *s, const struct result_rec *r, size_t n,
+			   struct selo_err *err)
+{
+	if (!n)
+		return 0;
+	struct result_args a = {r, n};
+	return job_do(s, run_results, &a, err, NULL);
+}
+
+static int run_recover(struct store *s, struct job *j)
+{
+	struct conn *c = s->w;
+	sqlite3_stmt *st = stmt_get(c, S_RECOVER, j->err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, clock_now_ms()))
+		return bind_failed(c, st, j->err, "recovering notices in flight");
+	if (step_done(c, st, j->err, "recovering notices in flight") != 0)
+		return -1;
+	j->ival = sqlite3_changes(c->db);
+	return 0;
+}
+
+int store_recover_inflight(struct store *s, struct selo_err *err)
+{
+	int64_t n = 0;
+	if (job_do(s, run_recover, NULL, err, &n) != 0)
+		return -1;
+	return (int)n;
+}
+
+/* ---- Open and close. */
+
+/* Readers close first: the last connection to close checkpoints and removes
+ * the WAL, and only the writer can. */
+static void store_free(struct store *s)
+{
+	while (s->rfree) {
+		struct conn *c = s->rfree;
+		s->rfree = c->next;
+		conn_close(c);
+	}
+	conn_close(s->w);
+	pthread_mutex_destroy(&s->qmu);
+	pthread_cond_destroy(&s->qcv);
+	pthread_mutex_destroy(&s->rmu);
+	pthread_cond_destroy(&s->rcv);
+	free(s->path);
+	free(s);
+}
+
+int store_open(const char *path, struct store **out, struct selo_err *err)
+{
+	*out = NULL;
+	if (!sqlite3_threadsafe())
+		return err_set(err, 500, "storage-failed",
+			       "store: this SQLite library was built without thread support");
+	if (file_precreate(path, err) != 0)
+		return -1;
+	struct store *s = xcalloc(1, sizeof(*s));
+	s->path = xmemdup(path, strlen(path));
+	pthread_mutex_init(&s->qmu, NULL);
+	pthread_cond_init(&s->qcv, NULL);
+	pthread_mutex_init(&s->rmu, NULL);
+	pthread_cond_init(&s->rcv, NULL);
+	s->w = conn_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err);
+	if (!s->w || writer_setup(s->w, err) || migrate(s, err) || last_event_time_load(s, err))
+		goto fail;
+	int rc = pthread_create(&s->writer, NULL, writer_main, s);
+	if (rc != 0) {
+		err_set(err, 500, "storage-failed", "store: cannot start the writer thread: %s",
+			strerror(rc));
+		goto fail;
+	}
+	s->writer_started = 1;
+	*out = s;
+	return 0;
+fail:
+	store_free(s);
+	return -1;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	if (s->writer_started) {
+		pthread_mutex_lock(&s->qmu);
+		s->stopping = 1;
+		pthread_cond_signal(&s->qcv);
+		pthread_mutex_unlock(&s->qmu);
+		pthread_join(s->writer, NULL);
+	}
+	/* Lets SQLite refresh its planner statistics where they have drifted. */
+	sqlite3_exec(s->w->db, "PRAGMA optimize", NULL, NULL, NULL);
+	store_free(s);
+}
+
+int store_schema_version(struct store *s)
+{
+	return s->version;
+}
+
+/* ---- Readers. */
+
+static struct conn *reader_take(struct store *s, struct selo_err *err)
+{
+	pthread_mutex_lock(&s->rmu);
+	while (!s->rfree && s->nreaders >= READERS_MAX)
+		pthread_cond_wait(&s->rcv, &s->rmu);
+	struct conn *c = s->rfree;
+	if (c) {
+		s->rfree = c->next;
+		pthread_mutex_unlock(&s->rmu);
+		return c;
+	}
+	s->nreaders++; /* reserve the slot, open outside the lock */
+	pthread_mutex_unlock(&s->rmu);
+	c = conn_open(s->path, SQLITE_OPEN_READONLY, err);
+	if (c)
+		return c;
+	pthread_mutex_lock(&s->rmu);
+	s->nreaders--;
+	pthread_cond_signal(&s->rcv);
+	pthread_mutex_unlock(&s->rmu);
+	return NULL;
+}
+
+static void reader_give(struct store *s, struct conn *c)
+{
+	pthread_mutex_lock(&s->rmu);
+	c->next = s->rfree;
+	s->rfree = c;
+	pthread_cond_signal(&s->rcv);
+	pthread_mutex_unlock(&s->rmu);
+}
+
+static void apikey_from_row(sqlite3_stmt *st, struct apikey *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->id = sqlite3_column_int64(st, 0);
+	col_copy(st, 1, k->name, sizeof(k->name));
+	col_copy(st, 2, k->prefix, sizeof(k->prefix));
+	k->created_ms = sqlite3_column_int64(st, 3);
+	k->revoked_ms = sqlite3_column_int64(st, 4);
+}
+
+static int apikey_find_on(struct conn *c, const uint8_t hash[32], struct apikey *out,
+			  struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_APIKEY_FIND, err);
+	if (!st)
+		return -1;
+	if (bind_blob(st, 1, hash, 32))
+		return bind_failed(c, st, err, "finding an API key");
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		apikey_from_row(st, out);
+	int r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(err, c, "finding an API key");
+	stmt_done(st);
+	return r;
+}
+
+/* The hash is looked up through an index; since it is the SHA-256 of a
+ * high-entropy key, timing reveals nothing about any stored key. */
+int store_apikey_find(struct store *s, const uint8_t hash[32], struct apikey *out,
+		      struct selo_err *err)
+{
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	int r = apikey_find_on(c, hash, out, err);
+	reader_give(s, c);
+	return r;
+}
+
+static int apikey_list_on(struct conn *c, struct apikey **out, size_t *n, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_APIKEY_LIST, err);
+	if (!st)
+		return -1;
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*out = grow(*out, *n, &cap, sizeof(**out));
+		apikey_from_row(st, &(*out)[(*n)++]);
+	}
+	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "listing API keys");
+	stmt_done(st);
+	return r;
+}
+
+int store_apikey_list(struct store *s, struct apikey **out, size_t *n, struct selo_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	int r = apikey_list_on(c, out, n, err);
+	reader_give(s, c);
+	if (r != 0) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
+	return r;
+}
+
+static int notice_get_on(struct conn *c, const char *id, int64_t apikey_id,
+			 struct notice_rec *out, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_NOTICE_GET, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, id) | sqlite3_bind_int64(st, 2, apikey_id))
+		return bind_failed(c, st, err, "reading a notice");
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		notice_from_row(st, out);
+	int r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(err, c, "reading a notice");
+	stmt_done(st);
+	return r;
+}
+
+int store_notice_get(struct store *s, const char *id, int64_t apikey_id, struct notice_rec *out,
+		     struct selo_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (!id)
+		return 0;
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	int r = notice_get_on(c, id, apikey_id, out, err);
+	reader_give(s, c);
+	return r;
+}
+
+static int notice_list_on(struct conn *c, const struct notice_filter *f, struct notice_rec **out,
+			  size_t *n, struct selo_err *err)
+{
+	int variant = (f->apikey_id >= 0 ? 1 : 0) | (f->reference ? 2 : 0) | (f->status ? 4 : 0);
+	int limit = f->limit < 1 ? 1 : f->limit > LIST_MAX ? LIST_MAX : f->limit;
+	sqlite3_stmt *st = stmt_get(c, (enum stmt_id)(S_LIST0 + variant), err);
+	if (!st)
+		return -1;
+	/* Every id is greater than "", so no `after` means from the first. */
+	if (bind_text(st, 1, f->after ? f->after : "") | sqlite3_bind_int64(st, 2, f->apikey_id) |
+	    bind_text(st, 3, f->reference) | bind_text(st, 4, f->status) |
+	    sqlite3_bind_int(st, 5, limit))
+		return bind_failed(c, st, err, "listing notices");
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*out = grow(*out, *n, &cap, sizeof(**out));
+		notice_from_row(st, &(*out)[(*n)++]);
+	}
+	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "listing notices");
+	stmt_done(st);
+	return r;
+}
+
+int store_notice_list(struct store *s, const struct notice_filter *f, struct notice_rec **out,
+		      size_t *n, struct selo_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	int r = notice_list_on(c, f, out, n, err);
+	reader_give(s, c);
+	if (r != 0) {
+		notice_recs_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+	}
+	return r;
+}
+
+static void event_from_row(sqlite3_stmt *st, struct event_rec *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->seq = sqlite3_column_int64(st, 0);
+	col_copy(st, 1, e->notice_id, sizeof(e->notice_id));
+	col_copy(st, 2, e->type, sizeof(e->type));
+	e->time_ms = sqlite3_column_int64(st, 3);
+	e->entry = col_bytes(st, 4, &e->len);
+}
+
+/* Runs a prepared and bound event query to its end. */
+static int events_collect(struct conn *c, sqlite3_stmt *st, struct event_rec **out, size_t *n,
+			  struct selo_err *err)
+{
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*out = grow(*out, *n, &cap, sizeof(**out));
+		event_from_row(st, &(*out)[(*n)++]);
+	}
+	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "reading events");
+	stmt_done(st);
+	return r;
+}
+
+static int events_query(struct store *s, enum stmt_id id, const char *notice_id, int64_t after,
+			int64_t max, struct event_rec **out, size_t *n, struct selo_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	sqlite3_stmt *st = stmt_get(c, id, err);
+	int r = -1;
+	if (st && notice_id && bind_text(st, 1, notice_id))
+		bind_failed(c, st, err, "reading events");
+	else if (st && !notice_id && (sqlite3_bind_int64(st, 1, after) | sqlite3_bind_int64(st, 2, max)))
+		bind_failed(c, st, err, "reading events");
+	else if (st)
+		r = events_collect(c, st, out, n, err);
+	reader_give(s, c);
+	if (r != 0) {
+		event_recs_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+	}
+	return r;
+}
+
+int store_events_of(struct store *s, const char *notice_id, struct event_rec **out, size_t *n,
+		    struct selo_err *err)
+{
+	if (!notice_id) {
+		*out = NULL;
+		*n = 0;
+		return 0;
+	}
+	return events_query(s, S_EVENTS_OF, notice_id, 0, 0, out, n, err);
+}
+
+int store_events_after(struct store *s, int64_t after_seq, size_t max, struct event_rec **out,
+		       size_t *n, struct selo_err *err)
+{
+	if (!max) {
+		*out = NULL;
+		*n = 0;
+		return 0;
+	}
+	int64_t lim = max > EVENTS_AFTER_MAX ? EVENTS_AFTER_MAX : (int64_t)max;
+	return events_query(s, S_EVENTS_AFTER, NULL, after_seq, lim, out, n, err);
+}
+
+static int attachments_of_on(struct conn *c, const char *id, struct attachment_rec **out,
+			     size_t *n, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_ATT_OF, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, id))
+		return bind_failed(c, st, err, "reading attachments");
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*out = grow(*out, *n, &cap, sizeof(**out));
+		struct attachment_rec *a = &(*out)[(*n)++];
+		a->filename = col_text(st, 0);
+		a->content_type = col_text(st, 1);
+		a->data = (uint8_t *)col_bytes(st, 2, &a->len);
+	}
+	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "reading attachments");
+	stmt_done(st);
+	return r;
+}
+
+int store_attachments_of(struct store *s, const char *notice_id, struct attachment_rec **out,
+			 size_t *n, struct selo_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	if (!notice_id)
+		return 0;
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	int r = attachments_of_on(c, notice_id, out, n, err);
+	reader_give(s, c);
+	if (r != 0) {
+		attachment_recs_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+	}
+	return r;
+}
+
+static int message_get_on(struct conn *c, const char *id, struct buf *eml, char sha256[65],
+			  struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_MSG_GET, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, id))
+		return bind_failed(c, st, err, "reading a message");
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const void *p = sqlite3_column_blob(st, 0);
+		buf_append(eml, p ? p : "", p ? (size_t)sqlite3_column_bytes(st, 0) : 0);
+		col_copy(st, 1, sha256, 65);
+	}
+	int r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(err, c, "reading a message");
+	stmt_done(st);
+	return r;
+}
+
+int store_message_get(struct store *s, const char *notice_id, struct buf *eml, char sha256[65],
+		      struct selo_err *err)
+{
+	sha256[0] = '\0';
+	if (!notice_id)
+		return 0;
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	int r = message_get_on(c, notice_id, eml, sha256, err);
+	reader_give(s, c);
+	return r;
+}
+
+static int disclosures_of_on(struct conn *c, const char *id, struct disclosures *out,
+			     struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_DISC_OF, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, id))
+		return bind_failed(c, st, err, "reading disclosures");
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		out->v = grow(out->v, out->n, &out->cap, sizeof(*out->v));
+		struct disclosure *d = &out->v[out->n++];
+		memset(d, 0, sizeof(*d));
+		col_copy(st, 0, d->commitment, sizeof(d->commitment));
+		d->value = col_bytes(st, 1, &d->len);
+	}
+	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "reading disclosures");
+	stmt_done(st);
+	return r;
+}
+
+int store_disclosures_of(struct store *s, const char *notice_id, struct disclosures *out,
+			 struct selo_err *err)
+{
+	if (!notice_id)
+		return 0;
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	int r = disclosures_of_on(c, notice_id, out, err);
+	reader_give(s, c);
+	return r;
+}
+
+static int64_t next_due_on(struct conn *c)
+{
+	struct selo_err e;
+	sqlite3_stmt *st = stmt_get(c, S_NEXT_DUE, &e);
+	if (!st)
+		return 0;
+	int64_t t = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	stmt_done(st);
+	return t;
+}
+
+/* Errors read as "nothing deferred": the sender then polls on its own
+ * schedule, which is safe (claims are what matters, and they go through the
+ * writer). */
+int64_t store_next_due(struct store *s)
+{
+	struct selo_err e;
+	struct conn *c = reader_take(s, &e);
+	if (!c)
+		return 0;
+	int64_t t = next_due_on(c);
+	reader_give(s, c);
+	return t;
+}
+
+static void counts_add(struct store_counts *k, const char *status, int64_t n)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} map[] = {
+		{"queued", offsetof(struct store_counts, queued)},
+		{"sending", offsetof(struct store_counts, sending)},
+		{"deferred", offsetof(struct store_counts, deferred)},
+		{"relayed", offsetof(struct store_counts, relayed)},
+		{"delivered", offsetof(struct store_counts, delivered)},
+		{"failed", offsetof(struct store_counts, failed)},
+	};
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (!strcmp(status, map[i].name))
+			*(int64_t *)((char *)k + map[i].off) += n;
+}
+
+static int counts_on(struct conn *c, struct store_counts *out, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_COUNTS, err);
+	if (!st)
+		return -1;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char status[16];
+		col_copy(st, 0, status, sizeof(status));
+		counts_add(out, status, sqlite3_column_int64(st, 1));
+	}
+	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "counting notices");
+	stmt_done(st);
+	if (r != 0 || !(st = stmt_get(c, S_EVENTS_MAX, err)))
+		return -1;
+	/* Events are never deleted, so the highest seq is their count. */
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		out->events = sqlite3_column_int64(st, 0);
+	r = rc == SQLITE_ROW ? 0 : db_err(err, c, "counting events");
+	stmt_done(st);
+	return r;
+}
+
+int store_counts(struct store *s, struct store_counts *out, struct selo_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	int r = counts_on(c, out, err);
+	reader_give(s, c);
+	return r;
+}
+
+static int check_on(struct conn *c, enum stmt_id id, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, id, err);
+	if (!st)
+		return -1;
+	int rc = sqlite3_step(st);
+	char first[128] = "";
+	if (rc == SQLITE_ROW)
+		col_copy(st, 0, first, sizeof(first));
+	int r = 0;
+	if (rc != SQLITE_ROW)
+		r = db_err(err, c, "checking the database");
+	else if (id == S_QUICK_CHECK && strcmp(first, "ok") != 0)
+		r = err_set(err, 500, "storage-failed", "store: quick_check found damage: %s", first);
+	stmt_done(st);
+	return r;
+}
+
+/* quick_check reads the whole file, which /healthz must not do on every
+ * probe of a large database: the full check runs at most every
+ * PING_FULL_EVERY_MS, and in between a cheap query proves the file answers. */
+int store_ping(struct store *s, struct selo_err *err)
+{
+	int64_t now = clock_mono_ms();
+	pthread_mutex_lock(&s->rmu);
+	int full = !s->last_full_check_ms || now - s->last_full_check_ms >= PING_FULL_EVERY_MS;
+	pthread_mutex_unlock(&s->rmu);
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	int r = check_on(c, full ? S_QUICK_CHECK : S_CHEAP_CHECK, err);
+	reader_give(s, c);
+	if (r == 0 && full) {
+		pthread_mutex_lock(&s->rmu);
+		s->last_full_check_ms = now;
+		pthread_mutex_unlock(&s->rmu);
+	}
+	return r;
+}
+
+/* ---- Freeing results. */
+
+void notice_rec_free(struct notice_rec *r)
+{
+	if (!r)
+		return;
+	free(r->to);
+	free(r->template_name);
+	free(r->reference);
+	free(r->segment);
+	free(r->tags_json);
+	free(r->payload_json);
+	free(r->message_id);
+	free(r->last_error);
+	r->to = r->template_name = r->reference = r->segment = NULL;
+	r->tags_json = r->payload_json = r->message_id = r->last_error = NULL;
+}
+
+void notice_recs_free(struct notice_rec *r, size_t n)
+{
+	for (size_t i = 0; r && i < n; i++)
+		notice_rec_free(&r[i]);
+	free(r);
+}
+
+void event_recs_free(struct event_rec *e, size_t n)
+{
+	for (size_t i = 0; e && i < n; i++)
+		free(e[i].entry);
+	free(e);
+}
+
+void attachment_recs_free(struct attachment_rec *a, size_t n)
+{
+	for (size_t i = 0; a && i < n; i++) {
+		free(a[i].filename);
+		free(a[i].content_type);
+		free(a[i].data);
+	}
+	free(a);
+}

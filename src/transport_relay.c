@@ -1,0 +1,807 @@
+/* transport_relay.c: hands messages to a smarthost with libesmtp 1.1.0.
+ * One SMTP session per transport_send carries the whole batch (libesmtp
+ * pipelines when the server offers PIPELINING). STARTTLS no|try|require
+ * always runs on this transport's own SSL_CTX (libesmtp 1.1.0 frees its
+ * cached default context after the first session: use-after-free); AUTH uses
+ * libesmtp's SASL plugins (PLAIN, LOGIN, CRAM-MD5) when a user is set.
+ * The transcript is built from libesmtp's protocol monitor: "S: " server
+ * lines, "C: " client lines, "-- " local notes; AUTH arguments and the SASL
+ * exchange are replaced by "[redacted]", and the message body, which libesmtp
+ * does not show, is one "C: <message data, N bytes>" line.
+ * Functions: transport_relay_open and the ops (send, close).
+ * Errors: open fails on a bad smtp.relay or an unreadable smtp.cafile. Each
+ * message ends ACCEPTED (2xx to its data), PERMFAIL (5xx to MAIL, RCPT or
+ * DATA; or a message SMTP cannot carry), or TEMPFAIL (4xx, or never reached:
+ * refused, timeout, dropped, TLS or AUTH problems), with the reason in
+ * msg->error. smtp_start_session's return value is not trusted (it reports
+ * success after rejections); every message's own statuses decide.
+ * Threads: one instance per thread; instances in several threads at once are
+ * fine (each session is private to its thread; libesmtp's errno is
+ * thread-local). SIGPIPE is blocked in the calling thread during a session. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <auth-client.h>
+#include <libesmtp.h>
+#include "selo/diag.h"
+#include "selo/transport.h"
+
+#define TRANSCRIPT_MAX (256 * 1024) /* a hostile server cannot grow it further */
+#define LINE_MAX_KEEP 4096          /* a "line" without LF is cut here */
+#define DEFAULT_PORT "587"          /* libesmtp's own default, made explicit */
+
+/* snprintf for messages meant to be cut at the buffer's end when long
+ * (paths, server replies); the truncation is deliberate. */
+static void textf(char *dst, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void textf(char *dst, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(dst, n, fmt, ap);
+	va_end(ap);
+}
+
+struct relay {
+	char server[300];  /* host:port as given to libesmtp and reported as peer */
+	char helo[256];
+	enum starttls_mode starttls;
+	int tls_verify;
+	long timeout_ms;
+	char user[128];
+	char pass[128];
+	SSL_CTX *ssl_ctx;
+};
+
+/* One message of the batch, as libesmtp's callbacks see it. */
+struct relay_item {
+	struct transport_msg *msg;
+	smtp_message_t m;
+	smtp_recipient_t r;
+	size_t pos;        /* read position of the message callback */
+	size_t counted;    /* bytes libesmtp reported sending (SMTP_EV_MESSAGEDATA) */
+};
+
+/* What one session learns while it runs. */
+struct relay_session {
+	struct relay *relay;
+	struct buf transcript;
+	struct buf partial[2];        /* unfinished line: [0] server, [1] client */
+	int truncated;
+	int in_auth;                  /* between our AUTH and the server's verdict */
+	char auth_refused[256];       /* the server's final non-2xx reply to AUTH */
+	struct relay_item *data_item; /* data sent, its transcript note pending */
+	char last_reply[256];         /* last final reply line from the server */
+	char tls[160];
+	char failure[256];            /* a cause learnt from events (TLS, certificate) */
+	struct timespec last_io;
+};
+
+/* ---- opening ------------------------------------------------------------ */
+
+/* libesmtp splits host:port at the first ':', so IPv6 literals cannot work. */
+static int parse_server(const char *spec, char *out, size_t n, struct selo_err *err)
+{
+	if (!spec[0])
+		return err_set(err, 500, "config", "smtp.mode = relay needs smtp.relay = host:port");
+	if (strchr(spec, '[') || strchr(spec, ']') || (strchr(spec, ':') != strrchr(spec, ':')))
+		return err_set(err, 500, "config",
+			       "smtp.relay = %s: IPv6 literals are not supported (libesmtp); "
+			       "use a host name or an IPv4 address", spec);
+	const char *colon = strchr(spec, ':');
+	if (!colon) {
+		snprintf(out, n, "%s:%s", spec, DEFAULT_PORT);
+		return 0;
+	}
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (colon == spec || *end || port < 1 || port > 65535)
+		return err_set(err, 500, "config", "smtp.relay = %s: expected host:port", spec);
+	snprintf(out, n, "%s", spec);
+	return 0;
+}
+
+static SSL_CTX *make_ssl_ctx(const struct selo_config *cfg, struct selo_err *err)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx) {
+		err_set(err, 500, "tls", "cannot create the TLS context");
+		err_add_openssl(err);
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* The handshake never fails on the certificate: libesmtp checks the
+	 * verify result afterwards and asks on_event, which applies
+	 * smtp.tls_verify. So the CAs must be loaded, or every server looks
+	 * untrusted. */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	int ok = cfg->smtp_cafile[0] ? SSL_CTX_load_verify_locations(ctx, cfg->smtp_cafile, NULL)
+				     : SSL_CTX_set_default_verify_paths(ctx);
+	if (!ok) {
+		err_set(err, 500, "config", "cannot load CA certificates from %s",
+			cfg->smtp_cafile[0] ? cfg->smtp_cafile : "the system's default paths");
+		err_add_openssl(err);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+int transport_relay_open(const struct selo_config *cfg, void **state, struct selo_err *err)
+{
+	*state = NULL;
+	struct relay *r = calloc(1, sizeof(*r));
+	if (!r)
+		return err_set(err, 500, "oom", "out of memory opening the relay transport");
+	if (parse_server(cfg->smtp_relay, r->server, sizeof(r->server), err) != 0) {
+		free(r);
+		return -1;
+	}
+	snprintf(r->helo, sizeof(r->helo), "%s", cfg->smtp_helo);
+	r->starttls = cfg->starttls;
+	r->tls_verify = cfg->smtp_tls_verify;
+	r->timeout_ms = cfg->smtp_timeout_ms > 0 ? cfg->smtp_timeout_ms : 60000;
+	snprintf(r->user, sizeof(r->user), "%s", cfg->smtp_auth_user);
+	snprintf(r->pass, sizeof(r->pass), "%s", cfg->smtp_auth_password);
+	r->ssl_ctx = make_ssl_ctx(cfg, err);
+	if (!r->ssl_ctx) {
+		OPENSSL_cleanse(r, sizeof(*r));
+		free(r);
+		return -1;
+	}
+	if (r->user[0] && r->starttls != STARTTLS_REQUIRE)
+		diag_warn("smtp.auth_user is set but smtp.starttls is not require: "
+			  "the password may cross the network in clear text");
+	*state = r;
+	return 0;
+}
+
+static void relay_close(void *state)
+{
+	struct relay *r = state;
+	if (!r)
+		return;
+	SSL_CTX_free(r->ssl_ctx);
+	OPENSSL_cleanse(r, sizeof(*r));
+	free(r);
+}
+
+/* ---- transcript --------------------------------------------------------- */
+
+static void touch(struct relay_session *s)
+{
+	clock_gettime(CLOCK_MONOTONIC, &s->last_io);
+}
+
+static long ms_since(const struct timespec *t)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+/* Appends bytes, escaping what is not printable ASCII as \xHH so that the
+ * transcript is always valid UTF-8 text for the JSON log entry. */
+static void put_clean(struct buf *b, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+		if ((c >= 0x20 && c < 0x7f) || c == '\t')
+			buf_putc(b, (char)c);
+		else
+			buf_printf(b, "\\x%02X", c);
+	}
+}
+
+static void emit(struct relay_session *s, const char *prefix, const char *p, size_t n)
+{
+	if (s->truncated)
+		return;
+	if (s->transcript.len + n + 16 > TRANSCRIPT_MAX) {
+		buf_puts(&s->transcript, "-- [transcript truncated]\n");
+		s->truncated = 1;
+		return;
+	}
+	buf_puts(&s->transcript, prefix);
+	put_clean(&s->transcript, p, n);
+	buf_putc(&s->transcript, '\n');
+}
+
+static void emitf(struct relay_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void emitf(struct relay_session *s, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	emit(s, "", line, strlen(line));
+}
+
+/* The data is sent with the monitor off; the note goes in just before the
+ * next thing on the wire, which is the server's answer to it. */
+static void flush_data_note(struct relay_session *s)
+{
+	struct relay_item *it = s->data_item;
+	if (!it)
+		return;
+	s->data_item = NULL;
+	emitf(s, "C: <message data, %zu bytes>", it->msg->len);
+	emit(s, "C: ", ".", 1);
+	/* libesmtp counts header and body lines but not the blank line between
+	 * them; any other difference means it rewrote a header (see
+	 * docs/transports.md), so the bytes on the wire are not the stored ones. */
+	if (it->counted + 2 != it->msg->len)
+		diag_warn("notice %s: libesmtp sent %zu message bytes, expected %zu "
+			  "(a header was added or dropped)", it->msg->notice_id,
+			  it->counted + 2, it->msg->len);
+}
+
+static int starts_with_word(const char *p, size_t n, const char *word)
+{
+	size_t w = strlen(word);
+	return n >= w && strncasecmp(p, word, w) == 0 && (n == w || p[w] == ' ');
+}
+
+/* Client lines: AUTH's argument and every SASL line after it are secrets. */
+static void client_line(struct relay_session *s, const char *p, size_t n)
+{
+	if (s->in_auth) {
+		emit(s, "C: ", "[redacted]", 10);
+		return;
+	}
+	if (!starts_with_word(p, n, "AUTH")) {
+		emit(s, "C: ", p, n);
+		return;
+	}
+	size_t start = n > 5 ? 5 : n, end = start;
+	while (end < n && p[end] != ' ')
+		end++;
+	char line[96];
+	snprintf(line, sizeof(line), "AUTH %.*s [redacted]", (int)(end - start > 40 ? 40 : end - start),
+		 p + start);
+	emit(s, "C: ", line, strlen(line));
+	s->in_auth = 1;
+	s->auth_refused[0] = '\0';
+}
+
+static void server_line(struct relay_session *s, const char *p, size_t n)
+{
+	emit(s, "S: ", p, n);
+	int final = n == 3 || (n > 3 && p[3] == ' ');
+	if (!final || n < 3)
+		return;
+	struct buf clean = BUF_INIT;
+	put_clean(&clean, p, n < 200 ? n : 200);
+	snprintf(s->last_reply, sizeof(s->last_reply), "%s", buf_str(&clean));
+	buf_free(&clean);
+	if (!s->in_auth || p[0] == '3')
+		return;
+	s->in_auth = 0;
+	if (p[0] != '2')
+		snprintf(s->auth_refused, sizeof(s->auth_refused), "%s", s->last_reply);
+}
+
+static void take_line(struct relay_session *s, int client, const char *p, size_t n)
+{
+	if (n && p[n - 1] == '\r')
+		n--;
+	if (client)
+		client_line(s, p, n);
+	else
+		server_line(s, p, n);
+}
+
+static void flush_partials(struct relay_session *s)
+{
+	flush_data_note(s);
+	for (int dir = 0; dir < 2; dir++) {
+		struct buf *pb = &s->partial[dir];
+		if (pb->len)
+			take_line(s, dir, pb->data, pb->len);
+		if (pb->data)
+			OPENSSL_cleanse(pb->data, pb->cap);
+		buf_free(pb);
+	}
+}
+
+/* libesmtp's monitor: buf is not NUL-terminated and holds any number of
+ * lines, possibly starting or ending mid-line. */
+static void on_monitor(const char *buf, int buflen, int writing, void *arg)
+{
+	struct relay_session *s = arg;
+	touch(s);
+	flush_data_note(s);
+	if (writing == SMTP_CB_HEADERS || buflen <= 0)
+		return;
+	int client = writing == SMTP_CB_WRITING;
+	struct buf *pb = &s->partial[client];
+	const char *p = buf, *end = buf + buflen;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		buf_append(pb, p, n);
+		p += n + (nl ? 1 : 0);
+		if (nl || pb->len > LINE_MAX_KEEP) {
+			take_line(s, client, pb->data, pb->len);
+			OPENSSL_cleanse(pb->data, pb->len);
+			buf_reset(pb);
+		}
+	}
+}
+
+/* ---- libesmtp callbacks ------------------------------------------------- */
+
+static const char *read_message(void **ctx, int *len, void *arg)
+{
+	struct relay_item *it = arg;
+	(void)ctx; /* our position lives in the item, so libesmtp has nothing to free */
+	if (!len) { /* rewind: libesmtp may read a message more than once */
+		it->pos = 0;
+		it->counted = 0;
+		return NULL;
+	}
+	size_t left = it->msg->len - it->pos;
+	size_t chunk = left > (1u << 20) ? (1u << 20) : left;
+	const char *p = it->msg->data + it->pos;
+	it->pos += chunk;
+	*len = (int)chunk;
+	return p;
+}
+
+static int on_auth_interact(auth_client_request_t req, char **result, int fields, void *arg)
+{
+	struct relay *r = arg;
+	for (int i = 0; i < fields; i++) {
+		if (req[i].flags & AUTH_USER)
+			result[i] = r->user;
+		else if (req[i].flags & AUTH_PASS)
+			result[i] = r->pass;
+		else if (req[i].flags & AUTH_REALM)
+			result[i] = (char *)"";
+		else
+			return 0; /* a mechanism wanting more than we have: next one */
+	}
+	return 1;
+}
+
+static void set_failure(struct relay_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_failure(struct relay_session *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->failure, sizeof(s->failure), fmt, ap);
+	va_end(ap);
+	emitf(s, "-- %s", s->failure);
+}
+
+/* Certificate problems: accepted (and noted) unless smtp.tls_verify. */
+static void certificate_event(struct relay_session *s, int *ok, const char *problem)
+{
+	*ok = !s->relay->tls_verify;
+	if (*ok)
+		emitf(s, "-- %s; accepted (smtp.tls_verify = no)", problem);
+	else
+		set_failure(s, "%s: TLS refused (smtp.tls_verify = yes)", problem);
+}
+
+static void on_tls_ok(struct relay_session *s, SSL *ssl, const char *cipher, int bits)
+{
+	snprintf(s->tls, sizeof(s->tls), "%s %s %d", SSL_get_version(ssl), cipher ? cipher : "?", bits);
+	emitf(s, "-- TLS established: %s", s->tls);
+}
+
+static void on_event(smtp_session_t session, int event, void *arg, ...)
+{
+	struct relay_session *s = arg;
+	va_list ap;
+	(void)session;
+	/* Only wire activity counts for timeout detection: DISCONNECT comes
+	 * after the timeout it would otherwise hide. */
+	if (event == SMTP_EV_CONNECT || event == SMTP_EV_MESSAGEDATA)
+		touch(s);
+	va_start(ap, arg);
+	switch (event) {
+	case SMTP_EV_MESSAGEDATA: {
+		smtp_message_t m = va_arg(ap, smtp_message_t);
+		int len = va_arg(ap, int);
+		struct relay_item *it = smtp_message_get_application_data(m);
+		if (it) {
+			it->counted += (size_t)(len > 0 ? len : 0);
+			s->data_item = it;
+		}
+		break;
+	}
+	case SMTP_EV_STARTTLS_OK: {
+		SSL *ssl = va_arg(ap, SSL *);
+		const char *cipher = va_arg(ap, const char *);
+		int bits = va_arg(ap, int);
+		on_tls_ok(s, ssl, cipher, bits);
+		break;
+	}
+	case SMTP_EV_INVALID_PEER_CERTIFICATE: {
+		long vfy = va_arg(ap, long);
+		int *ok = va_arg(ap, int *);
+		char why[200];
+		snprintf(why, sizeof(why), "server certificate not trusted (%s)",
+			 X509_verify_cert_error_string(vfy));
+		certificate_event(s, ok, why);
+		break;
+	}
+	case SMTP_EV_NO_PEER_CERTIFICATE:
+		certificate_event(s, va_arg(ap, int *), "server sent no certificate");
+		break;
+	case SMTP_EV_WRONG_PEER_CERTIFICATE: {
+		int *ok = va_arg(ap, int *);
+		const char *name = va_arg(ap, const char *);
+		char why[200];
+		snprintf(why, sizeof(why), "server certificate names %.80s, not the relay's host",
+			 name && name[0] ? name : "another host");
+		certificate_event(s, ok, why);
+		break;
+	}
+	case SMTP_EV_WEAK_CIPHER: {
+		int bits = va_arg(ap, int);
+		int *ok = va_arg(ap, int *);
+		*ok = 0;
+		set_failure(s, "TLS cipher too weak (%d bits)", bits);
+		break;
+	}
+	case SMTP_EV_EXTNA_STARTTLS:
+		set_failure(s, "the relay does not offer STARTTLS and smtp.starttls = require; "
+			       "nothing was sent");
+		break;
+	default:
+		emitf(s, "-- DEBUG event %d", event);
+		/* Other events either have nothing to record or, like
+		 * SMTP_EV_EXTNA_DSN, leave *quit_now at its safe default. */
+		break;
+	}
+	va_end(ap);
+}
+
+/* ---- checking what we hand to libesmtp ----------------------------------- */
+
+/* libesmtp writes addresses into commands as they are: a CR, LF or '>'
+ * would let a caller inject SMTP commands. */
+static int address_ok(const char *a)
+{
+	size_t n = strlen(a);
+	if (n > 320)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)a[i];
+		if (c <= 0x20 || c == 0x7f || c == '<' || c == '>')
+			return 0;
+	}
+	return 1;
+}
+
+/* SMTP carries CRLF lines of at most 1000 octets; libesmtp neither fixes
+ * nor refuses anything else. Sets *eightbit when BODY=8BITMIME is needed. */
+static int message_ok(const struct transport_msg *m, int *eightbit, char *why, size_t n)
+{
+	const unsigned char *d = (const unsigned char *)m->data;
+	size_t line_start = 0, line_no = 1;
+	*eightbit = 0;
+	if (m->len < 2 || d[m->len - 2] != '\r' || d[m->len - 1] != '\n')
+		return snprintf(why, n, "message does not end with CRLF"), 0;
+	for (size_t i = 0; i < m->len; i++) {
+		if (d[i] == 0)
+			return snprintf(why, n, "NUL byte in line %zu", line_no), 0;
+		if (d[i] >= 0x80)
+			*eightbit = 1;
+		if (d[i] == '\r' && (i + 1 >= m->len || d[i + 1] != '\n'))
+			return snprintf(why, n, "bare CR in line %zu", line_no), 0;
+		if (d[i] != '\n')
+			continue;
+		if (i == 0 || d[i - 1] != '\r')
+			return snprintf(why, n, "bare LF in line %zu", line_no), 0;
+		if (i + 1 - line_start > 1000)
+			return snprintf(why, n, "line %zu is longer than 1000 octets", line_no), 0;
+		line_start = i + 1;
+		line_no++;
+	}
+	return 1;
+}
+
+static void permfail_local(struct transport_msg *m, const char *why)
+{
+	m->outcome = TRANSPORT_PERMFAIL;
+	snprintf(m->error, sizeof(m->error), "not sent: %s", why);
+	buf_printf(&m->transcript, "-- not sent: %s\n", why);
+}
+
+/* Adds the message to the session; 0 if added, -1 if refused locally. */
+static int add_message(smtp_session_t ss, struct relay_item *it)
+{
+	struct transport_msg *m = it->msg;
+	char why[160];
+	int eightbit;
+	if (!address_ok(m->mail_from) || !address_ok(m->rcpt)) {
+		permfail_local(m, "envelope address contains characters SMTP cannot carry");
+		return -1;
+	}
+	if (!message_ok(m, &eightbit, why, sizeof(why))) {
+		permfail_local(m, why);
+		return -1;
+	}
+	it->m = smtp_add_message(ss);
+	if (!it->m)
+		return -1;
+	smtp_set_reverse_path(it->m, m->mail_from[0] ? m->mail_from : NULL);
+	smtp_set_messagecb(it->m, read_message, it);
+	smtp_message_set_application_data_release(it->m, it, NULL);
+	smtp_size_set_estimate(it->m, (unsigned long)m->len);
+	if (eightbit)
+		smtp_8bitmime_set_body(it->m, E8bitmime_8BITMIME);
+	it->r = smtp_add_recipient(it->m, m->rcpt);
+	return it->r ? 0 : -1;
+}
+
+static smtp_session_t make_session(struct relay *r, struct relay_session *s, auth_context_t *actx)
+{
+	static const int timeouts[] = {Timeout_GREETING, Timeout_ENVELOPE, Timeout_DATA,
+				       Timeout_TRANSFER, Timeout_DATA2};
+	static const enum starttls_option tls_mode[] = {
+		[STARTTLS_NO] = Starttls_DISABLED,
+		[STARTTLS_TRY] = Starttls_ENABLED,
+		[STARTTLS_REQUIRE] = Starttls_REQUIRED,
+	};
+	*actx = NULL;
+	smtp_session_t ss = smtp_create_session();
+	if (!ss)
+		return NULL;
+	smtp_set_server(ss, r->server);
+	if (r->helo[0])
+		smtp_set_hostname(ss, r->helo);
+	/* ms, and below the RFC 5321 minimums only with the override flag. */
+	for (size_t i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++)
+		smtp_set_timeout(ss, timeouts[i] | Timeout_OVERRIDE_RFC2822_MINIMUM, r->timeout_ms);
+	smtp_starttls_set_ctx(ss, r->ssl_ctx);
+	smtp_starttls_enable(ss, (unsigned)r->starttls <= STARTTLS_REQUIRE ? tls_mode[r->starttls]
+									: Starttls_REQUIRED);
+	smtp_set_eventcb(ss, on_event, s);
+	smtp_set_monitorcb(ss, on_monitor, s, 0);
+	if (r->user[0]) {
+		*actx = auth_create_context();
+		if (*actx) {
+			/* PLAIN and LOGIN send the password (base64): allowed,
+			 * and redacted in the transcript. */
+			auth_set_mechanism_flags(*actx, AUTH_PLUGIN_PLAIN, 0);
+			auth_set_interact_cb(*actx, on_auth_interact, r);
+			smtp_auth_set_context(ss, *actx);
+		}
+	}
+	return ss;
+}
+
+/* ---- running the session ------------------------------------------------- */
+
+/* libesmtp write()s to the socket, and a peer that closed it would kill the
+ * process with SIGPIPE. Blocking it in this thread only, and taking back a
+ * SIGPIPE the session raised, leaves the rest of the process untouched. */
+struct sigpipe_guard {
+	sigset_t old;
+	int was_pending;
+};
+
+static void sigpipe_block(struct sigpipe_guard *g)
+{
+	sigset_t set, pending;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, &g->old);
+	sigpending(&pending);
+	g->was_pending = sigismember(&pending, SIGPIPE) == 1;
+}
+
+static void sigpipe_restore(struct sigpipe_guard *g)
+{
+	sigset_t set, pending;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	sigpending(&pending);
+	if (!g->was_pending && sigismember(&pending, SIGPIPE) == 1) {
+		struct timespec zero = {0, 0};
+		while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
+			;
+	}
+	pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/* smtp_errno() is never cleared by libesmtp, so a stale error from an
+ * earlier session would look like this one's. An API misuse sets it to
+ * SMTP_ERR_INVAL first; anything else afterwards is this session's. */
+static void prime_smtp_errno(void)
+{
+	smtp_starttls_enable(NULL, Starttls_DISABLED);
+}
+
+/* Why messages that were never answered did not go: the clearest cause
+ * known, for a person reading the notice's history. */
+static void session_error(struct relay_session *s, int started, char *out, size_t n)
+{
+	const char *srv = s->relay->server;
+	int e = smtp_errno();
+	char text[160];
+	if (s->failure[0]) {
+		textf(out, n, "%s", s->failure);
+		return;
+	}
+	if (s->auth_refused[0]) {
+		textf(out, n, "%s refused our AUTH (%s); check smtp.auth_user and "
+			 "smtp.auth_password", srv, s->auth_refused);
+		return;
+	}
+	if (e == -ECONNREFUSED) {
+		textf(out, n, "connection refused by %s", srv);
+		return;
+	}
+	if (e == SMTP_ERR_DROPPED_CONNECTION && ms_since(&s->last_io) >= s->relay->timeout_ms * 9 / 10) {
+		textf(out, n, "no answer from %s within %ld ms (timeout)", srv, s->relay->timeout_ms);
+		return;
+	}
+	if (e == SMTP_ERR_DROPPED_CONNECTION) {
+		textf(out, n, "%s closed the connection%s%s", srv,
+			 s->last_reply[0] ? " after: " : "", s->last_reply);
+		return;
+	}
+	if (e != SMTP_ERR_INVAL && e != 0) {
+		smtp_strerror(e, text, sizeof(text));
+		textf(out, n, "SMTP session with %s failed: %s", srv, text);
+		return;
+	}
+	if (s->last_reply[0] && (s->last_reply[0] == '4' || s->last_reply[0] == '5')) {
+		textf(out, n, "%s refused the session: %s", srv, s->last_reply);
+		return;
+	}
+	textf(out, n, "%s ended the session before this message was sent%s", srv,
+		 started ? "" : " (session could not start)");
+}
+
+/* The reply text libesmtp kept: CRLF between lines of a multi-line reply. */
+static void copy_reply_text(struct buf *out, const char *text)
+{
+	if (!text)
+		return;
+	size_t n = strlen(text);
+	while (n && (text[n - 1] == '\r' || text[n - 1] == '\n'))
+		n--;
+	for (size_t i = 0; i < n; i++) {
+		if (text[i] == '\r')
+			continue;
+		if (text[i] == '\n')
+			buf_putc(out, '\n');
+		else
+			put_clean(out, &text[i], 1);
+	}
+}
+
+/* Enhanced status code: libesmtp's when the server announced
+ * ENHANCEDSTATUSCODES, else read from the text if it starts with one of the
+ * reply's class ("550 5.7.1 ..."). */
+static void set_enhanced(struct transport_msg *m, const smtp_status_t *st)
+{
+	if (st->enh_class > 0) {
+		snprintf(m->enhanced, sizeof(m->enhanced), "%d.%d.%d", st->enh_class % 10,
+			 st->enh_subject % 1000, st->enh_detail % 1000);
+		return;
+	}
+	int c, sub, det, used = 0;
+	if (st->text && sscanf(st->text, "%1d.%3d.%3d%n", &c, &sub, &det, &used) == 3 &&
+	    c == st->code / 100 && (st->text[used] == ' ' || st->text[used] == '\r' || !st->text[used]))
+		snprintf(m->enhanced, sizeof(m->enhanced), "%d.%d.%d", c, sub, det);
+}
+
+/* A relay that wants (other) credentials is our configuration problem, not
+ * the recipient's: retry after the operator fixes it, never bounce. */
+static int is_auth_problem(const struct relay_session *s, const smtp_status_t *st)
+{
+	return st->code == 530 || (s->auth_refused[0] && st->code / 100 == 5);
+}
+
+static void decide(struct relay_session *s, struct relay_item *it, const char *why_unreached)
+{
+	struct transport_msg *m = it->msg;
+	const smtp_status_t *rp = smtp_reverse_path_status(it->m);
+	const smtp_status_t *rs = smtp_recipient_status(it->r);
+	const smtp_status_t *ts = smtp_message_transfer_status(it->m);
+	const smtp_status_t *st = NULL;
+	if (rp && rp->code >= 400)
+		st = rp;
+	else if (rs && rs->code >= 400)
+		st = rs;
+	else if (ts && ts->code >= 200 && ts->code != 354) /* 354 alone: data never answered */
+		st = ts;
+	if (!st || st->code < 200 || st->code > 599) {
+		m->outcome = TRANSPORT_TEMPFAIL;
+		textf(m->error, sizeof(m->error), "%s", why_unreached);
+		return;
+	}
+	m->code = st->code;
+	set_enhanced(m, st);
+	copy_reply_text(&m->reply, st->text);
+	if (st->code / 100 == 2) {
+		m->outcome = TRANSPORT_ACCEPTED;
+		return;
+	}
+	m->outcome = st->code / 100 == 5 ? TRANSPORT_PERMFAIL : TRANSPORT_TEMPFAIL;
+	if (m->outcome == TRANSPORT_PERMFAIL && is_auth_problem(s, st)) {
+		m->outcome = TRANSPORT_TEMPFAIL;
+		if (s->auth_refused[0])
+			textf(m->error, sizeof(m->error), "%s refused our AUTH (%s); check "
+				 "smtp.auth_user and smtp.auth_password", s->relay->server, s->auth_refused);
+		else
+			textf(m->error, sizeof(m->error), "%s requires AUTH; set smtp.auth_user "
+				 "and smtp.auth_password", s->relay->server);
+	}
+}
+
+static void finish_message(struct relay_session *s, struct relay_item *it, const char *why)
+{
+	struct transport_msg *m = it->msg;
+	decide(s, it, why);
+	textf(m->peer, sizeof(m->peer), "%s", s->relay->server);
+	textf(m->tls, sizeof(m->tls), "%s", s->tls);
+	buf_append(&m->transcript, s->transcript.data ? s->transcript.data : "", s->transcript.len);
+}
+
+static int relay_send(void *state, struct transport_msg *msgs, size_t n)
+{
+	struct relay *r = state;
+	struct relay_session s = {.relay = r};
+	struct relay_item *items = calloc(n, sizeof(*items));
+	auth_context_t actx = NULL;
+	smtp_session_t ss = items ? make_session(r, &s, &actx) : NULL;
+	if (!ss) {
+		for (size_t i = 0; i < n; i++)
+			snprintf(msgs[i].error, sizeof(msgs[i].error), "cannot create an SMTP session");
+		free(items);
+		return 0;
+	}
+	size_t queued = 0;
+	for (size_t i = 0; i < n; i++) {
+		items[i].msg = &msgs[i];
+		if (add_message(ss, &items[i]) == 0)
+			queued++;
+		else if (!msgs[i].error[0])
+			snprintf(msgs[i].error, sizeof(msgs[i].error), "cannot add message to the session");
+	}
+
+	int started = 0;
+	if (queued) {
+		struct sigpipe_guard g;
+		touch(&s);
+		sigpipe_block(&g);
+		prime_smtp_errno();
+		started = smtp_start_session(ss);
+		sigpipe_restore(&g);
+		flush_partials(&s);
+	}
+	char why[256];
+	session_error(&s, started, why, sizeof(why));
+	for (size_t i = 0; i < n; i++)
+		if (items[i].r)
+			finish_message(&s, &items[i], why);
+
+	smtp_destroy_session(ss);
+	if (actx)
+		auth_destroy_context(actx);
+	buf_free(&s.transcript);
+	free(items);
+	return 0;
+}
+
+const struct transport_ops transport_relay_ops = {
+	.name = "relay",
+	.accept_event = "relay_accepted",
+	.send = relay_send,
+	.close = relay_close,
+};

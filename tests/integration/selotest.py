@@ -1,0 +1,279 @@
+"""selotest: the shared harness of Selo's integration tests.
+
+Each test file drives the real `selo` binary ($SELO_BIN) against real peers
+started here on 127.0.0.1 (the scripted SMTP server in smtpserver.py, curl
+for HTTP), registers test functions with @test, and ends with the line
+"N passed, N failed". Every process a test starts is recorded and stopped by
+its PID when the test ends, whatever happens. Run with /usr/bin/python3
+(Debian's modules: aiosmtpd, dkim, dnslib)."""
+import json, os, shutil, signal, socket, subprocess, sys, tempfile, time, traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SELO = os.environ.get('SELO_BIN', os.path.join(ROOT, 'build', 'selo'))
+PY = '/usr/bin/python3'
+_tests = []
+_procs = []
+
+
+def test(fn):
+    _tests.append(fn)
+    return fn
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, msg='check failed'):
+    if not cond:
+        raise Fail(msg)
+
+
+def eq(a, b, msg=''):
+    if a != b:
+        raise Fail(f'{msg} {a!r} != {b!r}'.strip())
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def spawn(argv, **kw):
+    p = subprocess.Popen(argv, **kw)
+    _procs.append(p)
+    return p
+
+
+def stop(p, sig=signal.SIGTERM, timeout=20):
+    """Stops a process we started, by its PID; returns its exit code."""
+    if p.poll() is None:
+        try:
+            os.kill(p.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+    if p in _procs:
+        _procs.remove(p)
+    return p.returncode
+
+
+def wait_until(pred, timeout=20, step=0.05, what='condition'):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise Fail(f'timed out waiting for {what}')
+
+
+def run(args, input=None, check_rc=None):
+    """Runs `selo ARGS`; returns (rc, stdout, stderr) as text."""
+    p = subprocess.run([SELO] + args, input=input, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=120)
+    out, err = p.stdout.decode(), p.stderr.decode()
+    if check_rc is not None and p.returncode != check_rc:
+        raise Fail(f'selo {" ".join(args)}: exit {p.returncode} (wanted {check_rc}): {err}')
+    return p.returncode, out, err
+
+
+def curl(method, url, body=None, headers=None, raw=None):
+    """HTTP through curl. Returns (status, headers dict lowercased, body bytes)."""
+    argv = ['curl', '-s', '-S', '-X', method, '-D', '-', '--max-time', '30',
+            '-H', 'Expect:']
+    for k, v in (headers or {}).items():
+        argv += ['-H', f'{k}: {v}']
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode() if not isinstance(body, (bytes, str)) else body
+        if isinstance(data, str):
+            data = data.encode()
+    if raw is not None:
+        data = raw
+    if data is not None:
+        argv += ['--data-binary', '@-']
+        if not any(k.lower() == 'content-type' for k in (headers or {})):
+            argv += ['-H', 'Content-Type: application/json']
+    argv.append(url)
+    p = subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=60)
+    if p.returncode != 0:
+        raise Fail(f'curl {method} {url} failed: {p.stderr.decode()}')
+    out = p.stdout
+    # skip interim 1xx responses
+    while True:
+        head, _, rest = out.partition(b'\r\n\r\n')
+        lines = head.decode('latin-1').split('\r\n')
+        status = int(lines[0].split()[1])
+        if status >= 200:
+            break
+        out = rest
+    hdrs = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(':')
+        hdrs[k.strip().lower()] = v.strip()
+    return status, hdrs, rest
+
+
+class SMTPServer:
+    """tests/integration/smtpserver.py as a child process."""
+
+    def __init__(self, *args, port=0):
+        self.dir = tempfile.mkdtemp(prefix='selo-smtp-')
+        argv = [PY, os.path.join(ROOT, 'tests', 'integration', 'smtpserver.py'),
+                '--host', '127.0.0.1', '--port', str(port), '--maildir', self.dir] + list(args)
+        self.p = spawn(argv, stdout=subprocess.PIPE)
+        line = self.p.stdout.readline().decode()
+        if not line.startswith('PORT '):
+            stop(self.p)
+            raise Fail(f'smtpserver did not start: {line!r}')
+        self.port = int(line.split()[1])
+
+    def messages(self):
+        """[(eml bytes, envelope dict)] in arrival order."""
+        out = []
+        names = sorted((f for f in os.listdir(self.dir) if f.endswith('.eml')),
+                       key=lambda f: int(f.split('.')[0]))
+        for f in names:
+            with open(os.path.join(self.dir, f), 'rb') as fh:
+                eml = fh.read()
+            env = {}
+            j = os.path.join(self.dir, f[:-4] + '.json')
+            if os.path.exists(j):
+                with open(j) as fh:
+                    env = json.load(fh)
+            out.append((eml, env))
+        return out
+
+    def stop(self):
+        stop(self.p)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Selo:
+    """A data directory made by `selo init`, and `selo serve` on it."""
+
+    def __init__(self, domain='cobranca.example', **conf):
+        self.dir = tempfile.mkdtemp(prefix='selo-test-')
+        self.data = os.path.join(self.dir, 'data')
+        rc, out, err = run(['init', '--data', self.data, '--domain', domain], check_rc=0)
+        self.init_out = out
+        self.domain = domain
+        self.key = [l.split()[1] for l in out.splitlines() if l.startswith('api_key ')][0]
+        self.api_port = free_port()
+        self.track_port = free_port()
+        self.conf = {
+            'api': {'listen': f'127.0.0.1:{self.api_port}'},
+            'track': {'listen': f'127.0.0.1:{self.track_port}',
+                      'base_url': f'http://127.0.0.1:{self.track_port}'},
+            'mail': {'domain': domain, 'from_address': f'cobranca@{domain}',
+                     'from_name': 'Cobrança Exemplo Ltda'},
+            'smtp': {'mode': 'maildir', 'timeout_ms': '5000'},
+            'sender': {'workers': '2', 'retry_base': '1', 'retry_max': '2'},
+        }
+        for sec, kv in conf.items():
+            self.conf.setdefault(sec, {}).update(kv)
+        self.write_conf()
+        self.p = None
+        self.log = None
+
+    def write_conf(self):
+        with open(os.path.join(self.data, 'selo.conf'), 'w') as f:
+            for sec, kv in self.conf.items():
+                f.write(f'[{sec}]\n')
+                for k, v in kv.items():
+                    f.write(f'{k} = {v}\n')
+                f.write('\n')
+
+    @property
+    def url(self):
+        return f'http://127.0.0.1:{self.api_port}'
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, 'serve.log'), 'ab')
+        self.p = spawn([SELO, 'serve', '--data', self.data], stdout=self.log,
+                       stderr=subprocess.STDOUT)
+
+        def up():
+            if self.p.poll() is not None:
+                raise Fail(f'selo serve exited {self.p.returncode}: {self.serve_log()}')
+            try:
+                return curl('GET', self.url + '/healthz')[0] == 200
+            except Fail:
+                return False
+        wait_until(up, 30, what='selo serve to answer /healthz')
+        return self
+
+    def serve_log(self):
+        try:
+            with open(os.path.join(self.dir, 'serve.log'), 'rb') as f:
+                return f.read().decode('utf-8', 'replace')[-3000:]
+        except OSError:
+            return ''
+
+    def stop(self, sig=signal.SIGTERM):
+        rc = None
+        if self.p:
+            rc = stop(self.p, sig)
+            self.p = None
+        if self.log:
+            self.log.close()
+            self.log = None
+        return rc
+
+    def api(self, method, path, body=None, key=None, headers=None, raw=None):
+        h = {'Authorization': f'Bearer {key or self.key}'}
+        h.update(headers or {})
+        st, hd, b = curl(method, self.url + path, body, h, raw)
+        ctype = hd.get('content-type', '')
+        if 'json' in ctype:
+            return st, hd, json.loads(b)
+        return st, hd, b
+
+    def notice(self, nid):
+        st, _, j = self.api('GET', f'/v1/notices/{nid}')
+        eq(st, 200, 'GET notice')
+        return j
+
+    def wait_status(self, nid, statuses, timeout=30):
+        def done():
+            j = self.notice(nid)
+            return j if j['status'] in statuses else None
+        try:
+            return wait_until(done, timeout, 0.1, f'notice {nid} to reach {statuses}')
+        except Fail:
+            raise Fail(f'notice {nid} is {self.notice(nid)["status"]}, not {statuses}; '
+                       f'serve log: {self.serve_log()}')
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def main():
+    only = sys.argv[1] if len(sys.argv) > 1 else ''
+    passed = failed = 0
+    for fn in _tests:
+        if only and only not in fn.__name__:
+            continue
+        t0 = time.time()
+        try:
+            fn()
+            passed += 1
+            print(f'ok   {fn.__name__} ({time.time() - t0:.1f}s)', flush=True)
+        except Exception as e:
+            failed += 1
+            print(f'FAIL {fn.__name__}: {e}', flush=True)
+            if not isinstance(e, Fail):
+                traceback.print_exc(file=sys.stdout)
+        finally:
+            for p in list(_procs):
+                stop(p, signal.SIGKILL)
+    print(f'{passed} passed, {failed} failed')
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,1049 @@
+/* test_store.c: the SQLite store (store.h) against a fresh database in a
+ * temporary directory per test: migrations, API keys, accepting (batches,
+ * idempotency, concurrency), claiming, sealing, delivery results, listing
+ * and scoping, the exact bytes of events. Prints accepts/s with 8 threads. */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "selo/clock.h"
+#include "selo/crypto.h"
+#include "selo/event.h"
+#include "selo/id.h"
+#include "selo/store.h"
+#include "t.h"
+
+/* t.h's TEST(name) also substitutes its parameter into ".name"; register
+ * with a parameter of another name (harmless once t.h is fixed). */
+#undef TEST
+#define TEST(tn)                                                     \
+	static void t_##tn(void);                                        \
+	__attribute__((constructor)) static void t_reg_##tn(void) {      \
+		t_cases[t_ncases].name = #tn;                                \
+		t_cases[t_ncases++].fn = t_##tn;                             \
+	}                                                                \
+	static void t_##tn(void)
+
+struct fx {
+	char dir[64];
+	char path[128];
+	struct store *s;
+};
+
+static int fx_open(struct fx *f)
+{
+	snprintf(f->dir, sizeof(f->dir), "/tmp/selo-store-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/selo.db", f->dir);
+	struct selo_err e;
+	err_clear(&e);
+	if (store_open(f->path, &f->s, &e) != 0) {
+		fprintf(stderr, "  store_open: %s\n", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static void fx_remove(struct fx *f)
+{
+	char p[160];
+	static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(p, sizeof(p), "%s%s", f->path, suffix[i]);
+		unlink(p);
+	}
+	rmdir(f->dir);
+}
+
+static void fx_close(struct fx *f)
+{
+	store_close(f->s);
+	f->s = NULL;
+	fx_remove(f);
+}
+
+/* A notice with fresh id and salt; the caller json_decref()s event_fields. */
+static void notice_make(struct notice_new *n, int64_t key, const char *idem, const char *body,
+			const char *ref)
+{
+	memset(n, 0, sizeof(*n));
+	uint8_t id[SELO_ID_BYTES];
+	id_new(id);
+	id_to_text(id, n->id);
+	n->apikey_id = key;
+	n->idempotency_key = idem;
+	sha256(body, strlen(body), n->request_sha256);
+	random_bytes(n->salt, sizeof(n->salt));
+	n->to = "devedor@example.com";
+	n->template_name = "lembrete";
+	n->reference = ref;
+	n->segment = "varejo";
+	n->tags_json = "[\"a\"]";
+	n->payload_json = "{\"template\":\"lembrete\"}";
+	n->event_fields = json_pack("{s:s,s:s}", "to", "sha256:00", "template", "lembrete");
+}
+
+/* Accepts one notice; returns its result (failed set on any error). */
+static struct accept_result accept1(struct store *s, int64_t key, const char *idem,
+				    const char *body, const char *ref)
+{
+	struct notice_new n;
+	notice_make(&n, key, idem, body, ref);
+	struct accept_result r;
+	memset(&r, 0, sizeof(r));
+	struct selo_err e;
+	err_clear(&e);
+	if (store_notices_accept(s, &n, 1, &r, &e) != 0) {
+		fprintf(stderr, "  accept: %s\n", e.msg);
+		r.failed = 1;
+	}
+	json_decref(n.event_fields);
+	return r;
+}
+
+static int64_t raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	int64_t v = -1;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
+		sqlite3_stmt *st = NULL;
+		if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+		    sqlite3_step(st) == SQLITE_ROW)
+			v = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(db);
+	return v;
+}
+
+static int raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+TEST(open_migrate_reopen)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	CHECK(store_schema_version(f.s) == 1);
+	struct stat sb;
+	CHECK(stat(f.path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+	store_close(f.s);
+	struct selo_err e;
+	err_clear(&e);
+	CHECK(store_open(f.path, &f.s, &e) == 0);
+	CHECK(store_schema_version(f.s) == 1);
+	struct apikey *keys = NULL;
+	size_t nkeys = 0;
+	CHECK(store_apikey_list(f.s, &keys, &nkeys, &e) == 0 && nkeys == 0); /* opens a reader */
+	free(keys);
+	store_close(f.s);
+	f.s = NULL;
+	/* A clean close leaves no WAL behind (the writer closes last). */
+	char wal[160];
+	snprintf(wal, sizeof(wal), "%s-wal", f.path);
+	CHECK(access(wal, F_OK) != 0);
+	CHECK(raw_int(f.path, "SELECT count(*) FROM schema_migrations") == 1);
+	CHECK(raw_int(f.path, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode='wal'") == 1);
+	/* A database from a newer selo is refused, not half-understood. */
+	CHECK(raw_exec(f.path, "INSERT INTO schema_migrations VALUES(99, 'future', 0)") == 0);
+	err_clear(&e);
+	CHECK(store_open(f.path, &f.s, &e) == -1);
+	CHECK(f.s == NULL);
+	CHECK_STR(e.type, "schema-too-new");
+	fx_remove(&f);
+}
+
+TEST(apikeys)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	struct selo_err e;
+	err_clear(&e);
+	uint8_t h1[32], h2[32];
+	sha256("key-one", 7, h1);
+	sha256("key-two", 7, h2);
+	int64_t id1 = 0, id2 = 0;
+	CHECK(store_apikey_add(f.s, "cobranca", h1, "selo_abc", &id1, &e) == 0);
+	CHECK(store_apikey_add(f.s, "juridico", h2, "selo_def", &id2, &e) == 0);
+	CHECK(id1 > 0 && id2 > id1);
+	CHECK(store_apikey_add(f.s, "again", h1, "selo_abc", NULL, &e) == -1);
+	CHECK(e.status == 409);
+	struct apikey k;
+	CHECK(store_apikey_find(f.s, h1, &k, &e) == 1);
+	CHECK(k.id == id1);
+	CHECK_STR(k.name, "cobranca");
+	CHECK_STR(k.prefix, "selo_abc");
+	CHECK(k.revoked_ms == 0 && k.created_ms > 0);
+	struct apikey *list = NULL;
+	size_t n = 0;
+	CHECK(store_apikey_list(f.s, &list, &n, &e) == 0);
+	CHECK(n == 2 && list[0].id == id1 && list[1].id == id2);
+	free(list);
+	CHECK(store_apikey_revoke(f.s, id1, &e) == 1);
+	CHECK(store_apikey_revoke(f.s, id1, &e) == 0);
+	CHECK(store_apikey_revoke(f.s, 12345, &e) == 0);
+	CHECK(store_apikey_find(f.s, h1, &k, &e) == 0);
+	CHECK(store_apikey_find(f.s, h2, &k, &e) == 1);
+	CHECK(store_apikey_list(f.s, &list, &n, &e) == 0);
+	CHECK(n == 2 && list[0].revoked_ms > 0 && list[1].revoked_ms == 0);
+	free(list);
+	fx_close(&f);
+}
+
+TEST(accept_single_and_batch)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	struct selo_err e;
+	err_clear(&e);
+	struct notice_new n;
+	notice_make(&n, 1, NULL, "body", "ref-1");
+	uint8_t pdf[] = {'%', 'P', 'D', 'F', 0, 1, 2};
+	struct attachment_in att[2] = {{"boleto.pdf", "application/pdf", pdf, sizeof(pdf)},
+				       {"vazio.txt", "text/plain", NULL, 0}};
+	n.att = att;
+	n.natt = 2;
+	struct disclosures d = DISCLOSURES_INIT;
+	json_decref(n.event_fields);
+	n.event_fields = json_pack("{s:s}", "to", disclose(&d, n.salt, n.to, strlen(n.to)));
+	disclose(&d, n.salt, "Maria", 5);
+	disclose(&d, n.salt, n.to, strlen(n.to)); /* the same commitment twice is kept once */
+	n.disc = &d;
+	struct accept_result r;
+	CHECK(store_notices_accept(f.s, &n, 1, &r, &e) == 0);
+	CHECK(!r.failed && !r.replay);
+	CHECK_STR(r.id, n.id);
+	CHECK_STR(r.status, "queued");
+	json_decref(n.event_fields);
+
+	struct notice_rec rec;
+	CHECK(store_notice_get(f.s, n.id, 1, &rec, &e) == 1);
+	CHECK_STR(rec.status, "queued");
+	CHECK_STR(rec.to, "devedor@example.com");
+	CHECK_STR(rec.template_name, "lembrete");
+	CHECK_STR(rec.reference, "ref-1");
+	CHECK_STR(rec.segment, "varejo");
+	CHECK_STR(rec.tags_json, "[\"a\"]");
+	CHECK_STR(rec.payload_json, "{\"template\":\"lembrete\"}");
+	CHECK(memcmp(rec.salt, n.salt, 32) == 0);
+	CHECK(rec.attempts == 0 && rec.message_id == NULL && rec.sha256[0] == '\0');
+	CHECK(rec.created_ms > 0 && rec.next_attempt_ms == rec.created_ms);
+	notice_rec_free(&rec);
+
+	struct attachment_rec *a = NULL;
+	size_t na = 0;
+	CHECK(store_attachments_of(f.s, n.id, &a, &na, &e) == 0);
+	CHECK(na == 2);
+	if (na == 2) {
+		CHECK_STR(a[0].filename, "boleto.pdf");
+		CHECK_STR(a[0].content_type, "application/pdf");
+		CHECK(a[0].len == sizeof(pdf) && memcmp(a[0].data, pdf, sizeof(pdf)) == 0);
+		CHECK_STR(a[1].filename, "vazio.txt");
+		CHECK(a[1].len == 0);
+	}
+	attachment_recs_free(a, na);
+
+	struct disclosures got = DISCLOSURES_INIT;
+	CHECK(store_disclosures_of(f.s, n.id, &got, &e) == 0);
+	CHECK(got.n == 2);
+	if (got.n == 2) {
+		CHECK_STR(got.v[0].commitment, d.v[0].commitment);
+		CHECK_STR(got.v[0].value, "devedor@example.com");
+		CHECK_STR(got.v[1].value, "Maria");
+		CHECK(got.v[1].len == 5);
+	}
+	disclosures_free(&got);
+	disclosures_free(&d);
+
+	/* A batch: three accepted in one call, each with its own event. */
+	struct notice_new b[3];
+	struct accept_result br[3];
+	for (int i = 0; i < 3; i++)
+		notice_make(&b[i], 1, NULL, "b", "batch");
+	CHECK(store_notices_accept(f.s, b, 3, br, &e) == 0);
+	for (int i = 0; i < 3; i++) {
+		CHECK(!br[i].failed && !br[i].replay);
+		CHECK_STR(br[i].id, b[i].id);
+		struct event_rec *ev = NULL;
+		size_t nev = 0;
+		CHECK(store_events_of(f.s, b[i].id, &ev, &nev, &e) == 0);
+		CHECK(nev == 1);
+		event_recs_free(ev, nev);
+		json_decref(b[i].event_fields);
+	}
+	struct store_counts k;
+	CHECK(store_counts(f.s, &k, &e) == 0);
+	CHECK(k.queued == 4 && k.events == 4 && k.sending == 0);
+	CHECK(store_ping(f.s, &e) == 0);
+	CHECK(store_ping(f.s, &e) == 0);
+	fx_close(&f);
+}
+
+TEST(accept_refusals_leave_the_rest)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	struct selo_err e;
+	err_clear(&e);
+	struct notice_new b[3];
+	struct accept_result r[3];
+	for (int i = 0; i < 3; i++)
+		notice_make(&b[i], 1, NULL, "x", NULL);
+	json_object_set_new(b[1].event_fields, "type", json_string("forged")); /* reserved key */
+	strcpy(b[2].id, b[0].id);                                             /* duplicate id */
+	CHECK(store_notices_accept(f.s, b, 3, r, &e) == 0);
+	CHECK(!r[0].failed);
+	CHECK(r[1].failed && r[1].err.status == 422);
+	CHECK(r[2].failed && r[2].err.status == 409);
+	struct notice_rec rec;
+	CHECK(store_notice_get(f.s, b[0].id, -1, &rec, &e) == 1);
+	notice_rec_free(&rec);
+	CHECK(store_notice_get(f.s, b[1].id, -1, &rec, &e) == 0);
+	struct store_counts k;
+	CHECK(store_counts(f.s, &k, &e) == 0);
+	CHECK(k.queued == 1 && k.events == 1);
+	for (int i = 0; i < 3; i++)
+		json_decref(b[i].event_fields);
+	fx_close(&f);
+}
+
+TEST(idempotency_replay_and_reuse)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	struct accept_result a = accept1(f.s, 1, "k-1", "body-1", NULL);
+	CHECK(!a.failed && !a.replay);
+	struct accept_result b = accept1(f.s, 1, "k-1", "body-1", NULL);
+	CHECK(!b.failed && b.replay);
+	CHECK_STR(b.id, a.id);
+	CHECK_STR(b.status, "queued");
+	struct accept_result c = accept1(f.s, 1, "k-1", "body-2", NULL);
+	CHECK(c.failed && !c.replay);
+	CHECK(c.err.status == 422);
+	CHECK_STR(c.err.type, "idempotency-key-reused");
+	CHECK(strstr(c.err.msg, "Idempotency-Key") && strstr(c.err.msg, "different request"));
+	/* Keys belong to an API key: another key may use the same text. */
+	struct accept_result d = accept1(f.s, 2, "k-1", "body-2", NULL);
+	CHECK(!d.failed && !d.replay && strcmp(d.id, a.id) != 0);
+	/* Replay reports the current status. */
+	struct selo_err e;
+	err_clear(&e);
+	struct notice_rec *got = NULL;
+	size_t n = 0;
+	CHECK(store_claim_due(f.s, clock_now_ms(), 10, &got, &n, &e) == 0 && n == 2);
+	notice_recs_free(got, n);
+	struct accept_result g = accept1(f.s, 1, "k-1", "body-1", NULL);
+	CHECK(g.replay);
+	CHECK_STR(g.status, "sending");
+	fx_close(&f);
+}
+
+TEST(idempotency_duplicate_in_batch)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	struct selo_err e;
+	err_clear(&e);
+	struct notice_new b[3];
+	struct accept_result r[3];
+	notice_make(&b[0], 1, "dup", "same", NULL);
+	notice_make(&b[1], 1, "dup", "same", NULL);
+	notice_make(&b[2], 1, "dup", "other", NULL);
+	CHECK(store_notices_accept(f.s, b, 3, r, &e) == 0);
+	CHECK(!r[0].failed && !r[0].replay);
+	CHECK(!r[1].failed && r[1].replay);
+	CHECK_STR(r[1].id, b[0].id);
+	CHECK(r[2].failed && r[2].err.status == 422);
+	struct notice_rec rec;
+	CHECK(store_notice_get(f.s, b[1].id, -1, &rec, &e) == 0);
+	CHECK(store_notice_get(f.s, b[2].id, -1, &rec, &e) == 0);
+	struct store_counts k;
+	CHECK(store_counts(f.s, &k, &e) == 0);
+	CHECK(k.queued == 1 && k.events == 1);
+	for (int i = 0; i < 3; i++)
+		json_decref(b[i].event_fields);
+	fx_close(&f);
+}
+
+/* ---- Concurrency. */
+
+#define THREADS 8
+#define PER_THREAD 200
+
+struct worker {
+	struct store *s;
+	int index;
+	const char *idem; /* non-NULL: every worker uses this key */
+	char (*ids)[27];
+	int failures;
+	pthread_mutex_t *mu;
+	size_t *claimed_n;
+};
+
+static void *accept_worker(void *arg)
+{
+	struct worker *w = arg;
+	int count = w->idem ? 1 : PER_THREAD;
+	for (int i = 0; i < count; i++) {
+		struct accept_result r = accept1(w->s, 1, w->idem, "same-body", NULL);
+		if (r.failed)
+			w->failures++;
+		else
+			memcpy(w->ids[w->index * PER_THREAD + i], r.id, 27);
+		if (w->idem && r.replay)
+			w->failures += 1000; /* counted apart below */
+	}
+	return NULL;
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+TEST(concurrent_accepts)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	char(*ids)[27] = calloc(THREADS * PER_THREAD, 27);
+	struct worker w[THREADS];
+	pthread_t th[THREADS];
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < THREADS; i++) {
+		w[i] = (struct worker){.s = f.s, .index = i, .ids = ids};
+		pthread_create(&th[i], NULL, accept_worker, &w[i]);
+	}
+	int failures = 0;
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(th[i], NULL);
+		failures += w[i].failures;
+	}
+	double dt = seconds_since(&t0);
+	printf("  store: %d accepts (8 threads, one notice per call) in %.3f s = %.0f accepts/s\n",
+	       THREADS * PER_THREAD, dt, THREADS * PER_THREAD / dt);
+	CHECK(failures == 0);
+
+	/* Every accepted id is listed once. */
+	struct selo_err e;
+	err_clear(&e);
+	char(*listed)[27] = calloc(THREADS * PER_THREAD + 1, 27);
+	size_t nl = 0;
+	char after[27] = "";
+	for (;;) {
+		struct notice_filter flt = {.apikey_id = -1, .after = after[0] ? after : NULL, .limit = 700};
+		struct notice_rec *recs = NULL;
+		size_t n = 0;
+		CHECK(store_notice_list(f.s, &flt, &recs, &n, &e) == 0);
+		for (size_t i = 0; i < n && nl < THREADS * PER_THREAD + 1; i++)
+			memcpy(listed[nl++], recs[i].id, 27);
+		if (n)
+			memcpy(after, recs[n - 1].id, 27);
+		notice_recs_free(recs, n);
+		if (n < 700)
+			break;
+	}
+	CHECK(nl == THREADS * PER_THREAD);
+	qsort(ids, THREADS * PER_THREAD, 27, cmp_id);
+	CHECK(memcmp(ids, listed, (size_t)THREADS * PER_THREAD * 27) == 0);
+
+	/* seq order is time order. */
+	struct event_rec *ev = NULL;
+	size_t nev = 0;
+	CHECK(store_events_after(f.s, 0, 100000, &ev, &nev, &e) == 0);
+	CHECK(nev == THREADS * PER_THREAD);
+	int ordered = 1;
+	for (size_t i = 1; i < nev; i++)
+		if (ev[i].seq != ev[i - 1].seq + 1 || ev[i].time_ms < ev[i - 1].time_ms)
+			ordered = 0;
+	CHECK(ordered);
+	event_recs_free(ev, nev);
+	CHECK(store_events_after(f.s, 1500, 10, &ev, &nev, &e) == 0);
+	CHECK(nev == 10 && ev[0].seq == 1501);
+	event_recs_free(ev, nev);
+	free(ids);
+	free(listed);
+	fx_close(&f);
+}
+
+TEST(concurrent_same_idempotency_key)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	char(*ids)[27] = calloc(THREADS * PER_THREAD, 27);
+	struct worker w[THREADS];
+	pthread_t th[THREADS];
+	for (int i = 0; i < THREADS; i++) {
+		w[i] = (struct worker){.s = f.s, .index = i, .idem = "one-key", .ids = ids};
+		pthread_create(&th[i], NULL, accept_worker, &w[i]);
+	}
+	int replays = 0, failures = 0;
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(th[i], NULL);
+		replays += w[i].failures / 1000;
+		failures += w[i].failures % 1000;
+	}
+	CHECK(failures == 0);
+	CHECK(replays == THREADS - 1);
+	for (int i = 1; i < THREADS; i++)
+		CHECK_STR(ids[i * PER_THREAD], ids[0]);
+	struct store_counts k;
+	struct selo_err e;
+	CHECK(store_counts(f.s, &k, &e) == 0);
+	CHECK(k.queued == 1);
+	free(ids);
+	fx_close(&f);
+}
+
+static void *claim_worker(void *arg)
+{
+	struct worker *w = arg;
+	for (;;) {
+		struct notice_rec *r = NULL;
+		size_t n = 0;
+		struct selo_err e;
+		if (store_claim_due(w->s, clock_now_ms(), 7, &r, &n, &e) != 0) {
+			w->failures++;
+			break;
+		}
+		pthread_mutex_lock(w->mu);
+		for (size_t i = 0; i < n; i++) {
+			if (strcmp(r[i].status, "sending") != 0)
+				w->failures++;
+			if (*w->claimed_n < 1000)
+				memcpy(w->ids[(*w->claimed_n)++], r[i].id, 27);
+		}
+		pthread_mutex_unlock(w->mu);
+		notice_recs_free(r, n);
+		if (n == 0)
+			break;
+	}
+	return NULL;
+}
+
+TEST(claim_due_is_exclusive)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	enum { N = 400 };
+	struct notice_new *b = calloc(N, sizeof(*b));
+	struct accept_result *r = calloc(N, sizeof(*r));
+	for (int i = 0; i < N; i++)
+		notice_make(&b[i], 1, NULL, "x", NULL);
+	struct selo_err e;
+	err_clear(&e);
+	CHECK(store_notices_accept(f.s, b, N, r, &e) == 0);
+	for (int i = 0; i < N; i++)
+		json_decref(b[i].event_fields);
+	char(*ids)[27] = calloc(1000, 27);
+	size_t claimed = 0;
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	struct worker w[THREADS];
+	pthread_t th[THREADS];
+	for (int i = 0; i < THREADS; i++) {
+		w[i] = (struct worker){.s = f.s, .ids = ids, .mu = &mu, .claimed_n = &claimed};
+		pthread_create(&th[i], NULL, claim_worker, &w[i]);
+	}
+	int failures = 0;
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(th[i], NULL);
+		failures += w[i].failures;
+	}
+	CHECK(failures == 0);
+	CHECK(claimed == N);
+	qsort(ids, claimed, 27, cmp_id);
+	int dup = 0;
+	for (size_t i = 1; i < claimed; i++)
+		if (!strcmp(ids[i], ids[i - 1]))
+			dup++;
+	CHECK(dup == 0);
+	struct store_counts k;
+	CHECK(store_counts(f.s, &k, &e) == 0);
+	CHECK(k.sending == N && k.queued == 0);
+	free(ids);
+	free(b);
+	free(r);
+	fx_close(&f);
+}
+
+struct result_worker {
+	struct store *s;
+	int failures;
+	int refused;
+};
+
+static void *bad_result_worker(void *arg)
+{
+	struct result_worker *w = arg;
+	for (int i = 0; i < 50; i++) {
+		struct result_rec rr = {.id = "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+					.event_type = EV_DELIVERY_ACCEPTED, .state = "delivered"};
+		struct selo_err e;
+		err_clear(&e);
+		if (store_delivery_results(w->s, &rr, 1, &e) == 0)
+			w->failures++;
+		else if (e.status == 404)
+			w->refused++;
+	}
+	return NULL;
+}
+
+/* Failing writes share transactions with good ones and undo only themselves. */
+TEST(failing_jobs_leave_their_group)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	char(*ids)[27] = calloc(THREADS * PER_THREAD, 27);
+	struct worker w[4];
+	struct result_worker rw[4];
+	pthread_t th[8];
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct worker){.s = f.s, .index = i, .ids = ids};
+		rw[i] = (struct result_worker){.s = f.s};
+		pthread_create(&th[i], NULL, accept_worker, &w[i]);
+		pthread_create(&th[4 + i], NULL, bad_result_worker, &rw[i]);
+	}
+	int failures = 0, refused = 0;
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		pthread_join(th[4 + i], NULL);
+		failures += w[i].failures + rw[i].failures;
+		refused += rw[i].refused;
+	}
+	CHECK(failures == 0);
+	CHECK(refused == 200);
+	struct store_counts k;
+	struct selo_err e;
+	CHECK(store_counts(f.s, &k, &e) == 0);
+	CHECK(k.queued == 4 * PER_THREAD && k.events == 4 * PER_THREAD);
+	free(ids);
+	fx_close(&f);
+}
+
+/* ---- Sender side. */
+
+TEST(sealed_twice_keeps_first)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	struct accept_result a = accept1(f.s, 1, NULL, "x", NULL);
+	struct selo_err e;
+	err_clear(&e);
+	struct notice_rec *got = NULL;
+	size_t n = 0;
+	CHECK(store_claim_due(f.s, clock_now_ms(), 5, &got, &n, &e) == 0 && n == 1);
+	notice_recs_free(got, n);
+
+	struct token_rec tk[2] = {{"tok-open", "open", 0, NULL}, {"tok-c1", "click", 1, "https://x.example/p"}};
+	const char *eml1 = "From: a\r\n\r\nfirst\r\n";
+	struct seal_rec s1 = {.id = a.id, .eml = eml1, .len = strlen(eml1), .message_id = "<m1@selo>",
+			      .tokens = tk, .ntokens = 2};
+	sha256_hex(eml1, strlen(eml1), s1.sha256);
+	s1.event_fields = json_pack("{s:s}", "sha256", s1.sha256);
+	CHECK(store_notices_sealed(f.s, &s1, 1, &e) == 0);
+
+	struct token_rec tk2[1] = {{"tok-other", "open", 0, NULL}};
+	const char *eml2 = "From: b\r\n\r\nsecond\r\n";
+	struct seal_rec s2 = {.id = a.id, .eml = eml2, .len = strlen(eml2), .message_id = "<m2@selo>",
+			      .tokens = tk2, .ntokens = 1, .event_fields = s1.event_fields};
+	sha256_hex(eml2, strlen(eml2), s2.sha256);
+	CHECK(store_notices_sealed(f.s, &s2, 1, &e) == 0);
+
+	struct buf eml = BUF_INIT;
+	char hex[65];
+	CHECK(store_message_get(f.s, a.id, &eml, hex, &e) == 1);
+	CHECK_STR(buf_str(&eml), eml1);
+	CHECK_STR(hex, s1.sha256);
+	buf_free(&eml);
+	struct notice_rec rec;
+	CHECK(store_notice_get(f.s, a.id, -1, &rec, &e) == 1);
+	CHECK_STR(rec.status, "sending");
+	CHECK_STR(rec.message_id, "<m1@selo>");
+	CHECK_STR(rec.sha256, s1.sha256);
+	notice_rec_free(&rec);
+	struct event_rec *ev = NULL;
+	size_t nev = 0;
+	CHECK(store_events_of(f.s, a.id, &ev, &nev, &e) == 0);
+	CHECK(nev == 2);
+	if (nev == 2) {
+		CHECK_STR(ev[0].type, EV_SUBMISSION_ACCEPTED);
+		CHECK_STR(ev[1].type, EV_CONTENT_SEALED);
+		CHECK(ev[1].seq > ev[0].seq);
+	}
+	event_recs_free(ev, nev);
+	CHECK(raw_int(f.path, "SELECT count(*) FROM tokens") == 2);
+	CHECK(raw_int(f.path, "SELECT link FROM tokens WHERE token='tok-c1'") == 1);
+
+	/* Sealing a notice that does not exist changes nothing. */
+	struct seal_rec s3 = s1;
+	s3.id = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+	err_clear(&e);
+	CHECK(store_notices_sealed(f.s, &s3, 1, &e) == -1);
+	CHECK(e.status == 404);
+	CHECK(store_message_get(f.s, s3.id, &eml, hex, &e) == 0);
+	buf_free(&eml);
+	json_decref(s1.event_fields);
+	fx_close(&f);
+}
+
+TEST(delivery_results_and_deferral)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	struct accept_result a = accept1(f.s, 1, NULL, "x", NULL);
+	struct selo_err e;
+	err_clear(&e);
+	struct notice_rec *got = NULL;
+	size_t n = 0;
+	CHECK(store_claim_due(f.s, clock_now_ms(), 5, &got, &n, &e) == 0 && n == 1);
+	notice_recs_free(got, n);
+	CHECK(store_next_due(f.s) == 0);
+
+	int64_t later = clock_now_ms() + 60000;
+	json_t *fields = json_pack("{s:s}", "reply", "421 try again");
+	struct result_rec rr = {.id = a.id, .event_type = EV_DELIVERY_DEFERRED, .event_fields = fields,
+				.state = "deferred", .next_attempt_ms = later,
+				.last_error = "421 try again later"};
+	CHECK(store_delivery_results(f.s, &rr, 1, &e) == 0);
+	struct notice_rec rec;
+	CHECK(store_notice_get(f.s, a.id, 1, &rec, &e) == 1);
+	CHECK_STR(rec.status, "deferred");
+	CHECK(rec.attempts == 1 && rec.next_attempt_ms == later);
+	CHECK_STR(rec.last_error, "421 try again later");
+	notice_rec_free(&rec);
+	CHECK(store_next_due(f.s) == later);
+
+	CHECK(store_claim_due(f.s, later - 1, 5, &got, &n, &e) == 0 && n == 0);
+	CHECK(store_claim_due(f.s, later, 5, &got, &n, &e) == 0 && n == 1);
+	if (n == 1) {
+		CHECK_STR(got[0].id, a.id);
+		CHECK_STR(got[0].status, "sending");
+		CHECK(got[0].attempts == 1);
+	}
+	notice_recs_free(got, n);
+
+	struct result_rec ok = {.id = a.id, .event_type = EV_DELIVERY_ACCEPTED, .event_fields = fields,
+				.state = "delivered"};
+	CHECK(store_delivery_results(f.s, &ok, 1, &e) == 0);
+	CHECK(store_notice_get(f.s, a.id, 1, &rec, &e) == 1);
+	CHECK_STR(rec.status, "delivered");
+	CHECK(rec.attempts == 2 && rec.last_error == NULL);
+	notice_rec_free(&rec);
+	struct event_rec *ev = NULL;
+	size_t nev = 0;
+	CHECK(store_events_of(f.s, a.id, &ev, &nev, &e) == 0);
+	CHECK(nev == 3);
+	if (nev == 3) {
+		CHECK_STR(ev[1].type, EV_DELIVERY_DEFERRED);
+		CHECK_STR(ev[2].type, EV_DELIVERY_ACCEPTED);
+		CHECK(strstr(ev[1].entry, "\"reply\":\"421 try again\"") != NULL);
+	}
+	event_recs_free(ev, nev);
+
+	/* A wrong state or unknown notice is refused and changes nothing. */
+	struct result_rec bad = ok;
+	bad.state = "lost";
+	err_clear(&e);
+	CHECK(store_delivery_results(f.s, &bad, 1, &e) == -1 && e.status == 400);
+	struct result_rec two[2] = {ok, ok};
+	two[1].id = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+	err_clear(&e);
+	CHECK(store_delivery_results(f.s, two, 2, &e) == -1 && e.status == 404);
+	CHECK(store_notice_get(f.s, a.id, 1, &rec, &e) == 1);
+	CHECK(rec.attempts == 2); /* the first of the two was undone with the second */
+	notice_rec_free(&rec);
+	struct store_counts k;
+	CHECK(store_counts(f.s, &k, &e) == 0);
+	CHECK(k.delivered == 1 && k.events == 3);
+	json_decref(fields);
+	fx_close(&f);
+}
+
+TEST(recover_inflight)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	for (int i = 0; i < 3; i++)
+		accept1(f.s, 1, NULL, "x", NULL);
+	struct selo_err e;
+	err_clear(&e);
+	struct notice_rec *got = NULL;
+	size_t n = 0;
+	CHECK(store_claim_due(f.s, clock_now_ms(), 2, &got, &n, &e) == 0 && n == 2);
+	notice_recs_free(got, n);
+	CHECK(store_recover_inflight(f.s, &e) == 2);
+	CHECK(store_recover_inflight(f.s, &e) == 0);
+	struct store_counts k;
+	CHECK(store_counts(f.s, &k, &e) == 0);
+	CHECK(k.queued == 3 && k.sending == 0);
+	CHECK(store_claim_due(f.s, clock_now_ms(), 10, &got, &n, &e) == 0 && n == 3);
+	notice_recs_free(got, n);
+	fx_close(&f);
+}
+
+/* ---- Reading. */
+
+static size_t list_ids(struct store *s, int64_t key, const char *ref, const char *status,
+		       const char *after, int limit, char (*out)[27])
+{
+	struct notice_filter flt = {key, ref, status, after, limit};
+	struct notice_rec *r = NULL;
+	size_t n = 0;
+	struct selo_err e;
+	if (store_notice_list(s, &flt, &r, &n, &e) != 0)
+		return (size_t)-1;
+	for (size_t i = 0; i < n && out; i++)
+		memcpy(out[i], r[i].id, 27);
+	notice_recs_free(r, n);
+	return n;
+}
+
+TEST(list_filters_paging_and_scoping)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	char k1[12][27], k2[5][27];
+	for (int i = 0; i < 12; i++) {
+		struct accept_result r = accept1(f.s, 1, NULL, "x", i % 2 ? "r2" : "r1");
+		memcpy(k1[i], r.id, 27);
+	}
+	for (int i = 0; i < 5; i++) {
+		struct accept_result r = accept1(f.s, 2, NULL, "x", "r1");
+		memcpy(k2[i], r.id, 27);
+	}
+	char all[20][27];
+	CHECK(list_ids(f.s, -1, NULL, NULL, NULL, 100, all) == 17);
+	int sorted = 1;
+	for (int i = 1; i < 17; i++)
+		if (strcmp(all[i - 1], all[i]) >= 0)
+			sorted = 0;
+	CHECK(sorted);
+	CHECK(list_ids(f.s, 1, NULL, NULL, NULL, 100, NULL) == 12);
+	CHECK(list_ids(f.s, 2, NULL, NULL, NULL, 100, NULL) == 5);
+	CHECK(list_ids(f.s, 1, "r1", NULL, NULL, 100, NULL) == 6);
+	CHECK(list_ids(f.s, -1, "r1", NULL, NULL, 100, NULL) == 11);
+	CHECK(list_ids(f.s, -1, "none", NULL, NULL, 100, NULL) == 0);
+	CHECK(list_ids(f.s, -1, NULL, "queued", NULL, 100, NULL) == 17);
+	CHECK(list_ids(f.s, 0, NULL, NULL, NULL, 0, NULL) == 0);
+	CHECK(list_ids(f.s, -1, NULL, NULL, NULL, 0, NULL) == 1);     /* clamped up to 1 */
+	CHECK(list_ids(f.s, -1, NULL, NULL, NULL, 50000, NULL) == 17); /* clamped to 1000 */
+
+	/* Paging by `after` walks key 1's notices once each, in order. */
+	char page[5][27], seen[12][27];
+	size_t total = 0;
+	char after[27] = "";
+	for (;;) {
+		size_t n = list_ids(f.s, 1, NULL, NULL, after[0] ? after : NULL, 5, page);
+		CHECK(n != (size_t)-1);
+		if (n == (size_t)-1 || n == 0)
+			break;
+		for (size_t i = 0; i < n && total < 12; i++)
+			memcpy(seen[total++], page[i], 27);
+		memcpy(after, page[n - 1], 27);
+	}
+	CHECK(total == 12);
+	qsort(k1, 12, 27, cmp_id);
+	CHECK(memcmp(seen, k1, sizeof(k1)) == 0);
+
+	/* Status filter after some are claimed. */
+	struct selo_err e;
+	err_clear(&e);
+	struct notice_rec *got = NULL;
+	size_t n = 0;
+	CHECK(store_claim_due(f.s, clock_now_ms(), 3, &got, &n, &e) == 0 && n == 3);
+	notice_recs_free(got, n);
+	CHECK(list_ids(f.s, -1, NULL, "sending", NULL, 100, NULL) == 3);
+	CHECK(list_ids(f.s, -1, NULL, "queued", NULL, 100, NULL) == 14);
+	CHECK(list_ids(f.s, 1, "r1", "queued", NULL, 100, NULL) +
+		      list_ids(f.s, 1, "r1", "sending", NULL, 100, NULL) == 6);
+
+	/* A notice of another key is "not found". */
+	struct notice_rec rec;
+	CHECK(store_notice_get(f.s, k2[0], 1, &rec, &e) == 0);
+	CHECK(store_notice_get(f.s, k2[0], 2, &rec, &e) == 1);
+	notice_rec_free(&rec);
+	CHECK(store_notice_get(f.s, k2[0], -1, &rec, &e) == 1);
+	notice_rec_free(&rec);
+	CHECK(store_notice_get(f.s, "01ARZ3NDEKTSV4RRFFQ69G5FAV", -1, &rec, &e) == 0);
+	fx_close(&f);
+}
+
+TEST(event_entry_exact_bytes)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	struct notice_new n;
+	notice_make(&n, 1, NULL, "x", NULL);
+	json_decref(n.event_fields);
+	n.event_fields = json_pack("{s:s,s:s,s:i}", "to", "sha256:ab", "template", "cobrança", "natt", 0);
+	struct accept_result r;
+	struct selo_err e;
+	err_clear(&e);
+	CHECK(store_notices_accept(f.s, &n, 1, &r, &e) == 0 && !r.failed);
+	struct event_rec *ev = NULL;
+	size_t nev = 0;
+	CHECK(store_events_of(f.s, n.id, &ev, &nev, &e) == 0);
+	CHECK(nev == 1);
+	if (nev == 1) {
+		char prefix[128];
+		snprintf(prefix, sizeof(prefix),
+			 "{\"v\":1,\"type\":\"submission_accepted\",\"notice\":\"%s\",\"time\":\"", n.id);
+		CHECK(strncmp(ev[0].entry, prefix, strlen(prefix)) == 0);
+		CHECK(ev[0].len == strlen(ev[0].entry));
+		CHECK_STR(ev[0].type, EV_SUBMISSION_ACCEPTED);
+		CHECK_STR(ev[0].notice_id, n.id);
+		struct buf want = BUF_INIT;
+		CHECK(event_entry_encode(&want, EV_SUBMISSION_ACCEPTED, n.id, ev[0].time_ms,
+					 n.event_fields) == 0);
+		CHECK(want.len == ev[0].len && memcmp(want.data, ev[0].entry, want.len) == 0);
+		CHECK(strstr(ev[0].entry, "cobrança") != NULL);
+		buf_free(&want);
+		struct notice_rec rec;
+		CHECK(store_notice_get(f.s, n.id, -1, &rec, &e) == 1);
+		CHECK(rec.created_ms == ev[0].time_ms);
+		notice_rec_free(&rec);
+	}
+	event_recs_free(ev, nev);
+	json_decref(n.event_fields);
+	fx_close(&f);
+}
+
+TEST(reads_on_empty_store)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	struct selo_err e;
+	err_clear(&e);
+	struct event_rec *ev = NULL;
+	size_t n = 1;
+	CHECK(store_events_after(f.s, 0, 10, &ev, &n, &e) == 0 && n == 0 && ev == NULL);
+	struct buf eml = BUF_INIT;
+	char hex[65];
+	CHECK(store_message_get(f.s, "01ARZ3NDEKTSV4RRFFQ69G5FAV", &eml, hex, &e) == 0);
+	buf_free(&eml);
+	struct store_counts k;
+	CHECK(store_counts(f.s, &k, &e) == 0 && k.events == 0 && k.queued == 0);
+	struct notice_rec *got = NULL;
+	CHECK(store_claim_due(f.s, clock_now_ms(), 10, &got, &n, &e) == 0 && n == 0);
+	CHECK(store_recover_inflight(f.s, &e) == 0);
+	CHECK(store_next_due(f.s) == 0);
+	CHECK(store_ping(f.s, &e) == 0);
+	fx_close(&f);
+}
+
+/* A process killed at any moment keeps every notice it acknowledged: the
+ * child reports each id only after store_notices_accept returned. */
+TEST(acknowledged_accepts_survive_kill)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	store_close(f.s);
+	f.s = NULL;
+	int fds[2];
+	CHECK(pipe(fds) == 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(fds[0]);
+		struct store *s = NULL;
+		struct selo_err e;
+		if (store_open(f.path, &s, &e) != 0)
+			_exit(2);
+		for (;;) {
+			struct accept_result r = accept1(s, 1, NULL, "x", NULL);
+			if (r.failed || write(fds[1], r.id, 27) != 27)
+				_exit(3);
+		}
+	}
+	close(fds[1]);
+	enum { WANT = 150 };
+	char ids[WANT][27];
+	size_t got = 0;
+	while (got < WANT) {
+		size_t off = 0;
+		while (off < 27) {
+			ssize_t k = read(fds[0], ids[got] + off, 27 - off);
+			if (k <= 0)
+				break;
+			off += (size_t)k;
+		}
+		if (off < 27)
+			break;
+		got++;
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(fds[0]);
+	CHECK(got == WANT);
+	struct selo_err e;
+	err_clear(&e);
+	CHECK(store_open(f.path, &f.s, &e) == 0);
+	if (!f.s) {
+		fx_remove(&f);
+		return;
+	}
+	size_t missing = 0;
+	for (size_t i = 0; i < got; i++) {
+		struct notice_rec rec;
+		int r = store_notice_get(f.s, ids[i], -1, &rec, &e);
+		if (r == 1)
+			notice_rec_free(&rec);
+		else
+			missing++;
+	}
+	CHECK(missing == 0);
+	CHECK(store_ping(f.s, &e) == 0);
+	fx_close(&f);
+}
