@@ -25,7 +25,6 @@
 
 #define URL_MAX 8192          /* longer links are left as they are, untracked */
 #define LINKS_MAX 65535       /* the token's link index is 16 bits */
-#define HEADER_TEXT_MAX 4096  /* subject and names, for the composer's own checks */
 
 struct composer {
 	struct smime_signer *smime;
@@ -561,9 +560,9 @@ static int check_input(const struct composer *c, const struct compose_in *in, ui
 		return err_set(err, 500, "internal", "compose: bad notice id");
 	if (mime_addr_check(in->to, "to", err) < 0)
 		return -1;
-	if (in->to_name && mime_header_text_check(in->to_name, HEADER_TEXT_MAX, "to_name", err) < 0)
+	if (in->to_name && mime_header_text_check(in->to_name, COMPOSE_HEADER_TEXT_MAX, "to_name", err) < 0)
 		return -1;
-	if (mime_header_text_check(in->subject, HEADER_TEXT_MAX, "subject", err) < 0)
+	if (mime_header_text_check(in->subject, COMPOSE_HEADER_TEXT_MAX, "subject", err) < 0)
 		return -1;
 	size_t total = 0;
 	for (size_t i = 0; i < in->natt; i++) {

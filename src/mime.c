@@ -5,7 +5,6 @@
  * useful written) any value the checks would refuse, so no CR, LF or NUL
  * from a value can ever start a header line of its own. */
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 #include "selo/codec.h"
 #include "selo/crypto.h"
@@ -416,15 +415,20 @@ int mime_write_header(struct buf *out, const char *name, const char *value)
 
 /* Display names that can be a quoted-string: printable ASCII with no "=?"
  * (some readers decode encoded words even inside quotes). */
-static void write_quoted(struct buf *out, const char *s)
+static void write_quoted_n(struct buf *out, const char *s, size_t n)
 {
 	buf_putc(out, '"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '"' || s[i] == '\\')
 			buf_putc(out, '\\');
-		buf_putc(out, *s);
+		buf_putc(out, s[i]);
 	}
 	buf_putc(out, '"');
+}
+
+static void write_quoted(struct buf *out, const char *s)
+{
+	write_quoted_n(out, s, strlen(s));
 }
 
 static size_t quoted_len(const char *s)
@@ -494,11 +498,8 @@ static void write_phrase(struct buf *out, const char *d, size_t *col)
 			struct buf w = BUF_INIT;
 			if (k == W_ATOM)
 				buf_append(&w, d + i, e - i);
-			else {
-				char *tmp = strndup(d + i, e - i);
-				write_quoted(&w, tmp ? tmp : "");
-				free(tmp);
-			}
+			else
+				write_quoted_n(&w, d + i, e - i);
 			phrase_space(out, col, w.len);
 			buf_append(out, w.data, w.len);
 			*col += w.len;

@@ -4,6 +4,7 @@
 #include <string.h>
 #include "selo/clock.h"
 #include "selo/codec.h"
+#include "selo/compose.h"
 #include "selo/crypto.h"
 #include "selo/id.h"
 #include "selo/mime.h"
@@ -212,6 +213,26 @@ static void parse_attachments(const json_t *body, const struct selo_config *cfg,
 	json_object_set_new(payload, "attachments", meta);
 }
 
+/* The subject is a header: a long variable could make the rendered one too
+ * long to send, which must be a 422 now, not a failure at send time. */
+static void check_rendered_subject(const struct template *t, const json_t *vars,
+				   struct selo_err *err)
+{
+	struct rendered r;
+	struct selo_err e2;
+	err_clear(&e2);
+	if (template_render(t, vars, &r, &e2) != 0) {
+		err_field(err, "vars", "the template cannot be rendered with these values: %.150s",
+			  e2.msg);
+		return;
+	}
+	size_t n = strlen(r.subject);
+	if (n > COMPOSE_HEADER_TEXT_MAX)
+		err_field(err, "vars", "the rendered subject is %zu bytes; the limit is %d", n,
+			  COMPOSE_HEADER_TEXT_MAX);
+	rendered_free(&r);
+}
+
 static void parse_content(const json_t *body, const struct selo_config *cfg,
 			  const struct template_set *ts, struct notice_req *r, json_t *payload,
 			  struct selo_err *err)
@@ -235,7 +256,8 @@ static void parse_content(const json_t *body, const struct selo_config *cfg,
 		json_t *empty = NULL;
 		if (!vars || json_is_null(vars))
 			vars = empty = json_object();
-		template_check(t, vars, cfg->max_text_bytes, err);
+		if (template_check(t, vars, cfg->max_text_bytes, err) == 0)
+			check_rendered_subject(t, vars, err);
 		r->template_name = template_name(t);
 		json_object_set_new(payload, "template", json_string(template_name(t)));
 		json_object_set(payload, "vars", vars);

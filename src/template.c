@@ -459,6 +459,10 @@ static void decimal_round2(const char *s, struct buf *out)
 /* A JSON real as an amount: its shortest text rounded to centavos. */
 static int real_amount(double d, struct buf *out)
 {
+	if (d > -0.001 && d < 0.001) { /* below half a centavo: also 1e-50 */
+		buf_putc(out, '0');
+		return 0;
+	}
 	char s[40];
 	struct buf plain = BUF_INIT;
 	real_shortest(d, s, sizeof(s));

@@ -19,6 +19,7 @@
  * fine (each session is private to its thread; libesmtp's errno is
  * thread-local). SIGPIPE is blocked in the calling thread during a session. */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <auth-client.h>
@@ -81,6 +83,7 @@ struct relay_session {
 	char tls[160];
 	char failure[256];            /* a cause learnt from events (TLS, certificate) */
 	struct timespec last_io;
+	struct timespec starttls_sent; /* for the ticket drain's patience */
 };
 
 /* ---- opening ------------------------------------------------------------ */
@@ -256,6 +259,8 @@ static void client_line(struct relay_session *s, const char *p, size_t n)
 		emit(s, "C: ", "[redacted]", 10);
 		return;
 	}
+	if (starts_with_word(p, n, "STARTTLS"))
+		clock_gettime(CLOCK_MONOTONIC, &s->starttls_sent);
 	if (!starts_with_word(p, n, "AUTH")) {
 		emit(s, "C: ", p, n);
 		return;
@@ -381,20 +386,61 @@ static void set_failure(struct relay_session *s, const char *fmt, ...)
 	emitf(s, "-- %s", s->failure);
 }
 
-/* Certificate problems: accepted (and noted) unless smtp.tls_verify. */
-static void certificate_event(struct relay_session *s, int *ok, const char *problem)
+/* TLS 1.3 servers send NewSessionTicket records just after the handshake.
+ * If they arrive before libesmtp has flushed its EHLO, its protocol loop
+ * handles "readable" first and waits for an EHLO reply that cannot come
+ * until the timeout (libesmtp 1.1.0; on loopback, in about one TLS
+ * session of thirty). So before libesmtp goes on, give the tickets time to
+ * arrive (twice the handshake's duration, 20 ms to 1 s) and let OpenSSL take
+ * them. SSL_peek never consumes application data, so nothing is lost for
+ * libesmtp; the server sends nothing else before our EHLO. */
+static void drain_session_tickets(struct relay_session *s, SSL *ssl)
 {
-	*ok = !s->relay->tls_verify;
-	if (*ok)
-		emitf(s, "-- %s; accepted (smtp.tls_verify = no)", problem);
-	else
-		set_failure(s, "%s: TLS refused (smtp.tls_verify = yes)", problem);
+	long patience = 2 * ms_since(&s->starttls_sent);
+	if (patience < 20)
+		patience = 20;
+	if (patience > 1000)
+		patience = 1000;
+	if (patience > s->relay->timeout_ms)
+		patience = s->relay->timeout_ms;
+	struct timespec start;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	struct pollfd pfd = {.fd = SSL_get_rfd(ssl), .events = POLLIN};
+	char c;
+	for (;;) {
+		long left = patience - ms_since(&start);
+		if (left <= 0 || pfd.fd < 0 || SSL_pending(ssl) > 0)
+			return;
+		if (poll(&pfd, 1, (int)left) <= 0)
+			return; /* nothing came: this server sends no tickets */
+		int n = SSL_peek(ssl, &c, 1);
+		if (n > 0 || SSL_get_error(ssl, n) != SSL_ERROR_WANT_READ)
+			return; /* data or a closed connection: libesmtp's to handle */
+		/* Took a record (a ticket); a second one usually follows at once. */
+		patience = ms_since(&start) + 5;
+	}
 }
 
 static void on_tls_ok(struct relay_session *s, SSL *ssl, const char *cipher, int bits)
 {
 	snprintf(s->tls, sizeof(s->tls), "%s %s %d", SSL_get_version(ssl), cipher ? cipher : "?", bits);
 	emitf(s, "-- TLS established: %s", s->tls);
+	if (SSL_version(ssl) >= TLS1_3_VERSION)
+		drain_session_tickets(s, ssl);
+}
+
+/* Certificate problems: accepted (and noted) unless smtp.tls_verify. On
+ * refusal libesmtp sends QUIT, which the ticket race can stall as well. */
+static void certificate_event(struct relay_session *s, int *ok, const char *problem, SSL *ssl)
+{
+	*ok = !s->relay->tls_verify;
+	if (*ok) {
+		emitf(s, "-- %s; accepted (smtp.tls_verify = no)", problem);
+		return;
+	}
+	set_failure(s, "%s: TLS refused (smtp.tls_verify = yes)", problem);
+	if (ssl && SSL_version(ssl) >= TLS1_3_VERSION)
+		drain_session_tickets(s, ssl);
 }
 
 static void on_event(smtp_session_t session, int event, void *arg, ...)
@@ -428,22 +474,24 @@ static void on_event(smtp_session_t session, int event, void *arg, ...)
 	case SMTP_EV_INVALID_PEER_CERTIFICATE: {
 		long vfy = va_arg(ap, long);
 		int *ok = va_arg(ap, int *);
+		SSL *ssl = va_arg(ap, SSL *);
 		char why[200];
 		snprintf(why, sizeof(why), "server certificate not trusted (%s)",
 			 X509_verify_cert_error_string(vfy));
-		certificate_event(s, ok, why);
+		certificate_event(s, ok, why, ssl);
 		break;
 	}
 	case SMTP_EV_NO_PEER_CERTIFICATE:
-		certificate_event(s, va_arg(ap, int *), "server sent no certificate");
+		certificate_event(s, va_arg(ap, int *), "server sent no certificate", NULL);
 		break;
 	case SMTP_EV_WRONG_PEER_CERTIFICATE: {
 		int *ok = va_arg(ap, int *);
 		const char *name = va_arg(ap, const char *);
+		SSL *ssl = va_arg(ap, SSL *);
 		char why[200];
 		snprintf(why, sizeof(why), "server certificate names %.80s, not the relay's host",
 			 name && name[0] ? name : "another host");
-		certificate_event(s, ok, why);
+		certificate_event(s, ok, why, ssl);
 		break;
 	}
 	case SMTP_EV_WEAK_CIPHER: {
@@ -453,12 +501,15 @@ static void on_event(smtp_session_t session, int event, void *arg, ...)
 		set_failure(s, "TLS cipher too weak (%d bits)", bits);
 		break;
 	}
+	case SMTP_EV_EXTNA_8BITMIME:
+		set_failure(s, "the relay does not offer 8BITMIME, which a message with 8-bit "
+			       "bytes needs; nothing was sent");
+		break;
 	case SMTP_EV_EXTNA_STARTTLS:
 		set_failure(s, "the relay does not offer STARTTLS and smtp.starttls = require; "
 			       "nothing was sent");
 		break;
 	default:
-		emitf(s, "-- DEBUG event %d", event);
 		/* Other events either have nothing to record or, like
 		 * SMTP_EV_EXTNA_DSN, leave *quit_now at its safe default. */
 		break;
@@ -794,6 +845,7 @@ static int relay_send(void *state, struct transport_msg *msgs, size_t n)
 	smtp_destroy_session(ss);
 	if (actx)
 		auth_destroy_context(actx);
+	ERR_clear_error(); /* TLS failures are reported above, not left for the next caller */
 	buf_free(&s.transcript);
 	free(items);
 	return 0;

@@ -29,15 +29,19 @@ int utf8_valid(const char *s, size_t n);
  * exceeds 78 characters. -1 if value fails mime_header_text_check. */
 int mime_write_header(struct buf *out, const char *name, const char *value);
 /* "Name: display <addr>\r\n"; display may be NULL; it is quoted or encoded
- * as needed. -1 if either part is invalid. */
+ * as needed (one quoted-string when ASCII and short, else word by word:
+ * atoms, quoted words, encoded words for non-ASCII runs). -1 if either
+ * part is invalid. */
 int mime_write_address(struct buf *out, const char *name, const char *display, const char *addr);
 
-/* A fresh random boundary, 40 characters, never found in base64/QP text. */
+/* A fresh random boundary, 40 characters ("=_selo_" + 33 base64url),
+ * never found in base64/QP text ("=_" cannot occur there). */
 void mime_boundary(char out[48]);
 
 /* A text part (headers + body): Content-Type text/<subtype>;
  * charset=utf-8, quoted-printable (RFC 2045 §6.7, lines <= 76, CRLF line
- * ends; bare LF in text becomes CRLF). */
+ * ends; bare LF in text becomes CRLF). The body ends with the text's last
+ * character: the CRLF before the next boundary is the caller's. */
 void mime_write_text_part(struct buf *out, const char *subtype, const char *text, size_t n);
 /* An attachment part: Content-Type with name, Content-Disposition
  * attachment with filename (RFC 2231 filename* when not ASCII, plus an RFC
@@ -48,7 +52,9 @@ int mime_write_attachment(struct buf *out, const char *content_type, const char 
 /* A content type we accept for attachments: type/subtype tokens only. */
 int mime_content_type_check(const char *ct, const char *field, struct selo_err *err);
 
-/* Quoted-printable body encoding, exposed for tests. */
+/* Quoted-printable body encoding, exposed for tests. Besides RFC 2045, a
+ * '.' or "From " at the start of an output line is encoded (=2E, =46rom)
+ * so that no relay alters the line and breaks the S/MIME signature. */
 void mime_qp_encode(struct buf *out, const char *text, size_t n);
 
 #endif

@@ -6,17 +6,6 @@
 #include "selo/mime.h"
 #include "t.h"
 
-/* t.h's TEST(name) also substitutes its parameter into ".name"; register
- * with a parameter of another name (harmless once t.h is fixed). */
-#undef TEST
-#define TEST(tn)                                                     \
-	static void t_##tn(void);                                        \
-	__attribute__((constructor)) static void t_reg_##tn(void) {      \
-		t_cases[t_ncases].name = #tn;                                \
-		t_cases[t_ncases++].fn = t_##tn;                             \
-	}                                                                \
-	static void t_##tn(void)
-
 #define PY "/usr/bin/python3"
 
 /* Runs python code with the given files as argv[1..]; returns its stdout

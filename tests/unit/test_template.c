@@ -15,17 +15,6 @@
 #include "selo/template.h"
 #include "t.h"
 
-/* t.h's TEST(name) also substitutes its parameter into ".name"; register
- * with a parameter of another name (harmless once t.h is fixed). */
-#undef TEST
-#define TEST(tn)                                                     \
-	static void t_##tn(void);                                        \
-	__attribute__((constructor)) static void t_reg_##tn(void) {      \
-		t_cases[t_ncases].name = #tn;                                \
-		t_cases[t_ncases++].fn = t_##tn;                             \
-	}                                                                \
-	static void t_##tn(void)
-
 /* ------------------------------------------------------------- helpers */
 
 /* filter output, or "ERR" when the filter refuses the value */
@@ -805,7 +794,7 @@ TEST(brl_json_numbers)
 		{1.005, "R$ 1,01"},        {9.995, "R$ 10,00"},
 		{999999.999, "R$ 1.000.000,00"}, {-0.125, "-R$ 0,13"},
 		{-10.0, "-R$ 10,00"},      {-0.001, "R$ 0,00"},
-		{1e5, "R$ 100.000,00"},    {1e-9, "R$ 0,00"},
+		{1e5, "R$ 100.000,00"},    {1e-9, "R$ 0,00"}, {-1e-60, "R$ 0,00"}, {0.005, "R$ 0,01"},
 		{0.1 + 0.2, "R$ 0,30"},    {1e15, "R$ 1.000.000.000.000.000,00"},
 	};
 	for (size_t i = 0; i < sizeof(reals) / sizeof(reals[0]); i++) {

@@ -7,17 +7,6 @@
 #include "selo/token.h"
 #include "t.h"
 
-/* t.h's TEST(name) also substitutes its parameter into ".name"; register
- * with a parameter of another name (harmless once t.h is fixed). */
-#undef TEST
-#define TEST(tn)                                                     \
-	static void t_##tn(void);                                        \
-	__attribute__((constructor)) static void t_reg_##tn(void) {      \
-		t_cases[t_ncases].name = #tn;                                \
-		t_cases[t_ncases++].fn = t_##tn;                             \
-	}                                                                \
-	static void t_##tn(void)
-
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 static void key_of(uint8_t key[TOKEN_KEY_LEN], uint8_t seed)

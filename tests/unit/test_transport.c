@@ -23,17 +23,6 @@
 #include "selo/transport.h"
 #include "t.h"
 
-/* t.h's TEST(name) also substitutes its parameter into ".name"; register
- * with a parameter of another name (harmless once t.h is fixed). */
-#undef TEST
-#define TEST(tn)                                                     \
-	static void t_##tn(void);                                        \
-	__attribute__((constructor)) static void t_reg_##tn(void) {      \
-		t_cases[t_ncases].name = #tn;                                \
-		t_cases[t_ncases++].fn = t_##tn;                             \
-	}                                                                \
-	static void t_##tn(void)
-
 #define SERVER_PY "tests/integration/smtpserver.py"
 #define PYTHON "/usr/bin/python3"
 
@@ -582,6 +571,33 @@ TEST(relay_refuses_messages_smtp_cannot_carry)
 	snprintf(path, sizeof(path), "%s/2.eml", srv.dir);
 	CHECK(!file_exists(path)); /* only one message reached the server */
 	dump_on_failure(&b.m[2]);
+	batch_free(&b);
+	server_stop(&srv);
+}
+
+TEST(relay_null_sender_and_8bit_body)
+{
+	struct server srv;
+	CHECK(server_start(&srv, NULL) == 0);
+	struct selo_config cfg;
+	relay_config(&cfg, srv.port);
+	struct batch b;
+	batch_make(&b, 1);
+	const char *utf8 = "Subject: =?UTF-8?Q?Notifica=C3=A7=C3=A3o?=\r\nMessage-ID: <u@x>\r\n"
+			   "Date: Mon, 23 Nov 2026 18:00:00 +0000\r\nFrom: a@selo.test\r\n"
+			   "To: b@example.test\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+			   "Notifica\xC3\xA7\xC3\xA3o extrajudicial\r\n";
+	b.m[0].data = utf8;
+	b.m[0].len = strlen(utf8);
+	b.m[0].mail_from = "";
+	CHECK(send_batch(&cfg, &b) == 0);
+	CHECK(b.m[0].outcome == TRANSPORT_ACCEPTED);
+	CHECK(strstr(buf_str(&b.m[0].transcript), "C: MAIL FROM:<> ") != NULL);
+	CHECK(strstr(buf_str(&b.m[0].transcript), "BODY=8BITMIME") != NULL);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/1.eml", srv.dir);
+	CHECK(file_equals(path, utf8, strlen(utf8)));
+	dump_on_failure(&b.m[0]);
 	batch_free(&b);
 	server_stop(&srv);
 }

@@ -1,0 +1,29 @@
+#!/bin/sh
+# fuzz.sh [SECONDS]: builds every tests/fuzz/fuzz_*.c with clang's libFuzzer,
+# AddressSanitizer and UndefinedBehaviorSanitizer into build-fuzz/, and runs
+# each for SECONDS (default 60) on its corpus in build-fuzz/corpus/<name>/.
+# Exit 1 if any target finds a crash (the reproducer is left in build-fuzz/).
+set -eu
+cd "$(dirname "$0")/.."
+secs=${1:-60}
+out=build-fuzz
+mkdir -p "$out/gen"
+./scripts/embed-templates.sh templates > "$out/gen/templates_embed.c"
+pkgs="libssl libcrypto sqlite3 jansson libmicrohttpd libesmtp-1.0 opendkim libcurl inih"
+flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -D_GNU_SOURCE -Iinclude -I$out/gen $(pkg-config --cflags $pkgs)"
+libs="$(pkg-config --libs $pkgs) -lpthread -lm"
+status=0
+for t in tests/fuzz/fuzz_*.c; do
+	name=$(basename "$t" .c)
+	clang $flags -o "$out/$name" "$t" src/*.c "$out/gen/templates_embed.c" $libs
+	mkdir -p "$out/corpus/$name"
+	[ -d "tests/fuzz/seeds/$name" ] && cp -n tests/fuzz/seeds/$name/* "$out/corpus/$name/" 2>/dev/null || true
+	echo "fuzz: $name for ${secs}s" >&2
+	if ! (cd "$out" && ./"$name" -max_total_time="$secs" -max_len=8192 -print_final_stats=1 \
+		"corpus/$name" 2>"$name.log"); then
+		echo "fuzz: $name FAILED; see $out/$name.log" >&2
+		tail -30 "$out/$name.log" >&2
+		status=1
+	fi
+done
+exit $status

@@ -1,0 +1,266 @@
+/* test_core.c: unit tests of the small shared modules (codec, id, clock,
+ * event, config) and of the submission validator (notice) and backoff. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "selo/clock.h"
+#include "selo/codec.h"
+#include "selo/config.h"
+#include "selo/crypto.h"
+#include "selo/event.h"
+#include "selo/fileio.h"
+#include "selo/id.h"
+#include "selo/notice.h"
+#include "selo/sender.h"
+#include "t.h"
+
+TEST(base64_rfc4648_vectors)
+{
+	static const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+	static const char *out[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+	for (int i = 0; i < 7; i++) {
+		struct buf b = BUF_INIT;
+		base64_encode(&b, (const uint8_t *)in[i], strlen(in[i]), 0);
+		CHECK_STR(buf_str(&b), out[i]);
+		uint8_t d[16];
+		ssize_t n = base64_decode(out[i], strlen(out[i]), d, sizeof(d));
+		CHECK(n == (ssize_t)strlen(in[i]) && !memcmp(d, in[i], (size_t)n));
+		buf_free(&b);
+	}
+	uint8_t d[16];
+	CHECK(base64_decode("Zg=", 3, d, sizeof(d)) < 0);
+	CHECK(base64_decode("Zh==", 4, d, sizeof(d)) < 0); /* non-zero trailing bits */
+	CHECK(base64_decode("Zm9v\r\n", 6, d, sizeof(d)) < 0);
+	CHECK(base64_decode_mime("Zm9v\r\nYmFy", 10, d, sizeof(d)) == 6);
+	CHECK(base64_decode("Zm=v", 4, d, sizeof(d)) < 0);
+	CHECK(base64_decode("Zm9vYmFy", 8, d, 5) < 0); /* no room */
+}
+
+TEST(base64_line_wrapping)
+{
+	uint8_t raw[100];
+	memset(raw, 0xAB, sizeof(raw));
+	struct buf b = BUF_INIT;
+	base64_encode(&b, raw, sizeof(raw), 76);
+	const char *nl = strstr(buf_str(&b), "\r\n");
+	CHECK(nl && nl - b.data == 76);
+	uint8_t back[100];
+	CHECK(base64_decode_mime(b.data, b.len, back, sizeof(back)) == 100);
+	CHECK(!memcmp(back, raw, 100));
+	buf_free(&b);
+}
+
+TEST(base64url_and_hex)
+{
+	struct buf b = BUF_INIT;
+	const uint8_t v[] = {0xfb, 0xff};
+	base64url_encode(&b, v, 2);
+	CHECK_STR(buf_str(&b), "-_8");
+	uint8_t d[4];
+	CHECK(base64url_decode("-_8", 3, d, 4) == 2 && d[0] == 0xfb && d[1] == 0xff);
+	CHECK(base64url_decode("+/8", 3, d, 4) < 0);
+	char hex[5];
+	hex_encode(v, 2, hex);
+	CHECK_STR(hex, "fbff");
+	CHECK(hex_decode("FBff", 4, d, 4) == 2 && d[0] == 0xfb);
+	CHECK(hex_decode("fg", 2, d, 4) < 0);
+	buf_free(&b);
+}
+
+TEST(sha256_and_commitment)
+{
+	char hex[65];
+	sha256_hex("abc", 3, hex);
+	CHECK_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	uint8_t salt[32] = {0};
+	char c[SELO_COMMIT_LEN + 1];
+	commitment(salt, 32, "abc", 3, c);
+	uint8_t cat[35] = {0};
+	memcpy(cat + 32, "abc", 3);
+	sha256_hex(cat, 35, hex);
+	CHECK(!strncmp(c, "sha256:", 7) && !strcmp(c + 7, hex));
+	CHECK(ct_equal("abc", "abc", 3) && !ct_equal("abc", "abd", 3));
+}
+
+TEST(id_round_trip_and_order)
+{
+	uint8_t a[16], b[16], back[16];
+	char ta[27], tb[27];
+	id_new(a);
+	usleep(2000);
+	id_new(b);
+	id_to_text(a, ta);
+	id_to_text(b, tb);
+	CHECK(strlen(ta) == 26 && strcmp(ta, tb) < 0);
+	CHECK(id_from_text(ta, back) == 0 && !memcmp(a, back, 16));
+	CHECK(id_text_valid("01ARZ3NDEKTSV4RRFFQ69G5FAV"));
+	CHECK(!id_text_valid("81ARZ3NDEKTSV4RRFFQ69G5FAV")); /* overflows 128 bits */
+	CHECK(!id_text_valid("01ARZ3NDEKTSV4RRFFQ69G5FA"));
+	CHECK(!id_text_valid("01ARZ3NDEKTSV4RRFFQ69G5FAU")); /* U is not Crockford */
+	CHECK(!id_text_valid("../../etc/passwd"));
+	/* the ULID spec's example: time part of 01ARZ3NDEK is 1469922850259 ms */
+	CHECK(id_from_text("01ARZ3NDEKTSV4RRFFQ69G5FAV", back) == 0);
+	uint64_t ms = 0;
+	for (int i = 0; i < 6; i++)
+		ms = ms << 8 | back[i];
+	CHECK(ms == 1469922850259ULL);
+}
+
+TEST(clock_formats)
+{
+	char t[32], d[40];
+	clock_rfc3339(1795457261303LL, t);
+	CHECK_STR(t, "2026-11-23T18:07:41.303Z");
+	int64_t ms;
+	CHECK(clock_parse_rfc3339(t, &ms) == 0 && ms == 1795457261303LL);
+	CHECK(clock_parse_rfc3339("2026-11-23T15:07:41.303-03:00", &ms) == 0 && ms == 1795457261303LL);
+	CHECK(clock_parse_rfc3339("2026-11-23T18:07:41Z", &ms) == 0 && ms == 1795457261000LL);
+	CHECK(clock_parse_rfc3339("2026-02-30T00:00:00Z", &ms) < 0);
+	CHECK(clock_parse_rfc3339("2026-11-23 18:07:41Z", &ms) < 0);
+	CHECK(clock_parse_rfc3339("2026-11-23T18:07:41", &ms) < 0);
+	clock_rfc5322(1795457261303LL, d);
+	CHECK_STR(d, "Mon, 23 Nov 2026 18:07:41 +0000");
+}
+
+TEST(event_entry_key_order)
+{
+	json_t *f = json_object();
+	json_object_set_new(f, "z", json_integer(1));
+	json_object_set_new(f, "a", json_string("ç"));
+	struct buf b = BUF_INIT;
+	CHECK(event_entry_encode(&b, "content_sealed", "01ARZ3NDEKTSV4RRFFQ69G5FAV", 1795457261303LL,
+				 f) == 0);
+	CHECK_STR(buf_str(&b), "{\"v\":1,\"type\":\"content_sealed\",\"notice\":\"01ARZ3NDEKTSV4RRFFQ69G5FAV\","
+			       "\"time\":\"2026-11-23T18:07:41.303Z\",\"z\":1,\"a\":\"ç\"}");
+	json_object_set_new(f, "time", json_string("forged"));
+	buf_reset(&b);
+	CHECK(event_entry_encode(&b, "x", "y", 0, f) < 0);
+	json_decref(f);
+	buf_free(&b);
+}
+
+TEST(disclosures_keep_values)
+{
+	struct disclosures d = DISCLOSURES_INIT;
+	uint8_t salt[32];
+	random_bytes(salt, 32);
+	char first[80];
+	snprintf(first, sizeof(first), "%s", disclose(&d, salt, "a@b.example", 11));
+	for (int i = 0; i < 20; i++)
+		disclose(&d, salt, "x", 1);
+	CHECK(d.n == 21 && !strcmp(d.v[0].commitment, first) && !strcmp(d.v[0].value, "a@b.example"));
+	char c[SELO_COMMIT_LEN + 1];
+	commitment(salt, 32, "a@b.example", 11, c);
+	CHECK_STR(c, first);
+	disclosures_free(&d);
+}
+
+static char tmpdir[64];
+
+static void write_conf(const char *text)
+{
+	char p[128];
+	snprintf(p, sizeof(p), "%s/selo.conf", tmpdir);
+	file_write_atomic(p, text, strlen(text), 0600, NULL);
+}
+
+TEST(config_defaults_and_errors)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/selo-conf-XXXXXX");
+	CHECK(mkdtemp(tmpdir) != NULL);
+	struct selo_config c;
+	struct selo_err e;
+	err_clear(&e);
+	CHECK(config_load(tmpdir, &c, &e) < 0 && strstr(e.msg, "selo init"));
+	write_conf("[mail]\ndomain = cobranca.example\n[smtp]\nmode = relay\nrelay = 127.0.0.1:25\n"
+		   "[api]\nmax_body = 2M\n");
+	err_clear(&e);
+	CHECK(config_load(tmpdir, &c, &e) == 0);
+	CHECK_STR(c.mail_from_address, "notificacoes@cobranca.example");
+	CHECK_STR(c.dkim_domain, "cobranca.example");
+	CHECK_STR(c.log_origin, "cobranca.example/selo-log");
+	CHECK(c.api_max_body == 2u << 20 && c.smtp_mode == SMTP_RELAY);
+	CHECK_STR(c.api_listen, "127.0.0.1:8480");
+	write_conf("[api]\nlisten = 127.0.0.1:1\n\n[smtp]\nmodee = relay\n");
+	err_clear(&e);
+	CHECK(config_load(tmpdir, &c, &e) < 0 && strstr(e.msg, "line 5") && strstr(e.msg, "modee"));
+	write_conf("[sender]\nworkers = many\n");
+	err_clear(&e);
+	CHECK(config_load(tmpdir, &c, &e) < 0 && strstr(e.msg, "workers"));
+	write_conf("[smtp]\nmode = relay\n");
+	err_clear(&e);
+	CHECK(config_load(tmpdir, &c, &e) < 0 && strstr(e.msg, "smtp.relay"));
+	char p[128];
+	snprintf(p, sizeof(p), "%s/selo.conf", tmpdir);
+	unlink(p);
+	rmdir(tmpdir);
+}
+
+static int has_field(const struct selo_err *e, const char *f)
+{
+	for (int i = 0; i < e->nfields; i++)
+		if (!strcmp(e->fields[i].field, f))
+			return 1;
+	return 0;
+}
+
+static int parse(const char *json, struct selo_err *e)
+{
+	static struct template_set *ts;
+	struct selo_err le;
+	err_clear(&le);
+	if (!ts && template_set_load(NULL, &ts, &le) != 0)
+		return -2;
+	struct selo_config c;
+	config_defaults(&c, "/x");
+	c.max_attachment_bytes = 16;
+	err_clear(e);
+	json_t *j = json_loads(json, 0, NULL);
+	struct notice_req r;
+	int rc = notice_parse(j, &c, ts, &r, e);
+	if (rc == 0)
+		notice_req_free(&r);
+	json_decref(j);
+	return rc;
+}
+
+TEST(notice_parse_fields)
+{
+	struct selo_err e;
+	CHECK(parse("{\"to\":\"a@b.example\",\"subject\":\"S\",\"text\":\"T\"}", &e) == 0);
+	CHECK(parse("{\"to\":\"a@b.example\",\"subject\":\"S\"}", &e) < 0 && e.status == 422 &&
+	      has_field(&e, "text"));
+	CHECK(parse("{\"to\":\"a@b.example\",\"template\":\"lembrete\",\"subject\":\"S\"}", &e) < 0);
+	CHECK(parse("{\"to\":\"a@b.example\",\"template\":\"nada\"}", &e) < 0 &&
+	      !strcmp(e.type, "unknown-template") && has_field(&e, "template"));
+	CHECK(parse("{\"to\":\"a@b.example\",\"template\":\"lembrete\",\"vars\":{\"nome\":\"A\"}}", &e) < 0 &&
+	      has_field(&e, "vars.valor") && has_field(&e, "vars.credor"));
+	CHECK(parse("[]", &e) < 0 && e.status == 400);
+	CHECK(parse("{\"to\":5,\"subject\":\"S\",\"text\":\"T\",\"x\":1}", &e) < 0 && has_field(&e, "to") &&
+	      has_field(&e, "x"));
+	CHECK(parse("{\"to\":\"a@b.example\",\"subject\":\"S\",\"text\":\"T\",\"tags\":[\"\"]}", &e) < 0 &&
+	      has_field(&e, "tags[0]"));
+	CHECK(parse("{\"to\":\"a@b.example\",\"subject\":\"S\",\"text\":\"T\",\"track\":{\"opens\":1}}", &e) < 0 &&
+	      has_field(&e, "track.opens"));
+	CHECK(parse("{\"to\":\"a@b.example\",\"subject\":\"S\",\"text\":\"T\",\"attachments\":[{\"filename\":"
+		    "\"a.pdf\",\"content_type\":\"application/pdf\",\"content_base64\":\"" 
+		    "QUFBQUFBQUFBQUFBQUFBQUFBQUFB\"}]}", &e) < 0 &&
+	      has_field(&e, "attachments[0].content_base64")); /* 20 bytes > the 16-byte limit */
+	CHECK(parse("{\"to\":\"a@b.example\",\"subject\":\"S\",\"text\":\"T\",\"attachments\":[{\"filename\":"
+		    "\"../a.pdf\",\"content_type\":\"application/pdf\",\"content_base64\":\"QUFB\"}]}", &e) < 0 &&
+	      has_field(&e, "attachments[0].filename"));
+	CHECK(parse("{\"to\":\"a@b.example\",\"subject\":\"S\",\"text\":\"T\\u0007\"}", &e) < 0 &&
+	      has_field(&e, "text"));
+	CHECK(parse("{\"to\":\"a@b.example\",\"subject\":\"S\",\"text\":\"linha\\r\\nlinha\\tx\"}", &e) == 0);
+}
+
+TEST(backoff_doubles_and_caps)
+{
+	CHECK(sender_backoff_s(1, 60, 14400) == 60);
+	CHECK(sender_backoff_s(2, 60, 14400) == 120);
+	CHECK(sender_backoff_s(5, 60, 14400) == 960);
+	CHECK(sender_backoff_s(9, 60, 14400) == 14400);
+	CHECK(sender_backoff_s(1000, 60, 14400) == 14400);
+	CHECK(sender_backoff_s(3, 1, 2) == 2);
+}
