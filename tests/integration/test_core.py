@@ -179,8 +179,8 @@ BAD_INPUTS = [
     ('nul_to_name', notice(to_name='João\u0000'), None, 400, None),
     ('invalid_address', notice(to='not-an-address'), None, 422, 'to'),
     ('overlong_address', notice(to='a' * 65 + '@destino.example'), None, 422, 'to'),
-    ('overlong_domain', notice(to='a@' + 'b' * 60 + '.' + 'c' * 60 + '.' + 'd' * 60 + '.'
-                               + 'e' * 60 + '.example'), None, 422, 'to'),
+    ('overlong_total', notice(to='a@' + '.'.join(['b' * 60] * 5) + '.example'), None, 422, 'to'),
+    ('overlong_label', notice(to='a@' + 'b' * 64 + '.example'), None, 422, 'to'),
     ('unknown_template', notice(template='nao-existe'), None, 422, 'template'),
     ('missing_variable', notice(vars={'nome': 'João'}), None, 422, 'vars.valor'),
     ('bad_base64', notice(attachments=[dict(LEMBRETE['attachments'][0],
