@@ -5,6 +5,9 @@
  * outcomes in one transaction. Idle workers sleep until sender_notify or
  * the next deferred notice is due (at most a second). */
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include "selo/clock.h"
@@ -338,6 +341,11 @@ static void *worker(void *arg)
 {
 	struct sender *s = arg;
 	struct selo *app = s->app;
+	/* Sending is throughput work (signing is most of the CPU); accepting is
+	 * latency work. Lower this thread's priority (Linux: per thread) so the
+	 * API and the store's writer answer first when both compete. */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+		diag_debug("cannot lower the sender's priority");
 	struct selo_err err;
 	err_clear(&err);
 	struct transport *t = NULL;

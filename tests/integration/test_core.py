@@ -29,8 +29,8 @@ def notice(**over):
     return n
 
 
-def relay_selo(smtp, **conf):
-    c = {'smtp': {'mode': 'relay', 'relay': f'127.0.0.1:{smtp.port}', 'starttls': 'no'}}
+def relay_selo(server, **conf):
+    c = {'smtp': {'mode': 'relay', 'relay': f'127.0.0.1:{server.port}', 'starttls': 'no'}}
     for k, v in conf.items():
         c.setdefault(k, {}).update(v)
     return Selo(**c).start()
@@ -404,6 +404,38 @@ def cli_submit_status_apikeys_and_maildir():
         eq(s.stop(), 0, 'selo serve exits 0 on SIGTERM')
     finally:
         s.cleanup()
+
+
+@test
+def starttls_and_auth_through_the_relay():
+    d = tempfile.mkdtemp(prefix='selo-tls-')
+    cert, key = os.path.join(d, 'c.pem'), os.path.join(d, 'k.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key,
+                    '-out', cert, '-days', '1', '-subj', '/CN=relay.test'], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    smtp = SMTPServer('--tls', cert, key, '--require-tls', '--auth', 'cobrador:s3nh4-secreta')
+    s = relay_selo(smtp, smtp={'starttls': 'require', 'auth_user': 'cobrador',
+                               'auth_password': 's3nh4-secreta'})
+    try:
+        st, _, j = s.api('POST', '/v1/notices', notice())
+        n = s.wait_status(j['id'], ['relayed'])
+        entry = n['events'][-1]['entry']
+        check(entry.get('tls', '').startswith('TLS'), f'TLS in the event: {entry}')
+        eq(len(smtp.messages()), 1)
+        # the transcript is disclosed only in the store; it must not hold the password
+        db = os.path.join(s.data, 'selo.db')
+        p = subprocess.run(['sqlite3', db, 'select value from disclosures'],
+                           stdout=subprocess.PIPE, check=True)
+        dump = p.stdout
+        check(b'AUTH' in dump and b'[redacted]' in dump, 'AUTH redacted in the transcript')
+        check(b's3nh4-secreta' not in dump and base64.b64encode(b'\0cobrador\0s3nh4-secreta')
+              not in dump, 'password in the transcript')
+        log = s.serve_log()
+        check('s3nh4-secreta' not in log, 'password in the log')
+    finally:
+        s.cleanup()
+        smtp.stop()
+        subprocess.run(['rm', '-rf', d])
 
 
 @test
