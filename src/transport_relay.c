@@ -7,7 +7,14 @@
  * The transcript is built from libesmtp's protocol monitor: "S: " server
  * lines, "C: " client lines, "-- " local notes; AUTH arguments and the SASL
  * exchange are replaced by "[redacted]", and the message body, which libesmtp
- * does not show, is one "C: <message data, N bytes>" line.
+ * does not show, is one "C: <message data, N bytes>" line. Each message gets
+ * only the session's preamble (up to the first MAIL FROM), its own
+ * transaction and the session's closing: a transcript is evidence in that
+ * notice's receipt and must not show the batch's other recipients. Lines are
+ * attributed by order: a client MAIL FROM starts the next message's
+ * transaction, QUIT starts the closing, and each server reply belongs to the
+ * oldest command still waiting for one (PIPELINING: replies come back in
+ * command order, possibly after the next MAIL FROM was written).
  * Functions: transport_relay_open and the ops (send, close).
  * Errors: open fails on a bad smtp.relay or an unreadable smtp.cafile. Each
  * message ends ACCEPTED (2xx to its data), PERMFAIL (5xx to MAIL, RCPT or
@@ -39,7 +46,15 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-#define TRANSCRIPT_MAX (256 * 1024) /* a hostile server cannot grow it further */
+/* A message's transcript is at most TRANSCRIPT_MAX bytes (a hostile server
+ * cannot grow it further): each part has its own share, so a huge preamble
+ * never crowds out the message's own transaction. */
+#define TRANSCRIPT_MAX (256 * 1024)
+#define PREAMBLE_MAX (TRANSCRIPT_MAX / 2)
+#define TRANSACTION_MAX (TRANSCRIPT_MAX / 4)
+#define CLOSING_MAX (TRANSCRIPT_MAX / 4)
+#define TRUNCATED_NOTE "-- [transcript truncated]\n"
+#define PENDING_MAX 64              /* commands awaiting a reply; libesmtp pipelines 2 or 3 */
 #define LINE_MAX_KEEP 4096          /* a "line" without LF is cut here */
 #define DEFAULT_PORT "587"          /* libesmtp's own default, made explicit */
 
@@ -74,12 +89,29 @@ struct relay_item {
 	size_t counted;    /* bytes libesmtp reported sending (SMTP_EV_MESSAGEDATA) */
 };
 
-/* What one session learns while it runs. */
+/* One part of the session's transcript, capped. */
+struct part {
+	struct buf text;
+	size_t cap;
+	int truncated;
+};
+
+/* What one session learns while it runs. The transcript is kept in parts:
+ * part[0] the preamble (before the first MAIL FROM), part[1 + i] the
+ * transaction of items[i], part[n + 1] the closing (from QUIT on). */
 struct relay_session {
 	struct relay *relay;
-	struct buf transcript;
+	struct relay_item *items;
+	size_t n;
+	struct part *part;
+	size_t cur;                   /* part of the last command written; notes go there */
+	size_t next_item;             /* the next MAIL FROM is the first queued item from here */
+	size_t pending[PENDING_MAX];  /* parts of the commands awaiting a reply, oldest first */
+	size_t pending_head, pending_len;
+	size_t server_line_part;      /* part of the server line being cut (LINE_MAX_KEEP) */
+	int cont[2];                  /* the next line of this direction continues a cut one */
+	int quit_answered;            /* a 2xx in the closing: the session ended properly */
 	struct buf partial[2];        /* unfinished line: [0] server, [1] client */
-	int truncated;
 	int in_auth;                  /* between our AUTH and the server's verdict */
 	char auth_refused[256];       /* the server's final non-2xx reply to AUTH */
 	struct relay_item *data_item; /* data sent, its transcript note pending */
@@ -193,42 +225,106 @@ static long ms_since(const struct timespec *t)
 	return (long)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
+static int is_clean(unsigned char c)
+{
+	return (c >= 0x20 && c < 0x7f) || c == '\t';
+}
+
 /* Appends bytes, escaping what is not printable ASCII as \xHH so that the
  * transcript is always valid UTF-8 text for the JSON log entry. */
 static void put_clean(struct buf *b, const char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)p[i];
-		if ((c >= 0x20 && c < 0x7f) || c == '\t')
+		if (is_clean(c))
 			buf_putc(b, (char)c);
 		else
 			buf_printf(b, "\\x%02X", c);
 	}
 }
 
-static void emit(struct relay_session *s, const char *prefix, const char *p, size_t n)
+static size_t clean_len(const char *p, size_t n)
 {
-	if (s->truncated)
-		return;
-	if (s->transcript.len + n + 16 > TRANSCRIPT_MAX) {
-		buf_puts(&s->transcript, "-- [transcript truncated]\n");
-		s->truncated = 1;
-		return;
-	}
-	buf_puts(&s->transcript, prefix);
-	put_clean(&s->transcript, p, n);
-	buf_putc(&s->transcript, '\n');
+	size_t len = 0;
+	for (size_t i = 0; i < n; i++)
+		len += is_clean((unsigned char)p[i]) ? 1 : 4;
+	return len;
 }
 
-static void emitf(struct relay_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void emitf(struct relay_session *s, const char *fmt, ...)
+static size_t closing_part(const struct relay_session *s)
+{
+	return s->n + 1;
+}
+
+/* One line into one part; a part that is full gets the truncation note
+ * (within its cap) and nothing more. */
+static void emit_to(struct relay_session *s, size_t part, const char *prefix, const char *p, size_t n)
+{
+	struct part *pt = &s->part[part];
+	if (pt->truncated)
+		return;
+	size_t need = strlen(prefix) + clean_len(p, n) + 1;
+	if (pt->text.len + need + sizeof(TRUNCATED_NOTE) > pt->cap) {
+		buf_puts(&pt->text, TRUNCATED_NOTE);
+		pt->truncated = 1;
+		return;
+	}
+	buf_puts(&pt->text, prefix);
+	put_clean(&pt->text, p, n);
+	buf_putc(&pt->text, '\n');
+}
+
+static void emit(struct relay_session *s, const char *prefix, const char *p, size_t n)
+{
+	emit_to(s, s->cur, prefix, p, n);
+}
+
+static void emitf_to(struct relay_session *s, size_t part, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void emitf_to(struct relay_session *s, size_t part, const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	emit(s, "", line, strlen(line));
+	emit_to(s, part, "", line, strlen(line));
+}
+
+/* ---- attributing lines to messages --------------------------------------- */
+
+/* A command was written to part: its reply (one, possibly multi-line) is
+ * expected after those of the commands before it. libesmtp never has more
+ * than a few outstanding; past PENDING_MAX, replies fall back to s->cur. */
+static void pending_push(struct relay_session *s, size_t part)
+{
+	if (s->pending_len < PENDING_MAX)
+		s->pending[(s->pending_head + s->pending_len++) % PENDING_MAX] = part;
+}
+
+/* The part a server line belongs to: the oldest command awaiting a reply;
+ * with none (the greeting, an unsolicited line), the current part. */
+static size_t pending_front(const struct relay_session *s)
+{
+	return s->pending_len ? s->pending[s->pending_head] : s->cur;
+}
+
+static void pending_pop(struct relay_session *s)
+{
+	if (!s->pending_len)
+		return;
+	s->pending_head = (s->pending_head + 1) % PENDING_MAX;
+	s->pending_len--;
+}
+
+/* A MAIL FROM: libesmtp sends the queued messages in the order they were
+ * added, each once, so this is the next queued item's transaction. */
+static void start_transaction(struct relay_session *s)
+{
+	while (s->next_item < s->n && !s->items[s->next_item].r)
+		s->next_item++;
+	if (s->next_item < s->n)
+		s->cur = 1 + s->next_item++;
 }
 
 /* The data is sent with the monitor off; the note goes in just before the
@@ -239,8 +335,10 @@ static void flush_data_note(struct relay_session *s)
 	if (!it)
 		return;
 	s->data_item = NULL;
-	emitf(s, "C: <message data, %zu bytes>", it->msg->len);
-	emit(s, "C: ", ".", 1);
+	size_t part = 1 + (size_t)(it - s->items);
+	emitf_to(s, part, "C: <message data, %zu bytes>", it->msg->len);
+	emit_to(s, part, "C: ", ".", 1);
+	pending_push(s, part); /* the end of data awaits the message's final reply */
 	/* libesmtp counts header and body lines but not the blank line between
 	 * them; any other difference means it rewrote a header (see
 	 * docs/transports.md), so the bytes on the wire are not the stored ones. */
@@ -256,13 +354,28 @@ static int starts_with_word(const char *p, size_t n, const char *word)
 	return n >= w && strncasecmp(p, word, w) == 0 && (n == w || p[w] == ' ');
 }
 
-/* Client lines: AUTH's argument and every SASL line after it are secrets. */
-static void client_line(struct relay_session *s, const char *p, size_t n)
+/* Client lines: MAIL FROM opens the next message's transaction, QUIT the
+ * closing; every command awaits one reply. AUTH's argument and every SASL
+ * line after it are secrets. cont: the rest of a line cut at LINE_MAX_KEEP. */
+static void client_line(struct relay_session *s, const char *p, size_t n, int cont)
 {
+	if (cont) {
+		if (s->in_auth)
+			emit(s, "C: ", "[redacted]", 10);
+		else
+			emit(s, "C: ", p, n);
+		return;
+	}
 	if (s->in_auth) {
+		pending_push(s, s->cur);
 		emit(s, "C: ", "[redacted]", 10);
 		return;
 	}
+	if (starts_with_word(p, n, "MAIL"))
+		start_transaction(s);
+	else if (starts_with_word(p, n, "QUIT"))
+		s->cur = closing_part(s);
+	pending_push(s, s->cur);
 	if (starts_with_word(p, n, "STARTTLS"))
 		clock_gettime(CLOCK_MONOTONIC, &s->starttls_sent);
 	if (!starts_with_word(p, n, "AUTH")) {
@@ -280,12 +393,23 @@ static void client_line(struct relay_session *s, const char *p, size_t n)
 	s->auth_refused[0] = '\0';
 }
 
-static void server_line(struct relay_session *s, const char *p, size_t n)
+/* Server lines go to the part of the command they answer; a final line
+ * ("250 ...", not "250-...") completes that reply. */
+static void server_line(struct relay_session *s, const char *p, size_t n, int cont)
 {
-	emit(s, "S: ", p, n);
+	if (cont) {
+		emit_to(s, s->server_line_part, "S: ", p, n);
+		return;
+	}
+	size_t part = pending_front(s);
+	s->server_line_part = part;
+	emit_to(s, part, "S: ", p, n);
 	int final = n == 3 || (n > 3 && p[3] == ' ');
 	if (!final || n < 3)
 		return;
+	pending_pop(s);
+	if (part == closing_part(s) && p[0] == '2')
+		s->quit_answered = 1;
 	struct buf clean = BUF_INIT;
 	put_clean(&clean, p, n < 200 ? n : 200);
 	snprintf(s->last_reply, sizeof(s->last_reply), "%s", buf_str(&clean));
@@ -297,14 +421,14 @@ static void server_line(struct relay_session *s, const char *p, size_t n)
 		snprintf(s->auth_refused, sizeof(s->auth_refused), "%s", s->last_reply);
 }
 
-static void take_line(struct relay_session *s, int client, const char *p, size_t n)
+static void take_line(struct relay_session *s, int client, const char *p, size_t n, int cont)
 {
 	if (n && p[n - 1] == '\r')
 		n--;
 	if (client)
-		client_line(s, p, n);
+		client_line(s, p, n, cont);
 	else
-		server_line(s, p, n);
+		server_line(s, p, n, cont);
 }
 
 static void flush_partials(struct relay_session *s)
@@ -313,7 +437,8 @@ static void flush_partials(struct relay_session *s)
 	for (int dir = 0; dir < 2; dir++) {
 		struct buf *pb = &s->partial[dir];
 		if (pb->len)
-			take_line(s, dir, pb->data, pb->len);
+			take_line(s, dir, pb->data, pb->len, s->cont[dir]);
+		s->cont[dir] = 0;
 		if (pb->data)
 			OPENSSL_cleanse(pb->data, pb->cap);
 		buf_free(pb);
@@ -338,7 +463,8 @@ static void on_monitor(const char *buf, int buflen, int writing, void *arg)
 		buf_append(pb, p, n);
 		p += n + (nl ? 1 : 0);
 		if (nl || pb->len > LINE_MAX_KEEP) {
-			take_line(s, client, pb->data, pb->len);
+			take_line(s, client, pb->data, pb->len, s->cont[client]);
+			s->cont[client] = !nl;
 			OPENSSL_cleanse(pb->data, pb->len);
 			buf_reset(pb);
 		}
@@ -387,7 +513,7 @@ static void set_failure(struct relay_session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(s->failure, sizeof(s->failure), fmt, ap);
 	va_end(ap);
-	emitf(s, "-- %s", s->failure);
+	emitf_to(s, s->cur, "-- %s", s->failure);
 }
 
 /* TLS 1.3 servers send NewSessionTicket records just after the handshake.
@@ -428,7 +554,7 @@ static void drain_session_tickets(struct relay_session *s, SSL *ssl)
 static void on_tls_ok(struct relay_session *s, SSL *ssl, const char *cipher, int bits)
 {
 	snprintf(s->tls, sizeof(s->tls), "%s %s %d", SSL_get_version(ssl), cipher ? cipher : "?", bits);
-	emitf(s, "-- TLS established: %s", s->tls);
+	emitf_to(s, s->cur, "-- TLS established: %s", s->tls);
 	if (SSL_version(ssl) >= TLS1_3_VERSION)
 		drain_session_tickets(s, ssl);
 }
@@ -439,7 +565,7 @@ static void certificate_event(struct relay_session *s, int *ok, const char *prob
 {
 	*ok = !s->relay->tls_verify;
 	if (*ok) {
-		emitf(s, "-- %s; accepted (smtp.tls_verify = no)", problem);
+		emitf_to(s, s->cur, "-- %s; accepted (smtp.tls_verify = no)", problem);
 		return;
 	}
 	set_failure(s, "%s: TLS refused (smtp.tls_verify = yes)", problem);
@@ -723,45 +849,47 @@ static void prime_smtp_errno(void)
 }
 
 /* Why messages that were never answered did not go: the clearest cause
- * known, for a person reading the notice's history. */
-static void session_error(struct relay_session *s, int started, char *out, size_t n)
+ * known, for a person reading the notice's history. Returns 1 when a cause
+ * is known, 0 for the generic text. */
+static int session_error(struct relay_session *s, int started, char *out, size_t n)
 {
 	const char *srv = s->relay->server;
 	int e = smtp_errno();
 	char text[160];
 	if (s->failure[0]) {
 		textf(out, n, "%s", s->failure);
-		return;
+		return 1;
 	}
 	if (s->auth_refused[0]) {
 		textf(out, n, "%s refused our AUTH (%s); check smtp.auth_user and "
 			 "smtp.auth_password", srv, s->auth_refused);
-		return;
+		return 1;
 	}
 	if (e == -ECONNREFUSED) {
 		textf(out, n, "connection refused by %s", srv);
-		return;
+		return 1;
 	}
 	if (e == SMTP_ERR_DROPPED_CONNECTION && ms_since(&s->last_io) >= s->relay->timeout_ms * 9 / 10) {
 		textf(out, n, "no answer from %s within %ld ms (timeout)", srv, s->relay->timeout_ms);
-		return;
+		return 1;
 	}
 	if (e == SMTP_ERR_DROPPED_CONNECTION) {
 		textf(out, n, "%s closed the connection%s%s", srv,
 			 s->last_reply[0] ? " after: " : "", s->last_reply);
-		return;
+		return 1;
 	}
 	if (e != SMTP_ERR_INVAL && e != 0) {
 		smtp_strerror(e, text, sizeof(text));
 		textf(out, n, "SMTP session with %s failed: %s", srv, text);
-		return;
+		return 1;
 	}
 	if (s->last_reply[0] && (s->last_reply[0] == '4' || s->last_reply[0] == '5')) {
 		textf(out, n, "%s refused the session: %s", srv, s->last_reply);
-		return;
+		return 1;
 	}
 	textf(out, n, "%s ended the session before this message was sent%s", srv,
 		 started ? "" : " (session could not start)");
+	return 0;
 }
 
 /* The reply text libesmtp kept: CRLF between lines of a multi-line reply. */
@@ -842,25 +970,54 @@ static void decide(struct relay_session *s, struct relay_item *it, const char *w
 	}
 }
 
+/* The message's transcript: the preamble, its own transaction, the closing. */
 static void finish_message(struct relay_session *s, struct relay_item *it, const char *why)
 {
 	struct transport_msg *m = it->msg;
 	decide(s, it, why);
 	textf(m->peer, sizeof(m->peer), "%s", s->relay->server);
 	textf(m->tls, sizeof(m->tls), "%s", s->tls);
-	buf_append(&m->transcript, s->transcript.data ? s->transcript.data : "", s->transcript.len);
+	const struct part *parts[3] = {&s->part[0], &s->part[1 + (size_t)(it - s->items)],
+				       &s->part[closing_part(s)]};
+	for (int i = 0; i < 3; i++)
+		if (parts[i]->text.len)
+			buf_append(&m->transcript, parts[i]->text.data, parts[i]->text.len);
+}
+
+static struct part *parts_new(size_t n)
+{
+	struct part *p = calloc(n + 2, sizeof(*p));
+	if (!p)
+		return NULL;
+	p[0].cap = PREAMBLE_MAX;
+	for (size_t i = 1; i <= n; i++)
+		p[i].cap = TRANSACTION_MAX;
+	p[n + 1].cap = CLOSING_MAX;
+	return p;
+}
+
+static void parts_free(struct part *p, size_t n)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < n + 2; i++)
+		buf_free(&p[i].text);
+	free(p);
 }
 
 static int relay_send(void *state, struct transport_msg *msgs, size_t n)
 {
 	struct relay *r = state;
-	struct relay_session s = {.relay = r};
+	struct relay_session s = {.relay = r, .n = n};
 	struct relay_item *items = calloc(n, sizeof(*items));
+	s.items = items;
+	s.part = parts_new(n);
 	auth_context_t actx = NULL;
-	smtp_session_t ss = items ? make_session(r, &s, &actx) : NULL;
+	smtp_session_t ss = items && s.part ? make_session(r, &s, &actx) : NULL;
 	if (!ss) {
 		for (size_t i = 0; i < n; i++)
 			snprintf(msgs[i].error, sizeof(msgs[i].error), "cannot create an SMTP session");
+		parts_free(s.part, n);
 		free(items);
 		return 0;
 	}
@@ -874,6 +1031,7 @@ static int relay_send(void *state, struct transport_msg *msgs, size_t n)
 	}
 
 	int started = 0;
+	char why[256];
 	if (queued) {
 		struct sigpipe_guard g;
 		touch(&s);
@@ -883,8 +1041,12 @@ static int relay_send(void *state, struct transport_msg *msgs, size_t n)
 		sigpipe_restore(&g);
 		flush_partials(&s);
 	}
-	char why[256];
-	session_error(&s, started, why, sizeof(why));
+	/* A session that ended without QUIT answered, for a known cause, says
+	 * why in the closing: messages never reached have only the preamble and
+	 * this. (No cause known: say nothing; with CHUNKING libesmtp stops
+	 * showing the wire after the first BDAT, QUIT included.) */
+	if (session_error(&s, started, why, sizeof(why)) && queued && !s.quit_answered)
+		emitf_to(&s, closing_part(&s), "-- session ended: %s", why);
 	for (size_t i = 0; i < n; i++)
 		if (items[i].r)
 			finish_message(&s, &items[i], why);
@@ -893,7 +1055,7 @@ static int relay_send(void *state, struct transport_msg *msgs, size_t n)
 	if (actx)
 		auth_destroy_context(actx);
 	ERR_clear_error(); /* TLS failures are reported above, not left for the next caller */
-	buf_free(&s.transcript);
+	parts_free(s.part, n);
 	free(items);
 	return 0;
 }

@@ -4,7 +4,8 @@
  * a smarthost, STARTTLS no|try|require, optional AUTH); transport_mx.c
  * follows. A transport sends a batch of messages, over one SMTP session when
  * it can, and reports each message's outcome with the evidence (reply, TLS,
- * peer, the whole session transcript with credentials redacted).
+ * peer, and its own transcript: the session's greeting, EHLO and TLS, its
+ * own transaction and the QUIT, never another message's lines; AUTH redacted).
  * A transport instance is used by one thread at a time (one per worker). */
 #ifndef SELO_TRANSPORT_H
 #define SELO_TRANSPORT_H
@@ -31,7 +32,7 @@ struct transport_msg {
 	int code;                    /* the deciding SMTP reply code, 0 if none */
 	char enhanced[16];           /* its enhanced status code "2.0.0", or "" */
 	struct buf reply;            /* its reply text (may hold several lines) */
-	struct buf transcript;       /* the session as seen on the wire, AUTH redacted */
+	struct buf transcript;       /* this message's part of the session (docs/transports.md) */
 	char peer[160];              /* host:port that answered, or the maildir path */
 	char tls[160];               /* "TLSv1.3 TLS_AES_256_GCM_SHA384 256" or "" */
 	char error[256];             /* local failure (refused, timeout, TLS) or "" */

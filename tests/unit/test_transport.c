@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -242,6 +243,37 @@ static void dump_on_failure(const struct transport_msg *m)
 		buf_str(&m->transcript));
 }
 
+/* Message i's transcript: the session's preamble (greeting, EHLO), its own
+ * transaction and the session's closing, in that order, and no trace of the
+ * batch's other recipients (a transcript is evidence in i's receipt). */
+static void check_own_transcript(const struct batch *b, size_t i)
+{
+	const char *tr = buf_str(&b->m[i].transcript);
+	char want[128];
+	snprintf(want, sizeof(want), "C: RCPT TO:<%s>", b->rcpt[i]);
+	CHECK(count_substr(tr, want) == 1);
+	CHECK(count_substr(tr, "C: MAIL FROM:") == 1);
+	CHECK(count_substr(tr, "S: 220 ") == 1);
+	CHECK(count_substr(tr, "C: EHLO selo.test") == 1);
+	CHECK(count_substr(tr, "C: QUIT") == 1);
+	CHECK(strstr(tr, "S: 221 ") != NULL);
+	const char *ehlo = strstr(tr, "C: EHLO"), *mail = strstr(tr, "C: MAIL FROM:");
+	const char *quit = strstr(tr, "C: QUIT");
+	CHECK(ehlo && mail && quit && ehlo < mail && mail < quit);
+	for (size_t j = 0; j < b->n; j++)
+		if (j != i)
+			CHECK(strstr(tr, b->rcpt[j]) == NULL);
+}
+
+/* Three recipients at three domains. */
+static void batch_abc(struct batch *b)
+{
+	static const char *const rcpt[3] = {"a@x.example", "b@y.example", "c@z.example"};
+	batch_make(b, 3);
+	for (size_t i = 0; i < 3; i++)
+		snprintf(b->rcpt[i], sizeof(b->rcpt[i]), "%s", rcpt[i]);
+}
+
 /* A self-signed certificate for 127.0.0.1 (libesmtp matches the relay host
  * against DNS names only, so 127.0.0.1 is listed as one). */
 static int make_cert(const char *dir, char *cert, char *key, size_t n)
@@ -271,6 +303,171 @@ static int unused_port(void)
 static void b64(const char *in, size_t n, char *out)
 {
 	EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)in, (int)n);
+}
+
+/* ---- a scripted SMTP peer in a thread -------------------------------------
+ * For what smtpserver.py does not do: refuse one recipient (RCPT TO that
+ * address gets 550), quote addresses in replies as sendmail and Postfix do
+ * ("250 2.1.5 <a@x.example> Ok", "550 5.1.1 <b@y.example>: ..."), and, when
+ * pipelining, hold its replies until the client has been quiet for 50 ms as a
+ * server batching replies does, so that the reply to a RSET leaves together
+ * with the reply to the next message's MAIL FROM. One connection. */
+struct fake_smtp {
+	int lfd;
+	int port;
+	int pipelining;
+	const char *reject;       /* RCPT TO:<reject> gets 550 */
+	pthread_t th;
+	int quit_seen;
+	int rset_with_mail;       /* a RSET's reply went out with a MAIL FROM's */
+};
+
+struct fake_conn {
+	struct buf out;
+	char rcpt[128];
+	int in_data, have_rcpt, queued, quit;
+	int batch_rset, batch_mail;
+};
+
+static void fake_command(struct fake_smtp *f, struct fake_conn *c, const char *line)
+{
+	if (c->in_data) {
+		if (strcmp(line, ".") == 0) {
+			c->in_data = 0;
+			buf_printf(&c->out, "250 2.0.0 Ok: queued as Q%d for <%s>\r\n", ++c->queued, c->rcpt);
+		}
+		return;
+	}
+	if (strncasecmp(line, "EHLO ", 5) == 0) {
+		buf_printf(&c->out, "250-fake.test\r\n%s250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n",
+			   f->pipelining ? "250-PIPELINING\r\n" : "");
+	} else if (strncasecmp(line, "MAIL FROM:", 10) == 0) {
+		c->have_rcpt = 0;
+		c->batch_mail = 1;
+		buf_puts(&c->out, "250 2.1.0 Ok\r\n");
+	} else if (strncasecmp(line, "RCPT TO:<", 9) == 0) {
+		char addr[128];
+		snprintf(addr, sizeof(addr), "%.*s", (int)strcspn(line + 9, ">"), line + 9);
+		if (f->reject && strcmp(addr, f->reject) == 0) {
+			buf_printf(&c->out, "550 5.1.1 <%s>: Recipient address rejected: User unknown\r\n", addr);
+		} else {
+			snprintf(c->rcpt, sizeof(c->rcpt), "%s", addr);
+			c->have_rcpt = 1;
+			buf_printf(&c->out, "250 2.1.5 <%s> Ok\r\n", addr);
+		}
+	} else if (strcasecmp(line, "DATA") == 0) {
+		if (c->have_rcpt) {
+			c->in_data = 1;
+			buf_puts(&c->out, "354 End data with <CR><LF>.<CR><LF>\r\n");
+		} else {
+			buf_puts(&c->out, "554 5.5.1 Error: no valid recipients\r\n");
+		}
+	} else if (strcasecmp(line, "RSET") == 0) {
+		c->have_rcpt = 0;
+		c->batch_rset = 1;
+		buf_puts(&c->out, "250 2.0.0 Reset state\r\n");
+	} else if (strcasecmp(line, "QUIT") == 0) {
+		c->quit = 1;
+		f->quit_seen = 1;
+		buf_puts(&c->out, "221 2.0.0 Bye\r\n");
+	} else {
+		buf_puts(&c->out, "502 5.5.2 Error: command not recognized\r\n");
+	}
+}
+
+static int fake_read(int fd, char *in, size_t *inlen, size_t cap, int timeout_ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return 0;
+	ssize_t r = read(fd, in + *inlen, cap - *inlen);
+	if (r <= 0)
+		return -1;
+	*inlen += (size_t)r;
+	return 1;
+}
+
+static void fake_lines(struct fake_smtp *f, struct fake_conn *c, char *in, size_t *inlen, size_t cap)
+{
+	char *nl;
+	while ((nl = memchr(in, '\n', *inlen)) != NULL) {
+		size_t len = (size_t)(nl - in) + 1, ll = len - 1;
+		if (ll && in[ll - 1] == '\r')
+			ll--;
+		char line[1024];
+		snprintf(line, sizeof(line), "%.*s", (int)(ll < sizeof(line) ? ll : sizeof(line) - 1), in);
+		memmove(in, in + len, *inlen - len);
+		*inlen -= len;
+		fake_command(f, c, line);
+	}
+	if (*inlen == cap)
+		*inlen = 0; /* an overlong line: dropped */
+}
+
+static void *fake_run(void *arg)
+{
+	struct fake_smtp *f = arg;
+	struct pollfd pl = {.fd = f->lfd, .events = POLLIN};
+	if (poll(&pl, 1, 15000) <= 0)
+		return NULL;
+	int fd = accept(f->lfd, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	struct fake_conn c = {.out = BUF_INIT};
+	char in[8192];
+	size_t inlen = 0;
+	buf_puts(&c.out, "220 fake.test ESMTP\r\n");
+	for (;;) {
+		if (c.out.len) {
+			if (c.batch_rset && c.batch_mail)
+				f->rset_with_mail = 1;
+			c.batch_rset = c.batch_mail = 0;
+			if (write(fd, c.out.data, c.out.len) != (ssize_t)c.out.len)
+				break;
+			buf_reset(&c.out);
+		}
+		if (c.quit || fake_read(fd, in, &inlen, sizeof(in), 15000) <= 0)
+			break;
+		int more;
+		do {
+			fake_lines(f, &c, in, &inlen, sizeof(in));
+			/* Pipelining: keep reading while the client keeps writing. */
+			more = f->pipelining && !c.quit ? fake_read(fd, in, &inlen, sizeof(in), 50) : 0;
+		} while (more > 0);
+		if (more < 0)
+			break;
+	}
+	close(fd);
+	buf_free(&c.out);
+	return NULL;
+}
+
+static int fake_start(struct fake_smtp *f, int pipelining, const char *reject)
+{
+	memset(f, 0, sizeof(*f));
+	f->pipelining = pipelining;
+	f->reject = reject;
+	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	if (f->lfd < 0 || bind(f->lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(f->lfd, 1) != 0 ||
+	    getsockname(f->lfd, (struct sockaddr *)&a, &l) != 0) {
+		if (f->lfd >= 0)
+			close(f->lfd);
+		return -1;
+	}
+	f->port = ntohs(a.sin_port);
+	if (pthread_create(&f->th, NULL, fake_run, f) != 0) {
+		close(f->lfd);
+		return -1;
+	}
+	return 0;
+}
+
+static void fake_stop(struct fake_smtp *f)
+{
+	pthread_join(f->th, NULL);
+	close(f->lfd);
 }
 
 /* ---- maildir ---------------------------------------------------------- */
@@ -418,11 +615,10 @@ TEST(relay_three_messages_in_one_session)
 		CHECK_STR(m->tls, "");
 		CHECK_STR(m->error, "");
 		const char *tr = buf_str(&m->transcript);
-		/* One session: one greeting, one EHLO, three transactions. */
-		CHECK(count_substr(tr, "S: 220 ") == 1);
-		CHECK(count_substr(tr, "C: EHLO selo.test") == 1);
-		CHECK(count_substr(tr, "C: MAIL FROM:<bounce@selo.test>") == 3);
-		CHECK(count_substr(tr, "S: 250 2.0.0 OK: queued") == 3);
+		/* One session: the greeting, the EHLO and its own transaction. */
+		check_own_transcript(&b, i);
+		CHECK(count_substr(tr, "C: MAIL FROM:<bounce@selo.test>") == 1);
+		CHECK(count_substr(tr, "S: 250 2.0.0 OK: queued") == 1);
 		CHECK(strstr(tr, "C: <message data, ") != NULL);
 		CHECK(strstr(tr, "Prezado") == NULL); /* the body never */
 		snprintf(path, sizeof(path), "%s/%zu.eml", srv.dir, i + 1);
@@ -435,6 +631,143 @@ TEST(relay_three_messages_in_one_session)
 	CHECK(file_read(path, 65536, &js, &err) == 0);
 	CHECK(strstr(buf_str(&js), "\"devedor2@example.test\"") != NULL);
 	buf_free(&js);
+	batch_free(&b);
+	server_stop(&srv);
+}
+
+/* A batch to three recipients: each message's transcript has its own
+ * transaction and reply, the shared preamble and closing, and nothing of
+ * the other two (pipelined or not). */
+static void abc_case(int pipelining)
+{
+	struct server srv;
+	const char *args[] = {pipelining ? "--pipelining" : NULL, NULL};
+	CHECK(server_start(&srv, args) == 0);
+	struct selo_config cfg;
+	relay_config(&cfg, srv.port);
+	struct batch b;
+	batch_abc(&b);
+	CHECK(send_batch(&cfg, &b) == 0);
+	for (size_t i = 0; i < 3; i++) {
+		struct transport_msg *m = &b.m[i];
+		const char *tr = buf_str(&m->transcript);
+		CHECK(m->outcome == TRANSPORT_ACCEPTED);
+		CHECK(m->code == 250);
+		CHECK(strstr(buf_str(&m->reply), "queued") != NULL);
+		check_own_transcript(&b, i);
+		CHECK(count_substr(tr, "C: <message data, ") == 1);
+		CHECK(count_substr(tr, "S: 250 2.0.0 OK: queued") == 1);
+		CHECK(strstr(tr, "C: .\nS: 250 2.0.0 OK: queued\n") != NULL); /* its own DATA reply */
+		CHECK((strstr(tr, "250-PIPELINING") != NULL) == pipelining);
+		dump_on_failure(m);
+	}
+	/* The same preamble and closing for all: equal lengths but for the
+	 * addresses' (all 11 bytes). */
+	CHECK(b.m[0].transcript.len == b.m[1].transcript.len);
+	CHECK(b.m[0].transcript.len == b.m[2].transcript.len);
+	for (size_t i = 0; i < 3; i++) {
+		char path[512];
+		struct buf js = BUF_INIT;
+		struct selo_err err;
+		snprintf(path, sizeof(path), "%s/%zu.json", srv.dir, i + 1);
+		CHECK(file_read(path, 65536, &js, &err) == 0);
+		CHECK(strstr(buf_str(&js), b.rcpt[i]) != NULL);
+		buf_free(&js);
+	}
+	batch_free(&b);
+	server_stop(&srv);
+}
+
+TEST(relay_batch_transcripts_are_per_message_pipelining)
+{
+	abc_case(1);
+}
+
+TEST(relay_batch_transcripts_are_per_message_no_pipelining)
+{
+	abc_case(0);
+}
+
+/* The second of three recipients is refused at RCPT; the server quotes the
+ * addresses in its replies and, pipelining, answers the RSET that follows
+ * the refusal only after the third message's MAIL FROM was written. */
+static void rcpt_refused_case(int pipelining)
+{
+	struct fake_smtp f;
+	CHECK(fake_start(&f, pipelining, "b@y.example") == 0);
+	if (t_failed_now)
+		return;
+	struct selo_config cfg;
+	relay_config(&cfg, f.port);
+	struct batch b;
+	batch_abc(&b);
+	CHECK(send_batch(&cfg, &b) == 0);
+	fake_stop(&f);
+	CHECK(f.quit_seen);
+	CHECK(f.rset_with_mail == pipelining); /* the case this test is about */
+
+	for (size_t i = 0; i < 3; i++)
+		check_own_transcript(&b, i);
+	const char *tr0 = buf_str(&b.m[0].transcript), *tr1 = buf_str(&b.m[1].transcript),
+		   *tr2 = buf_str(&b.m[2].transcript);
+
+	CHECK(b.m[0].outcome == TRANSPORT_ACCEPTED && b.m[0].code == 250);
+	CHECK_STR(buf_str(&b.m[0].reply), "Ok: queued as Q1 for <a@x.example>");
+	CHECK(strstr(tr0, "S: 250 2.1.5 <a@x.example> Ok\n") != NULL);
+	CHECK(strstr(tr0, "C: .\nS: 250 2.0.0 Ok: queued as Q1 for <a@x.example>\n") != NULL);
+	CHECK(strstr(tr0, "Reset") == NULL && strstr(tr0, "554") == NULL);
+
+	CHECK(b.m[1].outcome == TRANSPORT_PERMFAIL);
+	CHECK(b.m[1].code == 550);
+	CHECK_STR(b.m[1].enhanced, "5.1.1");
+	CHECK_STR(buf_str(&b.m[1].reply), "<b@y.example>: Recipient address rejected: User unknown");
+	CHECK(strstr(tr1, "S: 550 5.1.1 <b@y.example>: Recipient address rejected") != NULL);
+	CHECK(strstr(tr1, "C: DATA") != NULL);
+	CHECK(strstr(tr1, "S: 554 5.5.1 Error: no valid recipients") != NULL);
+	CHECK(strstr(tr1, "C: RSET\n") != NULL);
+	CHECK(strstr(tr1, "S: 250 2.0.0 Reset state\n") != NULL);
+	CHECK(strstr(tr1, "queued") == NULL && strstr(tr1, "message data") == NULL);
+
+	CHECK(b.m[2].outcome == TRANSPORT_ACCEPTED && b.m[2].code == 250);
+	CHECK_STR(buf_str(&b.m[2].reply), "Ok: queued as Q2 for <c@z.example>");
+	CHECK(strstr(tr2, "S: 250 2.1.0 Ok\n") != NULL);
+	CHECK(strstr(tr2, "S: 250 2.1.5 <c@z.example> Ok\n") != NULL);
+	CHECK(strstr(tr2, "C: .\nS: 250 2.0.0 Ok: queued as Q2 for <c@z.example>\n") != NULL);
+	CHECK(strstr(tr2, "Reset") == NULL && strstr(tr2, "554") == NULL);
+	for (size_t i = 0; i < 3; i++)
+		dump_on_failure(&b.m[i]);
+	batch_free(&b);
+}
+
+TEST(relay_batch_rcpt_refused_pipelining)
+{
+	rcpt_refused_case(1);
+}
+
+TEST(relay_batch_rcpt_refused_no_pipelining)
+{
+	rcpt_refused_case(0);
+}
+
+/* Eight messages: each transcript holds one transaction, so storage grows
+ * with the batch, not with its square. */
+TEST(relay_batch_transcript_size_is_per_message)
+{
+	struct server srv;
+	const char *args[] = {"--pipelining", NULL};
+	CHECK(server_start(&srv, args) == 0);
+	struct selo_config cfg;
+	relay_config(&cfg, srv.port);
+	struct batch b;
+	batch_make(&b, 8);
+	CHECK(send_batch(&cfg, &b) == 0);
+	for (size_t i = 0; i < b.n; i++) {
+		CHECK(b.m[i].outcome == TRANSPORT_ACCEPTED);
+		check_own_transcript(&b, i);
+		CHECK(b.m[i].transcript.len == b.m[0].transcript.len);
+		CHECK(b.m[i].transcript.len < 1024);
+		dump_on_failure(&b.m[i]);
+	}
 	batch_free(&b);
 	server_stop(&srv);
 }
@@ -546,8 +879,20 @@ TEST(relay_drop_mid_session_keeps_earlier_and_retries_rest)
 	CHECK(b.m[1].outcome == TRANSPORT_TEMPFAIL && b.m[1].code == 0);
 	CHECK(b.m[2].outcome == TRANSPORT_TEMPFAIL && b.m[2].code == 0);
 	CHECK(b.m[2].error[0] != '\0');
-	for (size_t i = 0; i < b.n; i++)
+	/* Each transcript: its own transaction only; the third, never reached,
+	 * the preamble and why the session ended. */
+	for (size_t i = 0; i < b.n; i++) {
+		const char *tr = buf_str(&b.m[i].transcript);
+		CHECK(count_substr(tr, "C: EHLO selo.test") == 1);
+		CHECK(count_substr(tr, "C: MAIL FROM:") == (i < 2 ? 1 : 0));
+		CHECK(strstr(tr, "-- session ended: ") != NULL);
+		CHECK(strstr(tr, "closed the connection") != NULL);
+		for (size_t j = 0; j < b.n; j++)
+			if (j != i)
+				CHECK(strstr(tr, b.rcpt[j]) == NULL);
 		dump_on_failure(&b.m[i]);
+	}
+	CHECK(strstr(buf_str(&b.m[1].transcript), "C: <message data, ") != NULL);
 	batch_free(&b);
 	server_stop(&srv);
 }
