@@ -71,7 +71,7 @@ void config_defaults(struct selo_config *c, const char *data_dir)
 	snprintf(c->data_dir, sizeof(c->data_dir), "%s", data_dir);
 	snprintf(c->api_listen, sizeof(c->api_listen), "127.0.0.1:8480");
 	c->api_max_body = 32u << 20;
-	c->api_threads = 2;
+	c->api_threads = 16;
 	c->max_attachments = 10;
 	c->max_attachment_bytes = 10u << 20;
 	c->max_message_bytes = 25u << 20;

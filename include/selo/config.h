@@ -16,7 +16,7 @@ struct selo_config {
 	/* [api] */
 	char api_listen[128];         /* host:port, default 127.0.0.1:8480 */
 	size_t api_max_body;          /* bytes of one request body, default 32 MiB */
-	int api_threads;              /* listener threads, default 2 */
+	int api_threads;              /* listener threads, default 16 (each blocks on its commit) */
 
 	/* [limits] */
 	size_t max_attachments;       /* per notice, default 10 */
