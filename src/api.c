@@ -17,6 +17,7 @@
 #include "selo/crypto.h"
 #include "selo/diag.h"
 #include "selo/id.h"
+#include "selo/ledger.h"
 #include "selo/notice.h"
 #include "selo/sender.h"
 
@@ -506,6 +507,54 @@ static enum MHD_Result get_message(struct api *a, struct MHD_Connection *c, cons
 	return r;
 }
 
+static enum MHD_Result get_receipt(struct api *a, struct MHD_Connection *c, const char *id)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	if (authenticate(a, c, &key, &err))
+		return send_problem(a, c, &err);
+	const char *format = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
+	const char *form = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "form");
+	if (format && strcmp(format, "json") != 0)
+		return send_error(a, c, 406, "format-unavailable",
+				  "only format=json is available; PDF receipts come in a later release");
+	if (form && strcmp(form, "full") && strcmp(form, "short"))
+		return send_error(a, c, 400, "invalid-query", "form must be full or short");
+	struct notice_rec rec;
+	int found = id_text_valid(id) ? store_notice_get(a->app->store, id, key.id, &rec, &err) : 0;
+	if (found < 0)
+		return send_problem(a, c, &err);
+	if (found == 0)
+		return send_error(a, c, 404, "not-found", "no notice with this id for this API key");
+	notice_rec_free(&rec);
+	json_t *r = NULL;
+	if (!a->app->ledger ||
+	    ledger_receipt(a->app->ledger, id, form && !strcmp(form, "short"), &r, &err) != 0) {
+		if (!a->app->ledger)
+			err_set(&err, 503, "no-ledger", "the ledger is not running");
+		if (err.status == 503) {
+			static const char *const retry[] = {"Retry-After", "2", NULL};
+			json_t *p = problem_json(&err);
+			char *s = json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER);
+			json_decref(p);
+			enum MHD_Result ret = send_bytes(c, 503, "application/problem+json", s,
+							 strlen(s), retry);
+			free(s);
+			return ret;
+		}
+		return send_problem(a, c, &err);
+	}
+	char cd[80];
+	snprintf(cd, sizeof(cd), "attachment; filename=\"receipt-%s.json\"", id);
+	const char *hdrs[] = {"Content-Disposition", cd, NULL};
+	char *s = json_dumps(r, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	json_decref(r);
+	enum MHD_Result ret = send_bytes(c, 200, "application/json", s, strlen(s), hdrs);
+	free(s);
+	return ret;
+}
+
 static enum MHD_Result get_health(struct api *a, struct MHD_Connection *c)
 {
 	struct selo_err err;
@@ -603,6 +652,8 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char
 			return get ? get_notice(a, c, id) : method_not_allowed(a, c, "GET");
 		if (!strcmp(rest + n, "/message"))
 			return get ? get_message(a, c, id) : method_not_allowed(a, c, "GET");
+		if (!strcmp(rest + n, "/receipt"))
+			return get ? get_receipt(a, c, id) : method_not_allowed(a, c, "GET");
 	}
 	return send_error(a, c, 404, "not-found", "no such resource; see docs/api.md");
 }

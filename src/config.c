@@ -61,6 +61,8 @@ static const struct key KEYS[] = {
 	INT("sender", "retry_max", retry_max_s, 1, 7 * 86400),
 	INT("sender", "lifetime", lifetime_s, 1, 30 * 86400),
 	STR("tsa", "url", tsa_url),
+	STR("tsa", "ca", tsa_ca),
+	INT("tsa", "timeout_ms", tsa_timeout_ms, 100, 600000),
 	STR("log", "origin", log_origin),
 	STR("templates", "dir", templates_dir),
 };
@@ -90,6 +92,7 @@ void config_defaults(struct selo_config *c, const char *data_dir)
 	c->retry_base_s = 60;
 	c->retry_max_s = 4 * 3600;
 	c->lifetime_s = 5 * 86400;
+	c->tsa_timeout_ms = 10000;
 }
 
 /* Values derived from others unless set explicitly. */
@@ -228,6 +231,9 @@ int config_load(const char *data_dir, struct selo_config *c, struct selo_err *er
 	if (r != 0)
 		return err_set(err, 500, "config", "%s line %d: not a valid INI line", path, r);
 	config_derive(c);
+	if (c->tsa_url[0] && !c->tsa_ca[0])
+		return err_set(err, 500, "config", "%s: tsa.url needs tsa.ca, the CA bundle its tokens "
+			       "are verified against", path);
 	if (c->smtp_mode == SMTP_RELAY && !c->smtp_relay[0])
 		return err_set(err, 500, "config", "%s: smtp.mode = relay needs smtp.relay = host:port",
 			       path);

@@ -34,6 +34,7 @@ struct item {
 	struct compose_out out;  /* when sealed in this batch */
 	int sealed_now;
 	int failed;              /* could not be sealed: fails without sending */
+	int unsealed_retry;      /* could not be sealed for now (TSA down): retried later */
 	char fail_reason[320];
 	struct transport_msg msg;
 	json_t *fields;
@@ -127,7 +128,10 @@ static void prepare_item(struct selo *app, struct item *it)
 	} else if (seal_one(app, it, &err) == 0) {
 		return;
 	}
+	/* A timestamp authority that does not answer (503) delays the notice,
+	 * it does not fail it. */
 	it->failed = 1;
+	it->unsealed_retry = err.status == 503;
 	snprintf(it->fail_reason, sizeof(it->fail_reason), "the message could not be composed: %.250s",
 		 err.msg);
 	diag_error("notice %s: %s", it->rec.id, it->fail_reason);
@@ -203,6 +207,17 @@ static void decide(struct selo *app, struct transport *t, struct item *it, int64
 	memset(out, 0, sizeof(*out));
 	out->id = it->rec.id;
 	out->disc = &it->disc;
+	if (it->failed && it->unsealed_retry) {
+		int64_t next = now + sender_backoff_s(attempt, cfg->retry_base_s, cfg->retry_max_s) * 1000;
+		char ts[32];
+		clock_rfc3339(next, ts);
+		it->fields = json_pack("{s:i,s:s,s:s}", "attempt", attempt, "error", it->fail_reason,
+				       "retry_at", ts);
+		*out = (struct result_rec){it->rec.id, EV_DELIVERY_DEFERRED, it->fields, "deferred", next,
+					   it->fail_reason, &it->disc};
+		atomic_fetch_add(&app->metrics.messages_deferred, 1);
+		return;
+	}
 	if (it->failed) {
 		it->fields = json_pack("{s:i,s:s}", "attempt", attempt, "reason", it->fail_reason);
 		*out = (struct result_rec){it->rec.id, EV_DELIVERY_FAILED, it->fields, "failed", 0,

@@ -118,6 +118,26 @@ static const struct migration MIGRATIONS[] = {
 	 " commitment TEXT NOT NULL,"
 	 " value BLOB NOT NULL,"
 	 " UNIQUE(notice_id, commitment));"},
+	{2, "merkle log",
+	 "ALTER TABLE events ADD COLUMN log_index INTEGER;"
+	 "CREATE UNIQUE INDEX events_by_log_index ON events(log_index) WHERE log_index IS NOT NULL;"
+	 "CREATE TABLE log_state("
+	 " id INTEGER PRIMARY KEY CHECK (id = 1),"
+	 " size INTEGER NOT NULL,"
+	 " root BLOB NOT NULL,"
+	 " last_seq INTEGER NOT NULL);"
+	 "CREATE TABLE log_tiles("
+	 " level INTEGER NOT NULL,"
+	 " idx INTEGER NOT NULL,"
+	 " data BLOB NOT NULL,"
+	 " PRIMARY KEY(level, idx)) WITHOUT ROWID;"
+	 "CREATE TABLE checkpoints("
+	 " size INTEGER PRIMARY KEY,"
+	 " note TEXT NOT NULL,"
+	 " created_ms INTEGER NOT NULL,"
+	 " tst BLOB,"
+	 " tst_time_ms INTEGER);"
+	 "CREATE INDEX checkpoints_untimestamped ON checkpoints(size) WHERE tst IS NULL;"},
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -138,7 +158,8 @@ static const char MIGRATIONS_TABLE[] =
 #define LK " AND apikey_id = ?2"
 #define LR " AND reference = ?3"
 #define LS " AND status = ?4"
-#define EVENT_COLS "seq,notice_id,type,time_ms,entry"
+#define EVENT_COLS "seq,notice_id,type,time_ms,entry,coalesce(log_index,-1)"
+#define CHECKPOINT_COLS "size,note,created_ms,tst,coalesce(tst_time_ms,0)"
 
 enum stmt_id {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
@@ -154,6 +175,10 @@ enum stmt_id {
 	S_LIST0, S_LIST7 = S_LIST0 + 7,
 	S_EVENTS_OF, S_EVENTS_AFTER, S_ATT_OF, S_MSG_GET, S_DISC_OF, S_NEXT_DUE, S_COUNTS,
 	S_EVENTS_MAX, S_QUICK_CHECK, S_CHEAP_CHECK,
+	/* ledger */
+	S_LOG_STATE, S_LOG_STATE_SET, S_LOG_INDEX_SET, S_LOG_TILE_SET, S_LOG_TILE_GET,
+	S_LOG_ENTRIES, S_LOG_UNINDEXED, S_CP_ADD, S_CP_TST, S_CP_FIND, S_CP_FIND_TST,
+	S_CP_UNTIMESTAMPED, S_CP_ALL,
 	S_COUNT
 };
 
@@ -229,6 +254,25 @@ static const char *const SQL[S_COUNT] = {
 	[S_EVENTS_MAX] = "SELECT coalesce(max(seq), 0) FROM events",
 	[S_QUICK_CHECK] = "PRAGMA quick_check",
 	[S_CHEAP_CHECK] = "SELECT count(*) FROM schema_migrations",
+	[S_LOG_STATE] = "SELECT size, root, last_seq FROM log_state WHERE id = 1",
+	[S_LOG_STATE_SET] = "INSERT INTO log_state(id, size, root, last_seq) VALUES(1, ?1, ?2, ?3)"
+			    " ON CONFLICT(id) DO UPDATE SET size = ?1, root = ?2, last_seq = ?3",
+	[S_LOG_INDEX_SET] = "UPDATE events SET log_index = ?2 WHERE seq = ?1 AND log_index IS NULL",
+	[S_LOG_TILE_SET] = "INSERT INTO log_tiles(level, idx, data) VALUES(?1, ?2, ?3)"
+			   " ON CONFLICT(level, idx) DO UPDATE SET data = ?3",
+	[S_LOG_TILE_GET] = "SELECT data FROM log_tiles WHERE level = ?1 AND idx = ?2",
+	[S_LOG_ENTRIES] = "SELECT " EVENT_COLS " FROM events WHERE log_index >= ?1"
+			  " ORDER BY log_index LIMIT ?2",
+	[S_LOG_UNINDEXED] = "SELECT count(*) FROM events WHERE seq <= ?1 AND log_index IS NULL",
+	[S_CP_ADD] = "INSERT INTO checkpoints(size, note, created_ms) VALUES(?1, ?2, ?3)",
+	[S_CP_TST] = "UPDATE checkpoints SET tst = ?2, tst_time_ms = ?3 WHERE size = ?1",
+	[S_CP_FIND] = "SELECT " CHECKPOINT_COLS " FROM checkpoints WHERE size >= ?1"
+		      " ORDER BY size DESC LIMIT 1",
+	[S_CP_FIND_TST] = "SELECT " CHECKPOINT_COLS " FROM checkpoints WHERE size >= ?1"
+			  " AND tst IS NOT NULL ORDER BY size DESC LIMIT 1",
+	[S_CP_UNTIMESTAMPED] = "SELECT " CHECKPOINT_COLS " FROM checkpoints WHERE tst IS NULL"
+			       " ORDER BY size DESC LIMIT ?1",
+	[S_CP_ALL] = "SELECT " CHECKPOINT_COLS " FROM checkpoints ORDER BY size",
 };
 
 /* A connection and its statement cache. Used by one thread at a time. */
@@ -1542,6 +1586,7 @@ static void event_from_row(sqlite3_stmt *st, struct event_rec *e)
 	col_copy(st, 2, e->type, sizeof(e->type));
 	e->time_ms = sqlite3_column_int64(st, 3);
 	e->entry = col_bytes(st, 4, &e->len);
+	e->log_index = sqlite3_column_int64(st, 5);
 }
 
 /* Runs a prepared and bound event query to its end. */
@@ -1874,4 +1919,278 @@ void attachment_recs_free(struct attachment_rec *a, size_t n)
 		free(a[i].data);
 	}
 	free(a);
+}
+
+/* ---- Ledger storage (see store.h "Ledger"). */
+
+static int log_state_on(struct conn *c, struct log_state *out, struct selo_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	/* The empty tree's root is SHA-256 of nothing. */
+	static const uint8_t EMPTY[32] = {
+		0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+		0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
+	memcpy(out->root, EMPTY, 32);
+	sqlite3_stmt *st = stmt_get(c, S_LOG_STATE, err);
+	if (!st)
+		return -1;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		out->size = (uint64_t)sqlite3_column_int64(st, 0);
+		if (sqlite3_column_bytes(st, 1) == 32)
+			memcpy(out->root, sqlite3_column_blob(st, 1), 32);
+		out->last_seq = sqlite3_column_int64(st, 2);
+	}
+	int r = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(err, c, "reading the log state");
+	stmt_done(st);
+	return r;
+}
+
+int store_log_state(struct store *s, struct log_state *out, struct selo_err *err)
+{
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	int r = log_state_on(c, out, err);
+	reader_give(s, c);
+	return r;
+}
+
+static int log_index_set(struct conn *c, int64_t seq, uint64_t index, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_LOG_INDEX_SET, err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, seq) | sqlite3_bind_int64(st, 2, (int64_t)index))
+		return bind_failed(c, st, err, "indexing an event");
+	if (step_done(c, st, err, "indexing an event") != 0)
+		return -1;
+	if (sqlite3_changes(c->db) != 1)
+		return err_set(err, 409, "conflict", "store: event %lld is missing or already in the log",
+			       (long long)seq);
+	return 0;
+}
+
+static int log_tile_set(struct conn *c, const struct log_tile_write *t, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_LOG_TILE_SET, err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int(st, 1, t->level) | sqlite3_bind_int64(st, 2, (int64_t)t->index) |
+	    bind_blob(st, 3, t->data, t->len))
+		return bind_failed(c, st, err, "writing a log tile");
+	return step_done(c, st, err, "writing a log tile");
+}
+
+static int run_log_append(struct store *s, struct job *j)
+{
+	const struct log_append *a = j->arg;
+	struct conn *c = s->w;
+	struct log_state cur;
+	if (log_state_on(c, &cur, j->err) != 0)
+		return -1;
+	if (cur.size != a->first_index)
+		return err_set(j->err, 409, "conflict", "store: the log has %llu entries, not %llu",
+			       (unsigned long long)cur.size, (unsigned long long)a->first_index);
+	for (size_t i = 0; i < a->n; i++)
+		if (log_index_set(c, a->seqs[i], a->first_index + i, j->err) != 0)
+			return -1;
+	for (size_t i = 0; i < a->ntiles; i++)
+		if (log_tile_set(c, &a->tiles[i], j->err) != 0)
+			return -1;
+	sqlite3_stmt *st = stmt_get(c, S_LOG_STATE_SET, j->err);
+	if (!st)
+		return -1;
+	int64_t last = a->n ? a->seqs[a->n - 1] : cur.last_seq;
+	if (sqlite3_bind_int64(st, 1, (int64_t)(a->first_index + a->n)) | bind_blob(st, 2, a->root, 32) |
+	    sqlite3_bind_int64(st, 3, last))
+		return bind_failed(c, st, j->err, "writing the log state");
+	return step_done(c, st, j->err, "writing the log state");
+}
+
+int store_log_append(struct store *s, const struct log_append *a, struct selo_err *err)
+{
+	return job_do(s, run_log_append, (void *)a, err, NULL);
+}
+
+int store_log_tile(struct store *s, int level, uint64_t index, struct buf *data,
+		   struct selo_err *err)
+{
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	sqlite3_stmt *st = stmt_get(c, S_LOG_TILE_GET, err);
+	int r = -1;
+	if (st && (sqlite3_bind_int(st, 1, level) | sqlite3_bind_int64(st, 2, (int64_t)index))) {
+		bind_failed(c, st, err, "reading a log tile");
+	} else if (st) {
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			buf_append(data, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+			r = 1;
+		} else {
+			r = rc == SQLITE_DONE ? 0 : db_err(err, c, "reading a log tile");
+		}
+		stmt_done(st);
+	}
+	reader_give(s, c);
+	return r;
+}
+
+int store_log_entries(struct store *s, uint64_t from, size_t max, struct event_rec **out,
+		      size_t *n, struct selo_err *err)
+{
+	int64_t lim = max > EVENTS_AFTER_MAX ? EVENTS_AFTER_MAX : (int64_t)max;
+	return events_query(s, S_LOG_ENTRIES, NULL, (int64_t)from, lim, out, n, err);
+}
+
+int store_log_unindexed(struct store *s, int64_t last_seq, int64_t *count, struct selo_err *err)
+{
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	sqlite3_stmt *st = stmt_get(c, S_LOG_UNINDEXED, err);
+	int r = -1;
+	if (st && sqlite3_bind_int64(st, 1, last_seq)) {
+		bind_failed(c, st, err, "counting events outside the log");
+	} else if (st) {
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			*count = sqlite3_column_int64(st, 0);
+			r = 0;
+		} else {
+			r = db_err(err, c, "counting events outside the log");
+		}
+		stmt_done(st);
+	}
+	reader_give(s, c);
+	return r;
+}
+
+struct checkpoint_args {
+	uint64_t size;
+	const char *note;
+	int64_t ms;
+	const uint8_t *tst;
+	size_t len;
+};
+
+static int run_checkpoint_add(struct store *s, struct job *j)
+{
+	struct checkpoint_args *a = j->arg;
+	struct conn *c = s->w;
+	sqlite3_stmt *st = stmt_get(c, S_CP_ADD, j->err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, (int64_t)a->size) | bind_text(st, 2, a->note) |
+	    sqlite3_bind_int64(st, 3, a->ms))
+		return bind_failed(c, st, j->err, "adding a checkpoint");
+	return step_insert(c, st, j->err, "adding a checkpoint", NULL) == 0 ? 0 : -1;
+}
+
+int store_checkpoint_add(struct store *s, uint64_t size, const char *note, int64_t created_ms,
+			 struct selo_err *err)
+{
+	struct checkpoint_args a = {size, note, created_ms, NULL, 0};
+	return job_do(s, run_checkpoint_add, &a, err, NULL);
+}
+
+static int run_checkpoint_tst(struct store *s, struct job *j)
+{
+	struct checkpoint_args *a = j->arg;
+	struct conn *c = s->w;
+	sqlite3_stmt *st = stmt_get(c, S_CP_TST, j->err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, (int64_t)a->size) | bind_blob(st, 2, a->tst, a->len) |
+	    sqlite3_bind_int64(st, 3, a->ms))
+		return bind_failed(c, st, j->err, "storing a checkpoint timestamp");
+	return step_done(c, st, j->err, "storing a checkpoint timestamp");
+}
+
+int store_checkpoint_timestamp(struct store *s, uint64_t size, const uint8_t *tst, size_t len,
+			       int64_t tst_time_ms, struct selo_err *err)
+{
+	struct checkpoint_args a = {size, NULL, tst_time_ms, tst, len};
+	return job_do(s, run_checkpoint_tst, &a, err, NULL);
+}
+
+static void checkpoint_from_row(sqlite3_stmt *st, struct checkpoint_rec *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->size = (uint64_t)sqlite3_column_int64(st, 0);
+	r->note = col_text(st, 1);
+	r->created_ms = sqlite3_column_int64(st, 2);
+	if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+		r->tst = (uint8_t *)col_bytes(st, 3, &r->tst_len);
+	r->tst_time_ms = sqlite3_column_int64(st, 4);
+}
+
+/* Runs a checkpoint query (bound by the caller via p1), collecting rows. */
+static int checkpoints_query(struct store *s, enum stmt_id id, int64_t p1, int bind,
+			     struct checkpoint_rec **out, size_t *n, struct selo_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	sqlite3_stmt *st = stmt_get(c, id, err);
+	int r = -1;
+	if (st && bind && sqlite3_bind_int64(st, 1, p1)) {
+		bind_failed(c, st, err, "reading checkpoints");
+	} else if (st) {
+		size_t cap = 0;
+		int rc;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			*out = grow(*out, *n, &cap, sizeof(**out));
+			checkpoint_from_row(st, &(*out)[(*n)++]);
+		}
+		r = rc == SQLITE_DONE ? 0 : db_err(err, c, "reading checkpoints");
+		stmt_done(st);
+	}
+	reader_give(s, c);
+	if (r != 0) {
+		checkpoint_recs_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+	}
+	return r;
+}
+
+int store_checkpoint_find(struct store *s, uint64_t min_size, int timestamped,
+			  struct checkpoint_rec *out, struct selo_err *err)
+{
+	struct checkpoint_rec *rows;
+	size_t n;
+	if (checkpoints_query(s, timestamped ? S_CP_FIND_TST : S_CP_FIND, (int64_t)min_size, 1, &rows,
+			      &n, err) != 0)
+		return -1;
+	if (n == 0) {
+		free(rows);
+		return 0;
+	}
+	*out = rows[0];
+	free(rows);
+	return 1;
+}
+
+int store_checkpoints_untimestamped(struct store *s, size_t max, struct checkpoint_rec **out,
+				    size_t *n, struct selo_err *err)
+{
+	return checkpoints_query(s, S_CP_UNTIMESTAMPED, (int64_t)(max ? max : 1), 1, out, n, err);
+}
+
+int store_checkpoints_all(struct store *s, struct checkpoint_rec **out, size_t *n,
+			  struct selo_err *err)
+{
+	return checkpoints_query(s, S_CP_ALL, 0, 0, out, n, err);
+}
+
+void checkpoint_recs_free(struct checkpoint_rec *c, size_t n)
+{
+	for (size_t i = 0; c && i < n; i++) {
+		free(c[i].note);
+		free(c[i].tst);
+	}
+	free(c);
 }

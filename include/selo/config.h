@@ -61,6 +61,8 @@ struct selo_config {
 
 	/* [tsa] */
 	char tsa_url[512];            /* empty: built-in TSA */
+	char tsa_ca[1024];            /* PEM CA bundle trusted for tsa.url's tokens */
+	int tsa_timeout_ms;           /* one TSA request, default 10000 */
 
 	/* [log] */
 	char log_origin[256];         /* checkpoint origin, default "<domain>/selo-log" */

@@ -12,6 +12,7 @@
 struct composer;
 struct sender;
 struct api;
+struct ledger;
 
 struct selo_metrics {
 	atomic_llong http_requests;
@@ -34,6 +35,7 @@ struct selo {
 	struct composer *composer;    /* serve only */
 	struct sender *sender;        /* serve only */
 	struct api *api;              /* serve only */
+	struct ledger *ledger;        /* serve only: the Merkle log and its sequencer */
 	struct selo_metrics metrics;
 	int64_t started_ms;
 };

@@ -136,6 +136,7 @@ struct event_rec {
 	char *entry;           /* exact entry bytes, NUL-terminated */
 	size_t len;
 	char notice_id[27];    /* the notice the event is about */
+	int64_t log_index;     /* its index in the Merkle log, -1 until integrated */
 };
 void event_recs_free(struct event_rec *e, size_t n);
 /* A notice's events, ordered by seq. *out malloc'd, event_recs_free(). */
@@ -220,6 +221,65 @@ struct store_counts {
 	int64_t queued, sending, deferred, relayed, delivered, failed, events;
 };
 int store_counts(struct store *s, struct store_counts *out, struct selo_err *err);
+
+/* ---- Ledger: the Merkle log over the events (ledger.c, tlog.h). An
+ * event's entry bytes are the log entry; the sequencer gives each event its
+ * log index, in seq order, in the same transaction that writes the tiles and
+ * the new tree state, so the tree and the events never disagree. */
+struct log_state {
+	uint64_t size;         /* leaves in the tree */
+	uint8_t root[32];      /* its root (SHA-256("") when empty) */
+	int64_t last_seq;      /* the last event integrated (0: none) */
+};
+int store_log_state(struct store *s, struct log_state *out, struct selo_err *err);
+
+struct log_tile_write {
+	int level;
+	uint64_t index;
+	const uint8_t *data;   /* width * 32 bytes; replaces the stored tile */
+	size_t len;
+};
+struct log_append {
+	uint64_t first_index;  /* must equal the stored size (else 409, nothing written) */
+	const int64_t *seqs;   /* the events, in seq order, that get indexes first_index.. */
+	size_t n;
+	const struct log_tile_write *tiles;
+	size_t ntiles;
+	uint8_t root[32];      /* root of the tree of first_index + n leaves */
+};
+int store_log_append(struct store *s, const struct log_append *a, struct selo_err *err);
+/* The stored tile (level, index): 1 and its bytes appended to data, 0 none. */
+int store_log_tile(struct store *s, int level, uint64_t index, struct buf *data,
+		   struct selo_err *err);
+/* Events in log order from index `from`, at most max (audits). */
+int store_log_entries(struct store *s, uint64_t from, size_t max, struct event_rec **out,
+		      size_t *n, struct selo_err *err);
+/* Events with seq <= last_seq that have no log index: must be 0. */
+int store_log_unindexed(struct store *s, int64_t last_seq, int64_t *count, struct selo_err *err);
+
+struct checkpoint_rec {
+	uint64_t size;
+	char *note;            /* the signed note, exact text */
+	int64_t created_ms;
+	uint8_t *tst;          /* RFC 3161 token over SHA-256(note), NULL until timestamped */
+	size_t tst_len;
+	int64_t tst_time_ms;
+};
+void checkpoint_recs_free(struct checkpoint_rec *c, size_t n);
+int store_checkpoint_add(struct store *s, uint64_t size, const char *note, int64_t created_ms,
+			 struct selo_err *err);
+int store_checkpoint_timestamp(struct store *s, uint64_t size, const uint8_t *tst, size_t len,
+			       int64_t tst_time_ms, struct selo_err *err);
+/* The latest checkpoint with size >= min_size (and a timestamp, if asked):
+ * 1 and *out, 0 none. */
+int store_checkpoint_find(struct store *s, uint64_t min_size, int timestamped,
+			  struct checkpoint_rec *out, struct selo_err *err);
+/* Checkpoints without a timestamp, newest first, at most max. */
+int store_checkpoints_untimestamped(struct store *s, size_t max, struct checkpoint_rec **out,
+				    size_t *n, struct selo_err *err);
+/* Every checkpoint, by size. */
+int store_checkpoints_all(struct store *s, struct checkpoint_rec **out, size_t *n,
+			  struct selo_err *err);
 
 /* Every value a notice's events commit to, with its commitment, in the
  * order stored (for receipts). *out malloc'd; disclosures_free() on a

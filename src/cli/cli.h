@@ -27,5 +27,8 @@ int cmd_serve(int argc, char **argv);
 int cmd_apikey(int argc, char **argv);
 int cmd_submit(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_receipt(int argc, char **argv);
+int cmd_log(int argc, char **argv);
 
 #endif

@@ -15,6 +15,10 @@ static const char USAGE[] =
 	"  apikey  create NAME | list | revoke ID  --data DIR\n"
 	"  submit  --data DIR FILE.json   queue a notice; prints its id\n"
 	"  status  ID --data DIR   the notice and its events, as JSON\n"
+	"  verify  FILE.json [--key VERIFIER_KEY] [--tsa-ca FILE]\n"
+	"          check a receipt offline; exit 0 valid, 1 invalid\n"
+	"  receipt ID --data DIR [-o FILE.json] [--form short]   the notice's receipt\n"
+	"  log     checkpoint|verify --data DIR   the latest checkpoint; a full audit\n"
 	"\n"
 	"`selo <command> --help` for details. Exit codes: 0 ok, 1 not found or\n"
 	"verification failed, 2 usage or I/O error.\n";
@@ -91,7 +95,8 @@ int main(int argc, char **argv)
 		int (*fn)(int, char **);
 	} cmds[] = {
 		{"init", cmd_init}, {"serve", cmd_serve}, {"apikey", cmd_apikey},
-		{"submit", cmd_submit}, {"status", cmd_status},
+		{"submit", cmd_submit}, {"status", cmd_status}, {"receipt", cmd_receipt},
+		{"log", cmd_log}, {"verify", cmd_verify},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(cmd, cmds[i].name))

@@ -10,24 +10,36 @@
 #include "selo/api.h"
 #include "selo/compose.h"
 #include "selo/diag.h"
+#include "selo/ledger.h"
+#include "selo/tsa.h"
 #include "selo/selo.h"
 #include "selo/sender.h"
 
 static const char HELP[] =
 	"usage: selo serve --data DIR\n"
 	"\n"
-	"Runs the API (api.listen), the sender workers and, as they land, the\n"
-	"tracker and the ledger, until SIGTERM or SIGINT. Configuration: DIR/selo.conf\n"
+	"Runs the API (api.listen), the sender workers and the ledger (the Merkle\n"
+	"log's sequencer) until SIGTERM or SIGINT. Configuration: DIR/selo.conf\n"
 	"(docs/operations.md).\n";
+
+static int stamp_signature(void *arg, const uint8_t digest[32], uint8_t **der, size_t *len,
+			   struct selo_err *err)
+{
+	int64_t t;
+	return tsa_timestamp(arg, digest, der, len, &t, err);
+}
 
 static int serve_run(struct selo *app)
 {
 	struct selo_err err;
 	err_clear(&err);
-	if (composer_new(&app->cfg, &app->composer, &err) != 0) {
+	if (composer_new(&app->cfg, &app->composer, &err) != 0 ||
+	    ledger_open(app, &app->ledger, &err) != 0) {
 		fprintf(stderr, "selo serve: %s\n", err.msg);
 		return EXIT_USAGE;
 	}
+	/* Every S/MIME signature carries an RFC 3161 timestamp from the same TSA. */
+	composer_set_tsa(app->composer, stamp_signature, ledger_tsa(app->ledger));
 	int n = store_recover_inflight(app->store, &err);
 	if (n < 0) {
 		fprintf(stderr, "selo serve: %s\n", err.msg);
@@ -35,7 +47,8 @@ static int serve_run(struct selo *app)
 	}
 	if (n > 0)
 		diag_warn("%d notice(s) were in flight at the last stop; queued again", n);
-	if (sender_start(app, &app->sender, &err) != 0 || api_start(app, &app->api, &err) != 0) {
+	if (ledger_start(app->ledger, &err) != 0 || sender_start(app, &app->sender, &err) != 0 ||
+	    api_start(app, &app->api, &err) != 0) {
 		fprintf(stderr, "selo serve: %s\n", err.msg);
 		return EXIT_USAGE;
 	}
@@ -86,6 +99,7 @@ int cmd_serve(int argc, char **argv)
 	int rc = serve_run(&app);
 	api_stop(app.api);
 	sender_stop(app.sender);
+	ledger_close(app.ledger); /* its last round integrates what the senders recorded */
 	composer_free(app.composer);
 	selo_close(&app);
 	diag_info("stopped");

@@ -1,0 +1,263 @@
+#!/usr/bin/python3
+"""Ledger end to end (issue 3), through the real binary: notices sent through
+`selo serve`, their receipts fetched over HTTP and with `selo receipt`, and
+checked by `selo verify` (pinned key and TSA CA); `selo log verify` after
+tampering with the database; an external RFC 3161 server whose answers come
+from `openssl ts -reply`, each stored token accepted by `openssl ts -verify`;
+and a kill -9 during a burst of events."""
+import base64, hashlib, json, os, signal, subprocess, sys, tempfile, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from selotest import *  # noqa: F401,F403
+
+NOTICE = {'to': 'devedor@destino.example', 'to_name': 'Maria Souza', 'template': 'vencimento',
+          'reference': 'CTR-77',
+          'vars': {'nome': 'Maria Souza', 'valor': 99.9, 'vencimento': '2026-12-10',
+                   'credor': 'Financeira Exemplo S.A.'}}
+
+
+def sql(s, q):
+    p = subprocess.run(['sqlite3', os.path.join(s.data, 'selo.db'), q], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        raise Fail(f'sqlite3: {p.stderr.decode()}')
+    return p.stdout.decode()
+
+
+def fetch_receipt(s, nid, form=None, timeout=20):
+    path = f'/v1/notices/{nid}/receipt' + (f'?form={form}' if form else '')
+
+    def get():
+        st, hd, body = s.api('GET', path)
+        if st == 503:
+            check(hd.get('retry-after'), 'Retry-After on 503')
+            return None
+        eq(st, 200, f'GET receipt: {body}')
+        return body
+    return wait_until(get, timeout, 0.2, 'a receipt')
+
+
+def verify(s, path, *extra):
+    keys = os.path.join(s.data, 'keys')
+    return run(['verify', path, '--key', os.path.join(keys, 'log.vkey'), '--tsa-ca',
+                os.path.join(keys, 'ca.crt')] + list(extra))
+
+
+def send_one(s, smtp):
+    st, _, j = s.api('POST', '/v1/notices', NOTICE)
+    eq(st, 202)
+    s.wait_status(j['id'], ['relayed'])
+    return j['id']
+
+
+@test
+def receipt_verifies_offline():
+    smtp = SMTPServer()
+    s = Selo(smtp={'mode': 'relay', 'relay': f'127.0.0.1:{smtp.port}', 'starttls': 'no'}).start()
+    try:
+        nid = send_one(s, smtp)
+        r = fetch_receipt(s, nid)
+        eq(r['format'], 'selo-receipt/v1')
+        eq([json.loads(e['entry'])['type'] for e in r['events']],
+           ['submission_accepted', 'content_sealed', 'relay_accepted'])
+        eml, _ = smtp.messages()[0]
+        eq(base64.b64decode(r['message']['eml_base64']), eml, 'the receipt holds the sent bytes')
+        eq(r['message']['sha256'], hashlib.sha256(eml).hexdigest())
+        check('devedor@destino.example' in r['disclosure']['values'].values(), 'address disclosed')
+        with open(os.path.join(s.data, 'keys', 'log.vkey')) as f:
+            eq(r['log']['verifier_key'], f.read().strip(), 'verifier key')
+        path = os.path.join(s.dir, 'r.json')
+        with open(path, 'w') as f:
+            json.dump(r, f)
+        rc, out, err = verify(s, path)
+        eq(rc, 0, f'selo verify: {out}{err}')
+        check('verdict: VALID' in out, out)
+        # unpinned: still valid, with loud warnings
+        rc, out, err = run(['verify', path])
+        eq(rc, 0, out)
+        check('WARN' in out and err, 'warnings when the key and CA are not pinned')
+        # the same through the CLI, and the short form
+        rc, _, err = run(['receipt', nid, '--data', s.data, '-o', os.path.join(s.dir, 'c.json')])
+        eq(rc, 0, err)
+        rc, out, _ = verify(s, os.path.join(s.dir, 'c.json'))
+        eq(rc, 0, out)
+        short = fetch_receipt(s, nid, 'short')
+        check('eml_base64' not in short['message'], 'short form has no message bytes')
+        vals = list(short['disclosure']['values'].values())
+        check('devedor@destino.example' in vals, 'short form keeps the address')
+        check(not any('Maria Souza' in v and 'valor' in v for v in vals), 'no template variables')
+        spath = os.path.join(s.dir, 's.json')
+        with open(spath, 'w') as f:
+            json.dump(short, f)
+        rc, out, _ = verify(s, spath)
+        eq(rc, 0, f'short form verifies: {out}')
+        # a changed entry byte is caught
+        r2 = json.loads(json.dumps(r))
+        r2['events'][2]['entry'] = r2['events'][2]['entry'].replace('"code":250', '"code":251')
+        with open(path, 'w') as f:
+            json.dump(r2, f)
+        rc, out, _ = verify(s, path)
+        eq(rc, 1, 'tampered receipt')
+        check('FAIL inclusion' in out, out)
+        # the log as a whole
+        rc, out, _ = run(['log', 'checkpoint', '--data', s.data], check_rc=0)
+        check(out.startswith('cobranca.example/selo-log\n') and '\n\u2014 ' in out, out)
+        rc, out, _ = run(['log', 'verify', '--data', s.data])
+        eq(rc, 0, out)
+        check('verdict: CONSISTENT' in out, out)
+        # unknown notice
+        rc, _, _ = run(['receipt', '01ARZ3NDEKTSV4RRFFQ69G5FAV', '--data', s.data])
+        eq(rc, 1)
+    finally:
+        s.cleanup()
+        smtp.stop()
+
+
+@test
+def smime_signature_carries_a_timestamp():
+    smtp = SMTPServer()
+    s = Selo(smtp={'mode': 'relay', 'relay': f'127.0.0.1:{smtp.port}', 'starttls': 'no'}).start()
+    try:
+        nid = send_one(s, smtp)
+        sealed = s.notice(nid)['events'][1]['entry']
+        eq(sealed['smime']['timestamped'], True, 'content_sealed says timestamped')
+        eml, _ = smtp.messages()[0]
+        d = tempfile.mkdtemp(prefix='selo-smime-')
+        with open(os.path.join(d, 'm.eml'), 'wb') as f:
+            f.write(eml)
+        p = subprocess.run(['openssl', 'cms', '-verify', '-in', os.path.join(d, 'm.eml'),
+                            '-CAfile', os.path.join(s.data, 'keys', 'ca.crt'), '-out', '/dev/null'],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        eq(p.returncode, 0, p.stderr.decode())
+        p = subprocess.run(['openssl', 'cms', '-cmsout', '-print', '-in', os.path.join(d, 'm.eml')],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        check(b'id-smime-aa-timeStampToken' in p.stdout, 'unsigned attribute timeStampToken')
+        subprocess.run(['rm', '-rf', d])
+    finally:
+        s.cleanup()
+        smtp.stop()
+
+
+@test
+def log_verify_catches_tampering():
+    s = Selo().start()
+    try:
+        for i in range(3):
+            st, _, j = s.api('POST', '/v1/notices', dict(NOTICE, reference=f'T-{i}'))
+            s.wait_status(j['id'], ['relayed'])
+        fetch_receipt(s, j['id'])
+        s.stop()
+        rc, out, _ = run(['log', 'verify', '--data', s.data])
+        eq(rc, 0, out)
+        # one byte of an entry
+        sql(s, "UPDATE events SET entry = replace(entry, '\"v\":1', '\"v\":2') WHERE seq = 2")
+        rc, out, _ = run(['log', 'verify', '--data', s.data])
+        eq(rc, 1, f'entry changed: {out}')
+        check('FAIL' in out and 'verdict: MISMATCH' in out, out)
+        sql(s, "UPDATE events SET entry = replace(entry, '\"v\":2', '\"v\":1') WHERE seq = 2")
+        rc, out, _ = run(['log', 'verify', '--data', s.data])
+        eq(rc, 0, f'restored: {out}')
+        # one byte of a checkpoint
+        sql(s, "UPDATE checkpoints SET note = replace(note, 'selo-log', 'selo-lag')"
+               " WHERE size = (SELECT max(size) FROM checkpoints)")
+        rc, out, _ = run(['log', 'verify', '--data', s.data])
+        eq(rc, 1, f'checkpoint changed: {out}')
+    finally:
+        s.cleanup()
+
+
+@test
+def external_tsa_tokens_verify_with_openssl():
+    keys_dir = tempfile.mkdtemp(prefix='selo-tsa-')
+    # the external TSA: its own CA and key, made by another `selo init`
+    run(['init', '--data', os.path.join(keys_dir, 'x'), '--domain', 'tsa.example'], check_rc=0)
+    xk = os.path.join(keys_dir, 'x', 'keys')
+    tsa = spawn([PY, os.path.join(ROOT, 'tests', 'integration', 'tsaserver.py'), '--port', '0',
+                 '--key', os.path.join(xk, 'tsa.pem'), '--cert', os.path.join(xk, 'tsa.crt'),
+                 '--chain', os.path.join(xk, 'ca.crt')], stdout=subprocess.PIPE)
+    line = tsa.stdout.readline().decode()
+    check(line.startswith('PORT '), f'tsaserver: {line!r}')
+    port = int(line.split()[1])
+    s = Selo(tsa={'url': f'http://127.0.0.1:{port}/', 'ca': os.path.join(xk, 'ca.crt')}).start()
+    try:
+        st, _, j = s.api('POST', '/v1/notices', NOTICE)
+        s.wait_status(j['id'], ['relayed'])
+        r = fetch_receipt(s, j['id'])
+        path = os.path.join(s.dir, 'r.json')
+        with open(path, 'w') as f:
+            json.dump(r, f)
+        rc, out, _ = run(['verify', path, '--key', os.path.join(s.data, 'keys', 'log.vkey'),
+                          '--tsa-ca', os.path.join(xk, 'ca.crt')])
+        eq(rc, 0, out)
+        rows = sql(s, "SELECT size FROM checkpoints WHERE tst IS NOT NULL").split()
+        check(rows, 'timestamped checkpoints')
+        for size in rows:
+            note = sql(s, f"SELECT writefile('{s.dir}/n.txt', CAST(note AS BLOB)),"
+                          f" writefile('{s.dir}/t.der', tst) FROM checkpoints WHERE size = {size}")
+            with open(os.path.join(s.dir, 'n.txt'), 'rb') as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+            p = subprocess.run(['openssl', 'ts', '-verify', '-token_in', '-in',
+                                os.path.join(s.dir, 't.der'), '-digest', digest, '-CAfile',
+                                os.path.join(xk, 'ca.crt')], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+            check(b'Verification: OK' in p.stdout, f'openssl ts -verify: {p.stdout.decode()}')
+        rc, out, _ = run(['log', 'verify', '--data', s.data])
+        eq(rc, 0, out)
+    finally:
+        s.cleanup()
+        stop(tsa)
+        subprocess.run(['rm', '-rf', keys_dir])
+
+
+@test
+def tsa_down_delays_timestamps_never_the_log():
+    dead = free_port()
+    keys_dir = tempfile.mkdtemp(prefix='selo-tsa-')
+    run(['init', '--data', os.path.join(keys_dir, 'x'), '--domain', 'tsa.example'], check_rc=0)
+    s = Selo(tsa={'url': f'http://127.0.0.1:{dead}/',
+                  'ca': os.path.join(keys_dir, 'x', 'keys', 'ca.crt'), 'timeout_ms': '500'}).start()
+    try:
+        st, _, j = s.api('POST', '/v1/notices', NOTICE)
+        eq(st, 202)
+        time.sleep(2.5)
+        n = int(sql(s, 'SELECT count(*) FROM events WHERE log_index IS NOT NULL').strip())
+        check(n >= 1, 'events reach the log while the TSA is down')
+        check(int(sql(s, 'SELECT count(*) FROM checkpoints').strip()) >= 1, 'checkpoints signed')
+        eq(sql(s, 'SELECT count(*) FROM checkpoints WHERE tst IS NOT NULL').strip(), '0')
+        st, _, body = s.api('GET', f'/v1/notices/{j["id"]}/receipt')
+        eq(st, 503, f'no receipt without a timestamp: {body}')
+    finally:
+        s.cleanup()
+        subprocess.run(['rm', '-rf', keys_dir])
+
+
+@test
+def kill_9_during_a_burst_loses_no_event():
+    smtp = SMTPServer()
+    s = Selo(smtp={'mode': 'relay', 'relay': f'127.0.0.1:{smtp.port}', 'starttls': 'no'}).start()
+    try:
+        batch = {'notices': [dict(NOTICE, reference=f'K-{i}') for i in range(200)]}
+        st, _, j = s.api('POST', '/v1/notices/batch', batch)
+        eq(j['accepted'], 200)
+        time.sleep(0.3)
+        s.stop(signal.SIGKILL)
+        s.start()
+        ids = [x['id'] for x in j['results']]
+
+        def all_done():
+            st, _, l = s.api('GET', '/v1/notices?reference=K-199')
+            return all(s.notice(i)['status'] == 'relayed' for i in ids[-5:])
+        wait_until(all_done, 60, 0.5, 'the burst to be sent after the restart')
+        time.sleep(1.5)
+        s.stop()
+        rc, out, _ = run(['log', 'verify', '--data', s.data])
+        eq(rc, 0, out)
+        eq(sql(s, 'SELECT count(*) FROM events WHERE log_index IS NULL').strip(), '0',
+           'every event in the log')
+        eq(int(sql(s, "SELECT count(*) FROM events WHERE type = 'submission_accepted'").strip()), 200)
+    finally:
+        s.cleanup()
+        smtp.stop()
+
+
+if __name__ == '__main__':
+    main()
