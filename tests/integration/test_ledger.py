@@ -259,5 +259,86 @@ def kill_9_during_a_burst_loses_no_event():
         smtp.stop()
 
 
+def mutations(r):
+    """(description, check that must fail, mutated receipt) for a real receipt."""
+    def m(desc, name, fn):
+        x = json.loads(json.dumps(r))
+        fn(x)
+        return desc, name, x
+
+    def flip_b64(s, i=0):
+        raw = bytearray(base64.b64decode(s))
+        raw[i] ^= 1
+        return base64.b64encode(bytes(raw)).decode()
+    out = [
+        m('notice id', 'entries_notice', lambda x: x.__setitem__('notice', '01ARZ3NDEKTSV4RRFFQ69G5FAV')),
+        m('format', 'format', lambda x: x.__setitem__('format', 'selo-receipt/v2')),
+        m('verifier key name', 'key_pinned',
+          lambda x: x['log'].__setitem__('verifier_key', 'x' + x['log']['verifier_key'])),
+        m('checkpoint size', 'checkpoint_signature',
+          lambda x: x['log'].__setitem__('checkpoint', x['log']['checkpoint'].replace('\n', '\n1', 1))),
+        m('checkpoint signature byte', 'checkpoint_signature',
+          lambda x: x['log'].__setitem__('checkpoint', x['log']['checkpoint'][:-6] +
+                                         ('A' if x['log']['checkpoint'][-6] != 'A' else 'B') +
+                                         x['log']['checkpoint'][-5:])),
+        m('timestamp byte', 'checkpoint_timestamp',
+          lambda x: x['log'].__setitem__('timestamp', flip_b64(x['log']['timestamp'], 200))),
+        m('message digest', 'message_digest',
+          lambda x: x['message'].__setitem__('sha256', '0' * 64)),
+        m('one byte of the .eml', 'message_digest',
+          lambda x: x['message'].__setitem__('eml_base64', flip_b64(x['message']['eml_base64'], 300))),
+        m('salt', 'disclosures', lambda x: x['disclosure'].__setitem__('salt', '00' * 32)),
+        m('a disclosed value', 'disclosures',
+          lambda x: x['disclosure']['values'].__setitem__(
+              next(iter(x['disclosure']['values'])), 'outro@destino.example')),
+        m('an event removed', 'time_order', lambda x: x['events'].pop(0)),
+        m('an event index', 'inclusion', lambda x: x['events'][1].__setitem__('index', x['events'][1]['index'] + 1)),
+    ]
+    for i, e in enumerate(r['events']):
+        for k in range(len(e['proof'])):
+            out.append(m(f'event {i} proof hash {k}', 'inclusion',
+                         lambda x, i=i, k=k: x['events'][i]['proof'].__setitem__(
+                             k, flip_b64(x['events'][i]['proof'][k], 5))))
+        out.append(m(f'event {i} entry byte', 'inclusion',
+                     lambda x, i=i: x['events'][i].__setitem__(
+                         'entry', x['events'][i]['entry'].replace('"v":1', '"v":3'))))
+    return out
+
+
+@test
+def every_field_of_a_real_receipt_is_protected():
+    smtp = SMTPServer()
+    s = Selo(smtp={'mode': 'relay', 'relay': f'127.0.0.1:{smtp.port}', 'starttls': 'no'}).start()
+    try:
+        r = fetch_receipt(s, send_one(s, smtp))
+        path = os.path.join(s.dir, 'm.json')
+        for desc, name, x in mutations(r):
+            with open(path, 'w') as f:
+                json.dump(x, f)
+            rc, out, _ = verify(s, path)
+            check(rc in (1, 2), f'{desc}: selo verify exit {rc}\n{out}')
+            fails = [l.split()[1].rstrip(':') for l in out.splitlines() if l.startswith('FAIL')]
+            check(name in fails, f'{desc}: expected check {name} to fail, failed: {fails}\n{out}')
+        # a wrong pinned key
+        with open(path, 'w') as f:
+            json.dump(r, f)
+        other = tempfile.mkdtemp(prefix='selo-other-')
+        run(['init', '--data', other + '/d', '--domain', 'cobranca.example'], check_rc=0)
+        rc, out, _ = run(['verify', path, '--key', os.path.join(other, 'd', 'keys', 'log.vkey'),
+                          '--tsa-ca', os.path.join(other, 'd', 'keys', 'ca.crt')])
+        eq(rc, 1, out)
+        check('FAIL checkpoint_signature' in out and 'FAIL checkpoint_timestamp' in out, out)
+        subprocess.run(['rm', '-rf', other])
+        rc, out, _ = run(['verify', os.path.join(s.dir, 'nope.json')])
+        eq(rc, 2, 'missing file')
+        with open(path, 'w') as f:
+            f.write('not json')
+        rc, out, _ = run(['verify', path])
+        eq(rc, 2, 'unreadable')
+    finally:
+        s.cleanup()
+        smtp.stop()
+
+
 if __name__ == '__main__':
     main()
