@@ -67,6 +67,10 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/t.h $(BUILD)/libselo.a
 
 unit: $(BUILD)/selo $(UNIT_BIN)
 
+$(BUILD)/bench/ledger_bench: scripts/bench/ledger_bench.c $(BUILD)/libselo.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libselo.a $(LDLIBS)
+
 # One runner for unit and integration tests: the plain build, then the same
 # suite on an ASan+UBSan build. T=pattern limits the tests run.
 check: deps
@@ -85,7 +89,7 @@ run: deps
 	$(BUILD)/selo serve --data "$(DATA)"
 
 bench: deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory build $(BUILD)/bench/ledger_bench
 	@scripts/bench.sh $(BUILD)
 
 fuzz: deps

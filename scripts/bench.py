@@ -43,6 +43,16 @@ def metrics(url):
     return m
 
 
+def ledger(tmp):
+    """The ledger's own figures (scripts/bench/ledger_bench.c) on a fresh data dir."""
+    data = os.path.join(tmp, 'ledger')
+    subprocess.run([SELO, 'init', '--data', data, '--domain', 'bench.example'],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    n = os.environ.get('BENCH_LOG_ENTRIES', '1000000')
+    print(f'ledger: {n} entries', flush=True)
+    subprocess.run([os.path.join(ROOT, BUILD, 'bench', 'ledger_bench'), data, n], check=False)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix='selo-bench-')
     procs = []
@@ -106,6 +116,9 @@ def main():
                       f'p50 {p50.group(1) if p50 else "?"}, p99 {p99.group(1) if p99 else "?"}')
         else:
             print('accept latency: wrk not installed (apt-get install wrk)')
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(30)
+        ledger(tmp)
     finally:
         for p in procs:
             if p.poll() is None:

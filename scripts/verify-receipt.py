@@ -72,7 +72,8 @@ def check(receipt):
     for commitment, value in receipt["disclosure"]["values"].items():
         mine = "sha256:" + hashlib.sha256(salt + value.encode("utf-8")).hexdigest()
         ok = mine == commitment and any(commitment in ev["entry"] for ev in receipt["events"])
-        yield ok, "disclosures", "%r is committed to as %s" % (value, commitment[:20] + "...")
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        yield ok, "disclosures", "%s... is %r" % (commitment[:20], shown)
 
 
 def extract(receipt, out):

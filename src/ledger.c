@@ -295,9 +295,12 @@ static int timestamp_pending(struct ledger *l, struct selo_err *err)
 int ledger_sync(struct ledger *l, int force, struct selo_err *err)
 {
 	pthread_mutex_lock(&l->mu);
+	/* A forced round drains everything; a sequencer round integrates one
+	 * batch, so that under a steady stream checkpoints still come every
+	 * second instead of waiting for the stream to pause. */
 	int added = 0, n;
-	while ((n = integrate(l, err)) > 0)
-		added += n;
+	while ((n = integrate(l, err)) > 0 && (added += n, force))
+		;
 	int r = n < 0 ? -1 : 0;
 	if (r == 0)
 		r = checkpoint(l, force, err);

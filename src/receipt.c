@@ -854,7 +854,7 @@ static void check_inclusion(struct ctx *c)
 static const char *entry_problem(const struct ev *e, const char *notice)
 {
 	if (!e->obj)
-		return "the entry is not a JSON object";
+		return "the entry is not a JSON object (or repeats a key)";
 	json_t *v = json_object_get(e->obj, "v");
 	if (!json_is_integer(v) || json_integer_value(v) != 1)
 		return "\"v\" is not 1";

@@ -1921,6 +1921,35 @@ void attachment_recs_free(struct attachment_rec *a, size_t n)
 	free(a);
 }
 
+/* ---- Events that change no notice state. */
+
+struct events_args {
+	const struct event_new *ev;
+	size_t n;
+};
+
+static int run_events_add(struct store *s, struct job *j)
+{
+	struct events_args *a = j->arg;
+	struct conn *c = s->w;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct event_new *e = &a->ev[i];
+		int exists = row_exists(c, S_NOTICE_EXISTS, e->notice_id, j->err);
+		if (exists <= 0)
+			return exists < 0 ? -1 : err_set(j->err, 404, "not-found", "store: no notice %s",
+							 e->notice_id);
+		if (event_add(c, e->notice_id, e->type, writer_time(s), e->fields, e->disc, j->err) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int store_events_add(struct store *s, const struct event_new *ev, size_t n, struct selo_err *err)
+{
+	struct events_args a = {ev, n};
+	return n ? job_do(s, run_events_add, &a, err, NULL) : 0;
+}
+
 /* ---- Ledger storage (see store.h "Ledger"). */
 
 static int log_state_on(struct conn *c, struct log_state *out, struct selo_err *err)

@@ -212,6 +212,17 @@ struct result_rec {
 int store_delivery_results(struct store *s, const struct result_rec *r, size_t n,
 			   struct selo_err *err);
 
+/* Events about existing notices that change no state (the tracker's opened,
+ * clicked, read_confirmed), in one transaction, durable on return. An
+ * unknown notice fails the whole call (404). */
+struct event_new {
+	const char *notice_id;
+	const char *type;
+	json_t *fields;                 /* borrowed */
+	const struct disclosures *disc; /* may be NULL */
+};
+int store_events_add(struct store *s, const struct event_new *ev, size_t n, struct selo_err *err);
+
 /* At start: notices left in `sending` by a crash go back to `queued` (they
  * are resent with the same sealed bytes). Returns how many, or -1. */
 int store_recover_inflight(struct store *s, struct selo_err *err);

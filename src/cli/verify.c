@@ -15,6 +15,7 @@
 
 #define MAX_INPUT ((size_t)96 << 20)
 #define MAX_SMALL_FILE 65536
+#define MAX_CA_FILE ((size_t)4 << 20)
 
 static const char HELP[] =
 	"usage: selo verify FILE.json [--key VERIFIER_KEY] [--tsa-ca FILE]\n"
@@ -91,7 +92,7 @@ static int load_ca(const char *path, struct buf *ca)
 {
 	struct selo_err err;
 	err_clear(&err);
-	if (file_read(path, MAX_INPUT, ca, &err) != 0) {
+	if (file_read(path, MAX_CA_FILE, ca, &err) != 0) {
 		fprintf(stderr, "selo verify: --tsa-ca: %s\n", err.msg);
 		return -1;
 	}

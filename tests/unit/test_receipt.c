@@ -5,8 +5,9 @@
  * an in-memory tile reader, a checkpoint signed with note_sign and
  * timestamped by the built-in TSA. Then: VALID pinned and (with two
  * warnings) unpinned; every kind of tampering fails the named check; every
- * ASCII byte of the receipt's short strings changed fails; a wrong key or
- * TSA CA fails; the `selo verify` command's output and exit codes; and
+ * ASCII byte of the receipt's strings and every byte of the token changed
+ * fails; a wrong key or TSA CA fails; more events than report lines (a
+ * tree of 300); the `selo verify` command's output and exit codes; and
  * scripts/verify-receipt.py (the same code as docs/receipt.md's) and the
  * documented openssl commands accept the genuine receipt and refuse a
  * tampered one. The directory is removed at exit. */
@@ -35,7 +36,8 @@
 #include "t.h"
 
 #define PY "/usr/bin/python3"
-#define NENTRIES 40
+#define NENTRIES 40     /* the fixture's tree */
+#define NMANY 300       /* a tree with a full tile and a notice of ~90 events */
 #define FULL_TILES 4
 
 /* ---- an in-memory log --------------------------------------------------- */
@@ -150,9 +152,15 @@ static const char EML[] = "From: Selo <notificacoes@example.com>\r\n"
 			  "\r\n"
 			  "Seu boleto vence amanha.\r\n";
 
-/* The 40 entries: filler events of another notice, and ours at 3, 11, 27. */
-static json_t *make_entries(struct tree *t, const uint8_t salt[32], struct disclosures *dis,
-			    int64_t base)
+/* Entries of the receipt's notice: 3, 11, 27, and with many every third
+ * from 30 on ("opened"); the rest are another notice's. */
+static int is_ours(int i, int many)
+{
+	return i == 3 || i == 11 || i == 27 || (many && i >= 30 && i % 3 == 0);
+}
+
+static json_t *make_entries(struct tree *t, const char *notice, const uint8_t salt[32],
+			    struct disclosures *dis, int64_t base, int size, int many)
 {
 	char other[SELO_ID_TEXT + 1], eml_hex[65];
 	uint8_t id[SELO_ID_BYTES];
@@ -160,10 +168,10 @@ static json_t *make_entries(struct tree *t, const uint8_t salt[32], struct discl
 	id_to_text(id, other);
 	sha256_hex(EML, sizeof(EML) - 1, eml_hex);
 	json_t *entries = json_array();
-	for (int i = 0; i < NENTRIES; i++) {
-		int64_t ms = base + i * 1000;
+	for (int i = 0; i < size; i++) {
+		int64_t ms = base + i * 100;
 		if (i == 3)
-			add_entry(t, entries, EV_SUBMISSION_ACCEPTED, fx.notice, ms, json_pack(
+			add_entry(t, entries, EV_SUBMISSION_ACCEPTED, notice, ms, json_pack(
 				"{s:s,s:s,s:s,s:s,s:{s:s},s:{s:b,s:b,s:b}}", "api_key", "k1",
 				"to", disclose(dis, salt, "maria@example.org", 17),
 				"to_name", disclose(dis, salt, "Maria da Silva", 14),
@@ -171,14 +179,16 @@ static json_t *make_entries(struct tree *t, const uint8_t salt[32], struct discl
 				disclose(dis, salt, "123,45", 6), "track", "opens", 1, "clicks", 1,
 				"read_confirmation", 1));
 		else if (i == 11)
-			add_entry(t, entries, EV_CONTENT_SEALED, fx.notice, ms, json_pack(
+			add_entry(t, entries, EV_CONTENT_SEALED, notice, ms, json_pack(
 				"{s:s,s:I,s:s}", "sha256", eml_hex, "size", (json_int_t)(sizeof(EML) - 1),
 				"message_id", "<abc@example.com>"));
 		else if (i == 27)
-			add_entry(t, entries, EV_RELAY_ACCEPTED, fx.notice, ms, json_pack(
+			add_entry(t, entries, EV_RELAY_ACCEPTED, notice, ms, json_pack(
 				"{s:i,s:s,s:s,s:i,s:s}", "attempt", 1, "transport", "relay", "peer",
 				"127.0.0.1:2525", "code", 250, "reply",
 				disclose(dis, salt, "250 2.0.0 Ok: queued", 20)));
+		else if (is_ours(i, many))
+			add_entry(t, entries, "opened", notice, ms, json_pack("{s:s}", "class", "human"));
 		else
 			add_entry(t, entries, EV_RELAY_ACCEPTED, other, ms,
 				  json_pack("{s:i,s:i}", "attempt", 1, "code", 250));
@@ -186,12 +196,12 @@ static json_t *make_entries(struct tree *t, const uint8_t salt[32], struct discl
 	return entries;
 }
 
-static json_t *proof_json(struct tree *t, uint64_t index)
+static json_t *proof_json(struct tree *t, uint64_t index, uint64_t size)
 {
 	uint8_t proof[TLOG_MAX_PROOF][32];
 	size_t n = 0;
 	struct selo_err err;
-	if (tlog_inclusion_proof(index, NENTRIES, tree_read, t, proof, &n, &err) != 0)
+	if (tlog_inclusion_proof(index, size, tree_read, t, proof, &n, &err) != 0)
 		fprintf(stderr, "  inclusion proof: %s\n", err.msg);
 	json_t *a = json_array();
 	for (size_t i = 0; i < n; i++) {
@@ -204,7 +214,7 @@ static json_t *proof_json(struct tree *t, uint64_t index)
 }
 
 /* The signed checkpoint of the tree, its timestamp and the TSA's chain. */
-static int sign_and_stamp(struct tree *t, struct buf *note, json_t **log)
+static int sign_and_stamp(struct tree *t, uint64_t size, struct buf *note, json_t **log)
 {
 	struct note_signer *s = NULL;
 	struct tsa *tsa = NULL;
@@ -219,7 +229,7 @@ static int sign_and_stamp(struct tree *t, struct buf *note, json_t **log)
 		return -1;
 	}
 	snprintf(fx.vkey, sizeof(fx.vkey), "%s", note_signer_vkey(s));
-	struct checkpoint cp = {.size = NENTRIES};
+	struct checkpoint cp = {.size = size};
 	snprintf(cp.origin, sizeof(cp.origin), "%s", note_signer_name(s));
 	tlog_edge_root(&t->edge, cp.root);
 	struct buf text = BUF_INIT, certs = BUF_INIT, tok64 = BUF_INIT;
@@ -252,23 +262,25 @@ static int sign_and_stamp(struct tree *t, struct buf *note, json_t **log)
 	return n > 0 ? 0 : -1;
 }
 
-static json_t *make_receipt(void)
+/* A genuine long-form receipt for a new notice (its id into notice) in a
+ * tree of size entries. */
+static json_t *make_receipt(char notice[SELO_ID_TEXT + 1], int size, int many)
 {
 	struct tree *t = calloc(1, sizeof(*t));
 	uint8_t id[SELO_ID_BYTES], salt[32];
 	id_new(id);
-	id_to_text(id, fx.notice);
+	id_to_text(id, notice);
 	random_bytes(salt, sizeof(salt));
 	tlog_edge_init(&t->edge);
 	struct disclosures dis = DISCLOSURES_INIT;
 	int64_t base = clock_now_ms() - 120000;
-	json_t *entries = make_entries(t, salt, &dis, base);
+	json_t *entries = make_entries(t, notice, salt, &dis, base, size, many);
 	json_t *events = json_array(), *values = json_object(), *log = NULL;
-	static const int ours[] = {3, 11, 27};
-	for (size_t i = 0; i < 3; i++)
-		json_array_append_new(events, json_pack("{s:i,s:O,s:o}", "index", ours[i], "entry",
-							json_array_get(entries, (size_t)ours[i]),
-							"proof", proof_json(t, (uint64_t)ours[i])));
+	for (int i = 0; i < size; i++)
+		if (is_ours(i, many))
+			json_array_append_new(events, json_pack(
+				"{s:i,s:O,s:o}", "index", i, "entry", json_array_get(entries, (size_t)i),
+				"proof", proof_json(t, (uint64_t)i, (uint64_t)size)));
 	for (size_t i = 0; i < dis.n; i++)
 		json_object_set_new(values, dis.v[i].commitment, json_string(dis.v[i].value));
 	struct buf note = BUF_INIT, eml64 = BUF_INIT;
@@ -278,9 +290,9 @@ static json_t *make_receipt(void)
 	base64_encode(&eml64, (const uint8_t *)EML, sizeof(EML) - 1, 0);
 	clock_rfc3339(clock_now_ms(), issued);
 	json_t *r = NULL;
-	if (sign_and_stamp(t, &note, &log) == 0)
+	if (sign_and_stamp(t, (uint64_t)size, &note, &log) == 0)
 		r = json_pack("{s:s,s:s,s:s,s:o,s:o,s:{s:s,s:s},s:{s:s,s:o}}", "format",
-			      RECEIPT_FORMAT, "notice", fx.notice, "issued_at", issued, "log", log,
+			      RECEIPT_FORMAT, "notice", notice, "issued_at", issued, "log", log,
 			      "events", events, "message", "sha256", eml_hex, "eml_base64",
 			      buf_str(&eml64), "disclosure", "salt", salt_hex, "values", values);
 	else
@@ -330,7 +342,7 @@ static int fixture(void)
 	snprintf(path, sizeof(path), "%s/ca.crt", other_keys);
 	if (file_read(path, 1 << 20, &fx.other_ca, &err) != 0)
 		return 0;
-	fx.receipt = make_receipt();
+	fx.receipt = make_receipt(fx.notice, NENTRIES, 0);
 	if (!fx.receipt)
 		return 0;
 	find_binary();
@@ -505,6 +517,35 @@ TEST(short_form_valid)
 			found = strstr(rep.checks[i].detail, "short form: no message bytes") != NULL;
 	CHECK(found);
 	json_decref(d);
+}
+
+/* More events than the report has lines for: the first 79 get a line each,
+ * the rest one summary line; a tree of 300 entries also has a full tile. */
+TEST(many_events_share_a_summary_line)
+{
+	if (!fixture())
+		return;
+	char notice[SELO_ID_TEXT + 1];
+	json_t *d = make_receipt(notice, NMANY, 1);
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	size_t nev = json_array_size(at(d, "events"));
+	CHECK(nev > 85);
+	static struct receipt_report rep;
+	CHECK(verify_doc(d, 1, &rep) == RECEIPT_VALID);
+	CHECK(rep.n <= RECEIPT_MAX_CHECKS);
+	CHECK(count(&rep, "inclusion", 1) == RECEIPT_MAX_CHECKS - 16);
+	CHECK(count(&rep, "disclosures", 1) == 1);
+	if (rep.verdict != RECEIPT_VALID)
+		print_report(&rep);
+	/* A bad proof among the summarised events still fails. */
+	json_t *last = json_array_get(at(d, "events"), nev - 1);
+	json_t *h = json_array_get(json_object_get(last, "proof"), 0);
+	char *v = b64_flip(json_string_value(h), 3);
+	json_string_set(h, v);
+	free(v);
+	expect(d, 1, RECEIPT_INVALID, "inclusion", "the last of many events");
 }
 
 /* ---- tampering, field by field ------------------------------------------- */
