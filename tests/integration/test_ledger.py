@@ -131,6 +131,20 @@ def smime_signature_carries_a_timestamp():
         p = subprocess.run(['openssl', 'cms', '-cmsout', '-print', '-in', os.path.join(d, 'm.eml')],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         check(b'id-smime-aa-timeStampToken' in p.stdout, 'unsigned attribute timeStampToken')
+        # docs/receipt.md's procedure: take the token out, check it with openssl ts
+        p = subprocess.run([PY, os.path.join(ROOT, 'scripts', 'smime-timestamp.py'),
+                            os.path.join(d, 'm.eml'), d], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        eq(p.returncode, 0, p.stderr.decode())
+        digest = p.stdout.decode().strip()
+        p = subprocess.run(['openssl', 'ts', '-verify', '-token_in', '-in', os.path.join(d, 'token.der'),
+                            '-digest', digest, '-CAfile', os.path.join(s.data, 'keys', 'ca.crt')],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        check(b'Verification: OK' in p.stdout, f'openssl ts -verify: {p.stdout.decode()}')
+        p = subprocess.run(['openssl', 'ts', '-verify', '-token_in', '-in', os.path.join(d, 'token.der'),
+                            '-digest', '00' * 32, '-CAfile', os.path.join(s.data, 'keys', 'ca.crt')],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        check(b'Verification: OK' not in p.stdout, 'a wrong digest must not verify')
         subprocess.run(['rm', '-rf', d])
     finally:
         s.cleanup()
