@@ -38,6 +38,14 @@ static const struct key KEYS[] = {
 	SIZE("limits", "max_text_bytes", max_text_bytes, 64, 16LL << 20),
 	STR("track", "listen", track_listen),
 	STR("track", "base_url", track_base_url),
+	INT("track", "threads", track_threads, 1, 64),
+	INT("track", "max_connections", track_max_connections, 16, 1000000),
+	INT("track", "per_ip_connections", track_per_ip_connections, 1, 100000),
+	INT("track", "rate_per_ip", track_rate_per_ip, 1, 1000000),
+	INT("track", "rate_burst", track_rate_burst, 1, 1000000),
+	INT("track", "after_delivery_s", track_after_delivery_s, 0, 86400),
+	INT("track", "burst_window_ms", track_burst_window_ms, 0, 600000),
+	INT("track", "burst_links", track_burst_links, 2, 1000),
 	{"smtp", "mode", K_MODE, offsetof(struct selo_config, smtp_mode), sizeof(int), 0, 0},
 	STR("smtp", "relay", smtp_relay),
 	{"smtp", "starttls", K_TLS, offsetof(struct selo_config, starttls), sizeof(int), 0, 0},
@@ -81,6 +89,14 @@ void config_defaults(struct selo_config *c, const char *data_dir)
 	c->max_text_bytes = 256u << 10;
 	snprintf(c->track_listen, sizeof(c->track_listen), "127.0.0.1:8481");
 	snprintf(c->track_base_url, sizeof(c->track_base_url), "http://127.0.0.1:8481");
+	c->track_threads = 2;
+	c->track_max_connections = 4096;
+	c->track_per_ip_connections = 64;
+	c->track_rate_per_ip = 20;
+	c->track_rate_burst = 100;
+	c->track_after_delivery_s = 30;
+	c->track_burst_window_ms = 2000;
+	c->track_burst_links = 2;
 	c->smtp_mode = SMTP_MAILDIR;
 	c->starttls = STARTTLS_TRY;
 	c->smtp_timeout_ms = 60000;

@@ -179,6 +179,8 @@ enum stmt_id {
 	S_LOG_STATE, S_LOG_STATE_SET, S_LOG_INDEX_SET, S_LOG_TILE_SET, S_LOG_TILE_GET,
 	S_LOG_ENTRIES, S_LOG_UNINDEXED, S_CP_ADD, S_CP_TST, S_CP_FIND, S_CP_FIND_TST,
 	S_CP_UNTIMESTAMPED, S_CP_ALL,
+	/* tracker */
+	S_TOKEN_GET, S_BRIEF_SALT, S_BRIEF_ACCEPTED, S_HAS_EVENT,
 	S_COUNT
 };
 
@@ -273,6 +275,11 @@ static const char *const SQL[S_COUNT] = {
 	[S_CP_UNTIMESTAMPED] = "SELECT " CHECKPOINT_COLS " FROM checkpoints WHERE tst IS NULL"
 			       " ORDER BY size DESC LIMIT ?1",
 	[S_CP_ALL] = "SELECT " CHECKPOINT_COLS " FROM checkpoints ORDER BY size",
+	[S_TOKEN_GET] = "SELECT notice_id, kind, link, url FROM tokens WHERE token = ?1",
+	[S_BRIEF_SALT] = "SELECT salt FROM notices WHERE id = ?1",
+	[S_BRIEF_ACCEPTED] = "SELECT coalesce(min(time_ms), 0) FROM events WHERE notice_id = ?1"
+			     " AND type IN ('relay_accepted', 'delivery_accepted')",
+	[S_HAS_EVENT] = "SELECT 1 FROM events WHERE notice_id = ?1 AND type = ?2 LIMIT 1",
 };
 
 /* A connection and its statement cache. Used by one thread at a time. */
@@ -2222,4 +2229,89 @@ void checkpoint_recs_free(struct checkpoint_rec *c, size_t n)
 		free(c[i].tst);
 	}
 	free(c);
+}
+
+/* ---- Tracker lookups (see store.h). */
+
+int store_token_lookup(struct store *s, const char *token, struct token_info *out,
+		       struct selo_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	sqlite3_stmt *st = stmt_get(c, S_TOKEN_GET, err);
+	int r = -1;
+	if (st && bind_text(st, 1, token)) {
+		bind_failed(c, st, err, "reading a token");
+	} else if (st) {
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			col_copy(st, 0, out->notice_id, sizeof(out->notice_id));
+			col_copy(st, 1, out->kind, sizeof(out->kind));
+			out->link = sqlite3_column_int(st, 2);
+			out->url = sqlite3_column_type(st, 3) == SQLITE_NULL ? NULL : col_text(st, 3);
+			r = 1;
+		} else {
+			r = rc == SQLITE_DONE ? 0 : db_err(err, c, "reading a token");
+		}
+		stmt_done(st);
+	}
+	reader_give(s, c);
+	return r;
+}
+
+/* One row, one column of a statement bound with a text id (and an optional
+ * second text): 1 and the statement positioned on the row, 0 none. */
+static int one_row(struct conn *c, sqlite3_stmt *st, const char *a, const char *b,
+		   struct selo_err *err)
+{
+	if (bind_text(st, 1, a) || (b && bind_text(st, 2, b)))
+		return bind_failed(c, st, err, "reading a notice");
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "reading a notice");
+	stmt_done(st);
+	return r;
+}
+
+int store_notice_brief(struct store *s, const char *id, uint8_t salt[32], int64_t *accepted_ms,
+		       struct selo_err *err)
+{
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	sqlite3_stmt *st = stmt_get(c, S_BRIEF_SALT, err);
+	int r = st ? one_row(c, st, id, NULL, err) : -1;
+	if (r == 1) {
+		memset(salt, 0, 32);
+		if (sqlite3_column_bytes(st, 0) == 32)
+			memcpy(salt, sqlite3_column_blob(st, 0), 32);
+		stmt_done(st);
+		st = stmt_get(c, S_BRIEF_ACCEPTED, err);
+		int r2 = st ? one_row(c, st, id, NULL, err) : -1;
+		if (r2 == 1) {
+			*accepted_ms = sqlite3_column_int64(st, 0);
+			stmt_done(st);
+		} else {
+			r = -1;
+		}
+	}
+	reader_give(s, c);
+	return r;
+}
+
+int store_notice_has_event(struct store *s, const char *id, const char *type,
+			   struct selo_err *err)
+{
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	sqlite3_stmt *st = stmt_get(c, S_HAS_EVENT, err);
+	int r = st ? one_row(c, st, id, type, err) : -1;
+	if (r == 1)
+		stmt_done(st);
+	reader_give(s, c);
+	return r;
 }

@@ -28,6 +28,14 @@ struct selo_config {
 	/* [track] */
 	char track_listen[128];       /* default 127.0.0.1:8481 */
 	char track_base_url[256];     /* default http://127.0.0.1:8481 (no trailing /) */
+	int track_threads;            /* listener threads, default 2 */
+	int track_max_connections;    /* default 4096 */
+	int track_per_ip_connections; /* default 64 */
+	int track_rate_per_ip;        /* recorded hits per second per IP, default 20 */
+	int track_rate_burst;         /* bucket size, default 100 */
+	int track_after_delivery_s;   /* hits this soon after delivery are a scanner's, default 30 */
+	int track_burst_window_ms;    /* distinct links of one notice within it: scanner, default 2000 */
+	int track_burst_links;        /* how many distinct links make a burst, default 2 */
 
 	/* [smtp] */
 	enum smtp_mode smtp_mode;     /* maildir (default) | relay | mx */

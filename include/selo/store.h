@@ -223,6 +223,25 @@ struct event_new {
 };
 int store_events_add(struct store *s, const struct event_new *ev, size_t n, struct selo_err *err);
 
+/* ---- Tracker lookups. */
+struct token_info {
+	char notice_id[27];
+	char kind[8];          /* open | click | read */
+	int link;
+	char *url;             /* click target (malloc'd), NULL otherwise */
+};
+/* 1 and *out when the token was stored for a sealed message, 0 when not
+ * (e.g. the notice's data was erased). */
+int store_token_lookup(struct store *s, const char *token, struct token_info *out,
+		       struct selo_err *err);
+/* A notice's commitment salt and the time its message was accepted by a
+ * relay or the recipient's server (0: not yet): 1 found, 0 no such notice. */
+int store_notice_brief(struct store *s, const char *id, uint8_t salt[32], int64_t *accepted_ms,
+		       struct selo_err *err);
+/* 1 when the notice already has an event of this type, 0 not, -1 error. */
+int store_notice_has_event(struct store *s, const char *id, const char *type,
+			   struct selo_err *err);
+
 /* At start: notices left in `sending` by a crash go back to `queued` (they
  * are resent with the same sealed bytes). Returns how many, or -1. */
 int store_recover_inflight(struct store *s, struct selo_err *err);
