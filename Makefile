@@ -34,7 +34,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEMPLATE_FILES := $(sort $(wildcard templates/*/*))
 
-.PHONY: all deps build run check check-plain unit bench clean install fuzz
+.PHONY: all deps build run check check-plain unit bench clean install fuzz demo
 
 # Public targets first install missing Debian packages (apt-get, as root), then
 # run make again so pkg-config sees the freshly installed libraries.
@@ -91,6 +91,11 @@ run: deps
 bench: deps
 	@$(MAKE) --no-print-directory build $(BUILD)/bench/ledger_bench
 	@scripts/bench.sh $(BUILD)
+
+# The whole loop locally: serve, send, play the recipient, receipt, verify.
+demo: deps
+	@$(MAKE) --no-print-directory build
+	@/usr/bin/python3 scripts/demo.py $(BUILD)
 
 fuzz: deps
 	@scripts/fuzz.sh

@@ -10,7 +10,7 @@ libjansson-dev libmicrohttpd-dev libesmtp-dev libopendkim-dev libcurl4-openssl-d
 libinih-dev"
 # Tests: real peers and third-party verifiers, sanitizers, fuzzing.
 TEST="curl python3 python3-aiosmtpd python3-dkim python3-dnslib postfix clang
-libclang-rt-14-dev wrk"
+libclang-rt-14-dev wrk nginx-light chromium"
 
 missing=""
 for p in $BUILD $TEST; do
@@ -18,6 +18,10 @@ for p in $BUILD $TEST; do
 		missing="$missing $p"
 	fi
 done
+# Node.js drives the browser test (Playwright); any node will do, and a
+# machine may have one from elsewhere, so ask Debian only when none exists.
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then
@@ -29,6 +33,15 @@ export DEBIAN_FRONTEND=noninteractive
 # Postfix is used only for its smtp-sink test server: keep it unconfigured and
 # never started as a system MTA.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+# Postfix and nginx are test and benchmark peers, started by the tests on
+# their own ports: keep the packages from starting system daemons.
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+	chmod +x /usr/sbin/policy-rc.d
+	policy=/usr/sbin/policy-rc.d
+fi
+trap '[ -n "$policy" ] && rm -f "$policy"' EXIT
 apt-get update -q >&2
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing >&2

@@ -13,6 +13,7 @@ struct composer;
 struct sender;
 struct api;
 struct ledger;
+struct tracker;
 
 struct selo_metrics {
 	atomic_llong http_requests;
@@ -35,6 +36,7 @@ struct selo {
 	struct composer *composer;    /* serve only */
 	struct sender *sender;        /* serve only */
 	struct api *api;              /* serve only */
+	struct tracker *tracker;      /* serve only: the public listener */
 	struct ledger *ledger;        /* serve only: the Merkle log and its sequencer */
 	struct selo_metrics metrics;
 	int64_t started_ms;

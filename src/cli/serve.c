@@ -14,12 +14,14 @@
 #include "selo/tsa.h"
 #include "selo/selo.h"
 #include "selo/sender.h"
+#include "selo/tracker.h"
 
 static const char HELP[] =
 	"usage: selo serve --data DIR\n"
 	"\n"
-	"Runs the API (api.listen), the sender workers and the ledger (the Merkle\n"
-	"log's sequencer) until SIGTERM or SIGINT. Configuration: DIR/selo.conf\n"
+	"Runs the API (api.listen), the public tracker (track.listen), the sender\n"
+	"workers and the ledger (the Merkle log's sequencer) until SIGTERM or\n"
+	"SIGINT. Configuration: DIR/selo.conf\n"
 	"(docs/operations.md).\n";
 
 static int stamp_signature(void *arg, const uint8_t digest[32], uint8_t **der, size_t *len,
@@ -48,11 +50,12 @@ static int serve_run(struct selo *app)
 	if (n > 0)
 		diag_warn("%d notice(s) were in flight at the last stop; queued again", n);
 	if (ledger_start(app->ledger, &err) != 0 || sender_start(app, &app->sender, &err) != 0 ||
-	    api_start(app, &app->api, &err) != 0) {
+	    api_start(app, &app->api, &err) != 0 || tracker_start(app, &app->tracker, &err) != 0) {
 		fprintf(stderr, "selo serve: %s\n", err.msg);
 		return EXIT_USAGE;
 	}
-	diag_info("listening: api %s; transport %s; %d sender worker(s)", app->cfg.api_listen,
+	diag_info("listening: api %s, tracker %s; transport %s; %d sender worker(s)",
+		  app->cfg.api_listen, app->cfg.track_listen,
 		  app->cfg.smtp_mode == SMTP_RELAY ? "relay" : app->cfg.smtp_mode == SMTP_MX ? "mx"
 											 : "maildir",
 		  app->cfg.sender_workers);
@@ -98,6 +101,7 @@ int cmd_serve(int argc, char **argv)
 	}
 	int rc = serve_run(&app);
 	api_stop(app.api);
+	tracker_stop(app.tracker); /* records the hits still queued */
 	sender_stop(app.sender);
 	ledger_close(app.ledger); /* its last round integrates what the senders recorded */
 	composer_free(app.composer);

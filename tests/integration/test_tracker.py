@@ -1,0 +1,250 @@
+#!/usr/bin/python3
+"""Tracker (issue 4) through the real binary with curl: every endpoint, every
+classification rule, forged tokens, open-redirect attempts, a flood within the
+rate limits, events landing in the log and the receipt, and the public log
+(checkpoint, tiles, entry bundles) checked against the entries it serves."""
+import base64, email, email.policy, hashlib, json, os, re, subprocess, sys, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from selotest import *  # noqa: F401,F403
+
+CHROME = ('Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) '
+          'Chrome/131.0.0.0 Safari/537.36')
+GMAIL_PREFETCH = ('Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) '
+                  'Chrome/42.0.2311.135 Safari/537.36 Edge/12.246 Mozilla/5.0')
+HTML = ('<html><body><p>Olá</p><a href="https://pagar.example/boleto?id=7&amp;v=1">Pagar</a> '
+        '<a href="https://ajuda.example/faq">Dúvidas</a></body></html>')
+
+
+def hit(url, method='GET', ua=CHROME, headers=None, data=None):
+    argv = ['curl', '-s', '-o', '/dev/null', '-D', '-', '-X', method, '--max-time', '10']
+    if method == 'HEAD':
+        argv = ['curl', '-s', '-I', '--max-time', '10']
+    if ua is not None:
+        argv += ['-A', ua]
+    for k, v in (headers or {}).items():
+        argv += ['-H', f'{k}: {v}']
+    if data is not None:
+        argv += ['--data-binary', data]
+    p = subprocess.run(argv + [url], stdout=subprocess.PIPE, timeout=30)
+    head = p.stdout.decode('latin-1').split('\r\n')
+    status = int(head[0].split()[1]) if head and head[0] else 0
+    hd = {l.split(':', 1)[0].lower(): l.split(':', 1)[1].strip() for l in head[1:] if ':' in l}
+    return status, hd
+
+
+def body(url, method='GET', ua=CHROME):
+    p = subprocess.run(['curl', '-s', '-X', method, '-A', ua, '--max-time', '10', url],
+                       stdout=subprocess.PIPE, timeout=30)
+    return p.stdout
+
+
+class World:
+    """A sent notice with two links, and the URLs its message carries."""
+
+    def __init__(self, **conf):
+        self.smtp = SMTPServer()
+        c = {'smtp': {'mode': 'relay', 'relay': f'127.0.0.1:{self.smtp.port}', 'starttls': 'no'},
+             'track': {'after_delivery_s': '2', 'burst_window_ms': '2000'}}
+        for k, v in conf.items():
+            c.setdefault(k, {}).update(v)
+        self.s = Selo(**c).start()
+        st, _, j = self.s.api('POST', '/v1/notices', {'to': 'devedor@destino.example',
+                                                      'subject': 'Aviso', 'text': 'Aviso',
+                                                      'html': HTML})
+        eq(st, 202)
+        self.id = j['id']
+        self.s.wait_status(self.id, ['relayed'])
+        eml, _ = self.smtp.messages()[0]
+        m = email.message_from_bytes(eml, policy=email.policy.default)
+        html = next(p for p in m.walk() if p.get_content_type() == 'text/html').get_content()
+        base = f'http://127.0.0.1:{self.s.track_port}'
+        self.pixel = re.search(re.escape(base) + r'/o/[A-Za-z0-9_-]+\.gif', html).group(0)
+        self.clicks = re.findall(re.escape(base) + r'/c/[A-Za-z0-9_-]+', html)
+        self.confirm = re.search(re.escape(base) + r'/r/[A-Za-z0-9_-]+', html).group(0)
+        self.base = base
+        check(len(self.clicks) == 2, f'two tracked links: {self.clicks}')
+
+    def events(self, types=('opened', 'clicked', 'read_confirmed')):
+        return [e['entry'] for e in self.s.notice(self.id)['events'] if e['type'] in types]
+
+    def wait_events(self, n, types=('opened', 'clicked', 'read_confirmed')):
+        return wait_until(lambda: (lambda ev: ev if len(ev) >= n else None)(self.events(types)),
+                          10, 0.1, f'{n} tracker events')
+
+    def close(self):
+        self.s.cleanup()
+        self.smtp.stop()
+
+
+@test
+def pixel_click_and_confirmation():
+    w = World()
+    try:
+        st, hd = hit(w.pixel)
+        eq(st, 200, 'pixel')
+        eq(hd.get('content-type'), 'image/gif')
+        check('no-store' in hd.get('cache-control', ''), hd)
+        gif = body(w.pixel)
+        eq(len(gif), 43, 'a 43-byte GIF')
+        check(gif.startswith(b'GIF89a'), gif[:6])
+        time.sleep(2.2)  # past track.after_delivery_s
+        st, hd = hit(w.clicks[0])
+        eq(st, 302, 'click')
+        eq(hd.get('location'), 'https://pagar.example/boleto?id=7&v=1', 'the stored URL, entities decoded')
+        page = body(w.confirm).decode()
+        check('Confirmar recebimento' in page and '<form' in page and 'method="post"' in page.lower(), page[:400])
+        check('lang="pt-BR"' in page, 'pt-BR page')
+        check('http://' not in page.replace(w.base, '') and 'https://' not in page, 'no external assets')
+        st, _ = hit(w.confirm, 'POST', data='')
+        eq(st, 200, 'POST /r')
+        check('Recebimento confirmado' in body(w.confirm).decode(), 'the page now says it is confirmed')
+        st, _ = hit(w.confirm, 'POST', data='')
+        eq(st, 200, 'a second POST')
+        ev = w.wait_events(3)
+        types = [e['type'] for e in ev]
+        eq(types.count('read_confirmed'), 1, f'read_confirmed once: {types}')
+        by = {e['type']: e for e in ev}
+        eq((by['opened']['class'], by['opened']['reason']), ('human', 'no-rule'))
+        eq((by['clicked']['class'], by['clicked']['link']), ('human', 1))
+        eq((by['read_confirmed']['class'], by['read_confirmed']['reason']), ('human', 'button-pressed'))
+        for e in ev:
+            check(e['ip'].startswith('sha256:') and e['user_agent'].startswith('sha256:'),
+                  f'IP and user agent as commitments: {e}')
+            check('127.0.0.1' not in json.dumps(e) and 'Chrome' not in json.dumps(e), e)
+        # they reach the log and the receipt, which verifies
+        def receipt():
+            st, _, r = w.s.api('GET', f'/v1/notices/{w.id}/receipt')
+            if st != 200:
+                return None
+            t = [json.loads(e['entry'])['type'] for e in r['events']]
+            return r if 'read_confirmed' in t and 'clicked' in t else None
+        r = wait_until(receipt, 15, 0.3, 'tracker events in the receipt')
+        path = os.path.join(w.s.dir, 'r.json')
+        with open(path, 'w') as f:
+            json.dump(r, f)
+        rc, out, _ = run(['verify', path, '--key', os.path.join(w.s.data, 'keys', 'log.vkey'),
+                          '--tsa-ca', os.path.join(w.s.data, 'keys', 'ca.crt')])
+        eq(rc, 0, out)
+        check('127.0.0.1' in r['disclosure']['values'].values(), 'the IP is disclosed in the receipt')
+    finally:
+        w.close()
+
+
+@test
+def every_classification_rule():
+    w = World()
+    try:
+        cases = [  # (url kind, method, ua, headers, class, reason)
+            ('pixel', 'HEAD', CHROME, None, 'scanner', 'head-request'),
+            ('pixel', 'GET', CHROME, {'Sec-Purpose': 'prefetch'}, 'scanner', 'prefetch-header'),
+            ('pixel', 'GET', 'Mozilla/5.0', None, 'proxy', 'apple-mpp'),
+            ('pixel', 'GET', GMAIL_PREFETCH, None, 'proxy', 'gmail-prefetch'),
+            ('pixel', 'GET', 'Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)',
+             None, 'proxy', 'gmail-proxy'),
+            ('pixel', 'GET', 'YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html',
+             None, 'proxy', 'yahoo-proxy'),
+            ('pixel', 'GET', 'curl/7.88.1', None, 'scanner', 'known-scanner-agent'),
+            ('click0', 'GET', CHROME, None, 'scanner', 'seconds-after-delivery'),
+        ]
+        for kind, method, ua, hdrs, cls, reason in cases:
+            url = w.pixel if kind == 'pixel' else w.clicks[0]
+            hit(url, method, ua, hdrs)
+        ev = w.wait_events(len(cases))
+        got = [(e['class'], e['reason']) for e in ev]
+        for (_, _, _, _, cls, reason), g in zip(cases, got):
+            eq(g, (cls, reason), 'rule')
+        time.sleep(2.5)
+        hit(w.clicks[0])
+        hit(w.clicks[1])  # a second link of the notice right after: a burst
+        ev = w.wait_events(len(cases) + 2)
+        eq((ev[-2]['class'], ev[-1]['class'], ev[-1]['reason']), ('human', 'scanner', 'link-burst'))
+    finally:
+        w.close()
+
+
+@test
+def forged_tokens_and_open_redirects():
+    w = World()
+    try:
+        tok = w.clicks[0].rsplit('/', 1)[1]
+        flipped = tok[:10] + ('A' if tok[10] != 'A' else 'B') + tok[11:]
+        pix = w.pixel.rsplit('/', 1)[1][:-4]
+        for path in [f'/c/{flipped}', f'/c/{tok[:-1]}', f'/c/{tok}x', f'/c/{pix}', f'/o/{tok}.gif',
+                     f'/r/{tok}', '/c/', '/o/.gif', '/nowhere', f'/c/{tok}/https://evil.example',
+                     '/c/%2F%2Fevil.example', f'/c//evil.example/{tok}']:
+            st, hd = hit(w.base + path)
+            eq(st, 404, f'{path}')
+            check('location' not in hd, f'{path} redirected')
+        for q in ['?url=https://evil.example', '?next=//evil.example', '?u=%2F%2Fevil.example']:
+            st, hd = hit(w.clicks[0] + q)
+            eq((st, hd.get('location')), (302, 'https://pagar.example/boleto?id=7&v=1'), q)
+        time.sleep(1.0)
+        eq([e['type'] for e in w.events()].count('clicked'), 3, 'only the genuine clicks were recorded')
+    finally:
+        w.close()
+
+
+@test
+def flood_is_bounded():
+    w = World(track={'rate_per_ip': '20', 'rate_burst': '40'})
+    try:
+        p = subprocess.run(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}\\n', '-A', CHROME,
+                            '--parallel', '--parallel-max', '20'] + [w.pixel] * 300,
+                           stdout=subprocess.PIPE, timeout=120)
+        codes = p.stdout.decode().split()
+        eq(len(codes), 300)
+        check(codes.count('429') > 0 and codes.count('200') >= 40, f'{codes.count("200")} ok, '
+              f'{codes.count("429")} refused')
+        eq(curl('GET', w.s.url + '/healthz')[0], 200, 'the service still answers')
+        time.sleep(1.5)
+        n = len(w.events(('opened',)))
+        eq(n, codes.count('200'), 'every answered hit recorded, none of the refused')
+    finally:
+        w.close()
+
+
+@test
+def public_log_serves_checkpoint_tiles_and_entries():
+    w = World()
+    try:
+        hit(w.pixel)
+        time.sleep(2.0)
+        st, hd, note = curl('GET', w.base + '/log/checkpoint')
+        eq(st, 200)
+        check(hd.get('content-type', '').startswith('text/plain'), hd)
+        text = note.decode()
+        origin, size, root = text.split('\n')[:3]
+        eq(origin, 'cobranca.example/selo-log')
+        size = int(size)
+        check(size >= 4, f'size {size}')
+        w_ = size % 256
+        st, hd, tile = curl('GET', w.base + f'/log/tile/0/000.p/{w_}')
+        eq(st, 200, 'partial tile')
+        eq(len(tile), 32 * w_)
+        st, _, bundle = curl('GET', w.base + f'/log/tile/entries/000.p/{w_}')
+        eq(st, 200, 'entry bundle')
+        leaves, i = [], 0
+        while i < len(bundle):
+            n = int.from_bytes(bundle[i:i + 2], 'big')
+            leaves.append(hashlib.sha256(b'\0' + bundle[i + 2:i + 2 + n]).digest())
+            i += 2 + n
+        eq(b''.join(leaves), tile, 'the tile holds the leaf hashes of the served entries')
+        # the root from the leaves (RFC 9162) equals the checkpoint's root
+        def mth(h):
+            if len(h) == 1:
+                return h[0]
+            k = 1
+            while k * 2 < len(h):
+                k *= 2
+            return hashlib.sha256(b'\1' + mth(h[:k]) + mth(h[k:])).digest()
+        if size < 256:
+            eq(base64.b64encode(mth(leaves[:size])).decode(), root, 'root')
+        for bad in ['/log/tile/0/000.p/0', '/log/tile/0/001', '/log/tile/9/000', '/log/tile/0/0',
+                    f'/log/tile/0/000.p/{w_ + 1}', '/log/nothing']:
+            eq(curl('GET', w.base + bad)[0], 404, bad)
+    finally:
+        w.close()
+
+
+if __name__ == '__main__':
+    main()
