@@ -591,6 +591,11 @@ static json_t *hit_fields(const struct hit_rec *h, const struct verdict *v,
 			  const uint8_t salt[32], int64_t accepted_ms, struct disclosures *d)
 {
 	json_t *f = json_object();
+	/* The entry's "time" is when the store wrote it (the recorder batches
+	 * for up to 100 ms); "arrived" is when the request came in. */
+	char arrived[32];
+	clock_rfc3339(h->time_ms, arrived);
+	json_object_set_new(f, "arrived", json_string(arrived));
 	json_object_set_new(f, "method", json_string(h->method));
 	json_object_set_new(f, "class", json_string(v->class_name));
 	json_object_set_new(f, "reason", json_string(v->reason));
