@@ -43,6 +43,98 @@ def metrics(url):
     return m
 
 
+NGINX_CONF = """worker_processes auto;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {d}/nginx-access.log;
+    client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
+    uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /o/pixel.gif {{ empty_gif; add_header Cache-Control no-store; }}
+    }}
+}}
+"""
+
+
+def wrk_pixel(url, secs=10):
+    w = subprocess.run(['wrk', '-t2', '-c64', f'-d{secs}s', '--latency', url],
+                       stdout=subprocess.PIPE).stdout.decode()
+    rps = float(re.search(r'Requests/sec:\s+([\d.]+)', w).group(1))
+    total = int(re.search(r'(\d+) requests in', w).group(1))
+    bad = re.search(r'Non-2xx or 3xx responses: (\d+)', w)
+    p50 = re.search(r'50%\s+([\d.]+\w+)', w).group(1)
+    p99 = re.search(r'99%\s+([\d.]+\w+)', w).group(1)
+    return rps, total, int(bad.group(1)) if bad else 0, p50, p99
+
+
+def tracker(tmp):
+    """Pixel requests/s against Selo's tracker (each hit recorded) and nginx's
+    empty_gif with its access log on, same wrk load; then counts the events."""
+    data = os.path.join(tmp, 'tracker')
+    out = subprocess.run([SELO, 'init', '--data', data, '--domain', 'bench.example'],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True)
+    key = out.stdout.decode().split()[1]
+    api, track = free_port(), free_port()
+    with open(os.path.join(data, 'selo.conf'), 'w') as f:
+        f.write(f'[api]\nlisten = 127.0.0.1:{api}\n[track]\nlisten = 127.0.0.1:{track}\n'
+                f'base_url = http://127.0.0.1:{track}\nrate_per_ip = 1000000\nrate_burst = 1000000\n'
+                f'per_ip_connections = 1024\n[mail]\ndomain = bench.example\n')
+    log = open(os.path.join(tmp, 'tracker.log'), 'wb')
+    serve = subprocess.Popen([SELO, 'serve', '--data', data], stdout=log, stderr=log)
+    try:
+        url = f'http://127.0.0.1:{api}'
+        for _ in range(100):
+            if subprocess.run(['curl', '-s', '-o', '/dev/null', url + '/healthz']).returncode == 0:
+                break
+            time.sleep(0.1)
+        curl('POST', url + '/v1/notices', key, json.dumps(NOTICE).encode())
+        pixel = None
+        for _ in range(100):
+            new = os.path.join(data, 'outbox', 'new')
+            files = os.listdir(new) if os.path.isdir(new) else []
+            if files:
+                eml = open(os.path.join(new, files[0]), 'rb').read().decode('latin-1')
+                m = re.search(r'/o/([A-Za-z0-9_-]{48})\.gif', eml.replace('=\r\n', ''))
+                if m:
+                    pixel = f'http://127.0.0.1:{track}/o/{m.group(1)}.gif'
+                    break
+            time.sleep(0.1)
+        rps, total, bad, p50, p99 = wrk_pixel(pixel)
+        time.sleep(2)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(60)
+    db = os.path.join(data, 'selo.db')
+    n = int(subprocess.run(['sqlite3', db, "SELECT count(*) FROM events WHERE type='opened'"],
+                           stdout=subprocess.PIPE).stdout.decode().strip() or 0)
+    print(f'tracker pixel (wrk, 64 connections, 10 s, every hit recorded): {rps:.0f} req/s, '
+          f'p50 {p50}, p99 {p99}; {total} requests, {bad} non-2xx, {n} opened events recorded '
+          f'({"none lost" if n >= total - bad else f"{total - bad - n} missing"}; wrk does not count '
+          f'requests still in flight when it stops, so there can be a few more events)')
+    if not shutil.which('nginx'):
+        print('nginx empty_gif: nginx not installed')
+        return
+    nd = os.path.join(tmp, 'nginx')
+    os.makedirs(os.path.join(nd, 'tmp'))
+    port = free_port()
+    with open(os.path.join(nd, 'nginx.conf'), 'w') as f:
+        f.write(NGINX_CONF.format(d=nd, port=port))
+    ng = subprocess.Popen(['nginx', '-c', os.path.join(nd, 'nginx.conf'), '-p', nd],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        nrps, ntotal, nbad, np50, np99 = wrk_pixel(f'http://127.0.0.1:{port}/o/pixel.gif')
+    finally:
+        ng.send_signal(signal.SIGQUIT)
+        ng.wait(30)
+    print(f'nginx empty_gif with access log (same load): {nrps:.0f} req/s, p50 {np50}, p99 {np99}; '
+          f'Selo/nginx = {rps / nrps:.2f}')
+
+
 def ledger(tmp):
     """The ledger's own figures (scripts/bench/ledger_bench.c) on a fresh data dir."""
     data = os.path.join(tmp, 'ledger')
@@ -118,6 +210,7 @@ def main():
             print('accept latency: wrk not installed (apt-get install wrk)')
         serve.send_signal(signal.SIGTERM)
         serve.wait(30)
+        tracker(tmp)
         ledger(tmp)
     finally:
         for p in procs:

@@ -214,6 +214,26 @@ def flood_is_bounded():
 
 
 @test
+def slow_clients_do_not_starve_the_tracker():
+    import socket
+    w = World(track={'per_ip_connections': '200'})
+    socks = []
+    try:
+        for _ in range(150):  # each sends half a request line, then nothing
+            k = socket.create_connection(('127.0.0.1', w.s.track_port), timeout=5)
+            k.sendall(b'GET /o/')
+            socks.append(k)
+        t0 = time.time()
+        st, _ = hit(w.pixel)
+        eq(st, 200, 'a real client is served while 150 slow ones hang')
+        check(time.time() - t0 < 3, 'promptly')
+    finally:
+        for k in socks:
+            k.close()
+        w.close()
+
+
+@test
 def public_log_serves_checkpoint_tiles_and_entries():
     w = World()
     try:
