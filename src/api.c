@@ -389,19 +389,35 @@ static enum MHD_Result post_batch(struct api *a, struct MHD_Connection *c, struc
 	return ret;
 }
 
-static enum MHD_Result get_notice(struct api *a, struct MHD_Connection *c, const char *id)
+/* Authenticates the request and loads the caller's notice `id`. Returns 1
+ * with *rec filled (notice_rec_free it), or 0 after sending the answer
+ * (401, 404 for another key's or an unknown notice, 500). */
+static int owned_notice(struct api *a, struct MHD_Connection *c, const char *id,
+			struct notice_rec *rec, enum MHD_Result *sent)
 {
 	struct selo_err err;
 	err_clear(&err);
 	struct apikey key;
-	if (authenticate(a, c, &key, &err))
-		return send_problem(a, c, &err);
-	struct notice_rec rec;
-	int found = id_text_valid(id) ? store_notice_get(a->app->store, id, key.id, &rec, &err) : 0;
+	if (authenticate(a, c, &key, &err)) {
+		*sent = send_problem(a, c, &err);
+		return 0;
+	}
+	int found = id_text_valid(id) ? store_notice_get(a->app->store, id, key.id, rec, &err) : 0;
 	if (found < 0)
-		return send_problem(a, c, &err);
-	if (found == 0)
-		return send_error(a, c, 404, "not-found", "no notice with this id for this API key");
+		*sent = send_problem(a, c, &err);
+	else if (found == 0)
+		*sent = send_error(a, c, 404, "not-found", "no notice with this id for this API key");
+	return found == 1;
+}
+
+static enum MHD_Result get_notice(struct api *a, struct MHD_Connection *c, const char *id)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct notice_rec rec;
+	enum MHD_Result sent;
+	if (!owned_notice(a, c, id, &rec, &sent))
+		return sent;
 	struct event_rec *ev = NULL;
 	size_t nev = 0;
 	if (store_events_of(a->app->store, id, &ev, &nev, &err) != 0) {
@@ -474,19 +490,14 @@ static enum MHD_Result get_message(struct api *a, struct MHD_Connection *c, cons
 {
 	struct selo_err err;
 	err_clear(&err);
-	struct apikey key;
-	if (authenticate(a, c, &key, &err))
-		return send_problem(a, c, &err);
 	struct notice_rec rec;
-	int found = id_text_valid(id) ? store_notice_get(a->app->store, id, key.id, &rec, &err) : 0;
-	if (found < 0)
-		return send_problem(a, c, &err);
-	if (found == 0)
-		return send_error(a, c, 404, "not-found", "no notice with this id for this API key");
+	enum MHD_Result sent;
+	if (!owned_notice(a, c, id, &rec, &sent))
+		return sent;
 	notice_rec_free(&rec);
 	struct buf eml = BUF_INIT;
 	char hex[65];
-	found = store_message_get(a->app->store, id, &eml, hex, &err);
+	int found = store_message_get(a->app->store, id, &eml, hex, &err);
 	if (found <= 0) {
 		buf_free(&eml);
 		if (found < 0)
@@ -511,9 +522,11 @@ static enum MHD_Result get_receipt(struct api *a, struct MHD_Connection *c, cons
 {
 	struct selo_err err;
 	err_clear(&err);
-	struct apikey key;
-	if (authenticate(a, c, &key, &err))
-		return send_problem(a, c, &err);
+	struct notice_rec rec;
+	enum MHD_Result sent;
+	if (!owned_notice(a, c, id, &rec, &sent))
+		return sent;
+	notice_rec_free(&rec);
 	const char *format = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
 	const char *form = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "form");
 	if (format && strcmp(format, "json") != 0)
@@ -521,13 +534,6 @@ static enum MHD_Result get_receipt(struct api *a, struct MHD_Connection *c, cons
 				  "only format=json is available; PDF receipts come in a later release");
 	if (form && strcmp(form, "full") && strcmp(form, "short"))
 		return send_error(a, c, 400, "invalid-query", "form must be full or short");
-	struct notice_rec rec;
-	int found = id_text_valid(id) ? store_notice_get(a->app->store, id, key.id, &rec, &err) : 0;
-	if (found < 0)
-		return send_problem(a, c, &err);
-	if (found == 0)
-		return send_error(a, c, 404, "not-found", "no notice with this id for this API key");
-	notice_rec_free(&rec);
 	json_t *r = NULL;
 	if (!a->app->ledger ||
 	    ledger_receipt(a->app->ledger, id, form && !strcmp(form, "short"), &r, &err) != 0) {

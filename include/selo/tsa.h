@@ -90,8 +90,9 @@ int tsa_request_make(const uint8_t digest[32], uint8_t **req, size_t *req_len,
  * the nonce is req's; a TSA name, when present, is the signer's. Then *token (malloc'd;
  * the DER ContentInfo) and *gen_time_ms. who names the TSA in messages
  * ("TSA http://...", "the built-in TSA"), anchors the CA bundle ("tsa.ca
- * /etc/...", "keys/ca.crt"). Failures are status 503, type
- * "tsa-unavailable". */
+ * /etc/...", "keys/ca.crt"). ca_pem NULL skips only the signature and chain
+ * check: for the built-in TSA, after its self-test verified both. Failures
+ * are status 503, type "tsa-unavailable". */
 int tsa_response_accept(const char *who, const uint8_t *req, size_t req_len,
 			const uint8_t *resp, size_t resp_len, const char *ca_pem, size_t ca_len,
 			const char *anchors, uint8_t **token, size_t *token_len,
