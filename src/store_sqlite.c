@@ -318,6 +318,11 @@ struct store {
 	struct job *qhead, *qtail;
 	int stopping;
 
+	pthread_t ckpt;      /* the checkpointer: copies the WAL back, off the writer's path */
+	pthread_cond_t ckcv; /* with qmu: wakes it to stop */
+	int ckpt_started;
+	struct conn *ck;
+
 	pthread_mutex_t rmu; /* guards the reader pool and the ping cache */
 	pthread_cond_t rcv;
 	struct conn *rfree;
@@ -494,9 +499,12 @@ static int writer_setup(struct conn *c, struct selo_err *err)
 			       mode);
 	/* FULL: a commit is on disk before its callers hear of it (a 202 is a promise).
 	 * journal_size_limit: the WAL shrinks back after a burst. */
+	/* wal_autocheckpoint=0: the writer never copies the WAL back itself (a
+	 * checkpoint after a burst of sealed messages took hundreds of ms, and
+	 * every waiting commit with it); the checkpointer thread does. */
 	if (sqlite3_exec(c->db,
 			 "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-			 " PRAGMA journal_size_limit=67108864",
+			 " PRAGMA journal_size_limit=67108864; PRAGMA wal_autocheckpoint=0",
 			 NULL, NULL, NULL) != SQLITE_OK)
 		return db_err(err, c, "setting pragmas");
 	return 0;
@@ -1355,6 +1363,32 @@ static void store_free(struct store *s)
 	free(s);
 }
 
+/* Every CKPT_MS, a PASSIVE checkpoint on its own connection: it copies
+ * what it can without waiting for or blocking the writer or readers, so the
+ * WAL stays small and no commit ever pays for a checkpoint. */
+#define CKPT_MS 500
+static void *checkpointer_main(void *arg)
+{
+	struct store *s = arg;
+	for (;;) {
+		pthread_mutex_lock(&s->qmu);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += CKPT_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (!s->stopping)
+			pthread_cond_timedwait(&s->ckcv, &s->qmu, &ts);
+		int stop = s->stopping;
+		pthread_mutex_unlock(&s->qmu);
+		if (stop)
+			return NULL;
+		sqlite3_wal_checkpoint_v2(s->ck->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	}
+}
+
 int store_open(const char *path, struct store **out, struct selo_err *err)
 {
 	*out = NULL;
@@ -1379,6 +1413,10 @@ int store_open(const char *path, struct store **out, struct selo_err *err)
 		goto fail;
 	}
 	s->writer_started = 1;
+	pthread_cond_init(&s->ckcv, NULL);
+	s->ck = conn_open(path, SQLITE_OPEN_READWRITE, err);
+	if (s->ck && pthread_create(&s->ckpt, NULL, checkpointer_main, s) == 0)
+		s->ckpt_started = 1;
 	*out = s;
 	return 0;
 fail:
@@ -1394,8 +1432,13 @@ void store_close(struct store *s)
 		pthread_mutex_lock(&s->qmu);
 		s->stopping = 1;
 		pthread_cond_signal(&s->qcv);
+		pthread_cond_broadcast(&s->ckcv);
 		pthread_mutex_unlock(&s->qmu);
 		pthread_join(s->writer, NULL);
+		if (s->ckpt_started)
+			pthread_join(s->ckpt, NULL);
+		conn_close(s->ck);
+		pthread_cond_destroy(&s->ckcv);
 	}
 	/* Lets SQLite refresh its planner statistics where they have drifted. */
 	sqlite3_exec(s->w->db, "PRAGMA optimize", NULL, NULL, NULL);
