@@ -61,7 +61,7 @@ $(BUILD)/gen/templates_embed.c: scripts/embed-templates.sh $(TEMPLATE_FILES)
 $(BUILD)/gen/templates_embed.o: $(BUILD)/gen/templates_embed.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/t.h $(BUILD)/libselo.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/t.h tests/unit/t_run.h $(BUILD)/libselo.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libselo.a $(LDLIBS)
 

@@ -383,7 +383,7 @@ int ledger_latest_checkpoint(struct ledger *l, struct buf *note, struct selo_err
 static int is_content_commitment(const struct event_rec *ev, size_t nev, const char *c)
 {
 	for (size_t i = 0; i < nev; i++) {
-		if (strcmp(ev[i].type, "submission_accepted") != 0)
+		if (strcmp(ev[i].type, EV_SUBMISSION_ACCEPTED) != 0)
 			continue;
 		json_t *e = json_loadb(ev[i].entry, ev[i].len, 0, NULL);
 		int hit = 0;

@@ -21,6 +21,7 @@
 #include "selo/clock.h"
 #include "selo/codec.h"
 #include "selo/crypto.h"
+#include "selo/event.h"
 #include "selo/id.h"
 #include "selo/keys.h"
 #include "selo/note.h"
@@ -899,7 +900,7 @@ static void check_time_order(struct ctx *c)
 			return;
 		}
 	}
-	if (strcmp(d->ev[0].type, "submission_accepted") != 0) {
+	if (strcmp(d->ev[0].type, EV_SUBMISSION_ACCEPTED) != 0) {
 		add(c, "time_order", 0, "the first event is %.40s, not submission_accepted",
 		    d->ev[0].type);
 		return;
@@ -950,7 +951,7 @@ static const struct ev *sealed_event(const struct doc *d, const struct ev **any)
 	*any = NULL;
 	for (size_t i = 0; i < d->nev; i++) {
 		const struct ev *e = &d->ev[i];
-		if (!e->obj || strcmp(e->type, "content_sealed") != 0)
+		if (!e->obj || strcmp(e->type, EV_CONTENT_SEALED) != 0)
 			continue;
 		*any = e;
 		json_t *h = json_object_get(e->obj, "sha256");

@@ -40,15 +40,6 @@
 #include "selo/token.h"
 #include "selo/tracker.h"
 
-#ifndef EV_OPENED
-#define EV_OPENED "opened"
-#endif
-#ifndef EV_CLICKED
-#define EV_CLICKED "clicked"
-#endif
-#ifndef EV_READ_CONFIRMED
-#define EV_READ_CONFIRMED "read_confirmed"
-#endif
 
 #define QUEUE_CAP 65536     /* hits waiting for the recorder; beyond: dropped, counted */
 #define BATCH_MAX 1000      /* hits per group commit; also wakes the recorder early */

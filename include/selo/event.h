@@ -16,6 +16,9 @@
 #define EV_DELIVERY_ACCEPTED "delivery_accepted"
 #define EV_DELIVERY_DEFERRED "delivery_deferred"
 #define EV_DELIVERY_FAILED "delivery_failed"
+#define EV_OPENED "opened"
+#define EV_CLICKED "clicked"
+#define EV_READ_CONFIRMED "read_confirmed"
 
 /* Appends the entry bytes (no trailing newline) to out. fields is an object
  * whose keys keep insertion order (jansson preserves it with

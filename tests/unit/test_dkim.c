@@ -14,6 +14,7 @@
 #include "selo/fileio.h"
 #include "selo/keys.h"
 #include "t.h"
+#include "t_run.h"
 
 #define PY "/usr/bin/python3"
 
@@ -46,21 +47,6 @@ struct fixture {
 	struct dkim_signer *signer;
 };
 
-static int run(const char *cmd, struct buf *out)
-{
-	char full[4096];
-	snprintf(full, sizeof(full), "%s 2>&1", cmd);
-	FILE *p = popen(full, "r");
-	if (!p)
-		return -1;
-	char chunk[4096];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0)
-		if (out)
-			buf_append(out, chunk, n);
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static int fixture_make(struct fixture *f)
 {

@@ -18,6 +18,7 @@
 #include "selo/fileio.h"
 #include "selo/keys.h"
 #include "t.h"
+#include "t_run.h"
 
 static const char *secret_files[] = {"dkim-rsa.pem", "dkim-ed25519.pem", "log.key", "ca.key",
 				     "smime.pem", "tsa.pem", "token.key", NULL};
@@ -47,21 +48,6 @@ static void tmp_remove(struct tmp *t)
 }
 
 /* Runs a shell command; its stdout+stderr go into out. Returns the exit code. */
-static int run(const char *cmd, struct buf *out)
-{
-	char full[2048];
-	snprintf(full, sizeof(full), "%s 2>&1", cmd);
-	FILE *p = popen(full, "r");
-	if (!p)
-		return -1;
-	char chunk[4096];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0)
-		if (out)
-			buf_append(out, chunk, n);
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static int init_default(const struct tmp *t, int force, struct keys_report *rep,
 			struct selo_err *err)

@@ -34,6 +34,7 @@
 #include "selo/tlog.h"
 #include "selo/tsa.h"
 #include "t.h"
+#include "t_run.h"
 
 #define PY "/usr/bin/python3"
 #define NENTRIES 40     /* the fixture's tree */
@@ -910,21 +911,6 @@ TEST(every_token_byte_flipped_fails)
 
 /* ---- the command ---------------------------------------------------------- */
 
-static int run(const char *cmd, struct buf *out)
-{
-	char full[4096];
-	snprintf(full, sizeof(full), "%s 2>&1", cmd);
-	FILE *p = popen(full, "r");
-	if (!p)
-		return -1;
-	char chunk[4096];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0)
-		if (out)
-			buf_append(out, chunk, n);
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void write_doc(json_t *doc, const char *path)
 {

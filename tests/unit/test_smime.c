@@ -24,6 +24,7 @@
 #include "selo/keys.h"
 #include "selo/smime.h"
 #include "t.h"
+#include "t_run.h"
 
 static const char ENTITY[] =
 	"Content-Type: text/plain; charset=utf-8\r\n"
@@ -40,21 +41,6 @@ struct fixture {
 	struct smime_signer *signer;
 };
 
-static int run(const char *cmd, struct buf *out)
-{
-	char full[2048];
-	snprintf(full, sizeof(full), "%s 2>&1", cmd);
-	FILE *p = popen(full, "r");
-	if (!p)
-		return -1;
-	char chunk[4096];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0)
-		if (out)
-			buf_append(out, chunk, n);
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static int fixture_make(struct fixture *f)
 {

@@ -34,6 +34,7 @@
 #include "selo/keys.h"
 #include "selo/tsa.h"
 #include "t.h"
+#include "t_run.h"
 
 #define SELO_POLICY "2.25.207994476491351263116839556265121365311"
 
@@ -46,21 +47,6 @@ struct fixture {
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static int run(const char *cmd, struct buf *out)
-{
-	char full[2048];
-	snprintf(full, sizeof(full), "( %s ) 2>&1", cmd);
-	FILE *p = popen(full, "r");
-	if (!p)
-		return -1;
-	char chunk[4096];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0)
-		if (out)
-			buf_append(out, chunk, n);
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static int64_t now_ms(void)
 {
