@@ -1,7 +1,8 @@
 /* tsa.h: RFC 3161 timestamps, behind one interface: tsa_local.c (a built-in
  * TSA with OpenSSL's TS API, DIR/keys/tsa.pem + tsa.crt, whose certificate
  * has the critical timeStamping EKU) and tsa_http.c (any RFC 3161 server at
- * tsa.url over libcurl). Every token is verified before it is returned: the
+ * tsa.url over libcurl). Every token is verified before it is returned (the
+ * built-in TSA's own signature and chain once, at open: docs/tsa.md): the
  * signature, the certificate chain to the trusted CAs, the ESS certificate
  * identifier, the message imprint and the nonce. A tsa may be used by
  * several threads at once: each call builds its own OpenSSL and curl
