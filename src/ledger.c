@@ -70,6 +70,8 @@ static int read_tile(void *arg, int level, uint64_t index, unsigned width, const
 
 /* ---- Opening */
 
+static int ledger_reload(struct ledger *l, struct selo_err *err);
+
 int ledger_open(struct selo *app, struct ledger **out, struct selo_err *err)
 {
 	struct ledger *l = calloc(1, sizeof(*l));
@@ -93,21 +95,8 @@ int ledger_open(struct selo *app, struct ledger **out, struct selo_err *err)
 			l->origin);
 		goto fail;
 	}
-	if (tsa_open(&app->cfg, &l->tsa, err) != 0 || store_log_state(app->store, &l->state, err) != 0)
+	if (tsa_open(&app->cfg, &l->tsa, err) != 0 || ledger_reload(l, err) != 0)
 		goto fail;
-	struct tile_reader rd = {app->store, BUF_INIT};
-	int r = tlog_edge_load(l->edge, l->state.size, read_tile, &rd, err);
-	buf_free(&rd.b);
-	if (r != 0)
-		goto fail;
-	uint8_t root[32];
-	tlog_edge_root(l->edge, root);
-	if (memcmp(root, l->state.root, 32) != 0) {
-		err_set(err, 500, "log-corrupt", "the stored log tiles do not give the stored root of "
-			"the %llu-entry tree; run `selo log verify` to find the damage",
-			(unsigned long long)l->state.size);
-		goto fail;
-	}
 	struct checkpoint_rec cp;
 	int found = store_checkpoint_find(app->store, 0, 0, &cp, err);
 	if (found < 0)
@@ -196,6 +185,26 @@ static struct log_tile_write *tiles_to_write(const struct tlog_edge *e, struct f
 	return w;
 }
 
+/* Rebuilds the state and the edge from the store (at open, and when
+ * another process has appended). */
+static int ledger_reload(struct ledger *l, struct selo_err *err)
+{
+	if (store_log_state(l->app->store, &l->state, err) != 0)
+		return -1;
+	struct tile_reader rd = {l->app->store, BUF_INIT};
+	int r = tlog_edge_load(l->edge, l->state.size, read_tile, &rd, err);
+	buf_free(&rd.b);
+	if (r != 0)
+		return -1;
+	uint8_t root[32];
+	tlog_edge_root(l->edge, root);
+	if (memcmp(root, l->state.root, 32) != 0)
+		return err_set(err, 500, "log-corrupt", "the stored log tiles do not give the stored "
+			       "root of the %llu-entry tree; run `selo log verify` to find the damage",
+			       (unsigned long long)l->state.size);
+	return 0;
+}
+
 static int integrate(struct ledger *l, struct selo_err *err)
 {
 	struct event_rec *ev = NULL;
@@ -229,6 +238,10 @@ static int integrate(struct ledger *l, struct selo_err *err)
 		memcpy(l->state.root, a.root, 32);
 	} else {
 		memcpy(l->edge, backup, sizeof(*backup));
+		/* 409: another process (`selo receipt`, `selo log checkpoint` while
+		 * `selo serve` runs) integrated first; start again from the store. */
+		if (err && err->status == 409)
+			r = ledger_reload(l, err) == 0 ? 0 : -1;
 	}
 	free(tiles);
 	free(full.t);
@@ -258,7 +271,9 @@ static int checkpoint(struct ledger *l, int force, struct selo_err *err)
 		r = store_checkpoint_add(l->app->store, c.size, note.data, now, err);
 	buf_free(&text);
 	buf_free(&note);
-	if (r != 0)
+	/* 409: another process signed this very size (the same bytes: Ed25519
+	 * is deterministic); nothing to add. */
+	if (r != 0 && !(err && err->status == 409))
 		return -1;
 	l->last_cp_size = c.size;
 	l->last_cp_ms = now;

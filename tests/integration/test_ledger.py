@@ -245,6 +245,34 @@ def tsa_down_delays_timestamps_never_the_log():
 
 
 @test
+def cli_and_serve_share_the_log():
+    """`selo receipt` and `selo log checkpoint` while `selo serve` runs: both
+    may integrate and sign; neither may stall the other."""
+    s = Selo().start()
+    try:
+        st, _, j = s.api('POST', '/v1/notices', NOTICE)
+        s.wait_status(j['id'], ['relayed'])
+        for i in range(5):
+            st, _, k = s.api('POST', '/v1/notices', dict(NOTICE, reference=f'C-{i}'))
+            rc, out, err = run(['log', 'checkpoint', '--data', s.data])
+            eq(rc, 0, err)
+            rc, _, err = run(['receipt', j['id'], '--data', s.data, '-o', os.path.join(s.dir, 'r.json')])
+            eq(rc, 0, err)
+        s.wait_status(k['id'], ['relayed'])
+        r = fetch_receipt(s, k['id'])
+        eq(len(r['events']), 3, 'the last notice reached the log through serve')
+        time.sleep(1.5)
+        n = int(sql(s, 'SELECT count(*) FROM events WHERE log_index IS NULL').strip())
+        eq(n, 0, 'serve kept integrating after the CLI appended')
+        s.stop()
+        rc, out, _ = run(['log', 'verify', '--data', s.data])
+        eq(rc, 0, out)
+        check('stalled' not in s.serve_log() and 'will retry' not in s.serve_log(), s.serve_log())
+    finally:
+        s.cleanup()
+
+
+@test
 def kill_9_during_a_burst_loses_no_event():
     smtp = SMTPServer()
     s = Selo(smtp={'mode': 'relay', 'relay': f'127.0.0.1:{smtp.port}', 'starttls': 'no'}).start()
