@@ -105,6 +105,6 @@ install: all
 	install -m 0755 $(BUILD)/selo $(DESTDIR)$(PREFIX)/bin/selo
 
 clean:
-	rm -rf build build-san build-fuzz build-h*
+	rm -rf build build-* demo-out tests/out
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
