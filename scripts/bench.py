@@ -191,6 +191,8 @@ def main():
         print(f'  accepted in {t_accept:.2f} s ({N / t_accept:.0f} notices/s accepted)')
         print(f'  all relay_accepted after {t_all:.2f} s: {N / t_all:.0f} notices/s end to end '
               f'(failed: {m.get("failed", 0)})')
+        if os.environ.get('BENCH_E2E_ONLY'):
+            return
         if shutil.which('wrk'):
             lua = os.path.join(tmp, 'post.lua')
             with open(lua, 'w') as f:

@@ -103,7 +103,7 @@ void config_defaults(struct selo_config *c, const char *data_dir)
 	snprintf(c->mail_domain, sizeof(c->mail_domain), "example.com");
 	snprintf(c->mail_from_name, sizeof(c->mail_from_name), "Selo");
 	snprintf(c->dkim_selector, sizeof(c->dkim_selector), "selo");
-	c->sender_workers = 2;
+	c->sender_workers = 4;
 	c->sender_batch = 50;
 	c->retry_base_s = 60;
 	c->retry_max_s = 4 * 3600;
@@ -271,7 +271,7 @@ int config_write_initial(const char *path, const char *domain, const char *selec
 		   "\n[dkim]\nselector = %s\n"
 		   "\n[log]\norigin = %s\n"
 		   "\n[tsa]\n# Empty: the built-in TSA. Else the URL of an RFC 3161 server.\nurl =\n"
-		   "\n[sender]\nworkers = 2\n",
+		   "\n[sender]\nworkers = 4\n",
 		   domain, domain, selector, origin);
 	int r = file_write_atomic(path, b.data, b.len, 0600, err);
 	buf_free(&b);

@@ -61,7 +61,7 @@ struct selo_config {
 	char dkim_selector[64];       /* default "selo"; Ed25519 uses "<selector>-ed25519" */
 
 	/* [sender] */
-	int sender_workers;           /* default 2 */
+	int sender_workers;           /* default 4: SMTP waits leave room beside the signing */
 	int sender_batch;             /* messages per SMTP session, default 50 */
 	int retry_base_s;             /* first retry delay, doubles each time; default 60 */
 	int retry_max_s;              /* cap of the delay, default 14400 (4 h) */
