@@ -126,6 +126,20 @@ static json_t *problem_json(const struct selo_err *e)
 	return p;
 }
 
+/* Writes e as problem+json with its status and the extra headers; no
+ * metrics, no rewriting: callers decide those. */
+static enum MHD_Result send_problem_doc(struct MHD_Connection *c, const struct selo_err *e,
+					const char *const *headers)
+{
+	json_t *p = problem_json(e);
+	char *s = json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(p);
+	enum MHD_Result r = send_bytes(c, (unsigned)(e->status ? e->status : 500),
+				       "application/problem+json", s, strlen(s), headers);
+	free(s);
+	return r;
+}
+
 static enum MHD_Result send_problem(struct api *a, struct MHD_Connection *c, struct selo_err *e)
 {
 	int status = e->status ? e->status : 500;
@@ -138,14 +152,8 @@ static enum MHD_Result send_problem(struct api *a, struct MHD_Connection *c, str
 	} else {
 		atomic_fetch_add(&a->app->metrics.http_4xx, 1);
 	}
-	json_t *p = problem_json(e);
-	char *s = json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(p);
 	static const char *const auth_hdr[] = {"WWW-Authenticate", "Bearer realm=\"selo\"", NULL};
-	enum MHD_Result r = send_bytes(c, (unsigned)status, "application/problem+json", s, strlen(s),
-				       status == 401 ? auth_hdr : NULL);
-	free(s);
-	return r;
+	return send_problem_doc(c, e, status == 401 ? auth_hdr : NULL);
 }
 
 static enum MHD_Result send_error(struct api *a, struct MHD_Connection *c, int status,
@@ -540,14 +548,9 @@ static enum MHD_Result get_receipt(struct api *a, struct MHD_Connection *c, cons
 		if (!a->app->ledger)
 			err_set(&err, 503, "no-ledger", "the ledger is not running");
 		if (err.status == 503) {
+			/* "Not in the log yet": the detail is for the caller, as is. */
 			static const char *const retry[] = {"Retry-After", "2", NULL};
-			json_t *p = problem_json(&err);
-			char *s = json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER);
-			json_decref(p);
-			enum MHD_Result ret = send_bytes(c, 503, "application/problem+json", s,
-							 strlen(s), retry);
-			free(s);
-			return ret;
+			return send_problem_doc(c, &err, retry);
 		}
 		return send_problem(a, c, &err);
 	}
@@ -621,13 +624,8 @@ static enum MHD_Result method_not_allowed(struct api *a, struct MHD_Connection *
 	err_clear(&e);
 	err_set(&e, 405, "method-not-allowed", "this path accepts %s", allow);
 	atomic_fetch_add(&a->app->metrics.http_4xx, 1);
-	json_t *p = problem_json(&e);
-	char *s = json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(p);
 	const char *h[] = {"Allow", allow, NULL};
-	enum MHD_Result r = send_bytes(c, 405, "application/problem+json", s, strlen(s), h);
-	free(s);
-	return r;
+	return send_problem_doc(c, &e, h);
 }
 
 static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char *url,

@@ -394,30 +394,31 @@ int ledger_latest_checkpoint(struct ledger *l, struct buf *note, struct selo_err
 
 /* ---- Receipts */
 
-/* Commitments to content (not addresses): what the short form withholds. */
-static int is_content_commitment(const struct event_rec *ev, size_t nev, const char *c)
+/* Commitments to content (not addresses): what the short form withholds.
+ * Returns them as the keys of a JSON object, from the submission's entry. */
+static json_t *content_commitments(const struct event_rec *ev, size_t nev)
 {
+	json_t *set = json_object();
+	static const char *const keys[] = {"vars", "subject", "text", "html", NULL};
 	for (size_t i = 0; i < nev; i++) {
 		if (strcmp(ev[i].type, EV_SUBMISSION_ACCEPTED) != 0)
 			continue;
 		json_t *e = json_loadb(ev[i].entry, ev[i].len, 0, NULL);
-		int hit = 0;
-		static const char *const keys[] = {"vars", "subject", "text", "html", NULL};
-		for (size_t k = 0; keys[k] && !hit; k++) {
+		for (size_t k = 0; keys[k]; k++) {
 			const char *v = json_string_value(json_object_get(e, keys[k]));
-			hit = v && !strcmp(v, c);
+			if (v)
+				json_object_set_new(set, v, json_true());
 		}
 		size_t ai;
 		json_t *a;
 		json_array_foreach(json_object_get(e, "attachments"), ai, a) {
 			const char *v = json_string_value(json_object_get(a, "filename"));
-			hit = hit || (v && !strcmp(v, c));
+			if (v)
+				json_object_set_new(set, v, json_true());
 		}
 		json_decref(e);
-		if (hit)
-			return 1;
 	}
-	return 0;
+	return set;
 }
 
 static json_t *receipt_log(struct ledger *l, const struct checkpoint_rec *cp, struct selo_err *err)
@@ -483,12 +484,14 @@ static json_t *receipt_disclosure(struct ledger *l, const struct notice_rec *rec
 		return NULL;
 	}
 	json_t *values = json_object();
+	json_t *content = short_form ? content_commitments(ev, nev) : NULL;
 	for (size_t i = 0; i < d.n; i++) {
-		if (short_form && is_content_commitment(ev, nev, d.v[i].commitment))
+		if (content && json_object_get(content, d.v[i].commitment))
 			continue;
 		json_object_set_new(values, d.v[i].commitment,
 				    json_stringn(d.v[i].value, d.v[i].len));
 	}
+	json_decref(content);
 	disclosures_free(&d);
 	char salt[65];
 	hex_encode(rec->salt, 32, salt);
