@@ -4,7 +4,11 @@
    mode, both signatures, STARTTLS off) with Postfix's smtp-sink as the relay;
    notices/s from the first POST to the last relay_accepted.
 2. accept latency: wrk posting single notices (16 connections, 10 s) while
-   the senders drain into smtp-sink; requests/s and the p50/p99 latency."""
+   the senders drain into smtp-sink; requests/s and the p50/p99 latency.
+3. tracker: pixel requests/s with wrk against Selo and nginx empty_gif.
+4. ledger: scripts/bench/ledger_bench.c.
+BENCH_ONLY=e2e,tracker,ledger picks some; BENCH_E2E_ONLY=1 skips 2;
+BENCH_NOTICES and BENCH_WORKERS size 1."""
 import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -145,75 +149,84 @@ def ledger(tmp):
     subprocess.run([os.path.join(ROOT, BUILD, 'bench', 'ledger_bench'), data, n], check=False)
 
 
+def e2e(tmp, procs):
+    """End to end and accept latency (the module docstring's 1 and 2)."""
+    sink_port = free_port()
+    sink = subprocess.Popen(['smtp-sink', '-u', 'nobody', f'127.0.0.1:{sink_port}', '1024'],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(sink)
+    data = os.path.join(tmp, 'data')
+    out = subprocess.run([SELO, 'init', '--data', data, '--domain', 'cobranca.example'],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True)
+    key = out.stdout.decode().split()[1]
+    api = free_port()
+    workers = os.environ.get('BENCH_WORKERS', '4')
+    with open(os.path.join(data, 'selo.conf'), 'w') as f:
+        f.write(f'[api]\nlisten = 127.0.0.1:{api}\n\n[track]\nlisten = 127.0.0.1:{free_port()}\n'
+                f'[mail]\ndomain = cobranca.example\n[smtp]\nmode = relay\n'
+                f'relay = 127.0.0.1:{sink_port}\nstarttls = no\n'
+                f'[sender]\nworkers = {workers}\nbatch = 50\n')
+    log = open(os.path.join(tmp, 'serve.log'), 'wb')
+    serve = subprocess.Popen([SELO, 'serve', '--data', data], stdout=log, stderr=log)
+    procs.append(serve)
+    url = f'http://127.0.0.1:{api}'
+    for _ in range(100):
+        if subprocess.run(['curl', '-s', '-o', '/dev/null', url + '/healthz']).returncode == 0:
+            break
+        time.sleep(0.1)
+    batch = json.dumps({'notices': [NOTICE] * 500}).encode()
+    t0 = time.time()
+    sent = 0
+    while sent < N:
+        r = curl('POST', url + '/v1/notices/batch', key, batch)
+        sent += r['accepted']
+    t_accept = time.time() - t0
+    while True:
+        m = metrics(url)
+        done = m.get('relayed', 0) + m.get('failed', 0)
+        if done >= N:
+            break
+        time.sleep(0.05)
+    t_all = time.time() - t0
+    print(f'end to end: {N} notices (batches of 500, {workers} sender workers, RSA+Ed25519 DKIM '
+          f'+ S/MIME) -> smtp-sink')
+    print(f'  accepted in {t_accept:.2f} s ({N / t_accept:.0f} notices/s accepted)')
+    print(f'  all relay_accepted after {t_all:.2f} s: {N / t_all:.0f} notices/s end to end '
+          f'(failed: {m.get("failed", 0)})')
+    if os.environ.get('BENCH_E2E_ONLY'):
+        return
+    if shutil.which('wrk'):
+        lua = os.path.join(tmp, 'post.lua')
+        with open(lua, 'w') as f:
+            f.write('wrk.method = "POST"\nwrk.body = [[' + json.dumps(NOTICE) + ']]\n'
+                    f'wrk.headers["Content-Type"] = "application/json"\n'
+                    f'wrk.headers["Authorization"] = "Bearer {key}"\n')
+        for conns in (4, 16):
+            w = subprocess.run(['wrk', '-t2', f'-c{conns}', '-d10s', '--latency', '-s', lua,
+                                url + '/v1/notices'], stdout=subprocess.PIPE).stdout.decode()
+            rps = re.search(r'Requests/sec:\s+([\d.]+)', w)
+            p50 = re.search(r'50%\s+([\d.]+\w+)', w)
+            p99 = re.search(r'99%\s+([\d.]+\w+)', w)
+            print(f'accept latency (wrk, {conns} connections, 10 s, single POST /v1/notices, '
+                  f'senders busy): {rps.group(1) if rps else "?"} req/s, '
+                  f'p50 {p50.group(1) if p50 else "?"}, p99 {p99.group(1) if p99 else "?"}')
+    else:
+        print('accept latency: wrk not installed (apt-get install wrk)')
+    serve.send_signal(signal.SIGTERM)
+    serve.wait(30)
+
+
 def main():
+    only = os.environ.get('BENCH_ONLY', 'e2e,tracker,ledger').split(',')
     tmp = tempfile.mkdtemp(prefix='selo-bench-')
     procs = []
     try:
-        sink_port = free_port()
-        sink = subprocess.Popen(['smtp-sink', '-u', 'nobody', f'127.0.0.1:{sink_port}', '1024'],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(sink)
-        data = os.path.join(tmp, 'data')
-        out = subprocess.run([SELO, 'init', '--data', data, '--domain', 'cobranca.example'],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True)
-        key = out.stdout.decode().split()[1]
-        api = free_port()
-        workers = os.environ.get('BENCH_WORKERS', '4')
-        with open(os.path.join(data, 'selo.conf'), 'w') as f:
-            f.write(f'[api]\nlisten = 127.0.0.1:{api}\n\n[track]\nlisten = 127.0.0.1:{free_port()}\n'
-                    f'[mail]\ndomain = cobranca.example\n[smtp]\nmode = relay\n'
-                    f'relay = 127.0.0.1:{sink_port}\nstarttls = no\n'
-                    f'[sender]\nworkers = {workers}\nbatch = 50\n')
-        log = open(os.path.join(tmp, 'serve.log'), 'wb')
-        serve = subprocess.Popen([SELO, 'serve', '--data', data], stdout=log, stderr=log)
-        procs.append(serve)
-        url = f'http://127.0.0.1:{api}'
-        for _ in range(100):
-            if subprocess.run(['curl', '-s', '-o', '/dev/null', url + '/healthz']).returncode == 0:
-                break
-            time.sleep(0.1)
-        batch = json.dumps({'notices': [NOTICE] * 500}).encode()
-        t0 = time.time()
-        sent = 0
-        while sent < N:
-            r = curl('POST', url + '/v1/notices/batch', key, batch)
-            sent += r['accepted']
-        t_accept = time.time() - t0
-        while True:
-            m = metrics(url)
-            done = m.get('relayed', 0) + m.get('failed', 0)
-            if done >= N:
-                break
-            time.sleep(0.05)
-        t_all = time.time() - t0
-        print(f'end to end: {N} notices (batches of 500, {workers} sender workers, RSA+Ed25519 DKIM '
-              f'+ S/MIME) -> smtp-sink')
-        print(f'  accepted in {t_accept:.2f} s ({N / t_accept:.0f} notices/s accepted)')
-        print(f'  all relay_accepted after {t_all:.2f} s: {N / t_all:.0f} notices/s end to end '
-              f'(failed: {m.get("failed", 0)})')
-        if os.environ.get('BENCH_E2E_ONLY'):
-            return
-        if shutil.which('wrk'):
-            lua = os.path.join(tmp, 'post.lua')
-            with open(lua, 'w') as f:
-                f.write('wrk.method = "POST"\nwrk.body = [[' + json.dumps(NOTICE) + ']]\n'
-                        f'wrk.headers["Content-Type"] = "application/json"\n'
-                        f'wrk.headers["Authorization"] = "Bearer {key}"\n')
-            for conns in (4, 16):
-                w = subprocess.run(['wrk', '-t2', f'-c{conns}', '-d10s', '--latency', '-s', lua,
-                                    url + '/v1/notices'], stdout=subprocess.PIPE).stdout.decode()
-                rps = re.search(r'Requests/sec:\s+([\d.]+)', w)
-                p50 = re.search(r'50%\s+([\d.]+\w+)', w)
-                p99 = re.search(r'99%\s+([\d.]+\w+)', w)
-                print(f'accept latency (wrk, {conns} connections, 10 s, single POST /v1/notices, '
-                      f'senders busy): {rps.group(1) if rps else "?"} req/s, '
-                      f'p50 {p50.group(1) if p50 else "?"}, p99 {p99.group(1) if p99 else "?"}')
-        else:
-            print('accept latency: wrk not installed (apt-get install wrk)')
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(30)
-        tracker(tmp)
-        ledger(tmp)
+        if 'e2e' in only:
+            e2e(tmp, procs)
+        if 'tracker' in only:
+            tracker(tmp)
+        if 'ledger' in only:
+            ledger(tmp)
     finally:
         for p in procs:
             if p.poll() is None:

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "selo/clock.h"
+#include "selo/diag.h"
 #include "selo/event.h"
 #include "selo/id.h"
 #include "selo/store.h"
@@ -319,6 +320,7 @@ struct store {
 	int stopping;
 
 	pthread_t ckpt;      /* the checkpointer: copies the WAL back, off the writer's path */
+	int64_t ck_warned_ms; /* the checkpointer's last warning (its thread only) */
 	pthread_cond_t ckcv; /* with qmu: wakes it to stop */
 	int ckpt_started;
 	struct conn *ck;
@@ -1354,7 +1356,9 @@ static void store_free(struct store *s)
 		s->rfree = c->next;
 		conn_close(c);
 	}
+	conn_close(s->ck);
 	conn_close(s->w);
+	pthread_cond_destroy(&s->ckcv);
 	pthread_mutex_destroy(&s->qmu);
 	pthread_cond_destroy(&s->qcv);
 	pthread_mutex_destroy(&s->rmu);
@@ -1367,6 +1371,18 @@ static void store_free(struct store *s)
  * what it can without waiting for or blocking the writer or readers, so the
  * WAL stays small and no commit ever pays for a checkpoint. */
 #define CKPT_MS 500
+
+/* A failing checkpoint leaves the WAL growing: say so, at most once a
+ * minute (a reader holding a snapshot only delays it, and is not this). */
+static void ckpt_failed(struct store *s)
+{
+	int64_t now = clock_mono_ms();
+	if (s->ck_warned_ms && now - s->ck_warned_ms < 60000)
+		return;
+	s->ck_warned_ms = now;
+	diag_warn("store: checkpointing the WAL failed: %s", sqlite3_errmsg(s->ck->db));
+}
+
 static void *checkpointer_main(void *arg)
 {
 	struct store *s = arg;
@@ -1385,8 +1401,31 @@ static void *checkpointer_main(void *arg)
 		pthread_mutex_unlock(&s->qmu);
 		if (stop)
 			return NULL;
-		sqlite3_wal_checkpoint_v2(s->ck->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		int log = 0, done = 0;
+		if (sqlite3_wal_checkpoint_v2(s->ck->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
+					      &done) != SQLITE_OK || log < 0)
+			ckpt_failed(s);
 	}
+}
+
+/* The checkpointer's connection. A connection that has not read the
+ * database yet does not know it is in WAL mode, and a checkpoint on it is
+ * a silent no-op (SQLite reports the log as -1 frames): the WAL then grew
+ * without bound. Asking for the journal mode makes it open the WAL. */
+static struct conn *checkpointer_conn(const char *path, struct selo_err *err)
+{
+	struct conn *c = conn_open(path, SQLITE_OPEN_READWRITE, err);
+	if (!c)
+		return NULL;
+	char mode[16] = "";
+	if (sqlite3_exec(c->db, "PRAGMA journal_mode", text_cb, mode, NULL) != SQLITE_OK ||
+	    strcmp(mode, "wal") != 0) {
+		err_set(err, 500, "storage-failed", "store: the checkpointer cannot open the WAL of %s",
+			path);
+		conn_close(c);
+		return NULL;
+	}
+	return c;
 }
 
 int store_open(const char *path, struct store **out, struct selo_err *err)
@@ -1404,7 +1443,11 @@ int store_open(const char *path, struct store **out, struct selo_err *err)
 	pthread_mutex_init(&s->rmu, NULL);
 	pthread_cond_init(&s->rcv, NULL);
 	s->w = conn_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err);
+	pthread_cond_init(&s->ckcv, NULL);
 	if (!s->w || writer_setup(s->w, err) || migrate(s, err) || last_event_time_load(s, err))
+		goto fail;
+	s->ck = checkpointer_conn(path, err);
+	if (!s->ck)
 		goto fail;
 	int rc = pthread_create(&s->writer, NULL, writer_main, s);
 	if (rc != 0) {
@@ -1413,10 +1456,14 @@ int store_open(const char *path, struct store **out, struct selo_err *err)
 		goto fail;
 	}
 	s->writer_started = 1;
-	pthread_cond_init(&s->ckcv, NULL);
-	s->ck = conn_open(path, SQLITE_OPEN_READWRITE, err);
-	if (s->ck && pthread_create(&s->ckpt, NULL, checkpointer_main, s) == 0)
-		s->ckpt_started = 1;
+	rc = pthread_create(&s->ckpt, NULL, checkpointer_main, s);
+	if (rc != 0) {
+		err_set(err, 500, "storage-failed", "store: cannot start the checkpointer thread: %s",
+			strerror(rc));
+		store_close(s); /* stops the writer */
+		return -1;
+	}
+	s->ckpt_started = 1;
 	*out = s;
 	return 0;
 fail:
@@ -1437,8 +1484,6 @@ void store_close(struct store *s)
 		pthread_join(s->writer, NULL);
 		if (s->ckpt_started)
 			pthread_join(s->ckpt, NULL);
-		conn_close(s->ck);
-		pthread_cond_destroy(&s->ckcv);
 	}
 	/* Lets SQLite refresh its planner statistics where they have drifted. */
 	sqlite3_exec(s->w->db, "PRAGMA optimize", NULL, NULL, NULL);

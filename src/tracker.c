@@ -1,8 +1,12 @@
 /* tracker.c: the public listener (see tracker.h, docs/tracking.md).
  *
- * Every request is answered on the first call of the access handler, once
- * the headers are in, except POST /r/ which discards its small form body
- * first. The order of work for a tracking path is fixed: the token's MAC
+ * GET and HEAD are answered on the access handler's second call, once
+ * libmicrohttpd knows the request is complete: a response queued on the
+ * first call (headers only) makes it close the connection, and a pixel
+ * served without keep-alive costs a TCP handshake per hit (17k against
+ * 120k requests/s here). POST /r/ is checked on the first call, before
+ * its small form body is read and discarded; other methods are refused
+ * on the first call. The order of work for a tracking path is fixed: the token's MAC
  * (no I/O), then the per-IP token bucket (429 beyond it), then whatever
  * the path needs from the store. Pixel and click hits are copied into a
  * bounded queue and answered at once; the recorder thread classifies them
@@ -41,8 +45,10 @@
 #include "selo/tracker.h"
 
 
-#define QUEUE_CAP 65536     /* hits waiting for the recorder; beyond: dropped, counted */
-#define BATCH_MAX 1000      /* hits per group commit; also wakes the recorder early */
+#define QUEUE_CAP 32768     /* hits waiting for the recorder: well under a second's worth */
+#define QUEUE_WAIT_MS 1000  /* a handler waits this long for room, then answers 503 */
+#define BATCH_WAKE 1000     /* hits waiting that wake the recorder before FLUSH_MS */
+#define BATCH_MAX 8192      /* most hits in one group commit (a backlog drains in few) */
 #define FLUSH_MS 100        /* longest a hit waits in the queue when the store keeps up */
 #define UA_MAX 512          /* bytes of User-Agent kept as evidence */
 #define PURPOSE_MAX 64      /* bytes of Purpose / Sec-Purpose kept */
@@ -69,6 +75,7 @@ static const char TOO_LARGE[] = "Corpo da solicitação grande demais.\n";
 static const char BAD_METHOD[] = "Método não permitido.\n";
 static const char INTERNAL[] = "Erro interno; tente novamente mais tarde.\n";
 static const char NO_LEDGER[] = "O log não está disponível agora.\n";
+static const char BUSY[] = "Serviço sobrecarregado; tente novamente em instantes.\n";
 
 #define PAGE_HEAD                                                                          \
 	"<!doctype html>\n<html lang=\"pt-BR\">\n<head>\n<meta charset=\"utf-8\">\n"          \
@@ -115,10 +122,11 @@ struct hit_rec {
 
 struct hit_queue {
 	pthread_mutex_t mu;
-	pthread_cond_t cv;        /* CLOCK_MONOTONIC */
+	pthread_cond_t cv;        /* CLOCK_MONOTONIC; hits arrived */
+	pthread_cond_t room;      /* CLOCK_MONOTONIC; the recorder took some */
 	struct hit_rec **ring;
 	size_t head, n;
-	unsigned long long dropped; /* since the last warning */
+	unsigned long long refused; /* 503s for a full queue, since the last warning */
 	int stopping;
 };
 
@@ -166,7 +174,7 @@ struct tracker {
 	unsigned long long log_suppressed;
 	atomic_llong store_calls;
 	struct MHD_Response *gif, *not_found, *too_many, *too_large, *internal, *no_ledger,
-		*form_page, *gone_page, *allow_get, *allow_post;
+		*busy, *form_page, *gone_page, *allow_get, *allow_post;
 };
 
 /* POST /r/ body accounting, in *con_cls between the calls of one request. */
@@ -279,6 +287,7 @@ static int responses_make(struct tracker *t)
 	t->too_large = shared(TOO_LARGE, sizeof(TOO_LARGE) - 1, txt, TEXT_HDRS);
 	t->internal = shared(INTERNAL, sizeof(INTERNAL) - 1, txt, TEXT_HDRS);
 	t->no_ledger = shared(NO_LEDGER, sizeof(NO_LEDGER) - 1, txt, later);
+	t->busy = shared(BUSY, sizeof(BUSY) - 1, txt, later);
 	t->allow_get = shared(BAD_METHOD, sizeof(BAD_METHOD) - 1, txt, get_only);
 	t->allow_post = shared(BAD_METHOD, sizeof(BAD_METHOD) - 1, txt, get_post);
 	t->form_page = shared_mode(form.data, form.len, html, HTML_HDRS, MHD_RESPMEM_MUST_COPY);
@@ -286,7 +295,7 @@ static int responses_make(struct tracker *t)
 	buf_free(&form);
 	buf_free(&gone);
 	const struct MHD_Response *all[] = {t->gif, t->not_found, t->too_many, t->too_large,
-					    t->internal, t->no_ledger, t->allow_get, t->allow_post,
+					    t->internal, t->no_ledger, t->busy, t->allow_get, t->allow_post,
 					    t->form_page, t->gone_page};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		if (!all[i])
@@ -297,7 +306,7 @@ static int responses_make(struct tracker *t)
 static void responses_free(struct tracker *t)
 {
 	struct MHD_Response *all[] = {t->gif, t->not_found, t->too_many, t->too_large, t->internal,
-				      t->no_ledger, t->allow_get, t->allow_post, t->form_page,
+				      t->no_ledger, t->busy, t->allow_get, t->allow_post, t->form_page,
 				      t->gone_page};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		if (all[i])
@@ -466,39 +475,49 @@ static struct hit_rec *hit_capture(struct MHD_Connection *c, enum hit_kind kind,
 	return h;
 }
 
-/* Hands h to the recorder, or drops it (counted) when the queue is full:
- * memory stays bounded whatever the flood. */
-static void hit_enqueue(struct tracker *t, struct hit_rec *h)
-{
-	struct hit_queue *q = &t->q;
-	pthread_mutex_lock(&q->mu);
-	if (q->n == QUEUE_CAP || q->stopping) {
-		q->dropped++;
-		pthread_mutex_unlock(&q->mu);
-		free(h);
-		return;
-	}
-	q->ring[(q->head + q->n) % QUEUE_CAP] = h;
-	q->n++;
-	if (q->n == 1 || q->n == BATCH_MAX)
-		pthread_cond_signal(&q->cv);
-	pthread_mutex_unlock(&q->mu);
-}
-
-static void record_hit(struct tracker *t, struct MHD_Connection *c, enum hit_kind kind,
-		       const char *method, const struct token *tok)
-{
-	struct hit_rec *h = hit_capture(c, kind, method, tok);
-	if (h)
-		hit_enqueue(t, h);
-}
-
 static void deadline_after(struct timespec *ts, int ms)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
 	ts->tv_nsec += (long)ms * 1000000L;
 	ts->tv_sec += ts->tv_nsec / 1000000000L;
 	ts->tv_nsec %= 1000000000L;
+}
+
+/* Hands h to the recorder: 0, or -1 (h freed) when the queue stayed full
+ * for QUEUE_WAIT_MS or the tracker is stopping. A full queue slows the
+ * handlers down to the recorder's pace instead of losing hits: every hit
+ * answered 200 or 302 is recorded, and memory stays bounded. */
+static int hit_enqueue(struct tracker *t, struct hit_rec *h)
+{
+	struct hit_queue *q = &t->q;
+	pthread_mutex_lock(&q->mu);
+	if (q->n == QUEUE_CAP && !q->stopping) {
+		struct timespec dl;
+		deadline_after(&dl, QUEUE_WAIT_MS);
+		while (q->n == QUEUE_CAP && !q->stopping)
+			if (pthread_cond_timedwait(&q->room, &q->mu, &dl) == ETIMEDOUT)
+				break;
+	}
+	if (q->n == QUEUE_CAP || q->stopping) {
+		q->refused++;
+		pthread_mutex_unlock(&q->mu);
+		free(h);
+		return -1;
+	}
+	q->ring[(q->head + q->n) % QUEUE_CAP] = h;
+	q->n++;
+	if (q->n == 1 || q->n == BATCH_WAKE)
+		pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	return 0;
+}
+
+/* 0 when the hit is queued; -1 when it is not (the caller answers 503). */
+static int record_hit(struct tracker *t, struct MHD_Connection *c, enum hit_kind kind,
+		      const char *method, const struct token *tok)
+{
+	struct hit_rec *h = hit_capture(c, kind, method, tok);
+	return h ? hit_enqueue(t, h) : -1;
 }
 
 /* Waits for hits, then up to FLUSH_MS more so they group (less when
@@ -511,7 +530,7 @@ static size_t queue_take(struct hit_queue *q, struct hit_rec **out, size_t max)
 		pthread_cond_wait(&q->cv, &q->mu);
 	struct timespec dl;
 	deadline_after(&dl, FLUSH_MS);
-	while (!q->stopping && q->n < BATCH_MAX)
+	while (!q->stopping && q->n < BATCH_WAKE)
 		if (pthread_cond_timedwait(&q->cv, &q->mu, &dl) == ETIMEDOUT)
 			break;
 	size_t n = q->n < max ? q->n : max;
@@ -520,11 +539,14 @@ static size_t queue_take(struct hit_queue *q, struct hit_rec **out, size_t max)
 		q->head = (q->head + 1) % QUEUE_CAP;
 	}
 	q->n -= n;
-	unsigned long long dropped = q->dropped;
-	q->dropped = 0;
+	if (n)
+		pthread_cond_broadcast(&q->room);
+	unsigned long long refused = q->refused;
+	q->refused = 0;
 	pthread_mutex_unlock(&q->mu);
-	if (dropped)
-		diag_warn("tracker queue full: %llu hit(s) dropped unrecorded", dropped);
+	if (refused)
+		diag_warn("tracker: the recorder is behind; %llu hit(s) answered 503, not recorded",
+			  refused);
 	return n;
 }
 
@@ -724,7 +746,8 @@ static enum MHD_Result serve_open(struct tracker *t, struct MHD_Connection *c,
 		return send_shared(c, MHD_HTTP_TOO_MANY_REQUESTS, t->too_many);
 	/* The pixel answers the same for every genuine token, erased or not;
 	 * the recorder drops hits of notices that no longer exist. */
-	record_hit(t, c, HIT_OPEN, method, tok);
+	if (record_hit(t, c, HIT_OPEN, method, tok) != 0)
+		return send_shared(c, MHD_HTTP_SERVICE_UNAVAILABLE, t->busy);
 	return send_shared(c, MHD_HTTP_OK, t->gif);
 }
 
@@ -764,7 +787,10 @@ static enum MHD_Result serve_click(struct tracker *t, struct MHD_Connection *c,
 		free(ti.url);
 		return send_shared(c, MHD_HTTP_OK, t->gone_page);
 	}
-	record_hit(t, c, HIT_CLICK, method, tok);
+	if (record_hit(t, c, HIT_CLICK, method, tok) != 0) {
+		free(ti.url);
+		return send_shared(c, MHD_HTTP_SERVICE_UNAVAILABLE, t->busy);
+	}
 	struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
 	enum MHD_Result ret = MHD_NO;
 	if (resp) {
@@ -1117,14 +1143,29 @@ static enum MHD_Result route(struct tracker *t, struct MHD_Connection *c, const 
 	return send_shared(c, MHD_HTTP_NOT_FOUND, t->not_found);
 }
 
+/* Marks a GET or HEAD whose headers are in. A body sent with one (no
+ * client of ours does) is refused with 413 rather than read. */
+static const char GET_TAG;
+
 static enum MHD_Result tracker_access(void *cls, struct MHD_Connection *c, const char *url,
 				      const char *method, const char *version, const char *upload,
 				      size_t *upload_size, void **con_cls)
 {
 	(void)version, (void)upload;
 	struct tracker *t = cls;
+	if (*con_cls == &GET_TAG) {
+		if (*upload_size) {
+			*upload_size = 0;
+			return send_shared(c, MHD_HTTP_CONTENT_TOO_LARGE, t->too_large);
+		}
+		return route(t, c, url, method, con_cls);
+	}
 	if (*con_cls)
 		return confirm_continue(t, c, *con_cls, upload_size);
+	if (is_get(method)) {
+		*con_cls = (void *)&GET_TAG;
+		return MHD_YES;
+	}
 	return route(t, c, url, method, con_cls);
 }
 
@@ -1132,7 +1173,8 @@ static void tracker_completed(void *cls, struct MHD_Connection *c, void **con_cl
 			      enum MHD_RequestTerminationCode toe)
 {
 	(void)cls, (void)c, (void)toe;
-	free(*con_cls);
+	if (*con_cls != &GET_TAG)
+		free(*con_cls);
 	*con_cls = NULL;
 }
 
@@ -1155,6 +1197,7 @@ static void tracker_free(struct tracker *t)
 	classifier_free(t->cls);
 	pthread_mutex_destroy(&t->q.mu);
 	pthread_cond_destroy(&t->q.cv);
+	pthread_cond_destroy(&t->q.room);
 	pthread_mutex_destroy(&t->rate.mu);
 	pthread_mutex_destroy(&t->post_mu);
 	pthread_mutex_destroy(&t->log_mu);
@@ -1183,6 +1226,7 @@ static struct tracker *tracker_alloc(struct selo *app)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&t->q.cv, &ca);
+	pthread_cond_init(&t->q.room, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&t->rate.mu, NULL);
 	pthread_mutex_init(&t->post_mu, NULL);

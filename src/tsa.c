@@ -455,16 +455,13 @@ static int response_verify(const char *who, TS_RESP *r, const uint8_t *req, size
 	return 0;
 }
 
-int tsa_response_accept(const char *who, const uint8_t *req, size_t req_len,
-			const uint8_t *resp, size_t resp_len, const char *ca_pem, size_t ca_len,
-			const char *anchors, uint8_t **token, size_t *token_len,
-			int64_t *gen_time_ms, struct selo_err *err)
+int tsa_response_accept_obj(const char *who, TS_RESP *r, const uint8_t *req, size_t req_len,
+			    const char *ca_pem, size_t ca_len, const char *anchors,
+			    uint8_t **token, size_t *token_len, int64_t *gen_time_ms,
+			    struct selo_err *err)
 {
 	*token = NULL;
 	*token_len = 0;
-	TS_RESP *r = response_parse(who, resp, resp_len, err);
-	if (!r)
-		return -1;
 	int rc = -1;
 	if (response_granted(who, r, err) != 0 ||
 	    response_verify(who, r, req, req_len, ca_pem, ca_len, anchors, err) != 0)
@@ -483,8 +480,23 @@ int tsa_response_accept(const char *who, const uint8_t *req, size_t req_len,
 	*gen_time_ms = ms;
 	rc = 0;
 out:
-	TS_RESP_free(r);
 	ERR_clear_error();
+	return rc;
+}
+
+int tsa_response_accept(const char *who, const uint8_t *req, size_t req_len,
+			const uint8_t *resp, size_t resp_len, const char *ca_pem, size_t ca_len,
+			const char *anchors, uint8_t **token, size_t *token_len,
+			int64_t *gen_time_ms, struct selo_err *err)
+{
+	*token = NULL;
+	*token_len = 0;
+	TS_RESP *r = response_parse(who, resp, resp_len, err);
+	if (!r)
+		return -1;
+	int rc = tsa_response_accept_obj(who, r, req, req_len, ca_pem, ca_len, anchors, token,
+					 token_len, gen_time_ms, err);
+	TS_RESP_free(r);
 	return rc;
 }
 

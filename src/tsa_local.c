@@ -3,9 +3,10 @@
  * tsa_local_open loads and cross-checks the files, then stamps a probe digest
  * so a broken key or chain fails at start, not at the first notice;
  * local_timestamp builds a TimeStampReq in-process, answers it with a fresh
- * TS_RESP_CTX (they keep state, so one per call and no lock), and hands the
- * DER answer to tsa_response_accept, the very check an http TSA's answer
- * gets. Policy 2.25.207994476491351263116839556265121365311 (a UUID OID,
+ * TS_RESP_CTX (they keep state, so one per call and no lock). The self-test
+ * hands the DER answer to tsa_response_accept, the very check an http TSA's
+ * answer gets; later tokens get the same checks but the signature's, on the
+ * answer in memory (tsa_response_accept_obj). Policy 2.25.207994476491351263116839556265121365311 (a UUID OID,
  * X.667), SHA-256 everywhere, ESSCertIDv2, accuracy 1 s, genTime to the
  * millisecond, serials of 128 random bits (no counter to keep or lose), the
  * TSA name, the signer's certificate and ca.crt's intermediates (not its
@@ -178,50 +179,64 @@ static TS_RESP_CTX *responder_make(const struct tsa_local *s)
 	return rc;
 }
 
-/* The DER TimeStampResp for a DER TimeStampReq (granted or not: the caller
- * checks, as it would for any TSA). */
-static int respond(const struct tsa_local *s, const uint8_t *req, size_t req_len,
-		   uint8_t **resp, size_t *resp_len, struct selo_err *err)
+/* OpenSSL's TimeStampResp for a DER TimeStampReq (granted or not: the
+ * caller checks, as it would for any TSA); NULL when none could be made. */
+static TS_RESP *respond(const struct tsa_local *s, const uint8_t *req, size_t req_len,
+			struct selo_err *err)
 {
-	*resp = NULL;
 	TS_RESP_CTX *rc = responder_make(s);
 	BIO *in = rc ? BIO_new_mem_buf(req, (int)req_len) : NULL;
 	TS_RESP *r = in ? TS_RESP_create_response(rc, in) : NULL;
-	unsigned char *p = NULL;
-	int n = r ? i2d_TS_RESP(r, &p) : -1;
-	if (n > 0 && (*resp = malloc((size_t)n)) != NULL) {
-		memcpy(*resp, p, (size_t)n);
-		*resp_len = (size_t)n;
-	}
-	OPENSSL_free(p);
-	TS_RESP_free(r);
 	BIO_free(in);
 	TS_RESP_CTX_free(rc);
-	if (*resp)
-		return 0;
-	err_set(err, 503, "tsa-unavailable", "%s could not answer a request", TSA_LOCAL_WHO);
-	err_add_openssl(err);
-	return -1;
+	if (!r) {
+		err_set(err, 503, "tsa-unavailable", "%s could not answer a request", TSA_LOCAL_WHO);
+		err_add_openssl(err);
+	}
+	return r;
+}
+
+/* The self-test's path: the answer as DER through tsa_response_accept,
+ * exactly what an http TSA's answer gets, signature and chain included. */
+static int accept_as_der(const struct tsa_local *s, TS_RESP *r, const uint8_t *req,
+			 size_t req_len, uint8_t **der, size_t *len, int64_t *gen_time_ms,
+			 struct selo_err *err)
+{
+	unsigned char *p = NULL;
+	int n = i2d_TS_RESP(r, &p);
+	if (n <= 0) {
+		err_set(err, 503, "tsa-unavailable", "%s could not encode its answer", TSA_LOCAL_WHO);
+		err_add_openssl(err);
+		return -1;
+	}
+	int rc = tsa_response_accept(TSA_LOCAL_WHO, req, req_len, p, (size_t)n, s->ca_pem.data,
+				     s->ca_pem.len, "keys/ca.crt", der, len, gen_time_ms, err);
+	OPENSSL_free(p);
+	return rc;
 }
 
 static int local_timestamp(void *state, const uint8_t digest[32], uint8_t **der, size_t *len,
 			   int64_t *gen_time_ms, struct selo_err *err)
 {
 	const struct tsa_local *s = state;
-	uint8_t *req = NULL, *resp = NULL;
-	size_t req_len = 0, resp_len = 0;
+	uint8_t *req = NULL;
+	size_t req_len = 0;
 	int rc = -1;
-	/* After the self-test verified a token's signature and chain, tokens
-	 * made since by the same key and code skip only that (it costs more
-	 * than making the token); status, version, imprint, nonce and genTime
-	 * are still checked on every one. */
-	if (tsa_request_make(digest, &req, &req_len, err) == 0 &&
-	    respond(s, req, req_len, &resp, &resp_len, err) == 0)
-		rc = tsa_response_accept(TSA_LOCAL_WHO, req, req_len, resp, resp_len,
-					 s->self_tested ? NULL : s->ca_pem.data, s->ca_pem.len,
-					 "keys/ca.crt", der, len, gen_time_ms, err);
+	TS_RESP *r = NULL;
+	if (tsa_request_make(digest, &req, &req_len, err) == 0)
+		r = respond(s, req, req_len, err);
+	/* After the self-test verified a token's signature and chain over
+	 * DER, tokens made since by the same key and code skip only that (it
+	 * costs more than making the token) and the DER round trip (parsing
+	 * the certificates back cost as much again); status, version,
+	 * imprint, nonce and genTime are still checked on every one. */
+	if (r && !s->self_tested)
+		rc = accept_as_der(s, r, req, req_len, der, len, gen_time_ms, err);
+	else if (r)
+		rc = tsa_response_accept_obj(TSA_LOCAL_WHO, r, req, req_len, NULL, 0, "keys/ca.crt",
+					     der, len, gen_time_ms, err);
+	TS_RESP_free(r);
 	free(req);
-	free(resp);
 	return rc;
 }
 

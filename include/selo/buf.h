@@ -17,7 +17,6 @@ struct buf {
 void buf_reserve(struct buf *b, size_t extra);
 void buf_append(struct buf *b, const void *p, size_t n);
 void buf_puts(struct buf *b, const char *s);
-void buf_putc(struct buf *b, char c);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 void buf_reset(struct buf *b);             /* len = 0, keeps memory */
@@ -25,5 +24,14 @@ void buf_free(struct buf *b);              /* frees, back to BUF_INIT */
 char *buf_steal(struct buf *b, size_t *len); /* caller owns the data; b is reset */
 /* Returns b->data, or "" when nothing was appended yet. */
 const char *buf_str(const struct buf *b);
+
+/* One byte; inline because encoders call it once per byte of a message. */
+static inline void buf_putc(struct buf *b, char c)
+{
+	if (b->len + 2 > b->cap)
+		buf_reserve(b, 1);
+	b->data[b->len++] = c;
+	b->data[b->len] = '\0';
+}
 
 #endif

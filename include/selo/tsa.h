@@ -98,6 +98,15 @@ int tsa_response_accept(const char *who, const uint8_t *req, size_t req_len,
 			const uint8_t *resp, size_t resp_len, const char *ca_pem, size_t ca_len,
 			const char *anchors, uint8_t **token, size_t *token_len,
 			int64_t *gen_time_ms, struct selo_err *err);
+/* The same checks on a response already in memory (OpenSSL's TS_RESP),
+ * for the built-in TSA: it skips a DER round trip whose parse of the
+ * embedded certificates cost more than making the token. r stays the
+ * caller's. */
+struct TS_resp_st;
+int tsa_response_accept_obj(const char *who, struct TS_resp_st *r, const uint8_t *req,
+			    size_t req_len, const char *ca_pem, size_t ca_len, const char *anchors,
+			    uint8_t **token, size_t *token_len, int64_t *gen_time_ms,
+			    struct selo_err *err);
 
 /* Backends. */
 struct tsa_ops {

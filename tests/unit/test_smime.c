@@ -206,7 +206,8 @@ struct tsa {
 	uint8_t last_digest[32];
 	uint8_t *last_token;
 	size_t last_len;
-	int corrupt; /* 1: timestamp another digest; 2: fail */
+	int corrupt; /* 1: timestamp another digest; 2: fail; 3: a stray byte after the token;
+		      * 4: the token cut short; 5: its TSTInfo OID changed */
 };
 
 static int tsa_load(struct tsa *t, const char *keys)
@@ -316,6 +317,21 @@ static int tsa_stamp(void *arg, const uint8_t digest[32], uint8_t **der, size_t 
 	if (rc_out != 0) {
 		err_set(err, 500, "tsa", "test TSA failed");
 		err_add_openssl(err);
+		return rc_out;
+	}
+	if (t->corrupt == 3) {
+		uint8_t *more = realloc(*der, *len + 1);
+		if (more) {
+			more[(*len)++] = 0;
+			*der = more;
+		}
+	} else if (t->corrupt == 4) {
+		*len -= 40;
+	} else if (t->corrupt == 5) {
+		static const uint8_t oid[] = {0x09, 0x10, 0x01, 0x04};
+		uint8_t *at = memmem(*der, *len, oid, sizeof(oid));
+		if (at)
+			at[3] = 0x05;
 	}
 	return rc_out;
 }
@@ -419,6 +435,14 @@ TEST(wrong_or_failed_timestamp_is_refused)
 	CHECK(smime_sign(f.signer, ENTITY, strlen(ENTITY), tsa_stamp, &t, &s, &err) == -1);
 	CHECK(err.status == 503 && strstr(err.msg, "unavailable") != NULL);
 	smime_signed_free(&s);
+	for (int c = 3; c <= 5; c++) {
+		t.corrupt = c;
+		err_clear(&err);
+		CHECK(smime_sign(f.signer, ENTITY, strlen(ENTITY), tsa_stamp, &t, &s, &err) == -1);
+		CHECK(err.status == 502 && strstr(err.msg, "not DER CMS") != NULL);
+		CHECK(s.body.len == 0);
+		smime_signed_free(&s);
+	}
 	tsa_free(&t);
 	fixture_free(&f);
 }

@@ -161,6 +161,31 @@ TEST(open_migrate_reopen)
 	fx_remove(&f);
 }
 
+/* The checkpointer copies the WAL back while the store is open: the main
+ * file grows with the data, the WAL does not grow without bound. (It once
+ * ran on a connection that had never opened the WAL, and did nothing.) */
+TEST(checkpointer_copies_the_wal_back)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	struct stat before, after;
+	CHECK(stat(f.path, &before) == 0);
+	char body[64];
+	for (int i = 0; i < 300; i++) {
+		snprintf(body, sizeof(body), "{\"n\":%d}", i);
+		CHECK(!accept1(f.s, 1, NULL, body, "CKPT").failed);
+	}
+	int grown = 0;
+	for (int i = 0; i < 40 && !grown; i++) { /* CKPT_MS is 500 */
+		usleep(100 * 1000);
+		grown = stat(f.path, &after) == 0 && after.st_size > before.st_size + 64 * 1024;
+	}
+	CHECK(grown);
+	fx_close(&f);
+}
+
 TEST(apikeys)
 {
 	struct fx f;
