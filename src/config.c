@@ -57,6 +57,8 @@ static const struct key KEYS[] = {
 	STR("smtp", "helo", smtp_helo),
 	STR("smtp", "mx_override", smtp_mx_override),
 	STR("smtp", "resolver", smtp_resolver),
+	INT("smtp", "mx_port", smtp_mx_port, 1, 65535),
+	INT("smtp", "per_destination", smtp_per_destination, 1, 1000),
 	STR("mail", "domain", mail_domain),
 	STR("mail", "from_address", mail_from_address),
 	STR("mail", "from_name", mail_from_name),
@@ -98,6 +100,8 @@ void config_defaults(struct selo_config *c, const char *data_dir)
 	c->track_burst_window_ms = 2000;
 	c->track_burst_links = 2;
 	c->smtp_mode = SMTP_MAILDIR;
+	c->smtp_mx_port = 25;
+	c->smtp_per_destination = 4;
 	c->starttls = STARTTLS_TRY;
 	c->smtp_timeout_ms = 60000;
 	snprintf(c->mail_domain, sizeof(c->mail_domain), "example.com");

@@ -188,8 +188,12 @@ static json_t *attempt_fields(struct item *it, const char *transport, int attemp
 	if (m->reply.len)
 		json_object_set_new(f, "reply", json_string(disclose(&it->disc, salt, m->reply.data,
 								     m->reply.len)));
+	if (m->mx[0])
+		json_object_set_new(f, "mx", json_string(m->mx));
 	if (m->tls[0])
 		json_object_set_new(f, "tls", json_string(m->tls));
+	if (m->tls_peer[0])
+		json_object_set_new(f, "tls_peer", json_string(m->tls_peer));
 	if (m->error[0])
 		json_object_set_new(f, "error", json_string(m->error));
 	if (m->transcript.len)

@@ -1,6 +1,6 @@
 /* transport.c: the transport interface (see transport.h). Picks the backend
- * named by cfg->smtp_mode (transport_maildir.c, transport_relay.c; mx is not
- * built yet and is refused at open with a clear error), checks the caller's
+ * named by cfg->smtp_mode (transport_maildir.c, transport_relay.c,
+ * transport_mx.c), checks the caller's
  * messages before any backend sees them, and resets their out fields.
  * Functions: transport_open, transport_send, transport_close, transport_name,
  * transport_accept_event, transport_msg_reset_out, transport_msg_free.
@@ -27,6 +27,8 @@ void transport_msg_reset_out(struct transport_msg *m)
 	buf_reset(&m->transcript);
 	m->peer[0] = '\0';
 	m->tls[0] = '\0';
+	m->tls_peer[0] = '\0';
+	m->mx[0] = '\0';
 	m->error[0] = '\0';
 }
 
@@ -46,7 +48,7 @@ static const struct transport_ops *ops_for_mode(enum smtp_mode mode)
 	case SMTP_RELAY:
 		return &transport_relay_ops;
 	case SMTP_MX:
-		return NULL;
+		return &transport_mx_ops;
 	}
 	return NULL;
 }
@@ -54,16 +56,14 @@ static const struct transport_ops *ops_for_mode(enum smtp_mode mode)
 int transport_open(const struct selo_config *cfg, struct transport **out, struct selo_err *err)
 {
 	*out = NULL;
-	if (cfg->smtp_mode == SMTP_MX)
-		return err_set(err, 500, "not-implemented",
-			       "smtp.mode = mx is not implemented yet; use maildir or relay");
 	const struct transport_ops *ops = ops_for_mode(cfg->smtp_mode);
 	if (!ops)
 		return err_set(err, 500, "config", "unknown smtp.mode %d", (int)cfg->smtp_mode);
 
 	void *state = NULL;
 	int r = cfg->smtp_mode == SMTP_MAILDIR ? transport_maildir_open(cfg, &state, err)
-					       : transport_relay_open(cfg, &state, err);
+		: cfg->smtp_mode == SMTP_RELAY ? transport_relay_open(cfg, &state, err)
+					       : transport_mx_open(cfg, &state, err);
 	if (r != 0)
 		return -1;
 	struct transport *t = calloc(1, sizeof(*t));

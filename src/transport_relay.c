@@ -117,6 +117,7 @@ struct relay_session {
 	struct relay_item *data_item; /* data sent, its transcript note pending */
 	char last_reply[256];         /* last final reply line from the server */
 	char tls[160];
+	char tls_peer[256];           /* the server certificate's subject */
 	char failure[256];            /* a cause learnt from events (TLS, certificate) */
 	struct timespec last_io;
 	struct timespec starttls_sent; /* for the ticket drain's patience */
@@ -199,6 +200,36 @@ int transport_relay_open(const struct selo_config *cfg, void **state, struct sel
 			  "the password may cross the network in clear text");
 	*state = r;
 	return 0;
+}
+
+int transport_relay_open_direct(const struct selo_config *cfg, void **state,
+				struct selo_err *err)
+{
+	*state = NULL;
+	struct relay *r = calloc(1, sizeof(*r));
+	if (!r)
+		return err_set(err, 500, "oom", "out of memory opening the mx transport");
+	snprintf(r->helo, sizeof(r->helo), "%s", cfg->smtp_helo);
+	r->starttls = cfg->starttls;
+	r->tls_verify = cfg->smtp_tls_verify;
+	r->timeout_ms = cfg->smtp_timeout_ms > 0 ? cfg->smtp_timeout_ms : 60000;
+	r->ssl_ctx = make_ssl_ctx(cfg, err);
+	if (!r->ssl_ctx) {
+		free(r);
+		return -1;
+	}
+	*state = r;
+	return 0;
+}
+
+static int relay_send(void *state, struct transport_msg *msgs, size_t n);
+
+int transport_relay_session(void *state, const char *server, struct transport_msg *msgs,
+			    size_t n)
+{
+	struct relay *r = state;
+	textf(r->server, sizeof(r->server), "%s", server);
+	return relay_send(r, msgs, n);
 }
 
 static void relay_close(void *state)
@@ -555,6 +586,16 @@ static void on_tls_ok(struct relay_session *s, SSL *ssl, const char *cipher, int
 {
 	snprintf(s->tls, sizeof(s->tls), "%s %s %d", SSL_get_version(ssl), cipher ? cipher : "?", bits);
 	emitf_to(s, s->cur, "-- TLS established: %s", s->tls);
+	X509 *cert = SSL_get1_peer_certificate(ssl);
+	BIO *b = cert ? BIO_new(BIO_s_mem()) : NULL;
+	if (b && X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0) {
+		char *p = NULL;
+		long n = BIO_get_mem_data(b, &p);
+		textf(s->tls_peer, sizeof(s->tls_peer), "%.*s", (int)(n > 255 ? 255 : n), p);
+		emitf_to(s, s->cur, "-- server certificate: %s", s->tls_peer);
+	}
+	BIO_free(b);
+	X509_free(cert);
 	if (SSL_version(ssl) >= TLS1_3_VERSION)
 		drain_session_tickets(s, ssl);
 }
@@ -662,7 +703,7 @@ static void on_event(smtp_session_t session, int event, void *arg, ...)
 		const char *name = va_arg(ap, const char *);
 		SSL *ssl = va_arg(ap, SSL *);
 		char why[200];
-		snprintf(why, sizeof(why), "server certificate names %.80s, not the relay's host",
+		snprintf(why, sizeof(why), "server certificate names %.80s, not the host we asked for",
 			 name && name[0] ? name : "another host");
 		certificate_event(s, ok, why, ssl);
 		break;
@@ -977,6 +1018,7 @@ static void finish_message(struct relay_session *s, struct relay_item *it, const
 	decide(s, it, why);
 	textf(m->peer, sizeof(m->peer), "%s", s->relay->server);
 	textf(m->tls, sizeof(m->tls), "%s", s->tls);
+	textf(m->tls_peer, sizeof(m->tls_peer), "%s", s->tls_peer);
 	const struct part *parts[3] = {&s->part[0], &s->part[1 + (size_t)(it - s->items)],
 				       &s->part[closing_part(s)]};
 	for (int i = 0; i < 3; i++)

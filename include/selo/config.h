@@ -49,6 +49,8 @@ struct selo_config {
 	char smtp_helo[256];          /* EHLO name, default mail.domain */
 	char smtp_mx_override[1024];  /* domain=host:port,... (tests) */
 	char smtp_resolver[128];      /* host:port of the DNS server; empty = system */
+	int smtp_mx_port;             /* port of MX hosts found in DNS: 25 (tests change it) */
+	int smtp_per_destination;     /* concurrent sessions per recipient domain (mx), default 4 */
 
 	/* [mail] */
 	char mail_domain[256];        /* default from `selo init --domain` */

@@ -1,8 +1,9 @@
 /* transport.h: how a sealed message leaves Selo. One interface, one backend
  * per file (as OpenSMTPD's queue backends): transport_maildir.c (default: write
  * the .eml under DIR/outbox, no network) and transport_relay.c (libesmtp to
- * a smarthost, STARTTLS no|try|require, optional AUTH); transport_mx.c
- * follows. A transport sends a batch of messages, over one SMTP session when
+ * a smarthost, STARTTLS no|try|require, optional AUTH) and transport_mx.c
+ * (each recipient domain's own MX hosts, found in DNS; its SMTP sessions are
+ * the relay backend's, pointed at one MX address at a time). A transport sends a batch of messages, over one SMTP session when
  * it can, and reports each message's outcome with the evidence (reply, TLS,
  * peer, and its own transcript: the session's greeting, EHLO and TLS, its
  * own transaction and the QUIT, never another message's lines; AUTH redacted).
@@ -35,6 +36,8 @@ struct transport_msg {
 	struct buf transcript;       /* this message's part of the session (docs/transports.md) */
 	char peer[160];              /* host:port that answered, or the maildir path */
 	char tls[160];               /* "TLSv1.3 TLS_AES_256_GCM_SHA384 256" or "" */
+	char tls_peer[256];          /* the server certificate's subject (RFC 2253), or "" */
+	char mx[300];                /* mx: the MX host answered ("mx1.example (10)"), or "" */
 	char error[256];             /* local failure (refused, timeout, TLS) or "" */
 };
 void transport_msg_reset_out(struct transport_msg *m);
@@ -63,7 +66,17 @@ struct transport_ops {
 };
 int transport_maildir_open(const struct selo_config *cfg, void **state, struct selo_err *err);
 int transport_relay_open(const struct selo_config *cfg, void **state, struct selo_err *err);
+int transport_mx_open(const struct selo_config *cfg, void **state, struct selo_err *err);
 extern const struct transport_ops transport_maildir_ops;
 extern const struct transport_ops transport_relay_ops;
+extern const struct transport_ops transport_mx_ops;
+
+/* For transport_mx.c: a relay-backend state with no smarthost and no AUTH
+ * (TLS, timeouts and transcripts as configured), and one SMTP session of it
+ * to server ("a.b.c.d:port"), with the relay's outcome rules. */
+int transport_relay_open_direct(const struct selo_config *cfg, void **state,
+				struct selo_err *err);
+int transport_relay_session(void *state, const char *server, struct transport_msg *msgs,
+			    size_t n);
 
 #endif

@@ -12,7 +12,8 @@ Command line:
                         can start the server and read where it listens.
     --maildir DIR       store message n (1, 2, ...) as DIR/<n>.eml, the exact
                         bytes received (CRLF kept, dot-stuffing undone), and
-                        DIR/<n>.json {"mail_from", "rcpt_tos", "tls", "auth"}
+                        DIR/<n>.json {"mail_from", "rcpt_tos", "tls", "peer",
+                        "auth"} (peer: the client's address:port)
     --reply CODE[:TEXT] answer DATA with this reply (e.g. 450, 550:no thanks)
                         instead of 250; the message is not stored
     --rcpt-reply CODE[:TEXT]  answer every RCPT TO with this reply
@@ -181,6 +182,8 @@ class SMTPTestServer:
                 'mail_from': envelope.mail_from,
                 'rcpt_tos': list(envelope.rcpt_tos),
                 'tls': session.ssl is not None,
+                # the client's address and port: one connection per value
+                'peer': '%s:%s' % tuple(session.peer[:2]) if session.peer else None,
                 'auth': (session.auth_data.login.decode('utf-8', 'replace')
                      if isinstance(session.auth_data, LoginPassword) else None),
             }

@@ -559,17 +559,38 @@ TEST(maildir_write_failure_is_tempfail)
 	rm_rf(dir);
 }
 
-TEST(open_refuses_mx_and_bad_relay)
+TEST(open_refuses_bad_mx_and_relay_settings)
 {
 	struct selo_config cfg;
 	struct transport *t;
 	struct selo_err err;
-	memset(&cfg, 0, sizeof(cfg));
+	config_defaults(&cfg, "/nonexistent");
 	cfg.smtp_mode = SMTP_MX;
+	static const char *const bad_override[] = {"destino.example", "=127.0.0.1:25",
+						   "destino.example=127.0.0.1",
+						   "destino.example=127.0.0.1:0", "a=b:25,c"};
+	for (size_t i = 0; i < sizeof(bad_override) / sizeof(bad_override[0]); i++) {
+		snprintf(cfg.smtp_mx_override, sizeof(cfg.smtp_mx_override), "%s", bad_override[i]);
+		err_clear(&err);
+		CHECK(transport_open(&cfg, &t, &err) == -1);
+		CHECK(strstr(err.msg, "smtp.mx_override") != NULL);
+	}
+	snprintf(cfg.smtp_mx_override, sizeof(cfg.smtp_mx_override), "a.example=127.0.0.1:2525");
+	static const char *const bad_resolver[] = {"127.0.0.1", "localhost:53", "127.0.0.1:0"};
+	for (size_t i = 0; i < sizeof(bad_resolver) / sizeof(bad_resolver[0]); i++) {
+		snprintf(cfg.smtp_resolver, sizeof(cfg.smtp_resolver), "%s", bad_resolver[i]);
+		err_clear(&err);
+		CHECK(transport_open(&cfg, &t, &err) == -1);
+		CHECK(strstr(err.msg, "smtp.resolver") != NULL);
+	}
+	snprintf(cfg.smtp_resolver, sizeof(cfg.smtp_resolver), "127.0.0.1:5353");
 	err_clear(&err);
-	CHECK(transport_open(&cfg, &t, &err) == -1);
-	CHECK(err.status == 500 && strstr(err.msg, "not implemented") != NULL);
+	CHECK(transport_open(&cfg, &t, &err) == 0);
+	CHECK_STR(transport_name(t), "mx");
+	CHECK_STR(transport_accept_event(t), "delivery_accepted");
+	transport_close(t);
 
+	memset(&cfg, 0, sizeof(cfg));
 	relay_config(&cfg, 25);
 	cfg.smtp_relay[0] = '\0';
 	CHECK(transport_open(&cfg, &t, &err) == -1);
