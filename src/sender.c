@@ -190,6 +190,8 @@ static json_t *attempt_fields(struct item *it, const char *transport, int attemp
 								     m->reply.len)));
 	if (m->mx[0])
 		json_object_set_new(f, "mx", json_string(m->mx));
+	if (m->queue_id[0])
+		json_object_set_new(f, "queue_id", json_string(m->queue_id));
 	if (m->tls[0])
 		json_object_set_new(f, "tls", json_string(m->tls));
 	if (m->tls_peer[0])

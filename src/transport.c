@@ -6,6 +6,7 @@
  * transport_accept_event, transport_msg_reset_out, transport_msg_free.
  * Errors: open fills struct selo_err; send returns -1 only on misuse (NULL
  * arguments or a message missing an in field, which gets an error text). */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,22 @@ void transport_msg_reset_out(struct transport_msg *m)
 	m->tls[0] = '\0';
 	m->tls_peer[0] = '\0';
 	m->mx[0] = '\0';
+	m->queue_id[0] = '\0';
 	m->error[0] = '\0';
+}
+
+void transport_queue_id(const char *reply, char out[64])
+{
+	out[0] = '\0';
+	const char *p = reply ? strcasestr(reply, "queued as ") : NULL;
+	if (!p)
+		return;
+	p += strlen("queued as ");
+	size_t n = 0;
+	while (n < 63 && (isalnum((unsigned char)p[n]) || strchr(".-_", p[n])) && p[n])
+		n++;
+	memcpy(out, p, n);
+	out[n] = '\0';
 }
 
 void transport_msg_free(struct transport_msg *m)

@@ -395,6 +395,7 @@ static void take_result(struct transport_msg *dst, struct transport_msg *src, co
 	memcpy(dst->tls, src->tls, sizeof(dst->tls));
 	memcpy(dst->tls_peer, src->tls_peer, sizeof(dst->tls_peer));
 	memcpy(dst->error, src->error, sizeof(dst->error));
+	memcpy(dst->queue_id, src->queue_id, sizeof(dst->queue_id));
 	textf(dst->mx, sizeof(dst->mx), "%s", mx);
 }
 

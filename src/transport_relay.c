@@ -1019,6 +1019,8 @@ static void finish_message(struct relay_session *s, struct relay_item *it, const
 	textf(m->peer, sizeof(m->peer), "%s", s->relay->server);
 	textf(m->tls, sizeof(m->tls), "%s", s->tls);
 	textf(m->tls_peer, sizeof(m->tls_peer), "%s", s->tls_peer);
+	if (m->outcome == TRANSPORT_ACCEPTED)
+		transport_queue_id(buf_str(&m->reply), m->queue_id);
 	const struct part *parts[3] = {&s->part[0], &s->part[1 + (size_t)(it - s->items)],
 				       &s->part[closing_part(s)]};
 	for (int i = 0; i < 3; i++)

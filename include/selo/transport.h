@@ -38,9 +38,14 @@ struct transport_msg {
 	char tls[160];               /* "TLSv1.3 TLS_AES_256_GCM_SHA384 256" or "" */
 	char tls_peer[256];          /* the server certificate's subject (RFC 2253), or "" */
 	char mx[300];                /* mx: the MX host answered ("mx1.example (10)"), or "" */
+	char queue_id[64];           /* the server's queue id from "250 ... queued as ID", or "" */
 	char error[256];             /* local failure (refused, timeout, TLS) or "" */
 };
 void transport_msg_reset_out(struct transport_msg *m);
+/* The queue id a 2xx reply names ("250 2.0.0 Ok: queued as 4dXq1r3Kz9z"
+ * from Postfix, "... queued as <id>" from others): letters, digits and
+ * ".-_" after "queued as ", at most 63 bytes; "" when the reply has none. */
+void transport_queue_id(const char *reply, char out[64]);
 void transport_msg_free(struct transport_msg *m);
 
 struct transport;

@@ -7,7 +7,7 @@ SMTP session for several notices to one domain, STARTTLS with the TLS
 version, cipher and certificate subject in the event, and smtp.mx_override.
 No traffic leaves 127.0.0.0/8: MX hosts resolve to 127.0.0.x, and a host
 that must refuse connections is 127.0.0.2, where nothing listens."""
-import json, os, sys, tempfile
+import json, os, re, signal, socket, sys, tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from selotest import *  # noqa: F401,F403
 
@@ -219,6 +219,197 @@ def starttls_details_in_the_event():
             w.close()
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def rfc3339_ms(t):
+    import datetime
+    return datetime.datetime.fromisoformat(t.replace('Z', '+00:00')).timestamp() * 1000
+
+
+@test
+def each_smtp_failure_gets_its_event_and_next_attempt():
+    """The recipient's MX answers 421/450/451/550/552, drops the connection in
+    DATA, stalls past the timeout, or lacks STARTTLS that smtp.starttls
+    requires: each ends in the right event, and a temporary one is retried
+    on the documented schedule (retry_base 1 s here: the first retry after
+    1 s, the second after 2 s)."""
+    cases = [
+        (('--reply', '421'), {}, 'delivery_deferred', 421, None),
+        (('--reply', '450'), {}, 'delivery_deferred', 450, None),
+        (('--reply', '451'), {}, 'delivery_deferred', 451, None),
+        (('--rcpt-reply', '450'), {}, 'delivery_deferred', 450, None),
+        (('--reply', '550'), {}, 'delivery_failed', 550, None),
+        (('--reply', '552'), {}, 'delivery_failed', 552, None),
+        (('--rcpt-reply', '550:5.1.1 no such user'), {}, 'delivery_failed', 550, None),
+        (('--drop-in-data',), {}, 'delivery_deferred', 0, 'closed the connection'),
+        (('--stall', '3'), {'timeout_ms': '1000'}, 'delivery_deferred', 0, 'within 1000 ms'),
+        ((), {'starttls': 'require'}, 'delivery_deferred', 0, 'does not offer STARTTLS'),
+    ]
+    for args, smtp, typ, code, why in cases:
+        w = World(smtp_args=args, smtp=smtp)
+        try:
+            nid = w.submit('devedor@destino.example')[0]
+            ev = wait_until(lambda: w.events(nid, typ) or None, 20, 0.1, f'{args}: {typ}')[0]
+            eq(ev.get('code', 0), code, f'{args}: {ev}')
+            if why:
+                check(why in ev.get('error', ''), f'{args}: {ev}')
+            if typ == 'delivery_failed':
+                eq(ev['reason'], 'rejected', f'{args}')
+                continue
+            # the next attempt: retry_at = the attempt's time + 1 s, then + 2 s
+            t1 = rfc3339_ms(ev['retry_at']) - rfc3339_ms(ev['time'])
+            check(500 <= t1 <= 1600, f'{args}: first retry after ~1 s, not {t1} ms')
+            second = wait_until(lambda: (lambda e: e[1] if len(e) > 1 else None)(
+                w.events(nid, typ)), 20, 0.1, f'{args}: a second attempt')
+            eq(second['attempt'], 2, second)
+            check(rfc3339_ms(second['time']) >= rfc3339_ms(ev['retry_at']) - 50,
+                  f'{args}: not retried early')
+            t2 = rfc3339_ms(second['retry_at']) - rfc3339_ms(second['time'])
+            check(1500 <= t2 <= 2600, f'{args}: second retry after ~2 s, not {t2} ms')
+        finally:
+            w.close()
+
+
+@test
+def expiry_fails_with_the_last_answer():
+    w = World(smtp_args=('--reply', '451:4.3.0 try later'), sender={'lifetime': '3'})
+    try:
+        nid = w.submit('devedor@destino.example')[0]
+        j = w.s.wait_status(nid, ['failed'], timeout=30)
+        ev = w.events(nid, 'delivery_failed')
+        eq(len(ev), 1, j)
+        eq(ev[0]['reason'], 'expired')
+        eq(ev[0]['code'], 451)
+        check(len(w.events(nid, 'delivery_deferred')) >= 1, 'deferred before it expired')
+    finally:
+        w.close()
+
+
+class Postfix:
+    """A private Postfix (Debian's postfix) as the recipient's MX: its own
+    config, queue and data directories under a temporary directory, smtpd on
+    127.0.0.1:port with STARTTLS offered, mail for destino.example delivered
+    by its virtual agent into a maildir there. Nothing system-wide is touched:
+    `postfix -c DIR start-fg`, and the master is stopped by the PID it wrote."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix='selo-postfix-')
+        os.chmod(self.dir, 0o755)  # postfix's own processes walk into it
+        d = self.dir
+        for sub in ('etc', 'queue', 'data', 'mail'):
+            os.makedirs(os.path.join(d, sub))
+        self.port = free_port()
+        etc = os.path.join(d, 'etc')
+        subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout',
+                        f'{etc}/key.pem', '-out', f'{etc}/crt.pem', '-days', '2',
+                        '-subj', '/CN=mx.destino.example/O=Destino MX'],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        import pwd, grp
+        uid, gid = pwd.getpwnam('postfix').pw_uid, grp.getgrnam('postfix').gr_gid
+        with open(f'{etc}/main.cf', 'w') as f:
+            f.write(f"""compatibility_level = 3.6
+queue_directory = {d}/queue
+data_directory = {d}/data
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = mx.destino.example
+mydestination =
+mynetworks = 127.0.0.0/8
+virtual_mailbox_domains = destino.example
+virtual_mailbox_base = {d}/mail
+virtual_mailbox_maps = static:caixa/
+virtual_uid_maps = static:{uid}
+virtual_gid_maps = static:{gid}
+smtpd_tls_cert_file = {etc}/crt.pem
+smtpd_tls_key_file = {etc}/key.pem
+smtpd_tls_security_level = may
+maillog_file = {d}/maillog
+maillog_file_prefixes = {d}
+biff = no
+""")
+        with open('/etc/postfix/master.cf') as f:
+            master = f.read()
+        master = re.sub(r'(?m)^smtp\s+inet\s.*$', f'127.0.0.1:{self.port} inet n - n - - smtpd', master)
+        with open(f'{etc}/master.cf', 'w') as f:
+            f.write(master)
+        os.chown(os.path.join(d, 'data'), uid, gid)
+        os.chown(os.path.join(d, 'mail'), uid, gid)
+        self.p = spawn(['postfix', '-c', etc, 'start-fg'], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        def listening():
+            try:
+                socket.create_connection(('127.0.0.1', self.port), 0.5).close()
+                return True
+            except OSError:
+                return False
+        wait_until(listening, 30, 0.1, 'postfix to listen')
+
+    def delivered(self):
+        new = os.path.join(self.dir, 'mail', 'caixa', 'new')
+        out = []
+        for f in sorted(os.listdir(new)) if os.path.isdir(new) else []:
+            with open(os.path.join(new, f), 'rb') as fh:
+                out.append(fh.read())
+        return out
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, 'maillog')) as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    def stop(self):
+        pidfile = os.path.join(self.dir, 'queue', 'pid', 'master.pid')
+        try:
+            with open(pidfile) as f:
+                master = int(f.read().strip())
+            os.kill(master, signal.SIGTERM)
+            wait_until(lambda: not os.path.exists(f'/proc/{master}') or
+                       open(f'/proc/{master}/stat').read().split()[2] == 'Z', 20, 0.1,
+                       'the postfix master to exit')
+        except (OSError, ValueError):
+            pass
+        stop(self.p)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@test
+def postfix_as_the_mx_with_starttls():
+    if not shutil.which('postfix'):
+        raise Fail('postfix is not installed (scripts/install-deps.sh installs it)')
+    pf = Postfix()
+    w = None
+    try:
+        w = World(smtp={'mx_override': f'destino.example=127.0.0.1:{pf.port}',
+                        'starttls': 'require', 'tls_verify': 'no'})
+        ids = w.submit('devedor@destino.example', 3)
+        for nid in ids:
+            w.s.wait_status(nid, ['delivered'])
+        mails = wait_until(lambda: (lambda m: m if len(m) >= 3 else None)(pf.delivered()), 30,
+                           0.2, f'three messages in postfix\'s maildir; log: {pf.log()[-1500:]}')
+        eq(len(mails), 3)
+        qids = set()
+        for nid in ids:
+            e = w.events(nid, 'delivery_accepted')[0]
+            check(e.get('tls', '').startswith('TLSv1.'), e)
+            eq(e.get('tls_peer'), 'O=Destino MX,CN=mx.destino.example')
+            qid = e.get('queue_id', '')
+            check(re.fullmatch(r'[0-9A-Za-z]{6,}', qid), f'a postfix queue id: {e}')
+            check(f'{qid}: ' in pf.log(), f'postfix logged queue id {qid}')
+            qids.add(qid)
+            eml = w.s.api('GET', f'/v1/notices/{nid}/message')[2]
+            # the maildir holds LF line ends and postfix's own headers on top
+            check(any(eml.replace(b'\r\n', b'\n') in m for m in mails),
+                  'the stored message is what postfix delivered')
+        eq(len(qids), 3, 'three queue ids')
+        check('status=sent (delivered to maildir)' in pf.log(), pf.log()[-1500:])
+    finally:
+        if w:
+            w.close()
+        pf.stop()
 
 
 if __name__ == '__main__':
