@@ -7,8 +7,11 @@
    the senders drain into smtp-sink; requests/s and the p50/p99 latency.
 3. tracker: pixel requests/s with wrk against Selo and nginx empty_gif.
 4. ledger: scripts/bench/ledger_bench.c.
-BENCH_ONLY=e2e,tracker,ledger picks some; BENCH_E2E_ONLY=1 skips 2;
-BENCH_NOTICES and BENCH_WORKERS size 1."""
+5. mx: notices/s through the mx transport into smtp-sink, against
+   smtp-source -> Postfix with the OpenDKIM milter -> smtp-sink, and the ratio.
+BENCH_ONLY=e2e,mx,tracker,ledger picks some; BENCH_E2E_ONLY=1 skips 2;
+BENCH_NOTICES and BENCH_WORKERS size 1; BENCH_MX_NOTICES and
+BENCH_POSTFIX_MESSAGES size 5."""
 import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -216,13 +219,197 @@ def e2e(tmp, procs):
     serve.wait(30)
 
 
+def wait_healthz(url):
+    for _ in range(100):
+        if subprocess.run(['curl', '-s', '-o', '/dev/null', url + '/healthz']).returncode == 0:
+            return
+        time.sleep(0.1)
+
+
+def mx_e2e(tmp, procs, n):
+    """Notices/s through the mx transport (one SMTP session per batch of one
+    domain: connection reuse) into smtp-sink, both DKIM signatures, S/MIME
+    with its timestamp, the log and tracking, each notice durable before its
+    202. Returns notices/s."""
+    sink_port = free_port()
+    sink = subprocess.Popen(['smtp-sink', '-u', 'nobody', f'127.0.0.1:{sink_port}', '1024'],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(sink)
+    data = os.path.join(tmp, 'mx')
+    out = subprocess.run([SELO, 'init', '--data', data, '--domain', 'cobranca.example'],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True)
+    key = out.stdout.decode().split()[1]
+    api = free_port()
+    with open(os.path.join(data, 'selo.conf'), 'w') as f:
+        f.write(f'[api]\nlisten = 127.0.0.1:{api}\n[track]\nlisten = 127.0.0.1:{free_port()}\n'
+                f'[mail]\ndomain = cobranca.example\n[smtp]\nmode = mx\nstarttls = no\n'
+                f'mx_override = destino.example=127.0.0.1:{sink_port}\n'
+                f'[sender]\nworkers = 4\nbatch = 50\n')
+    log = open(os.path.join(tmp, 'mx-serve.log'), 'wb')
+    serve = subprocess.Popen([SELO, 'serve', '--data', data], stdout=log, stderr=log)
+    procs.append(serve)
+    url = f'http://127.0.0.1:{api}'
+    wait_healthz(url)
+    batch = json.dumps({'notices': [NOTICE] * 500}).encode()
+    t0 = time.time()
+    sent = 0
+    while sent < n:
+        sent += curl('POST', url + '/v1/notices/batch', key, batch)['accepted']
+    while True:
+        m = metrics(url)
+        if m.get('delivered', 0) + m.get('failed', 0) >= n:
+            break
+        time.sleep(0.05)
+    rate = n / (time.time() - t0)
+    print(f'mx transport: {n} notices -> smtp-sink (4 workers, batches of 50 per session, '
+          f'RSA+Ed25519 DKIM + S/MIME + RFC 3161 + log): {rate:.0f} notices/s '
+          f'(failed: {m.get("failed", 0)})', flush=True)
+    serve.send_signal(signal.SIGTERM)
+    serve.wait(60)
+    sink.send_signal(signal.SIGTERM)
+    sink.wait(20)
+    return rate
+
+
+OPENDKIM_CONF = """Syslog no
+Mode s
+Domain bench.example
+Selector selo
+KeyFile {d}/selo.private
+Socket inet:{port}@127.0.0.1
+PidFile {d}/opendkim.pid
+Canonicalization relaxed/relaxed
+SignatureAlgorithm rsa-sha256
+InternalHosts 127.0.0.1
+UMask 077
+RequireSafeKeys false
+"""
+
+POSTFIX_MAIN = """compatibility_level = 3.6
+queue_directory = {d}/queue
+data_directory = {d}/data
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = relay.bench.example
+mydestination =
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:{sink}
+smtpd_milters = inet:127.0.0.1:{milter}
+non_smtpd_milters = $smtpd_milters
+milter_default_action = tempfail
+maillog_file = {d}/maillog
+maillog_file_prefixes = {d}
+biff = no
+"""
+
+
+def postfix_opendkim(tmp, procs, n):
+    """The usual alternative: smtp-source -> Postfix on a loopback port with
+    the OpenDKIM milter (RSA-2048, relaxed/relaxed) -> smtp-sink; messages/s
+    from the first connection to the last status=sent. Returns it, or None."""
+    for tool in ('postfix', 'opendkim', 'opendkim-genkey', 'smtp-source', 'smtp-sink'):
+        if not shutil.which(tool):
+            print(f'postfix+opendkim: {tool} not installed (scripts/install-deps.sh)')
+            return None
+    import grp, pwd
+    d = os.path.join(tmp, 'postfix')
+    for sub in ('etc', 'queue', 'data', 'dkim'):
+        os.makedirs(os.path.join(d, sub))
+    os.chmod(tmp, 0o755)
+    os.chmod(d, 0o755)
+    uid, gid = pwd.getpwnam('postfix').pw_uid, grp.getgrnam('postfix').gr_gid
+    os.chown(os.path.join(d, 'data'), uid, gid)
+    dk = os.path.join(d, 'dkim')
+    subprocess.run(['opendkim-genkey', '-b', '2048', '-d', 'bench.example', '-s', 'selo',
+                    '-D', dk], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    milter, sink_port, port = free_port(), free_port(), free_port()
+    with open(os.path.join(dk, 'opendkim.conf'), 'w') as f:
+        f.write(OPENDKIM_CONF.format(d=dk, port=milter))
+    with open(os.path.join(d, 'etc', 'main.cf'), 'w') as f:
+        f.write(POSTFIX_MAIN.format(d=d, sink=sink_port, milter=milter))
+    with open('/etc/postfix/master.cf') as f:
+        master = re.sub(r'(?m)^smtp\s+inet\s.*$', f'127.0.0.1:{port} inet n - n - - smtpd',
+                        f.read())
+    with open(os.path.join(d, 'etc', 'master.cf'), 'w') as f:
+        f.write(master)
+    # the sink keeps what it receives, to check that OpenDKIM signed it
+    dump = os.path.join(d, 'sink')
+    os.makedirs(dump)
+    os.chmod(dump, 0o777)
+    sink = subprocess.Popen(['smtp-sink', '-u', 'nobody', '-d', dump + '/%H/m.',
+                             f'127.0.0.1:{sink_port}', '1024'],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(sink)
+    odk = subprocess.Popen(['opendkim', '-f', '-x', os.path.join(dk, 'opendkim.conf')],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(odk)
+    pf = subprocess.Popen(['postfix', '-c', os.path.join(d, 'etc'), 'start-fg'],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(pf)
+    master_pid = None
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(('127.0.0.1', port), 0.2).close()
+                socket.create_connection(('127.0.0.1', milter), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        with open(os.path.join(d, 'queue', 'pid', 'master.pid')) as f:
+            master_pid = int(f.read().strip())
+        maillog = os.path.join(d, 'maillog')
+        t0 = time.time()
+        subprocess.run(['smtp-source', '-s', '20', '-l', '6000', '-m', str(n),
+                        '-f', 'avisos@bench.example', '-t', 'devedor@destino.example',
+                        f'127.0.0.1:{port}'], check=True, stdout=subprocess.DEVNULL)
+        done = 0
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            with open(maillog, errors='replace') as f:
+                text = f.read()
+            done = text.count(' status=sent ')
+            if done >= n:
+                break
+            time.sleep(0.2)
+        rate = done / (time.time() - t0)
+        signed = 0
+        for root, _, files in os.walk(dump):
+            for name in files[:5]:
+                with open(os.path.join(root, name), 'rb') as f:
+                    signed += b'DKIM-Signature: v=1; a=rsa-sha256' in f.read()
+        print(f'postfix+opendkim: {n} messages, smtp-source (20 sessions) -> postfix with the '
+              f'OpenDKIM milter (RSA-2048) -> smtp-sink: {rate:.0f} messages/s '
+              f'({done} sent; {"signed" if signed else "NOT SIGNED: check the milter"})',
+              flush=True)
+        return rate
+    finally:
+        if master_pid:
+            os.kill(master_pid, signal.SIGTERM)
+            for _ in range(100):
+                if not os.path.exists(f'/proc/{master_pid}'):
+                    break
+                time.sleep(0.1)
+
+
+def mx_vs_postfix(tmp, procs):
+    selo = mx_e2e(tmp, procs, int(os.environ.get('BENCH_MX_NOTICES', '10000')))
+    pf = postfix_opendkim(tmp, procs, int(os.environ.get('BENCH_POSTFIX_MESSAGES', '2000')))
+    if pf:
+        print(f'  Selo mx / Postfix+OpenDKIM = {selo / pf:.1f}x (Selo also does S/MIME, '
+              f'the RFC 3161 timestamp, the log and tracking)')
+
+
 def main():
-    only = os.environ.get('BENCH_ONLY', 'e2e,tracker,ledger').split(',')
+    only = os.environ.get('BENCH_ONLY', 'e2e,mx,tracker,ledger').split(',')
     tmp = tempfile.mkdtemp(prefix='selo-bench-')
     procs = []
     try:
         if 'e2e' in only:
             e2e(tmp, procs)
+        if 'mx' in only:
+            mx_vs_postfix(tmp, procs)
         if 'tracker' in only:
             tracker(tmp)
         if 'ledger' in only:

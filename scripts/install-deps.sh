@@ -10,7 +10,7 @@ libjansson-dev libmicrohttpd-dev libesmtp-dev libopendkim-dev libcurl4-openssl-d
 libinih-dev"
 # Tests: real peers and third-party verifiers, sanitizers, fuzzing.
 TEST="curl python3 python3-aiosmtpd python3-dkim python3-dnslib postfix clang
-libclang-rt-14-dev wrk nginx-light chromium"
+libclang-rt-14-dev wrk nginx-light chromium opendkim opendkim-tools"
 
 missing=""
 for p in $BUILD $TEST; do
@@ -33,7 +33,7 @@ export DEBIAN_FRONTEND=noninteractive
 # Postfix is used only for its smtp-sink test server: keep it unconfigured and
 # never started as a system MTA.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-# Postfix and nginx are test and benchmark peers, started by the tests on
+# Postfix, OpenDKIM and nginx are test and benchmark peers, started by the tests on
 # their own ports: keep the packages from starting system daemons.
 policy=""
 if [ ! -e /usr/sbin/policy-rc.d ]; then
