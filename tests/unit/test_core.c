@@ -83,6 +83,25 @@ TEST(sha256_and_commitment)
 	CHECK(ct_equal("abc", "abc", 3) && !ct_equal("abc", "abd", 3));
 }
 
+/* RFC 4231 test cases 1, 2 and 6 (a key longer than the block). */
+TEST(hmac_sha256_rfc4231)
+{
+	uint8_t key1[20], key6[131], mac[32];
+	char hex[65];
+	memset(key1, 0x0b, sizeof(key1));
+	memset(key6, 0xaa, sizeof(key6));
+	hmac_sha256(key1, sizeof(key1), "Hi There", 8, mac);
+	hex_encode(mac, 32, hex);
+	CHECK_STR(hex, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+	hmac_sha256((const uint8_t *)"Jefe", 4, "what do ya want for nothing?", 28, mac);
+	hex_encode(mac, 32, hex);
+	CHECK_STR(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+	static const char m6[] = "Test Using Larger Than Block-Size Key - Hash Key First";
+	hmac_sha256(key6, sizeof(key6), m6, sizeof(m6) - 1, mac);
+	hex_encode(mac, 32, hex);
+	CHECK_STR(hex, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
 TEST(id_round_trip_and_order)
 {
 	uint8_t a[16], b[16], back[16];
