@@ -18,32 +18,51 @@ static int reserved(const char *k)
 	return !strcmp(k, "v") || !strcmp(k, "type") || !strcmp(k, "notice") || !strcmp(k, "time");
 }
 
+/* Type names and notice ids are plain tokens; anything else (a caller's
+ * mistake) is refused rather than escaped. */
+static int plain(const char *s)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (!(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z') &&
+		    !(*s >= '0' && *s <= '9') && *s != '_' && *s != '-')
+			return 0;
+	return 1;
+}
+
+/* The head is written as text and the fields object dumped after it with
+ * its opening brace turned into a comma: the same bytes jansson would
+ * write for the merged object, without building that object (half the
+ * cost of recording a tracker hit went to building and freeing it). */
 int event_entry_encode(struct buf *out, const char *type, const char *notice_id,
 		       int64_t time_ms, const json_t *fields)
 {
+	if (!plain(type) || !plain(notice_id) || (fields && !json_is_object(fields)))
+		return -1;
+	const char *k;
+	json_t *v;
+	json_object_foreach((json_t *)fields, k, v)
+		if (reserved(k))
+			return -1;
 	char ts[32];
 	clock_rfc3339(time_ms, ts);
-	json_t *head = json_pack("{s:i,s:s,s:s,s:s}", "v", 1, "type", type, "notice", notice_id,
-				 "time", ts);
-	if (!head)
-		return -1;
-	if (fields) {
-		if (!json_is_object(fields)) {
-			json_decref(head);
-			return -1;
-		}
-		const char *k;
-		json_t *v;
-		json_object_foreach((json_t *)fields, k, v) {
-			if (reserved(k) || json_object_set(head, k, v) != 0) {
-				json_decref(head);
-				return -1;
-			}
-		}
+	size_t start = out->len;
+	buf_printf(out, "{\"v\":1,\"type\":\"%s\",\"notice\":\"%s\",\"time\":\"%s\"", type,
+		   notice_id, ts);
+	if (!fields || json_object_size(fields) == 0) {
+		buf_putc(out, '}');
+		return 0;
 	}
-	int r = json_dump_callback(head, dump_cb, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(head);
-	return r == 0 ? 0 : -1;
+	size_t brace = out->len;
+	if (json_dump_callback(fields, dump_cb, out, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 ||
+	    out->len == brace || out->data[brace] != '{') {
+		out->len = start;
+		out->data[start] = '\0';
+		return -1;
+	}
+	out->data[brace] = ',';
+	return 0;
 }
 
 const char *disclose(struct disclosures *d, const uint8_t salt[32], const char *value, size_t len)
