@@ -13,6 +13,7 @@
 #include "selo/clock.h"
 #include "selo/compose.h"
 #include "selo/diag.h"
+#include "selo/dsn.h"
 #include "selo/event.h"
 #include "selo/sender.h"
 #include "selo/transport.h"
@@ -39,6 +40,7 @@ struct item {
 	struct transport_msg msg;
 	json_t *fields;
 	struct disclosures disc;
+	char mail_from[DSN_ADDR_MAX + 1]; /* its envelope sender, alive until the batch is recorded */
 };
 
 int64_t sender_backoff_s(int attempts, int base_s, int max_s)
@@ -268,6 +270,21 @@ static void decide(struct selo *app, struct transport *t, struct item *it, int64
 	atomic_fetch_add(&app->metrics.messages_deferred, 1);
 }
 
+/* The notice's own bounce address (VERP, dsn.h), so that a bounce coming
+ * back after the relay took the message names the notice; `selo bounce`
+ * records it. selo_open checked mail.return_path, so this cannot fail but
+ * for a bad id; then the plain return path still gets the bounce to a person. */
+static const char *envelope_from(struct selo *app, struct item *it)
+{
+	struct selo_err err;
+	err_clear(&err);
+	if (dsn_verp_make(app->token_key, app->cfg.mail_return_path, it->rec.id, it->mail_from,
+			  &err) == 0)
+		return it->mail_from;
+	diag_error("notice %s: no bounce address: %s", it->rec.id, err.msg);
+	return app->cfg.mail_return_path;
+}
+
 static void process_batch(struct selo *app, struct transport *t, struct notice_rec *recs,
 			  size_t n)
 {
@@ -292,7 +309,7 @@ static void process_batch(struct selo *app, struct transport *t, struct notice_r
 		if (items[i].failed)
 			continue;
 		msgs[nm] = (struct transport_msg){.notice_id = items[i].rec.id,
-						  .mail_from = app->cfg.mail_return_path,
+						  .mail_from = envelope_from(app, &items[i]),
 						  .rcpt = items[i].rec.to,
 						  .data = items[i].eml.data,
 						  .len = items[i].eml.len};

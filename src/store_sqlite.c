@@ -170,7 +170,7 @@ enum stmt_id {
 	S_APIKEY_ADD, S_APIKEY_REVOKE,
 	S_IDEM_GET, S_IDEM_ADD, S_STATUS_GET, S_NOTICE_ADD, S_ATT_ADD, S_EVENT_ADD, S_DISC_ADD,
 	S_DUE, S_CLAIM, S_NOTICE_EXISTS, S_MSG_EXISTS, S_MSG_ADD, S_TOKEN_ADD, S_SEAL,
-	S_RESULT, S_RECOVER,
+	S_RESULT, S_RECOVER, S_BOUNCED, S_BOUNCE_MARK,
 	/* reads */
 	S_APIKEY_FIND, S_APIKEY_LIST, S_NOTICE_GET,
 	S_LIST0, S_LIST7 = S_LIST0 + 7,
@@ -233,6 +233,11 @@ static const char *const SQL[S_COUNT] = {
 		     " last_error = ?4, updated_ms = ?5 WHERE id = ?1",
 	[S_RECOVER] = "UPDATE notices SET status = 'queued', next_attempt_ms = ?1, updated_ms = ?1"
 		      " WHERE status = 'sending'",
+	/* entry is stored as a blob: JSON functions read it as text */
+	[S_BOUNCED] = "SELECT 1 FROM events WHERE notice_id = ?1 AND type = 'delivery_failed'"
+		      " AND json_extract(CAST(entry AS TEXT), '$.reason') = 'bounced' LIMIT 1",
+	[S_BOUNCE_MARK] = "UPDATE notices SET status = 'failed', last_error = ?2, updated_ms = ?3"
+			  " WHERE id = ?1",
 	[S_APIKEY_FIND] = "SELECT id, name, prefix, created_ms, revoked_ms FROM apikeys"
 			  " WHERE hash = ?1 AND revoked_ms = 0",
 	[S_APIKEY_LIST] = "SELECT id, name, prefix, created_ms, revoked_ms FROM apikeys ORDER BY id",
@@ -2402,4 +2407,73 @@ int store_notice_has_event(struct store *s, const char *id, const char *type,
 		stmt_done(st);
 	reader_give(s, c);
 	return r;
+}
+
+/* ---- Bounces after acceptance (see store.h). */
+
+struct bounce_args {
+	const char *id;
+	json_t *fields;
+	const struct disclosures *disc;
+	const char *last_error;
+};
+
+/* The notice's status into status: 1 found, 0 not, -1 error. */
+static int bounce_status(struct conn *c, const char *id, char status[16], struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_STATUS_GET, err);
+	int r = st ? one_row(c, st, id, NULL, err) : -1;
+	if (r == 1) {
+		col_copy(st, 0, status, 16);
+		stmt_done(st);
+	}
+	return r;
+}
+
+static int run_bounced(struct store *s, struct job *j)
+{
+	struct bounce_args *a = j->arg;
+	struct conn *c = s->w;
+	char status[16];
+	int r = bounce_status(c, a->id, status, j->err);
+	if (r <= 0)
+		return r < 0 ? -1 : err_set(j->err, 404, "not-found", "store: no notice %s", a->id);
+	/* Its sender would overwrite the status with the attempt's outcome. */
+	if (!strcmp(status, "sending"))
+		return err_set(j->err, 409, "in-flight",
+			       "store: notice %s is being sent right now; its bounce can be recorded "
+			       "once this attempt is (in a few seconds)", a->id);
+	sqlite3_stmt *st = stmt_get(c, S_BOUNCED, j->err);
+	r = st ? one_row(c, st, a->id, NULL, j->err) : -1;
+	if (r != 0) {
+		if (r == 1) {
+			stmt_done(st);
+			j->ival = 1; /* already recorded: nothing new */
+		}
+		return r < 0 ? -1 : 0;
+	}
+	int64_t t = writer_time(s);
+	st = stmt_get(c, S_BOUNCE_MARK, j->err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, a->id) | bind_text(st, 2, a->last_error) | sqlite3_bind_int64(st, 3, t))
+		return bind_failed(c, st, j->err, "recording a bounce");
+	if (step_done(c, st, j->err, "recording a bounce") != 0)
+		return -1;
+	return event_add(c, a->id, EV_DELIVERY_FAILED, t, a->fields, a->disc, j->err) ? -1 : 0;
+}
+
+int store_notice_bounced(struct store *s, const char *id, json_t *fields,
+			 const struct disclosures *disc, const char *last_error,
+			 struct selo_err *err)
+{
+	const char *reason = json_string_value(json_object_get(fields, "reason"));
+	if (!id || !reason || strcmp(reason, "bounced") != 0)
+		return err_set(err, 400, "invalid-request",
+			       "store: a bounce needs a notice id and fields with \"reason\":\"bounced\"");
+	struct bounce_args a = {id, fields, disc, last_error};
+	int64_t already = 0;
+	if (job_do(s, run_bounced, &a, err, &already) != 0)
+		return -1;
+	return already ? 1 : 0;
 }

@@ -4,6 +4,7 @@
 #ifndef SELO_SELO_H
 #define SELO_SELO_H
 #include <stdatomic.h>
+#include <stdint.h>
 #include "selo/config.h"
 #include "selo/err.h"
 #include "selo/store.h"
@@ -40,9 +41,12 @@ struct selo {
 	struct ledger *ledger;        /* serve only: the Merkle log and its sequencer */
 	struct selo_metrics metrics;
 	int64_t started_ms;
+	uint8_t token_key[32];        /* DIR/keys/token.key: MACs of bounce (VERP) addresses */
 };
 
-/* Loads the configuration, opens the store and loads the templates. */
+/* Loads the configuration and the token key, checks that mail.return_path
+ * can carry bounce addresses (dsn.h), opens the store and loads the
+ * templates. */
 int selo_open(struct selo *app, const char *data_dir, struct selo_err *err);
 void selo_close(struct selo *app);
 

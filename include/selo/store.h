@@ -223,6 +223,18 @@ struct event_new {
 };
 int store_events_add(struct store *s, const struct event_new *ev, size_t n, struct selo_err *err);
 
+/* A bounce that came back after the notice was handed over (`selo bounce`,
+ * docs/bounces.md): its delivery_failed event (fields with
+ * "reason":"bounced", else 400) and status `failed` with last_error, in one
+ * transaction. Once a notice has a bounced delivery_failed event, another
+ * bounce writes nothing. Returns 0 recorded, 1 already recorded, -1 with
+ * err: 404 no such notice, 409 the notice is being sent right now (its
+ * sender would overwrite the status; try again once the attempt is
+ * recorded). */
+int store_notice_bounced(struct store *s, const char *id, json_t *fields,
+			 const struct disclosures *disc, const char *last_error,
+			 struct selo_err *err);
+
 /* ---- Tracker lookups. */
 struct token_info {
 	char notice_id[27];

@@ -30,5 +30,6 @@ int cmd_status(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_receipt(int argc, char **argv);
 int cmd_log(int argc, char **argv);
+int cmd_bounce(int argc, char **argv);
 
 #endif

@@ -19,6 +19,8 @@ static const char USAGE[] =
 	"          check a receipt offline; exit 0 valid, 1 invalid\n"
 	"  receipt ID --data DIR [-o FILE.json] [--form short]   the notice's receipt\n"
 	"  log     checkpoint|verify --data DIR   the latest checkpoint; a full audit\n"
+	"  bounce  --data DIR [--rcpt ADDRESS] [--mta] < MESSAGE\n"
+	"          record a bounce (DSN) of one of our notices; for the MTA\n"
 	"\n"
 	"`selo <command> --help` for details. Exit codes: 0 ok, 1 not found or\n"
 	"verification failed, 2 usage or I/O error.\n";
@@ -96,7 +98,7 @@ int main(int argc, char **argv)
 	} cmds[] = {
 		{"init", cmd_init}, {"serve", cmd_serve}, {"apikey", cmd_apikey},
 		{"submit", cmd_submit}, {"status", cmd_status}, {"receipt", cmd_receipt},
-		{"log", cmd_log}, {"verify", cmd_verify},
+		{"log", cmd_log}, {"verify", cmd_verify}, {"bounce", cmd_bounce},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(cmd, cmds[i].name))
