@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 #include "selo/api.h"
 #include "selo/auth.h"
 #include "selo/clock.h"
@@ -27,6 +29,8 @@
 struct api {
 	struct selo *app;
 	struct MHD_Daemon *d;
+	atomic_int stopping;  /* api_drain was called: new requests get 503 */
+	atomic_int active;    /* requests begun and not yet answered and done */
 };
 
 struct req {
@@ -154,6 +158,17 @@ static enum MHD_Result send_problem(struct api *a, struct MHD_Connection *c, str
 	}
 	static const char *const auth_hdr[] = {"WWW-Authenticate", "Bearer realm=\"selo\"", NULL};
 	return send_problem_doc(c, e, status == 401 ? auth_hdr : NULL);
+}
+
+/* During a stop, on a connection opened before it: the client should come
+ * back to the restarted process (its idempotency key makes a retry safe). */
+static enum MHD_Result send_stopping(struct MHD_Connection *c)
+{
+	struct selo_err e;
+	err_clear(&e);
+	err_set(&e, 503, "stopping", "selo is stopping; retry in a few seconds");
+	static const char *const hdrs[] = {"Retry-After", "5", "Connection", "close", NULL};
+	return send_problem_doc(c, &e, hdrs);
 }
 
 static enum MHD_Result send_error(struct api *a, struct MHD_Connection *c, int status,
@@ -671,6 +686,8 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const cha
 	struct req *r = *con_cls;
 	if (!r) {
 		atomic_fetch_add(&a->app->metrics.http_requests, 1);
+		if (atomic_load(&a->stopping))
+			return send_stopping(c);
 		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
 		if (cl && strtoull(cl, NULL, 10) > a->app->cfg.api_max_body) {
 			char msg[128];
@@ -682,6 +699,7 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const cha
 		if (!r)
 			return MHD_NO;
 		*con_cls = r;
+		atomic_fetch_add(&a->active, 1);
 		return MHD_YES;
 	}
 	if (*upload_size) {
@@ -704,13 +722,15 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const cha
 static void api_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			  enum MHD_RequestTerminationCode toe)
 {
-	(void)cls, (void)c, (void)toe;
+	(void)c, (void)toe;
+	struct api *a = cls;
 	struct req *r = *con_cls;
 	if (!r)
 		return;
 	buf_free(&r->body);
 	free(r);
 	*con_cls = NULL;
+	atomic_fetch_sub(&a->active, 1);
 }
 
 int api_parse_listen(const char *listen, struct sockaddr_storage *ss, unsigned *len)
@@ -761,7 +781,8 @@ int api_start(struct selo *app, struct api **out, struct selo_err *err)
 	if (!a)
 		abort();
 	a->app = app;
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+	/* ITC: MHD_quiesce_daemon needs it to close the listener under the pool. */
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	a->d = MHD_start_daemon(flags, 0, NULL, NULL, api_access, a,
@@ -779,6 +800,27 @@ int api_start(struct selo *app, struct api **out, struct selo_err *err)
 	}
 	*out = a;
 	return 0;
+}
+
+void api_drain(struct api *a, int64_t deadline_ms)
+{
+	if (!a)
+		return;
+	atomic_store(&a->stopping, 1);
+	MHD_socket fd = MHD_quiesce_daemon(a->d);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+	int n = atomic_load(&a->active);
+	if (n > 0)
+		diag_info("waiting for %d API request(s) in progress", n);
+	while (atomic_load(&a->active) > 0 && clock_mono_ms() < deadline_ms) {
+		struct timespec ts = {0, 10 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	n = atomic_load(&a->active);
+	if (n > 0)
+		diag_warn("%d API request(s) still in progress at the stop deadline; their clients "
+			  "may get no answer (an Idempotency-Key makes the retry safe)", n);
 }
 
 void api_stop(struct api *a)

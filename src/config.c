@@ -70,6 +70,7 @@ static const struct key KEYS[] = {
 	INT("sender", "retry_base", retry_base_s, 1, 86400),
 	INT("sender", "retry_max", retry_max_s, 1, 7 * 86400),
 	INT("sender", "lifetime", lifetime_s, 1, 30 * 86400),
+	INT("sender", "stop_timeout", sender_stop_timeout_s, 0, 3600),
 	STR("tsa", "url", tsa_url),
 	STR("tsa", "ca", tsa_ca),
 	INT("tsa", "timeout_ms", tsa_timeout_ms, 100, 600000),
@@ -112,6 +113,7 @@ void config_defaults(struct selo_config *c, const char *data_dir)
 	c->retry_base_s = 60;
 	c->retry_max_s = 4 * 3600;
 	c->lifetime_s = 5 * 86400;
+	c->sender_stop_timeout_s = 30;
 	c->tsa_timeout_ms = 10000;
 }
 

@@ -23,9 +23,13 @@ struct sender {
 	pthread_t *threads;
 	int nthreads;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv;       /* wakes idle workers */
+	pthread_cond_t done_cv;  /* a worker put its batch down or exited (CLOCK_MONOTONIC) */
 	int stop;
-	unsigned long gen; /* bumped by sender_notify */
+	unsigned long gen;       /* bumped by sender_notify */
+	int running;             /* workers that have not exited */
+	int busy;                /* workers holding a claimed batch */
+	size_t held;             /* notices in those batches: `sending` until recorded */
 };
 
 /* One notice's way through a batch. */
@@ -375,29 +379,20 @@ static void wait_for_work(struct sender *s, unsigned long seen)
 	pthread_mutex_unlock(&s->mu);
 }
 
-static void *worker(void *arg)
+/* Claims and processes batches until told to stop. A batch once claimed is
+ * always finished (sealed, sent, recorded): its notices are `sending`, and
+ * leaving them there would mean a resend at the next start. */
+static void worker_loop(struct sender *s, struct transport *t)
 {
-	struct sender *s = arg;
 	struct selo *app = s->app;
-	/* Sending is throughput work (signing is most of the CPU); accepting is
-	 * latency work. Lower this thread's priority (Linux: per thread) so the
-	 * API and the store's writer answer first when both compete. */
-	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
-		diag_debug("cannot lower the sender's priority");
 	struct selo_err err;
-	err_clear(&err);
-	struct transport *t = NULL;
-	if (transport_open(&app->cfg, &t, &err) != 0) {
-		diag_error("sender worker cannot start: %s", err.msg);
-		return NULL;
-	}
 	for (;;) {
 		pthread_mutex_lock(&s->mu);
 		int stop = s->stop;
 		unsigned long seen = s->gen;
 		pthread_mutex_unlock(&s->mu);
 		if (stop)
-			break;
+			return;
 		struct notice_rec *recs = NULL;
 		size_t n = 0;
 		err_clear(&err);
@@ -412,9 +407,40 @@ static void *worker(void *arg)
 			wait_for_work(s, seen);
 			continue;
 		}
+		pthread_mutex_lock(&s->mu);
+		s->busy++;
+		s->held += n;
+		pthread_mutex_unlock(&s->mu);
 		process_batch(app, t, recs, n);
+		pthread_mutex_lock(&s->mu);
+		s->busy--;
+		s->held -= n;
+		pthread_cond_broadcast(&s->done_cv);
+		pthread_mutex_unlock(&s->mu);
 	}
-	transport_close(t);
+}
+
+static void *worker(void *arg)
+{
+	struct sender *s = arg;
+	/* Sending is throughput work (signing is most of the CPU); accepting is
+	 * latency work. Lower this thread's priority (Linux: per thread) so the
+	 * API and the store's writer answer first when both compete. */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+		diag_debug("cannot lower the sender's priority");
+	struct selo_err err;
+	err_clear(&err);
+	struct transport *t = NULL;
+	if (transport_open(&s->app->cfg, &t, &err) == 0) {
+		worker_loop(s, t);
+		transport_close(t);
+	} else {
+		diag_error("sender worker cannot start: %s", err.msg);
+	}
+	pthread_mutex_lock(&s->mu);
+	s->running--;
+	pthread_cond_broadcast(&s->done_cv);
+	pthread_mutex_unlock(&s->mu);
 	return NULL;
 }
 
@@ -426,11 +452,22 @@ int sender_start(struct selo *app, struct sender **out, struct selo_err *err)
 	s->app = app;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->done_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	s->threads = calloc((size_t)app->cfg.sender_workers, sizeof(pthread_t));
 	if (!s->threads)
 		abort();
 	for (int i = 0; i < app->cfg.sender_workers; i++) {
+		pthread_mutex_lock(&s->mu);
+		s->running++;
+		pthread_mutex_unlock(&s->mu);
 		if (pthread_create(&s->threads[i], NULL, worker, s) != 0) {
+			pthread_mutex_lock(&s->mu);
+			s->running--;
+			pthread_mutex_unlock(&s->mu);
 			sender_stop(s);
 			return err_set(err, 500, "thread", "cannot start sender worker %d", i);
 		}
@@ -448,7 +485,7 @@ void sender_notify(struct sender *s)
 	pthread_mutex_unlock(&s->mu);
 }
 
-void sender_stop(struct sender *s)
+void sender_stop_claiming(struct sender *s)
 {
 	if (!s)
 		return;
@@ -456,10 +493,40 @@ void sender_stop(struct sender *s)
 	s->stop = 1;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
+}
+
+size_t sender_inflight(struct sender *s, int *workers)
+{
+	pthread_mutex_lock(&s->mu);
+	size_t held = s->held;
+	if (workers)
+		*workers = s->busy;
+	pthread_mutex_unlock(&s->mu);
+	return held;
+}
+
+int sender_wait(struct sender *s, int64_t deadline_ms)
+{
+	struct timespec ts = {.tv_sec = deadline_ms / 1000, .tv_nsec = (deadline_ms % 1000) * 1000000};
+	pthread_mutex_lock(&s->mu);
+	while (s->running > 0)
+		if (pthread_cond_timedwait(&s->done_cv, &s->mu, &ts) != 0)
+			break;
+	int running = s->running;
+	pthread_mutex_unlock(&s->mu);
+	return running;
+}
+
+void sender_stop(struct sender *s)
+{
+	if (!s)
+		return;
+	sender_stop_claiming(s);
 	for (int i = 0; i < s->nthreads; i++)
 		pthread_join(s->threads[i], NULL);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
+	pthread_cond_destroy(&s->done_cv);
 	free(s->threads);
 	free(s);
 }

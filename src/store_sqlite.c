@@ -229,10 +229,14 @@ static const char *const SQL[S_COUNT] = {
 	[S_TOKEN_ADD] = "INSERT INTO tokens(token, notice_id, kind, link, url) VALUES(?1, ?2, ?3, ?4, ?5)"
 			" ON CONFLICT(token) DO NOTHING",
 	[S_SEAL] = "UPDATE notices SET message_id = ?2, sha256 = ?3, updated_ms = ?4 WHERE id = ?1",
+	/* An attempt's result applies only to a notice without an outcome yet:
+	 * one outcome event per notice (store.md, "States"). */
 	[S_RESULT] = "UPDATE notices SET status = ?2, attempts = attempts + 1, next_attempt_ms = ?3,"
-		     " last_error = ?4, updated_ms = ?5 WHERE id = ?1",
-	[S_RECOVER] = "UPDATE notices SET status = 'queued', next_attempt_ms = ?1, updated_ms = ?1"
-		      " WHERE status = 'sending'",
+		     " last_error = ?4, updated_ms = ?5 WHERE id = ?1"
+		     " AND status NOT IN ('relayed', 'delivered', 'failed')",
+	/* next_attempt_ms is kept: a recovered notice goes out before those
+	 * accepted after it, so its resend is not left to the end of a long queue. */
+	[S_RECOVER] = "UPDATE notices SET status = 'queued', updated_ms = ?1 WHERE status = 'sending'",
 	/* entry is stored as a blob: JSON functions read it as text */
 	[S_BOUNCED] = "SELECT 1 FROM events WHERE notice_id = ?1 AND type = 'delivery_failed'"
 		      " AND json_extract(CAST(entry AS TEXT), '$.reason') = 'bounced' LIMIT 1",
@@ -1300,8 +1304,17 @@ static int result_one(struct store *s, const struct result_rec *r, struct selo_e
 		return bind_failed(c, st, err, "recording a delivery result");
 	if (step_done(c, st, err, "recording a delivery result") != 0)
 		return -1;
-	if (sqlite3_changes(c->db) == 0)
-		return err_set(err, 404, "not-found", "store: notice %s not found", r->id);
+	if (sqlite3_changes(c->db) == 0) {
+		int known = row_exists(c, S_NOTICE_EXISTS, r->id, err);
+		if (known <= 0)
+			return known < 0 ? -1 : err_set(err, 404, "not-found", "store: notice %s not found",
+							r->id);
+		/* Only a second process sending from the same database (which
+		 * `selo serve` refuses) could get here: one outcome event per notice. */
+		diag_warn("store: notice %s already has its outcome; a second %s was not recorded",
+			  r->id, r->event_type);
+		return 0;
+	}
 	return event_add(c, r->id, r->event_type, t, r->event_fields, r->disc, err) ? -1 : 0;
 }
 

@@ -5,11 +5,17 @@
  * problem+json. docs/api.md is the reference. */
 #ifndef SELO_API_H
 #define SELO_API_H
+#include <stdint.h>
 #include "selo/err.h"
 #include "selo/selo.h"
 
 /* Starts listening; returns once the socket is bound. */
 int api_start(struct selo *app, struct api **out, struct selo_err *err);
+/* The first step of a graceful stop: closes the listening socket, answers
+ * 503 (Retry-After, Connection: close) to any new request on a connection
+ * already open, and waits until the requests in progress have been answered
+ * or clock_mono_ms() reaches deadline_ms. */
+void api_drain(struct api *a, int64_t deadline_ms);
 /* Stops accepting, finishes the requests in progress, frees. */
 void api_stop(struct api *a);
 

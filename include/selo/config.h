@@ -68,6 +68,7 @@ struct selo_config {
 	int retry_base_s;             /* first retry delay, doubles each time; default 60 */
 	int retry_max_s;              /* cap of the delay, default 14400 (4 h) */
 	int lifetime_s;               /* give up after, default 432000 (5 days) */
+	int sender_stop_timeout_s;    /* graceful stop: longest wait for batches in flight, default 30 */
 
 	/* [tsa] */
 	char tsa_url[512];            /* empty: built-in TSA */

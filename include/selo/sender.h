@@ -6,6 +6,7 @@
  * delivery_failed (5xx, or past the lifetime). */
 #ifndef SELO_SENDER_H
 #define SELO_SENDER_H
+#include <stddef.h>
 #include <stdint.h>
 #include "selo/err.h"
 #include "selo/selo.h"
@@ -13,7 +14,19 @@
 int sender_start(struct selo *app, struct sender **out, struct selo_err *err);
 /* Wakes idle workers (new notices were accepted). */
 void sender_notify(struct sender *s);
-/* Lets each worker finish its batch, then joins them. */
+/* The first step of a graceful stop: no worker claims another batch; each
+ * finishes the batch it holds (seal, send, record the results) and exits.
+ * Returns at once. */
+void sender_stop_claiming(struct sender *s);
+/* Notices held by workers right now (claimed, so `sending`, and not yet
+ * recorded), and in *workers (may be NULL) how many workers hold them. */
+size_t sender_inflight(struct sender *s, int *workers);
+/* Waits until every worker has exited or clock_mono_ms() reaches
+ * deadline_ms; returns how many workers are still running (0: all exited).
+ * A worker stuck in an SMTP session keeps running past any deadline. */
+int sender_wait(struct sender *s, int64_t deadline_ms);
+/* Stops claiming, lets each worker finish its batch, joins them and frees.
+ * Blocks as long as a worker does. */
 void sender_stop(struct sender *s);
 
 /* The delay before attempt number `attempts + 1`, given attempts already

@@ -1,13 +1,26 @@
-/* serve.c: `selo serve --data DIR`: opens everything, recovers notices a
- * crash left in flight, starts the sender workers and the API listener, and
- * runs until SIGTERM or SIGINT; then stops taking requests, lets the workers
- * finish their batches and closes the store (which drains its writes). */
+/* serve.c: `selo serve --data DIR`: takes the data directory's lock (one
+ * `selo serve` per database), opens everything, recovers notices a crash
+ * left in flight, starts the ledger, the sender workers, the API and the
+ * tracker, and runs until SIGTERM or SIGINT.
+ *
+ * Stopping (docs/operations.md, "Stopping"): the first signal stops taking
+ * work (the API listener closes, open connections get 503, no worker claims
+ * another batch), lets the batches in flight finish and record their results
+ * for at most sender.stop_timeout seconds, flushes the tracker and the
+ * ledger and exits 0. A second signal exits at once. Neither loses anything
+ * acknowledged: it is committed before it is acknowledged, and notices left
+ * in `sending` are sent again, same bytes, at the next start. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include "cli.h"
 #include "selo/api.h"
+#include "selo/clock.h"
 #include "selo/compose.h"
 #include "selo/diag.h"
 #include "selo/ledger.h"
@@ -21,7 +34,8 @@ static const char HELP[] =
 	"\n"
 	"Runs the API (api.listen), the public tracker (track.listen), the sender\n"
 	"workers and the ledger (the Merkle log's sequencer) until SIGTERM or\n"
-	"SIGINT. Configuration: DIR/selo.conf\n"
+	"SIGINT. The first signal stops gracefully (up to sender.stop_timeout\n"
+	"seconds); a second one exits at once. Configuration: DIR/selo.conf\n"
 	"(docs/operations.md).\n";
 
 static int stamp_signature(void *arg, const uint8_t digest[32], uint8_t **der, size_t *len,
@@ -31,41 +45,136 @@ static int stamp_signature(void *arg, const uint8_t digest[32], uint8_t **der, s
 	return tsa_timestamp(arg, digest, der, len, &t, err);
 }
 
-static int serve_run(struct selo *app)
+static void stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+}
+
+/* Recovery moves every `sending` notice back to the queue, which is only
+ * right when no other process is sending them: a second `selo serve` on the
+ * same database would resend the first one's notices while it sends them.
+ * The lock is the file DIR/serve.lock (flock, released when the process
+ * ends, however it ends); it holds the owner's pid for the message. */
+static int lock_data_dir(const struct selo_config *cfg, struct selo_err *err)
+{
+	char path[1100];
+	config_path(cfg, "serve.lock", path, sizeof(path));
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_set(err, 500, "lock", "cannot open %s: %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		char pid[32] = "";
+		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		close(fd);
+		return err_set(err, 409, "locked", "another selo serve (pid %s) is running on %s",
+			       pid[0] ? pid : "?", cfg->data_dir);
+	}
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		diag_warn("cannot write the pid into %s: %s", path, strerror(errno));
+	return fd;
+}
+
+/* Opens and starts everything; 0 when running, else a message on stderr. */
+static int serve_start(struct selo *app)
 {
 	struct selo_err err;
 	err_clear(&err);
 	if (composer_new(&app->cfg, &app->composer, &err) != 0 ||
-	    ledger_open(app, &app->ledger, &err) != 0) {
-		fprintf(stderr, "selo serve: %s\n", err.msg);
-		return EXIT_USAGE;
-	}
+	    ledger_open(app, &app->ledger, &err) != 0)
+		goto fail;
 	/* Every S/MIME signature carries an RFC 3161 timestamp from the same TSA. */
 	composer_set_tsa(app->composer, stamp_signature, ledger_tsa(app->ledger));
 	int n = store_recover_inflight(app->store, &err);
-	if (n < 0) {
-		fprintf(stderr, "selo serve: %s\n", err.msg);
-		return EXIT_USAGE;
-	}
+	if (n < 0)
+		goto fail;
 	if (n > 0)
-		diag_warn("%d notice(s) were in flight at the last stop; queued again", n);
+		diag_warn("%d notice(s) were in flight at the last stop; queued again, to be sent "
+			  "with their stored bytes", n);
 	if (ledger_start(app->ledger, &err) != 0 || sender_start(app, &app->sender, &err) != 0 ||
-	    api_start(app, &app->api, &err) != 0 || tracker_start(app, &app->tracker, &err) != 0) {
-		fprintf(stderr, "selo serve: %s\n", err.msg);
-		return EXIT_USAGE;
-	}
+	    api_start(app, &app->api, &err) != 0 || tracker_start(app, &app->tracker, &err) != 0)
+		goto fail;
 	diag_info("listening: api %s, tracker %s; transport %s; %d sender worker(s)",
 		  app->cfg.api_listen, app->cfg.track_listen,
 		  app->cfg.smtp_mode == SMTP_RELAY ? "relay" : app->cfg.smtp_mode == SMTP_MX ? "mx"
 											 : "maildir",
 		  app->cfg.sender_workers);
+	return 0;
+fail:
+	fprintf(stderr, "selo serve: %s\n", err.msg);
+	return -1;
+}
+
+/* After the first stop signal, the next one ends the process here. */
+static void *second_signal(void *arg)
+{
+	(void)arg;
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
+	stop_signals(&set);
+	int sig = 0;
+	if (sigwait(&set, &sig) != 0)
+		return NULL;
+	diag_warn("signal %d again: exiting now; notices in flight stay `sending` and are sent "
+		  "again at the next start", sig);
+	_exit(128 + sig);
+}
+
+/* Stops taking work, then waits for what is in flight, up to the bound.
+ * Returns only when every worker has exited; otherwise ends the process. */
+static void serve_stop(struct selo *app, int sig)
+{
+	int timeout_s = app->cfg.sender_stop_timeout_s;
+	int64_t deadline = clock_mono_ms() + (int64_t)timeout_s * 1000;
+	sender_stop_claiming(app->sender);
+	int workers = 0;
+	size_t held = sender_inflight(app->sender, &workers);
+	diag_info("signal %d: stopping; the API refuses new requests and no more notices are "
+		  "claimed; waiting up to %d s (sender.stop_timeout) for %d worker(s) to send %zu "
+		  "notice(s) in flight and record their results; a second signal exits at once",
+		  sig, timeout_s, workers, held);
+	api_drain(app->api, deadline);
+	api_stop(app->api);
+	app->api = NULL;
+	tracker_stop(app->tracker); /* records the hits still queued */
+	app->tracker = NULL;
+	if (sender_wait(app->sender, deadline) > 0) {
+		held = sender_inflight(app->sender, &workers);
+		diag_warn("after %d s, %d worker(s) still hold %zu notice(s) (an SMTP session or a "
+			  "timestamp that has not ended); they stay `sending` and are sent again, "
+			  "with the same bytes if sealed, at the next start", timeout_s, workers, held);
+		ledger_stop(app->ledger); /* a last round integrates what was recorded */
+		diag_info("stopped");
+		/* The stuck workers still use the store and the composer: nothing can
+		 * be freed under them, and every write they made is committed. */
+		_exit(EXIT_OK);
+	}
+	sender_stop(app->sender);
+	app->sender = NULL;
+	diag_info("sender workers finished; every notice they held has its result recorded");
+}
+
+static int serve_run(struct selo *app)
+{
+	if (serve_start(app) != 0)
+		return EXIT_USAGE;
+	sigset_t set;
+	stop_signals(&set);
 	int sig = 0;
 	sigwait(&set, &sig);
-	diag_info("signal %d: stopping", sig);
+	pthread_t watcher;
+	int watching = pthread_create(&watcher, NULL, second_signal, NULL) == 0;
+	serve_stop(app, sig);
+	ledger_close(app->ledger); /* its last round integrates what the senders recorded */
+	app->ledger = NULL;
+	if (watching) {
+		pthread_cancel(watcher);
+		pthread_join(watcher, NULL);
+	}
 	return EXIT_OK;
 }
 
@@ -86,9 +195,7 @@ int cmd_serve(int argc, char **argv)
 	}
 	/* Block the stop signals in every thread; the main thread waits for them. */
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
+	stop_signals(&set);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	json_object_seed(0);
@@ -99,13 +206,21 @@ int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "selo serve: %s\n", err.msg);
 		return EXIT_USAGE;
 	}
+	int lock = lock_data_dir(&app.cfg, &err);
+	if (lock < 0) {
+		fprintf(stderr, "selo serve: %s\n", err.msg);
+		selo_close(&app);
+		return EXIT_USAGE;
+	}
 	int rc = serve_run(&app);
+	/* After a failed start: whatever did start stops here. */
 	api_stop(app.api);
-	tracker_stop(app.tracker); /* records the hits still queued */
+	tracker_stop(app.tracker);
 	sender_stop(app.sender);
-	ledger_close(app.ledger); /* its last round integrates what the senders recorded */
+	ledger_close(app.ledger);
 	composer_free(app.composer);
 	selo_close(&app);
+	close(lock);
 	diag_info("stopped");
 	return rc;
 }

@@ -840,6 +840,60 @@ TEST(recover_inflight)
 	fx_close(&f);
 }
 
+/* A crash between the relay's 250 and the result's commit leaves a notice in
+ * `sending`. After recovery it is claimed again before notices accepted
+ * after it (its resend is not left to the end of a long queue), and it gets
+ * one outcome: a result for a notice that already has one records nothing. */
+TEST(recovered_notice_keeps_its_place_and_one_outcome)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	struct accept_result a = accept1(f.s, 1, NULL, "x", NULL);
+	struct selo_err e;
+	err_clear(&e);
+	struct notice_rec *got = NULL;
+	size_t n = 0;
+	CHECK(store_claim_due(f.s, clock_now_ms(), 1, &got, &n, &e) == 0 && n == 1);
+	notice_recs_free(got, n);
+	struct timespec pause = {0, 5 * 1000000};
+	nanosleep(&pause, NULL); /* b is accepted in a later millisecond */
+	struct accept_result b = accept1(f.s, 1, NULL, "y", NULL);
+	CHECK(store_recover_inflight(f.s, &e) == 1);
+	CHECK(store_claim_due(f.s, clock_now_ms(), 1, &got, &n, &e) == 0 && n == 1);
+	if (n == 1)
+		CHECK_STR(got[0].id, a.id);
+	notice_recs_free(got, n);
+
+	json_t *fields = json_pack("{s:i}", "code", 250);
+	struct result_rec ok = {.id = a.id, .event_type = EV_RELAY_ACCEPTED, .event_fields = fields,
+				.state = "relayed"};
+	CHECK(store_delivery_results(f.s, &ok, 1, &e) == 0);
+	struct result_rec late[2] = {ok, ok};
+	late[1].event_type = EV_DELIVERY_DEFERRED;
+	late[1].state = "deferred";
+	late[1].next_attempt_ms = clock_now_ms() + 60000;
+	CHECK(store_delivery_results(f.s, late, 2, &e) == 0);
+	struct notice_rec rec;
+	CHECK(store_notice_get(f.s, a.id, 1, &rec, &e) == 1);
+	CHECK_STR(rec.status, "relayed");
+	CHECK(rec.attempts == 1);
+	notice_rec_free(&rec);
+	struct event_rec *ev = NULL;
+	size_t nev = 0;
+	CHECK(store_events_of(f.s, a.id, &ev, &nev, &e) == 0);
+	CHECK(nev == 2);
+	if (nev == 2)
+		CHECK_STR(ev[1].type, EV_RELAY_ACCEPTED);
+	event_recs_free(ev, nev);
+	CHECK(store_notice_get(f.s, b.id, 1, &rec, &e) == 1);
+	CHECK_STR(rec.status, "queued");
+	notice_rec_free(&rec);
+	json_decref(fields);
+	fx_close(&f);
+}
+
 /* ---- Reading. */
 
 static size_t list_ids(struct store *s, int64_t key, const char *ref, const char *status,
