@@ -11,7 +11,7 @@ mkdir -p "$out/gen"
 ./scripts/embed-templates.sh templates > "$out/gen/templates_embed.c"
 pkgs="libssl libcrypto sqlite3 jansson libmicrohttpd libesmtp-1.0 opendkim libcurl inih"
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -D_GNU_SOURCE -Iinclude -I$out/gen $(pkg-config --cflags $pkgs)"
-libs="$(pkg-config --libs $pkgs) -lpthread -lm"
+libs="$(pkg-config --libs $pkgs) -lresolv -lpthread -lm"
 status=0
 for t in tests/fuzz/fuzz_*.c; do
 	name=$(basename "$t" .c)

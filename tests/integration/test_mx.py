@@ -51,6 +51,7 @@ ZONE = {
     'lento.example': 'TIMEOUT',
     'semip.example': {'MX': [[10, 'mx.semip.example']]},  # its MX has no address
     'mx.semip.example': {'TXT': []},
+    'recusa.example': {'MX': [[10, 'mx1.destino.example']]},  # its only MX refuses
 }
 
 
@@ -159,7 +160,8 @@ def dns_failures_that_are_retried():
     try:
         cases = {'devedor@quebrado.example': 'server failure or no answer',
                  'devedor@lento.example': 'server failure or no answer',
-                 'devedor@semip.example': 'no address found for any MX host'}
+                 'devedor@semip.example': 'no address found for any MX host',
+                 'devedor@recusa.example': 'connection refused'}
         ids = {to: w.submit(to)[0] for to in cases}
         for to, why in cases.items():
             def deferred_twice():
