@@ -11,7 +11,7 @@
    smtp-source -> Postfix with the OpenDKIM milter -> smtp-sink, and the ratio.
 BENCH_ONLY=e2e,mx,tracker,ledger picks some; BENCH_E2E_ONLY=1 skips 2;
 BENCH_NOTICES and BENCH_WORKERS size 1; BENCH_MX_NOTICES and
-BENCH_POSTFIX_MESSAGES size 5."""
+BENCH_POSTFIX_MESSAGES size 5; BENCH_KEEP=1 keeps the temporary directory."""
 import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -422,7 +422,10 @@ def main():
                     p.wait(20)
                 except subprocess.TimeoutExpired:
                     p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get('BENCH_KEEP'):
+            print(f'kept {tmp} (serve logs, data directories)')
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == '__main__':
