@@ -6,7 +6,7 @@ for HTTP), registers test functions with @test, and ends with the line
 "N passed, N failed". Every process a test starts is recorded and stopped by
 its PID when the test ends, whatever happens. Run with /usr/bin/python3
 (Debian's modules: aiosmtpd, dkim, dnslib)."""
-import json, os, shutil, signal, socket, subprocess, sys, tempfile, time, traceback
+import grp, json, os, pwd, re, shutil, signal, socket, subprocess, sys, tempfile, time, traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SELO = os.environ.get('SELO_BIN', os.path.join(ROOT, 'build', 'selo'))
@@ -253,6 +253,98 @@ class Selo:
 
     def cleanup(self):
         self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Postfix:
+    """A private Postfix (Debian's postfix): its own config, queue and data
+    directories under a temporary directory, smtpd on 127.0.0.1:port with
+    STARTTLS offered, mail for destino.example delivered by its virtual agent
+    into a maildir there (unless main_extra routes it elsewhere); main_extra
+    and master_extra are appended to main.cf and master.cf. Nothing
+    system-wide is touched: `postfix -c DIR start-fg`, and the master is
+    stopped by the PID it wrote."""
+
+    def __init__(self, main_extra='', master_extra=''):
+        self.dir = tempfile.mkdtemp(prefix='selo-postfix-')
+        os.chmod(self.dir, 0o755)  # postfix's own processes walk into it
+        d = self.dir
+        for sub in ('etc', 'queue', 'data', 'mail'):
+            os.makedirs(os.path.join(d, sub))
+        self.port = free_port()
+        etc = os.path.join(d, 'etc')
+        subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout',
+                        f'{etc}/key.pem', '-out', f'{etc}/crt.pem', '-days', '2',
+                        '-subj', '/CN=mx.destino.example/O=Destino MX'],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        uid, gid = pwd.getpwnam('postfix').pw_uid, grp.getgrnam('postfix').gr_gid
+        with open(f'{etc}/main.cf', 'w') as f:
+            f.write(f"""compatibility_level = 3.6
+queue_directory = {d}/queue
+data_directory = {d}/data
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = mx.destino.example
+mydestination =
+mynetworks = 127.0.0.0/8
+virtual_mailbox_domains = {'' if 'relayhost' in main_extra else 'destino.example'}
+virtual_mailbox_base = {d}/mail
+virtual_mailbox_maps = static:caixa/
+virtual_uid_maps = static:{uid}
+virtual_gid_maps = static:{gid}
+smtpd_tls_cert_file = {etc}/crt.pem
+smtpd_tls_key_file = {etc}/key.pem
+smtpd_tls_security_level = may
+maillog_file = {d}/maillog
+maillog_file_prefixes = {d}
+biff = no
+""" + main_extra)
+        with open('/etc/postfix/master.cf') as f:
+            master = f.read()
+        master = re.sub(r'(?m)^smtp\s+inet\s.*$', f'127.0.0.1:{self.port} inet n - n - - smtpd', master)
+        with open(f'{etc}/master.cf', 'w') as f:
+            f.write(master + master_extra)
+        os.chown(os.path.join(d, 'data'), uid, gid)
+        os.chown(os.path.join(d, 'mail'), uid, gid)
+        self.p = spawn(['postfix', '-c', etc, 'start-fg'], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        def listening():
+            try:
+                socket.create_connection(('127.0.0.1', self.port), 0.5).close()
+                return True
+            except OSError:
+                return False
+        wait_until(listening, 30, 0.1, 'postfix to listen')
+
+    def delivered(self):
+        new = os.path.join(self.dir, 'mail', 'caixa', 'new')
+        out = []
+        for f in sorted(os.listdir(new)) if os.path.isdir(new) else []:
+            with open(os.path.join(new, f), 'rb') as fh:
+                out.append(fh.read())
+        return out
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, 'maillog')) as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    def stop(self):
+        pidfile = os.path.join(self.dir, 'queue', 'pid', 'master.pid')
+        try:
+            with open(pidfile) as f:
+                master = int(f.read().strip())
+            os.kill(master, signal.SIGTERM)
+            wait_until(lambda: not os.path.exists(f'/proc/{master}') or
+                       open(f'/proc/{master}/stat').read().split()[2] == 'Z', 20, 0.1,
+                       'the postfix master to exit')
+        except (OSError, ValueError):
+            pass
+        stop(self.p)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
