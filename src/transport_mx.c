@@ -316,8 +316,13 @@ static int mx_hosts(struct mx *m, const char *domain, struct mx_host *out, char 
 	return n;
 }
 
-/* The host's IPv4 addresses as text: > 0 found; 0 none (no such host or no
- * A record); -1 a temporary failure. */
+#define ADDRS_IPV6_ONLY (-2)
+
+/* The host's IPv4 addresses as text: > 0 found; 0 none (no such host, or
+ * neither A nor AAAA records); -1 a temporary failure; ADDRS_IPV6_ONLY when
+ * it has AAAA records only (RFC 5321 allows it; libesmtp cannot connect to
+ * an IPv6 literal, so Selo cannot reach it yet, and must not call that a
+ * domain without mail servers). */
 static int host_addrs(struct mx *m, const char *host, char out[][INET_ADDRSTRLEN])
 {
 	struct in_addr lit;
@@ -328,6 +333,8 @@ static int host_addrs(struct mx *m, const char *host, char out[][INET_ADDRSTRLEN
 	unsigned char ans[DNS_ANSWER_MAX];
 	ns_msg msg;
 	enum dns_result r = dns_ask(m, host, ns_t_a, ans, &msg);
+	if (r == DNS_NODATA && dns_ask(m, host, ns_t_aaaa, ans, &msg) == DNS_OK)
+		return ADDRS_IPV6_ONLY;
 	if (r != DNS_OK)
 		return r == DNS_TEMP ? -1 : 0;
 	int n = 0;
@@ -459,14 +466,17 @@ static void deliver_group(struct mx *m, struct group *g, int *done)
 		group_fail(g, done, nh == 0 ? TRANSPORT_PERMFAIL : TRANSPORT_TEMPFAIL, why);
 		return;
 	}
-	int any_addr = 0, temp_dns = 0;
+	int any_addr = 0, temp_dns = 0, ipv6_only = 0;
 	for (int h = 0; h < nh; h++) {
 		char addrs[ADDRS_MAX][INET_ADDRSTRLEN];
 		int na = host_addrs(m, hosts[h].name, addrs);
 		if (na <= 0) {
-			temp_dns |= na < 0;
-			note(g, "MX %s: %s", hosts[h].name, na < 0 ? "address lookup failed"
-								   : "no IPv4 address");
+			temp_dns |= na == -1;
+			ipv6_only |= na == ADDRS_IPV6_ONLY;
+			note(g, "MX %s: %s", hosts[h].name,
+			     na == -1 ? "address lookup failed"
+			     : na == ADDRS_IPV6_ONLY ? "IPv6 addresses only, which Selo cannot reach yet"
+						     : "no address");
 			continue;
 		}
 		any_addr = 1;
@@ -484,12 +494,15 @@ static void deliver_group(struct mx *m, struct group *g, int *done)
 				return;
 		}
 	}
-	if (!any_addr && hosts[0].pref < 0 && !temp_dns) {
+	if (!any_addr && hosts[0].pref < 0 && !temp_dns && !ipv6_only) {
 		textf(why, sizeof(why), "%s has neither an MX nor an A record", g->domain);
 		group_fail(g, done, TRANSPORT_PERMFAIL, why);
 		return;
 	}
-	if (!any_addr)
+	if (!any_addr && ipv6_only && !temp_dns)
+		textf(last, sizeof(last), "the mail servers of %s have IPv6 addresses only; Selo "
+		      "cannot deliver over IPv6 yet (libesmtp); will retry", g->domain);
+	else if (!any_addr)
 		textf(last, sizeof(last), "no address found for any MX host of %s%s", g->domain,
 			 temp_dns ? " (DNS failure); will retry" : "");
 	group_fail(g, done, TRANSPORT_TEMPFAIL, last);

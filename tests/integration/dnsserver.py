@@ -8,6 +8,7 @@ prints "PORT <n>" first (flushed), then answers until SIGTERM.
 ZONE.json maps lower-case names (no trailing dot) to behaviours:
   {"a.example": {"MX": [[10, "mx1.a.example"], [20, "mx2.a.example"]]},
    "mx1.a.example": {"A": ["127.0.0.2"]},
+   "v6.a.example": {"AAAA": ["::1"]},
    "broken.example": "SERVFAIL",       # every question: SERVFAIL
    "slow.example": "TIMEOUT",          # never answered
    "nomail.example": {"MX": [[0, "."]]}}  # a null MX (RFC 7505)
@@ -16,7 +17,7 @@ A name listed with other record types answers NOERROR with no records
 question asked is appended to ZONE.json + ".log" (name and type), so a
 test can check what was asked."""
 import json, signal, socketserver, sys, threading
-from dnslib import DNSRecord, RR, QTYPE, RCODE, A, MX
+from dnslib import DNSRecord, RR, QTYPE, RCODE, A, AAAA, MX
 
 ZONE = {}
 LOG = None
@@ -44,6 +45,8 @@ def answer(data):
             reply.add_answer(RR(q.q.qname, QTYPE.MX, rdata=MX(rdata[1], rdata[0]), ttl=60))
         elif qtype == 'A':
             reply.add_answer(RR(q.q.qname, QTYPE.A, rdata=A(rdata), ttl=60))
+        elif qtype == 'AAAA':
+            reply.add_answer(RR(q.q.qname, QTYPE.AAAA, rdata=AAAA(rdata), ttl=60))
     return reply.pack()
 
 

@@ -52,6 +52,9 @@ ZONE = {
     'semip.example': {'MX': [[10, 'mx.semip.example']]},  # its MX has no address
     'mx.semip.example': {'TXT': []},
     'recusa.example': {'MX': [[10, 'mx1.destino.example']]},  # its only MX refuses
+    'seis.example': {'AAAA': ['::1']},                    # no MX, IPv6 only
+    'seismx.example': {'MX': [[10, 'mx.seismx.example']]},
+    'mx.seismx.example': {'AAAA': ['::1']},               # its MX is IPv6 only
 }
 
 
@@ -161,7 +164,10 @@ def dns_failures_that_are_retried():
         cases = {'devedor@quebrado.example': 'server failure or no answer',
                  'devedor@lento.example': 'server failure or no answer',
                  'devedor@semip.example': 'no address found for any MX host',
-                 'devedor@recusa.example': 'connection refused'}
+                 'devedor@recusa.example': 'connection refused',
+                 # libesmtp takes no IPv6 literal: retried, never "no mail servers"
+                 'devedor@seis.example': 'IPv6 addresses only',
+                 'devedor@seismx.example': 'IPv6 addresses only'}
         ids = {to: w.submit(to)[0] for to in cases}
         for to, why in cases.items():
             def deferred_twice():
