@@ -18,15 +18,36 @@ int64_t clock_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void put_digits(char *p, int v, int n)
+{
+	for (int i = n - 1; i >= 0; i--, v /= 10)
+		p[i] = (char)('0' + v % 10);
+}
+
+/* Written digit by digit: every event and tracker hit formats a time, and
+ * snprintf was a visible share of recording one. */
 void clock_rfc3339(int64_t ms, char out[32])
 {
 	time_t s = (time_t)(ms / 1000);
 	struct tm tm;
 	gmtime_r(&s, &tm);
-	char tmp[96];
-	snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-	snprintf(out, 32, "%.31s", tmp);
+	int year = tm.tm_year + 1900;
+	if (ms < 0 || year > 9999) {
+		char tmp[96];
+		snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", year,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 (int)(ms % 1000));
+		snprintf(out, 32, "%.31s", tmp);
+		return;
+	}
+	memcpy(out, "0000-00-00T00:00:00.000Z", 25);
+	put_digits(out, year, 4);
+	put_digits(out + 5, tm.tm_mon + 1, 2);
+	put_digits(out + 8, tm.tm_mday, 2);
+	put_digits(out + 11, tm.tm_hour, 2);
+	put_digits(out + 14, tm.tm_min, 2);
+	put_digits(out + 17, tm.tm_sec, 2);
+	put_digits(out + 20, (int)(ms % 1000), 3);
 }
 
 static int digits(const char *s, int n, int *out)

@@ -48,8 +48,13 @@ int event_entry_encode(struct buf *out, const char *type, const char *notice_id,
 	char ts[32];
 	clock_rfc3339(time_ms, ts);
 	size_t start = out->len;
-	buf_printf(out, "{\"v\":1,\"type\":\"%s\",\"notice\":\"%s\",\"time\":\"%s\"", type,
-		   notice_id, ts);
+	buf_puts(out, "{\"v\":1,\"type\":\"");
+	buf_puts(out, type);
+	buf_puts(out, "\",\"notice\":\"");
+	buf_puts(out, notice_id);
+	buf_puts(out, "\",\"time\":\"");
+	buf_puts(out, ts);
+	buf_putc(out, '"');
 	if (!fields || json_object_size(fields) == 0) {
 		buf_putc(out, '}');
 		return 0;

@@ -661,13 +661,18 @@ static void events_write(struct tracker *t, const struct event_new *ev, size_t n
 /* Classifies every hit in arrival order and records those of notices that
  * still exist. Page views are classified only (they feed the burst rule)
  * and never recorded: see serve_read_page. Frees the hits. */
-static void record_batch(struct tracker *t, struct hit_rec **hits, size_t n)
+/* The recorder's working arrays, BATCH_MAX long, allocated once: a fresh
+ * calloc of these per batch went through mmap and page faults. */
+struct batch_space {
+	struct hit_rec **hits;
+	struct event_new *ev;
+	json_t **fields;
+	struct disclosures *disc;
+};
+
+static void record_batch(struct tracker *t, struct batch_space *bs, size_t n)
 {
-	struct event_new *ev = calloc(n, sizeof(*ev));
-	json_t **fields = calloc(n, sizeof(*fields));
-	struct disclosures *disc = calloc(n, sizeof(*disc));
-	if (!ev || !fields || !disc)
-		abort();
+	struct hit_rec **hits = bs->hits;
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct hit_rec *h = hits[i];
@@ -682,32 +687,37 @@ static void record_batch(struct tracker *t, struct hit_rec **hits, size_t n)
 			continue;
 		struct hit hv = hit_view(h, b->accepted_ms);
 		classify_hit(t->cls, &hv, &v);
-		fields[m] = hit_fields(h, &v, b->salt, b->accepted_ms, &disc[m]);
-		ev[m] = (struct event_new){h->notice, event_type(h->kind), fields[m], &disc[m]};
+		memset(&bs->disc[m], 0, sizeof(bs->disc[m]));
+		bs->fields[m] = hit_fields(h, &v, b->salt, b->accepted_ms, &bs->disc[m]);
+		bs->ev[m] = (struct event_new){h->notice, event_type(h->kind), bs->fields[m],
+					       &bs->disc[m]};
 		m++;
 	}
-	events_write(t, ev, m);
+	events_write(t, bs->ev, m);
 	for (size_t i = 0; i < m; i++) {
-		json_decref(fields[i]);
-		disclosures_free(&disc[i]);
+		json_decref(bs->fields[i]);
+		disclosures_free(&bs->disc[i]);
 	}
 	for (size_t i = 0; i < n; i++)
 		free(hits[i]);
-	free(ev);
-	free(fields);
-	free(disc);
 }
 
 static void *recorder_main(void *arg)
 {
 	struct tracker *t = arg;
-	struct hit_rec **batch = malloc(BATCH_MAX * sizeof(*batch));
-	if (!batch)
+	struct batch_space bs = {malloc(BATCH_MAX * sizeof(*bs.hits)),
+				 malloc(BATCH_MAX * sizeof(*bs.ev)),
+				 malloc(BATCH_MAX * sizeof(*bs.fields)),
+				 malloc(BATCH_MAX * sizeof(*bs.disc))};
+	if (!bs.hits || !bs.ev || !bs.fields || !bs.disc)
 		abort();
 	size_t n;
-	while ((n = queue_take(&t->q, batch, BATCH_MAX)) > 0)
-		record_batch(t, batch, n);
-	free(batch);
+	while ((n = queue_take(&t->q, bs.hits, BATCH_MAX)) > 0)
+		record_batch(t, &bs, n);
+	free(bs.hits);
+	free(bs.ev);
+	free(bs.fields);
+	free(bs.disc);
 	return NULL;
 }
 

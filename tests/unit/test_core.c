@@ -138,6 +138,12 @@ TEST(clock_formats)
 	CHECK(clock_parse_rfc3339("2026-02-30T00:00:00Z", &ms) < 0);
 	CHECK(clock_parse_rfc3339("2026-11-23 18:07:41Z", &ms) < 0);
 	CHECK(clock_parse_rfc3339("2026-11-23T18:07:41", &ms) < 0);
+	clock_rfc3339(0, t);
+	CHECK_STR(t, "1970-01-01T00:00:00.000Z");
+	clock_rfc3339(253402300799999LL, t); /* the last millisecond of 9999 */
+	CHECK_STR(t, "9999-12-31T23:59:59.999Z");
+	clock_rfc3339(951782400007LL, t);    /* 2000-02-29, a leap day */
+	CHECK_STR(t, "2000-02-29T00:00:00.007Z");
 	clock_rfc5322(1795457261303LL, d);
 	CHECK_STR(d, "Mon, 23 Nov 2026 18:07:41 +0000");
 }
