@@ -89,9 +89,18 @@ def main():
     with open(sys.argv[1]) as f:
         ZONE = {k.lower(): v for k, v in json.load(f).items()}
     LOG = sys.argv[1] + '.log'
-    udp = ThreadedUDP(('127.0.0.1', 0), UDP)
-    port = udp.server_address[1]
-    tcp = ThreadedTCP(('127.0.0.1', port), TCP)
+    # one port for both: the kernel picks a free UDP port, whose TCP twin
+    # may be taken by someone else; then try another
+    for _ in range(50):
+        udp = ThreadedUDP(('127.0.0.1', 0), UDP)
+        port = udp.server_address[1]
+        try:
+            tcp = ThreadedTCP(('127.0.0.1', port), TCP)
+            break
+        except OSError:
+            udp.server_close()
+    else:
+        sys.exit('dnsserver: no port free for both UDP and TCP')
     for srv in (udp, tcp):
         threading.Thread(target=srv.serve_forever, daemon=True).start()
     print(f'PORT {port}', flush=True)
