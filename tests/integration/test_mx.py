@@ -24,6 +24,7 @@ class DNS:
         line = self.p.stdout.readline().decode()
         if not line.startswith('PORT '):
             stop(self.p)
+            shutil.rmtree(self.dir, ignore_errors=True)
             raise Fail(f'dnsserver did not start: {line!r}')
         self.port = int(line.split()[1])
 
