@@ -70,7 +70,12 @@ class World:
             c['smtp']['mx_override'] = f'{override}=127.0.0.1:{self.smtp.port}'
         for k, v in conf.items():
             c.setdefault(k, {}).update(v)
-        self.s = Selo(**c).start()
+        self.s = Selo(**c)
+        try:
+            self.s.start()
+        except Exception:
+            self.close()  # the servers this test started, by their PIDs
+            raise
 
     def submit(self, to, n=1):
         ids = []
