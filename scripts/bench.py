@@ -78,6 +78,57 @@ def wrk_pixel(url, secs=10):
     return rps, total, int(bad.group(1)) if bad else 0, p50, p99
 
 
+def wait_healthz(url):
+    for _ in range(100):
+        if subprocess.run(['curl', '-s', '-o', '/dev/null', url + '/healthz']).returncode == 0:
+            return
+        time.sleep(0.1)
+
+
+def start_sink(procs):
+    """Postfix's smtp-sink on a free loopback port; returns the port."""
+    port = free_port()
+    procs.append(subprocess.Popen(['smtp-sink', '-u', 'nobody', f'127.0.0.1:{port}', '1024'],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return port
+
+
+def start_selo(tmp, procs, name, smtp, workers):
+    """`selo init` + `selo serve` on tmp/name with the given [smtp] lines;
+    returns (api url, API key, the serve process) once it answers."""
+    data = os.path.join(tmp, name)
+    out = subprocess.run([SELO, 'init', '--data', data, '--domain', 'cobranca.example'],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True)
+    key = out.stdout.decode().split()[1]
+    api = free_port()
+    with open(os.path.join(data, 'selo.conf'), 'w') as f:
+        f.write(f'[api]\nlisten = 127.0.0.1:{api}\n[track]\nlisten = 127.0.0.1:{free_port()}\n'
+                f'[mail]\ndomain = cobranca.example\n[smtp]\n{smtp}'
+                f'[sender]\nworkers = {workers}\nbatch = 50\n')
+    log = open(os.path.join(tmp, name + '-serve.log'), 'wb')
+    serve = subprocess.Popen([SELO, 'serve', '--data', data], stdout=log, stderr=log)
+    procs.append(serve)
+    url = f'http://127.0.0.1:{api}'
+    wait_healthz(url)
+    return url, key, serve
+
+
+def post_and_drain(url, key, n, done_state):
+    """Posts n notices in batches of 500, then waits until done_state +
+    failed reach n. Returns (seconds to accept, seconds to done, metrics)."""
+    batch = json.dumps({'notices': [NOTICE] * 500}).encode()
+    t0 = time.time()
+    sent = 0
+    while sent < n:
+        sent += curl('POST', url + '/v1/notices/batch', key, batch)['accepted']
+    t_accept = time.time() - t0
+    while True:
+        m = metrics(url)
+        if m.get(done_state, 0) + m.get('failed', 0) >= n:
+            return t_accept, time.time() - t0, m
+        time.sleep(0.05)
+
+
 def tracker(tmp):
     """Pixel requests/s against Selo's tracker (each hit recorded) and nginx's
     empty_gif with its access log on, same wrk load; then counts the events."""
@@ -94,10 +145,7 @@ def tracker(tmp):
     serve = subprocess.Popen([SELO, 'serve', '--data', data], stdout=log, stderr=log)
     try:
         url = f'http://127.0.0.1:{api}'
-        for _ in range(100):
-            if subprocess.run(['curl', '-s', '-o', '/dev/null', url + '/healthz']).returncode == 0:
-                break
-            time.sleep(0.1)
+        wait_healthz(url)
         curl('POST', url + '/v1/notices', key, json.dumps(NOTICE).encode())
         pixel = None
         for _ in range(100):
@@ -154,43 +202,11 @@ def ledger(tmp):
 
 def e2e(tmp, procs):
     """End to end and accept latency (the module docstring's 1 and 2)."""
-    sink_port = free_port()
-    sink = subprocess.Popen(['smtp-sink', '-u', 'nobody', f'127.0.0.1:{sink_port}', '1024'],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    procs.append(sink)
-    data = os.path.join(tmp, 'data')
-    out = subprocess.run([SELO, 'init', '--data', data, '--domain', 'cobranca.example'],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True)
-    key = out.stdout.decode().split()[1]
-    api = free_port()
+    sink_port = start_sink(procs)
     workers = os.environ.get('BENCH_WORKERS', '4')
-    with open(os.path.join(data, 'selo.conf'), 'w') as f:
-        f.write(f'[api]\nlisten = 127.0.0.1:{api}\n\n[track]\nlisten = 127.0.0.1:{free_port()}\n'
-                f'[mail]\ndomain = cobranca.example\n[smtp]\nmode = relay\n'
-                f'relay = 127.0.0.1:{sink_port}\nstarttls = no\n'
-                f'[sender]\nworkers = {workers}\nbatch = 50\n')
-    log = open(os.path.join(tmp, 'serve.log'), 'wb')
-    serve = subprocess.Popen([SELO, 'serve', '--data', data], stdout=log, stderr=log)
-    procs.append(serve)
-    url = f'http://127.0.0.1:{api}'
-    for _ in range(100):
-        if subprocess.run(['curl', '-s', '-o', '/dev/null', url + '/healthz']).returncode == 0:
-            break
-        time.sleep(0.1)
-    batch = json.dumps({'notices': [NOTICE] * 500}).encode()
-    t0 = time.time()
-    sent = 0
-    while sent < N:
-        r = curl('POST', url + '/v1/notices/batch', key, batch)
-        sent += r['accepted']
-    t_accept = time.time() - t0
-    while True:
-        m = metrics(url)
-        done = m.get('relayed', 0) + m.get('failed', 0)
-        if done >= N:
-            break
-        time.sleep(0.05)
-    t_all = time.time() - t0
+    smtp = f'mode = relay\nrelay = 127.0.0.1:{sink_port}\nstarttls = no\n'
+    url, key, serve = start_selo(tmp, procs, 'relay', smtp, workers)
+    t_accept, t_all, m = post_and_drain(url, key, N, 'relayed')
     print(f'end to end: {N} notices (batches of 500, {workers} sender workers, RSA+Ed25519 DKIM '
           f'+ S/MIME) -> smtp-sink')
     print(f'  accepted in {t_accept:.2f} s ({N / t_accept:.0f} notices/s accepted)')
@@ -219,55 +235,21 @@ def e2e(tmp, procs):
     serve.wait(30)
 
 
-def wait_healthz(url):
-    for _ in range(100):
-        if subprocess.run(['curl', '-s', '-o', '/dev/null', url + '/healthz']).returncode == 0:
-            return
-        time.sleep(0.1)
-
-
 def mx_e2e(tmp, procs, n):
     """Notices/s through the mx transport (one SMTP session per batch of one
     domain: connection reuse) into smtp-sink, both DKIM signatures, S/MIME
     with its timestamp, the log and tracking, each notice durable before its
     202. Returns notices/s."""
-    sink_port = free_port()
-    sink = subprocess.Popen(['smtp-sink', '-u', 'nobody', f'127.0.0.1:{sink_port}', '1024'],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    procs.append(sink)
-    data = os.path.join(tmp, 'mx')
-    out = subprocess.run([SELO, 'init', '--data', data, '--domain', 'cobranca.example'],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True)
-    key = out.stdout.decode().split()[1]
-    api = free_port()
-    with open(os.path.join(data, 'selo.conf'), 'w') as f:
-        f.write(f'[api]\nlisten = 127.0.0.1:{api}\n[track]\nlisten = 127.0.0.1:{free_port()}\n'
-                f'[mail]\ndomain = cobranca.example\n[smtp]\nmode = mx\nstarttls = no\n'
-                f'mx_override = destino.example=127.0.0.1:{sink_port}\n'
-                f'[sender]\nworkers = 4\nbatch = 50\n')
-    log = open(os.path.join(tmp, 'mx-serve.log'), 'wb')
-    serve = subprocess.Popen([SELO, 'serve', '--data', data], stdout=log, stderr=log)
-    procs.append(serve)
-    url = f'http://127.0.0.1:{api}'
-    wait_healthz(url)
-    batch = json.dumps({'notices': [NOTICE] * 500}).encode()
-    t0 = time.time()
-    sent = 0
-    while sent < n:
-        sent += curl('POST', url + '/v1/notices/batch', key, batch)['accepted']
-    while True:
-        m = metrics(url)
-        if m.get('delivered', 0) + m.get('failed', 0) >= n:
-            break
-        time.sleep(0.05)
-    rate = n / (time.time() - t0)
+    sink_port = start_sink(procs)
+    url, key, serve = start_selo(tmp, procs, 'mx', 'mode = mx\nstarttls = no\n'
+                                 f'mx_override = destino.example=127.0.0.1:{sink_port}\n', 4)
+    _, t_all, m = post_and_drain(url, key, n, 'delivered')
+    rate = n / t_all
     print(f'mx transport: {n} notices -> smtp-sink (4 workers, batches of 50 per session, '
           f'RSA+Ed25519 DKIM + S/MIME + RFC 3161 + log): {rate:.0f} notices/s '
           f'(failed: {m.get("failed", 0)})', flush=True)
     serve.send_signal(signal.SIGTERM)
     serve.wait(60)
-    sink.send_signal(signal.SIGTERM)
-    sink.wait(20)
     return rate
 
 
