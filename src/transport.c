@@ -7,6 +7,7 @@
  * Errors: open fills struct selo_err; send returns -1 only on misuse (NULL
  * arguments or a message missing an in field, which gets an error text). */
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,14 @@ void transport_msg_reset_out(struct transport_msg *m)
 	m->mx[0] = '\0';
 	m->queue_id[0] = '\0';
 	m->error[0] = '\0';
+}
+
+void transport_textf(char *dst, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(dst, n, fmt, ap);
+	va_end(ap);
 }
 
 void transport_queue_id(const char *reply, char out[64])

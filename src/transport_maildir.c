@@ -18,17 +18,6 @@
 #include "selo/fileio.h"
 #include "selo/transport.h"
 
-/* snprintf for messages meant to be cut at the buffer's end when long
- * (paths, server replies); the truncation is deliberate. */
-static void textf(char *dst, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void textf(char *dst, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(dst, n, fmt, ap);
-	va_end(ap);
-}
-
 struct maildir {
 	char tmp[4096];
 	char new[4096];
@@ -86,7 +75,7 @@ static int write_synced(const char *path, const char *data, size_t len, char *wh
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
-		textf(why, whyn, "cannot create %s: %s", path, strerror(errno));
+		transport_textf(why, whyn, "cannot create %s: %s", path, strerror(errno));
 		return -1;
 	}
 	size_t off = 0;
@@ -95,7 +84,7 @@ static int write_synced(const char *path, const char *data, size_t len, char *wh
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0) {
-			textf(why, whyn, "cannot write %s: %s", path, strerror(errno));
+			transport_textf(why, whyn, "cannot write %s: %s", path, strerror(errno));
 			close(fd);
 			unlink(path);
 			return -1;
@@ -108,7 +97,7 @@ static int write_synced(const char *path, const char *data, size_t len, char *wh
 		e = errno;
 	}
 	if (r != 0) {
-		textf(why, whyn, "cannot sync %s: %s", path, strerror(e));
+		transport_textf(why, whyn, "cannot sync %s: %s", path, strerror(e));
 		unlink(path);
 		return -1;
 	}
@@ -123,13 +112,13 @@ static void set_peer(struct transport_msg *m, const char *path)
 		memcpy(m->peer, path, n + 1);
 		return;
 	}
-	textf(m->peer, sizeof(m->peer), "...%s", path + n - (sizeof(m->peer) - 4));
+	transport_textf(m->peer, sizeof(m->peer), "...%s", path + n - (sizeof(m->peer) - 4));
 }
 
 static void fail(struct transport_msg *m, const char *why)
 {
 	m->outcome = TRANSPORT_TEMPFAIL;
-	textf(m->error, sizeof(m->error), "%s", why);
+	transport_textf(m->error, sizeof(m->error), "%s", why);
 	buf_printf(&m->transcript, "maildir: not written: %s\n", why);
 }
 
@@ -149,7 +138,7 @@ static int place_message(struct maildir *md, struct transport_msg *m, char *fina
 		return -1;
 	}
 	if (rename(tmp, final) != 0) {
-		textf(why, sizeof(why), "cannot rename %s to %s: %s", tmp, final, strerror(errno));
+		transport_textf(why, sizeof(why), "cannot rename %s to %s: %s", tmp, final, strerror(errno));
 		unlink(tmp);
 		fail(m, why);
 		return -1;

@@ -70,17 +70,6 @@ struct mx_host {
 	unsigned rnd;                /* orders equal preferences */
 };
 
-/* snprintf for text meant to be cut at the buffer's end when long (host
- * names, reasons); the truncation is deliberate. */
-static void textf(char *dst, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void textf(char *dst, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(dst, n, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- the per-destination limit (process-wide) ---------------------------- */
 
 static pthread_mutex_t active_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -114,7 +103,7 @@ static void destination_enter(const char *domain, int limit)
 			while (j < ACTIVE_MAX && active[j].n > 0)
 				j++;
 			if (j < ACTIVE_MAX) {
-				textf(active[j].domain, sizeof(active[j].domain), "%s", domain);
+				transport_textf(active[j].domain, sizeof(active[j].domain), "%s", domain);
 				active[j].n = 1;
 				break;
 			}
@@ -156,7 +145,7 @@ static void lower(char *s)
 static int overrides_parse(struct mx *m, const char *spec, struct selo_err *err)
 {
 	char copy[1024];
-	textf(copy, sizeof(copy), "%s", spec);
+	transport_textf(copy, sizeof(copy), "%s", spec);
 	char *save = NULL;
 	for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
 		char *eq = strchr(tok, '=');
@@ -167,9 +156,9 @@ static int overrides_parse(struct mx *m, const char *spec, struct selo_err *err)
 			return err_set(err, 500, "config", "smtp.mx_override: more than %d domains",
 				       OVERRIDES_MAX);
 		struct override *o = &m->ov[m->nov++];
-		textf(o->domain, sizeof(o->domain), "%.*s", (int)(eq - tok), tok);
+		transport_textf(o->domain, sizeof(o->domain), "%.*s", (int)(eq - tok), tok);
 		lower(o->domain);
-		textf(o->server, sizeof(o->server), "%s", eq + 1);
+		transport_textf(o->server, sizeof(o->server), "%s", eq + 1);
 	}
 	return 0;
 }
@@ -189,7 +178,7 @@ static int resolver_init(struct mx *m, const char *spec, int timeout_ms, struct 
 	char host[64];
 	const char *colon = strrchr(spec, ':');
 	long port = colon ? strtol(colon + 1, NULL, 10) : 0;
-	textf(host, sizeof(host), "%.*s", colon ? (int)(colon - spec) : 0, spec);
+	transport_textf(host, sizeof(host), "%.*s", colon ? (int)(colon - spec) : 0, spec);
 	struct in_addr a;
 	if (!server_ok(spec) || inet_pton(AF_INET, host, &a) != 1 || port < 1 || port > 65535)
 		return err_set(err, 500, "config", "smtp.resolver = %s: expected an IPv4 "
@@ -268,16 +257,16 @@ static int mx_hosts(struct mx *m, const char *domain, struct mx_host *out, char 
 	ns_msg msg;
 	enum dns_result r = dns_ask(m, domain, ns_t_mx, ans, &msg);
 	if (r == DNS_NXDOMAIN) {
-		textf(why, wn, "the domain %s does not exist (DNS: NXDOMAIN)", domain);
+		transport_textf(why, wn, "the domain %s does not exist (DNS: NXDOMAIN)", domain);
 		return 0;
 	}
 	if (r == DNS_TEMP) {
-		textf(why, wn, "DNS lookup of the MX of %s failed (server failure or no "
+		transport_textf(why, wn, "DNS lookup of the MX of %s failed (server failure or no "
 			 "answer); will retry", domain);
 		return -1;
 	}
 	if (r == DNS_NODATA) {
-		textf(out[0].name, sizeof(out[0].name), "%s", domain);
+		transport_textf(out[0].name, sizeof(out[0].name), "%s", domain);
 		out[0].pref = -1; /* implicit MX */
 		return 1;
 	}
@@ -297,18 +286,18 @@ static int mx_hosts(struct mx *m, const char *domain, struct mx_host *out, char 
 		}
 		if (strlen(name) > DOMAIN_MAX)
 			continue;
-		textf(out[n].name, sizeof(out[n].name), "%s", name);
+		transport_textf(out[n].name, sizeof(out[n].name), "%s", name);
 		lower(out[n].name);
 		out[n].pref = ns_get16(ns_rr_rdata(rr));
 		random_bytes((uint8_t *)&out[n].rnd, sizeof(out[n].rnd));
 		n++;
 	}
 	if (null_mx && n == 0) {
-		textf(why, wn, "%s accepts no mail (null MX, RFC 7505)", domain);
+		transport_textf(why, wn, "%s accepts no mail (null MX, RFC 7505)", domain);
 		return 0;
 	}
 	if (n == 0) {
-		textf(why, wn, "DNS answered MX records for %s that cannot be read; will retry",
+		transport_textf(why, wn, "DNS answered MX records for %s that cannot be read; will retry",
 			 domain);
 		return -1;
 	}
@@ -327,7 +316,7 @@ static int host_addrs(struct mx *m, const char *host, char out[][INET_ADDRSTRLEN
 {
 	struct in_addr lit;
 	if (inet_pton(AF_INET, host, &lit) == 1) {
-		textf(out[0], INET_ADDRSTRLEN, "%s", host);
+		transport_textf(out[0], INET_ADDRSTRLEN, "%s", host);
 		return 1;
 	}
 	unsigned char ans[DNS_ANSWER_MAX];
@@ -376,7 +365,7 @@ static void group_fail(struct group *g, int *done, enum transport_outcome o, con
 		if (done[i])
 			continue;
 		g->msg[i]->outcome = o;
-		textf(g->msg[i]->error, sizeof(g->msg[i]->error), "%s", why);
+		transport_textf(g->msg[i]->error, sizeof(g->msg[i]->error), "%s", why);
 		done[i] = 1;
 	}
 }
@@ -403,7 +392,7 @@ static void take_result(struct transport_msg *dst, struct transport_msg *src, co
 	memcpy(dst->tls_peer, src->tls_peer, sizeof(dst->tls_peer));
 	memcpy(dst->error, src->error, sizeof(dst->error));
 	memcpy(dst->queue_id, src->queue_id, sizeof(dst->queue_id));
-	textf(dst->mx, sizeof(dst->mx), "%s", mx);
+	transport_textf(dst->mx, sizeof(dst->mx), "%s", mx);
 }
 
 /* One session to server with the group's messages still pending; those it
@@ -434,7 +423,7 @@ static size_t try_server(struct mx *m, struct group *g, int *done, const char *s
 			take_result(g->msg[idx[j]], &t[j], mx_label);
 			done[idx[j]] = 1;
 		} else {
-			textf(last, ln, "%s", t[j].error[0] ? t[j].error : "no answer");
+			transport_textf(last, ln, "%s", t[j].error[0] ? t[j].error : "no answer");
 			pending++;
 		}
 		transport_msg_free(&t[j]);
@@ -482,28 +471,28 @@ static void deliver_group(struct mx *m, struct group *g, int *done)
 		any_addr = 1;
 		char label[300];
 		if (hosts[h].pref < 0)
-			textf(label, sizeof(label), "%s (no MX record: the domain itself)",
+			transport_textf(label, sizeof(label), "%s (no MX record: the domain itself)",
 				 hosts[h].name);
 		else
-			textf(label, sizeof(label), "%s (preference %d)", hosts[h].name,
+			transport_textf(label, sizeof(label), "%s (preference %d)", hosts[h].name,
 				 hosts[h].pref);
 		for (int a = 0; a < na; a++) {
 			char server[INET_ADDRSTRLEN + 8];
-			textf(server, sizeof(server), "%s:%d", addrs[a], m->port);
+			transport_textf(server, sizeof(server), "%s:%d", addrs[a], m->port);
 			if (try_server(m, g, done, server, label, last, sizeof(last)) == 0)
 				return;
 		}
 	}
 	if (!any_addr && hosts[0].pref < 0 && !temp_dns && !ipv6_only) {
-		textf(why, sizeof(why), "%s has neither an MX nor an A record", g->domain);
+		transport_textf(why, sizeof(why), "%s has neither an MX nor an A record", g->domain);
 		group_fail(g, done, TRANSPORT_PERMFAIL, why);
 		return;
 	}
 	if (!any_addr && ipv6_only && !temp_dns)
-		textf(last, sizeof(last), "the mail servers of %s have IPv6 addresses only; Selo "
+		transport_textf(last, sizeof(last), "the mail servers of %s have IPv6 addresses only; Selo "
 		      "cannot deliver over IPv6 yet (libesmtp); will retry", g->domain);
 	else if (!any_addr)
-		textf(last, sizeof(last), "no address found for any MX host of %s%s", g->domain,
+		transport_textf(last, sizeof(last), "no address found for any MX host of %s%s", g->domain,
 			 temp_dns ? " (DNS failure); will retry" : "");
 	group_fail(g, done, TRANSPORT_TEMPFAIL, last);
 }
@@ -532,7 +521,7 @@ static void send_domain(struct mx *m, struct transport_msg *msgs, size_t n, cons
 			int *taken)
 {
 	struct group g = {.notes = BUF_INIT};
-	textf(g.domain, sizeof(g.domain), "%s", domain);
+	transport_textf(g.domain, sizeof(g.domain), "%s", domain);
 	lower(g.domain);
 	g.msg = calloc(n, sizeof(*g.msg));
 	int *done = calloc(n, sizeof(*done));
@@ -566,13 +555,13 @@ static int mx_send(void *state, struct transport_msg *msgs, size_t n)
 		const char *d = rcpt_domain(msgs[i].rcpt);
 		if (!d || strlen(d) > DOMAIN_MAX) {
 			msgs[i].outcome = TRANSPORT_PERMFAIL;
-			textf(msgs[i].error, sizeof(msgs[i].error),
+			transport_textf(msgs[i].error, sizeof(msgs[i].error),
 				 "the recipient address has no usable domain");
 			taken[i] = 1;
 			continue;
 		}
 		char domain[DOMAIN_MAX + 1];
-		textf(domain, sizeof(domain), "%s", d);
+		transport_textf(domain, sizeof(domain), "%s", d);
 		send_domain(m, msgs, n, domain, taken);
 	}
 	free(taken);

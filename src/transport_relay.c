@@ -58,17 +58,6 @@
 #define LINE_MAX_KEEP 4096          /* a "line" without LF is cut here */
 #define DEFAULT_PORT "587"          /* libesmtp's own default, made explicit */
 
-/* snprintf for messages meant to be cut at the buffer's end when long
- * (paths, server replies); the truncation is deliberate. */
-static void textf(char *dst, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void textf(char *dst, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(dst, n, fmt, ap);
-	va_end(ap);
-}
-
 struct relay {
 	char server[300];  /* host:port as given to libesmtp and reported as peer */
 	char helo[256];
@@ -228,7 +217,7 @@ int transport_relay_session(void *state, const char *server, struct transport_ms
 			    size_t n)
 {
 	struct relay *r = state;
-	textf(r->server, sizeof(r->server), "%s", server);
+	transport_textf(r->server, sizeof(r->server), "%s", server);
 	return relay_send(r, msgs, n);
 }
 
@@ -591,7 +580,7 @@ static void on_tls_ok(struct relay_session *s, SSL *ssl, const char *cipher, int
 	if (b && X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0) {
 		char *p = NULL;
 		long n = BIO_get_mem_data(b, &p);
-		textf(s->tls_peer, sizeof(s->tls_peer), "%.*s", (int)(n > 255 ? 255 : n), p);
+		transport_textf(s->tls_peer, sizeof(s->tls_peer), "%.*s", (int)(n > 255 ? 255 : n), p);
 		emitf_to(s, s->cur, "-- server certificate: %s", s->tls_peer);
 	}
 	BIO_free(b);
@@ -898,37 +887,37 @@ static int session_error(struct relay_session *s, int started, char *out, size_t
 	int e = smtp_errno();
 	char text[160];
 	if (s->failure[0]) {
-		textf(out, n, "%s", s->failure);
+		transport_textf(out, n, "%s", s->failure);
 		return 1;
 	}
 	if (s->auth_refused[0]) {
-		textf(out, n, "%s refused our AUTH (%s); check smtp.auth_user and "
+		transport_textf(out, n, "%s refused our AUTH (%s); check smtp.auth_user and "
 			 "smtp.auth_password", srv, s->auth_refused);
 		return 1;
 	}
 	if (e == -ECONNREFUSED) {
-		textf(out, n, "connection refused by %s", srv);
+		transport_textf(out, n, "connection refused by %s", srv);
 		return 1;
 	}
 	if (e == SMTP_ERR_DROPPED_CONNECTION && ms_since(&s->last_io) >= s->relay->timeout_ms * 9 / 10) {
-		textf(out, n, "no answer from %s within %ld ms (timeout)", srv, s->relay->timeout_ms);
+		transport_textf(out, n, "no answer from %s within %ld ms (timeout)", srv, s->relay->timeout_ms);
 		return 1;
 	}
 	if (e == SMTP_ERR_DROPPED_CONNECTION) {
-		textf(out, n, "%s closed the connection%s%s", srv,
+		transport_textf(out, n, "%s closed the connection%s%s", srv,
 			 s->last_reply[0] ? " after: " : "", s->last_reply);
 		return 1;
 	}
 	if (e != SMTP_ERR_INVAL && e != 0) {
 		smtp_strerror(e, text, sizeof(text));
-		textf(out, n, "SMTP session with %s failed: %s", srv, text);
+		transport_textf(out, n, "SMTP session with %s failed: %s", srv, text);
 		return 1;
 	}
 	if (s->last_reply[0] && (s->last_reply[0] == '4' || s->last_reply[0] == '5')) {
-		textf(out, n, "%s refused the session: %s", srv, s->last_reply);
+		transport_textf(out, n, "%s refused the session: %s", srv, s->last_reply);
 		return 1;
 	}
-	textf(out, n, "%s ended the session before this message was sent%s", srv,
+	transport_textf(out, n, "%s ended the session before this message was sent%s", srv,
 		 started ? "" : " (session could not start)");
 	return 0;
 }
@@ -989,7 +978,7 @@ static void decide(struct relay_session *s, struct relay_item *it, const char *w
 		st = ts;
 	if (!st || st->code < 200 || st->code > 599) {
 		m->outcome = TRANSPORT_TEMPFAIL;
-		textf(m->error, sizeof(m->error), "%s", why_unreached);
+		transport_textf(m->error, sizeof(m->error), "%s", why_unreached);
 		return;
 	}
 	m->code = st->code;
@@ -1003,10 +992,10 @@ static void decide(struct relay_session *s, struct relay_item *it, const char *w
 	if (m->outcome == TRANSPORT_PERMFAIL && is_auth_problem(s, st)) {
 		m->outcome = TRANSPORT_TEMPFAIL;
 		if (s->auth_refused[0])
-			textf(m->error, sizeof(m->error), "%s refused our AUTH (%s); check "
+			transport_textf(m->error, sizeof(m->error), "%s refused our AUTH (%s); check "
 				 "smtp.auth_user and smtp.auth_password", s->relay->server, s->auth_refused);
 		else
-			textf(m->error, sizeof(m->error), "%s requires AUTH; set smtp.auth_user "
+			transport_textf(m->error, sizeof(m->error), "%s requires AUTH; set smtp.auth_user "
 				 "and smtp.auth_password", s->relay->server);
 	}
 }
@@ -1016,9 +1005,9 @@ static void finish_message(struct relay_session *s, struct relay_item *it, const
 {
 	struct transport_msg *m = it->msg;
 	decide(s, it, why);
-	textf(m->peer, sizeof(m->peer), "%s", s->relay->server);
-	textf(m->tls, sizeof(m->tls), "%s", s->tls);
-	textf(m->tls_peer, sizeof(m->tls_peer), "%s", s->tls_peer);
+	transport_textf(m->peer, sizeof(m->peer), "%s", s->relay->server);
+	transport_textf(m->tls, sizeof(m->tls), "%s", s->tls);
+	transport_textf(m->tls_peer, sizeof(m->tls_peer), "%s", s->tls_peer);
 	if (m->outcome == TRANSPORT_ACCEPTED)
 		transport_queue_id(buf_str(&m->reply), m->queue_id);
 	const struct part *parts[3] = {&s->part[0], &s->part[1 + (size_t)(it - s->items)],

@@ -76,6 +76,11 @@ extern const struct transport_ops transport_maildir_ops;
 extern const struct transport_ops transport_relay_ops;
 extern const struct transport_ops transport_mx_ops;
 
+/* snprintf for the backends' fixed-size texts (errors, peers, host names),
+ * which are meant to be cut at the buffer's end when long. */
+void transport_textf(char *dst, size_t n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* For transport_mx.c: a relay-backend state with no smarthost and no AUTH
  * (TLS, timeouts and transcripts as configured), and one SMTP session of it
  * to server ("a.b.c.d:port"), with the relay's outcome rules. */
