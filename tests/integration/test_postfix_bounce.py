@@ -85,7 +85,12 @@ maximal_backoff_time = 2s
         eq(len(failed), 1, types)
         eq(failed[0]['reason'], 'bounced')
         eq(failed[0].get('status'), '5.1.1', failed[0])
-        check('status=sent (delivered via selo service' in pf.log(), pf.log()[-1500:])
+        # postfix logs the pipe's result after `selo bounce` has exited
+        try:
+            wait_until(lambda: 'status=sent (delivered via selo service' in pf.log(), 10, 0.1,
+                       'postfix to log the delivery to the selo service')
+        except Fail:
+            raise Fail(pf.log()[-1500:])
         # the receipt carries the bounce and verifies offline
         def receipt():
             st, _, b = curl('GET', f'{url}/v1/notices/{nid}/receipt', None, h)
