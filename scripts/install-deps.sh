@@ -7,10 +7,11 @@ set -eu
 # Build: compiler, libraries with their headers.
 BUILD="gcc make pkg-config libc6-dev libssl-dev openssl libsqlite3-dev sqlite3
 libjansson-dev libmicrohttpd-dev libesmtp-dev libopendkim-dev libcurl4-openssl-dev
-libinih-dev"
+libinih-dev libcairo2-dev libpango1.0-dev libqrencode-dev fonts-dejavu-core"
 # Tests: real peers and third-party verifiers, sanitizers, fuzzing.
 TEST="curl python3 python3-aiosmtpd python3-dkim python3-dnslib postfix clang
-libclang-rt-14-dev wrk nginx-light chromium opendkim opendkim-tools"
+libclang-rt-14-dev wrk nginx-light chromium opendkim opendkim-tools poppler-utils
+qpdf"
 
 missing=""
 for p in $BUILD $TEST; do
