@@ -809,33 +809,39 @@ static int disclosures_add(struct conn *c, const char *id, const struct disclosu
 	return 0;
 }
 
+/* Stores one encoded event (entry bytes in e) with its disclosures. 0 ok,
+ * 1 constraint (the caller's), -1 storage failure. */
+static int event_row_add(struct conn *c, const char *id, const char *type, int64_t t,
+			 const struct buf *e, const struct disclosures *d, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_EVENT_ADD, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, id) | bind_text(st, 2, type) | sqlite3_bind_int64(st, 3, t) |
+	    bind_blob(st, 4, e->data, e->len))
+		return bind_failed(c, st, err, "storing an event");
+	int r = step_insert(c, st, err, "storing an event", id);
+	return r == 0 ? disclosures_add(c, id, d, err) : r;
+}
+
+static int event_unencodable(struct selo_err *err, const char *id, const char *type)
+{
+	err_set(err, 422, "invalid-event",
+		"store: the %s event of notice %s cannot be encoded (fields must be an "
+		"object without the keys v, type, notice, time)",
+		type, id);
+	return 1;
+}
+
 /* Encodes and stores one event with its disclosures. 0 ok, 1 the fields
  * cannot be encoded (the caller's mistake), -1 storage failure. */
 static int event_add(struct conn *c, const char *id, const char *type, int64_t t,
 		     const json_t *fields, const struct disclosures *d, struct selo_err *err)
 {
 	struct buf e = BUF_INIT;
-	if (event_entry_encode(&e, type, id, t, fields) != 0) {
-		buf_free(&e);
-		err_set(err, 422, "invalid-event",
-			"store: the %s event of notice %s cannot be encoded (fields must be an "
-			"object without the keys v, type, notice, time)",
-			type, id);
-		return 1;
-	}
-	sqlite3_stmt *st = stmt_get(c, S_EVENT_ADD, err);
-	int r = -1;
-	if (!st)
-		goto out;
-	if (bind_text(st, 1, id) | bind_text(st, 2, type) | sqlite3_bind_int64(st, 3, t) |
-	    bind_blob(st, 4, e.data, e.len)) {
-		bind_failed(c, st, err, "storing an event");
-		goto out;
-	}
-	r = step_insert(c, st, err, "storing an event", id);
-	if (r == 0)
-		r = disclosures_add(c, id, d, err);
-out:
+	int r = event_entry_encode(&e, type, id, t, fields) != 0
+			? event_unencodable(err, id, type)
+			: event_row_add(c, id, type, t, &e, d, err);
 	buf_free(&e);
 	return r;
 }
@@ -2041,20 +2047,42 @@ struct events_args {
 	size_t n;
 };
 
+/* One event of store_events_add, encoded into e (reused across the call:
+ * a batch of hits is thousands of events). */
+static int event_new_add(struct store *s, const struct event_new *ev, struct buf *e,
+			 struct selo_err *err)
+{
+	int64_t t = writer_time(s);
+	buf_reset(e);
+	int bad = ev->fields ? event_entry_encode(e, ev->type, ev->notice_id, t, ev->fields)
+			     : event_entry_encode_text(e, ev->type, ev->notice_id, t, ev->fields_text,
+						       ev->fields_text ? ev->fields_len : 0);
+	if (bad)
+		return event_unencodable(err, ev->notice_id, ev->type);
+	return event_row_add(s->w, ev->notice_id, ev->type, t, e, ev->disc, err);
+}
+
 static int run_events_add(struct store *s, struct job *j)
 {
 	struct events_args *a = j->arg;
-	struct conn *c = s->w;
-	for (size_t i = 0; i < a->n; i++) {
-		const struct event_new *e = &a->ev[i];
-		int exists = row_exists(c, S_NOTICE_EXISTS, e->notice_id, j->err);
-		if (exists <= 0)
-			return exists < 0 ? -1 : err_set(j->err, 404, "not-found", "store: no notice %s",
-							 e->notice_id);
-		if (event_add(c, e->notice_id, e->type, writer_time(s), e->fields, e->disc, j->err) != 0)
-			return -1;
+	struct buf e = BUF_INIT;
+	int r = 0;
+	for (size_t i = 0; i < a->n && r == 0; i++) {
+		const struct event_new *ev = &a->ev[i];
+		/* Hits come in runs of one notice: one look-up per run (the
+		 * transaction holds the write lock, so it cannot vanish meanwhile). */
+		if (i == 0 || strcmp(ev->notice_id, a->ev[i - 1].notice_id) != 0) {
+			int exists = row_exists(s->w, S_NOTICE_EXISTS, ev->notice_id, j->err);
+			if (exists <= 0) {
+				r = exists < 0 ? -1 : err_set(j->err, 404, "not-found", "store: no notice %s",
+							      ev->notice_id);
+				break;
+			}
+		}
+		r = event_new_add(s, ev, &e, j->err) != 0 ? -1 : 0;
 	}
-	return 0;
+	buf_free(&e);
+	return r;
 }
 
 int store_events_add(struct store *s, const struct event_new *ev, size_t n, struct selo_err *err)

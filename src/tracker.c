@@ -597,36 +597,35 @@ static struct hit hit_view(const struct hit_rec *h, int64_t accepted_ms)
 	return v;
 }
 
-/* The event's own fields, in the documented order; personal values (IP,
- * user agent) and the free-text Purpose header enter only as commitments
- * under the notice's salt, disclosed through d. */
-static json_t *hit_fields(const struct hit_rec *h, const struct verdict *v,
-			  const uint8_t salt[32], int64_t accepted_ms, struct disclosures *d)
+/* The event's own fields, in the documented order, appended to f as entry
+ * text (event_field_*: a jansson object per hit cost more than the rest of
+ * recording it); personal values (IP, user agent) and the free-text Purpose
+ * header enter only as commitments under the notice's salt, disclosed
+ * through d. Every value is ASCII or checked UTF-8 by construction; a field
+ * that still failed would be left out, as jansson left it out before. */
+static void hit_fields(const struct hit_rec *h, const struct verdict *v, const uint8_t salt[32],
+		       int64_t accepted_ms, struct disclosures *d, struct buf *f)
 {
-	json_t *f = json_object();
 	/* The entry's "time" is when the store wrote it (the recorder batches
 	 * for up to 100 ms); "arrived" is when the request came in. */
 	char arrived[32];
 	clock_rfc3339(h->time_ms, arrived);
-	json_object_set_new(f, "arrived", json_string(arrived));
-	json_object_set_new(f, "method", json_string(h->method));
-	json_object_set_new(f, "class", json_string(v->class_name));
-	json_object_set_new(f, "reason", json_string(v->reason));
-	json_object_set_new(f, "detail", json_string(v->detail));
+	event_field_str(f, "arrived", arrived);
+	event_field_str(f, "method", h->method);
+	event_field_str(f, "class", v->class_name);
+	event_field_str(f, "reason", v->reason);
+	event_field_str(f, "detail", v->detail);
 	if (h->kind == HIT_CLICK)
-		json_object_set_new(f, "link", json_integer(h->link));
+		event_field_int(f, "link", h->link);
 	if (h->ip[0])
-		json_object_set_new(f, "ip", json_string(disclose(d, salt, h->ip, strlen(h->ip))));
+		event_field_str(f, "ip", disclose(d, salt, h->ip, strlen(h->ip)));
 	if (h->user_agent)
-		json_object_set_new(f, "user_agent", json_string(disclose(d, salt, h->user_agent,
-									     strlen(h->user_agent))));
+		event_field_str(f, "user_agent",
+				disclose(d, salt, h->user_agent, strlen(h->user_agent)));
 	if (h->purpose)
-		json_object_set_new(f, "purpose", json_string(disclose(d, salt, h->purpose,
-									  strlen(h->purpose))));
+		event_field_str(f, "purpose", disclose(d, salt, h->purpose, strlen(h->purpose)));
 	if (accepted_ms > 0)
-		json_object_set_new(f, "seconds_after_delivery",
-				    json_integer((h->time_ms - accepted_ms) / 1000));
-	return f;
+		event_field_int(f, "seconds_after_delivery", (h->time_ms - accepted_ms) / 1000);
 }
 
 static const char *event_type(enum hit_kind k)
@@ -658,22 +657,25 @@ static void events_write(struct tracker *t, const struct event_new *ev, size_t n
 	}
 }
 
-/* Classifies every hit in arrival order and records those of notices that
- * still exist. Page views are classified only (they feed the burst rule)
- * and never recorded: see serve_read_page. Frees the hits. */
-/* The recorder's working arrays, BATCH_MAX long, allocated once: a fresh
- * calloc of these per batch went through mmap and page faults. */
+/* The recorder's working space, allocated once: a fresh calloc of BATCH_MAX
+ * long arrays per batch went through mmap and page faults. */
 struct batch_space {
 	struct hit_rec **hits;
 	struct event_new *ev;
-	json_t **fields;
+	size_t *text_at;          /* where each event's fields start in text */
 	struct disclosures *disc;
+	struct buf text;          /* the batch's fields, one event after another */
+	struct buf one;           /* the fields of the hit being built */
 };
 
+/* Classifies every hit in arrival order and records those of notices that
+ * still exist. Page views are classified only (they feed the burst rule)
+ * and never recorded: see serve_read_page. Frees the hits. */
 static void record_batch(struct tracker *t, struct batch_space *bs, size_t n)
 {
 	struct hit_rec **hits = bs->hits;
 	size_t m = 0;
+	buf_reset(&bs->text);
 	for (size_t i = 0; i < n; i++) {
 		struct hit_rec *h = hits[i];
 		struct verdict v;
@@ -688,16 +690,20 @@ static void record_batch(struct tracker *t, struct batch_space *bs, size_t n)
 		struct hit hv = hit_view(h, b->accepted_ms);
 		classify_hit(t->cls, &hv, &v);
 		memset(&bs->disc[m], 0, sizeof(bs->disc[m]));
-		bs->fields[m] = hit_fields(h, &v, b->salt, b->accepted_ms, &bs->disc[m]);
-		bs->ev[m] = (struct event_new){h->notice, event_type(h->kind), bs->fields[m],
-					       &bs->disc[m]};
+		buf_reset(&bs->one);
+		hit_fields(h, &v, b->salt, b->accepted_ms, &bs->disc[m], &bs->one);
+		bs->text_at[m] = bs->text.len;
+		buf_append(&bs->text, bs->one.data, bs->one.len);
+		bs->ev[m] = (struct event_new){h->notice, event_type(h->kind), NULL, &bs->disc[m],
+					       NULL, bs->one.len};
 		m++;
 	}
+	/* Only now: appending may have moved the text. */
+	for (size_t i = 0; i < m; i++)
+		bs->ev[i].fields_text = bs->text.data + bs->text_at[i];
 	events_write(t, bs->ev, m);
-	for (size_t i = 0; i < m; i++) {
-		json_decref(bs->fields[i]);
+	for (size_t i = 0; i < m; i++)
 		disclosures_free(&bs->disc[i]);
-	}
 	for (size_t i = 0; i < n; i++)
 		free(hits[i]);
 }
@@ -707,17 +713,19 @@ static void *recorder_main(void *arg)
 	struct tracker *t = arg;
 	struct batch_space bs = {malloc(BATCH_MAX * sizeof(*bs.hits)),
 				 malloc(BATCH_MAX * sizeof(*bs.ev)),
-				 malloc(BATCH_MAX * sizeof(*bs.fields)),
-				 malloc(BATCH_MAX * sizeof(*bs.disc))};
-	if (!bs.hits || !bs.ev || !bs.fields || !bs.disc)
+				 malloc(BATCH_MAX * sizeof(*bs.text_at)),
+				 malloc(BATCH_MAX * sizeof(*bs.disc)), BUF_INIT, BUF_INIT};
+	if (!bs.hits || !bs.ev || !bs.text_at || !bs.disc)
 		abort();
 	size_t n;
 	while ((n = queue_take(&t->q, bs.hits, BATCH_MAX)) > 0)
 		record_batch(t, &bs, n);
 	free(bs.hits);
 	free(bs.ev);
-	free(bs.fields);
+	free(bs.text_at);
 	free(bs.disc);
+	buf_free(&bs.text);
+	buf_free(&bs.one);
 	return NULL;
 }
 
@@ -907,11 +915,12 @@ static int confirmation_record(struct tracker *t, struct MHD_Connection *c,
 		return r < 0 ? -1 : 0;
 	}
 	struct disclosures d = DISCLOSURES_INIT;
-	json_t *f = hit_fields(h, &v, salt, accepted_ms, &d);
-	struct event_new ev = {notice, EV_READ_CONFIRMED, f, &d};
+	struct buf f = BUF_INIT;
+	hit_fields(h, &v, salt, accepted_ms, &d, &f);
+	struct event_new ev = {notice, EV_READ_CONFIRMED, NULL, &d, f.data, f.len};
 	atomic_fetch_add(&t->store_calls, 1);
 	r = store_events_add(t->app->store, &ev, 1, err);
-	json_decref(f);
+	buf_free(&f);
 	disclosures_free(&d);
 	free(h);
 	if (r != 0)

@@ -27,6 +27,23 @@
 int event_entry_encode(struct buf *out, const char *type, const char *notice_id,
 		       int64_t time_ms, const json_t *fields);
 
+/* Fields written straight as text, for the hot path that cannot afford a
+ * jansson object per event (the tracker's hits): each call appends one
+ * member, `"key":value`, with a comma before it when fields is not empty.
+ * The bytes are those json_dump_callback(JSON_COMPACT | JSON_PRESERVE_ORDER)
+ * writes for an object built with the same calls in the same order:
+ * strings escaped as jansson escapes them (\" \\ \b \f \n \r \t, other
+ * control bytes \u00XX), non-ASCII kept as UTF-8. Keys must be plain
+ * ([A-Za-z0-9_-]) and not reserved (v, type, notice, time). Returns 0, or -1
+ * (nothing appended) for such a key or a value that is not valid UTF-8. */
+int event_field_str(struct buf *fields, const char *key, const char *value);
+int event_field_int(struct buf *fields, const char *key, long long value);
+
+/* event_entry_encode with the fields as made by event_field_*() (len bytes,
+ * may be 0). Returns 0, or -1 when type or notice_id is not a plain token. */
+int event_entry_encode_text(struct buf *out, const char *type, const char *notice_id,
+			    int64_t time_ms, const char *fields, size_t len);
+
 
 
 /* Disclosures: every personal or content value an event commits to is kept

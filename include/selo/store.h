@@ -214,12 +214,16 @@ int store_delivery_results(struct store *s, const struct result_rec *r, size_t n
 
 /* Events about existing notices that change no state (the tracker's opened,
  * clicked, read_confirmed), in one transaction, durable on return. An
- * unknown notice fails the whole call (404). */
+ * unknown notice fails the whole call (404). The fields come either as a
+ * jansson object or, when fields is NULL, as text made by event_field_*()
+ * (event.h; the tracker's hot path), or neither. */
 struct event_new {
 	const char *notice_id;
 	const char *type;
-	json_t *fields;                 /* borrowed */
+	json_t *fields;                 /* borrowed, may be NULL */
 	const struct disclosures *disc; /* may be NULL */
+	const char *fields_text;        /* used when fields is NULL; NULL: none */
+	size_t fields_len;
 };
 int store_events_add(struct store *s, const struct event_new *ev, size_t n, struct selo_err *err);
 

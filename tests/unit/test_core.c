@@ -165,6 +165,56 @@ TEST(event_entry_key_order)
 	buf_free(&b);
 }
 
+/* event_field_* write the bytes jansson dumps for the same object: every
+ * ASCII byte (the escapes), UTF-8 kept as is, integers at both ends. */
+TEST(event_fields_as_text_equal_jansson)
+{
+	char ascii[128];
+	for (int i = 1; i < 128; i++)
+		ascii[i - 1] = (char)i;
+	ascii[127] = '\0';
+	const char *values[] = {"", "plain", ascii, "ç ação 日本 😀", "\"quoted\" \\ /path/",
+				"Mozilla/5.0 (X11; Linux x86_64)", "tab\there\r\n\x7f", NULL};
+	const long long ints[] = {0, 1, -1, 42, -30, 9223372036854775807LL, -9223372036854775807LL - 1};
+	json_t *o = json_object();
+	struct buf text = BUF_INIT;
+	char key[16];
+	for (size_t i = 0; values[i]; i++) {
+		snprintf(key, sizeof(key), "s%zu", i);
+		json_object_set_new(o, key, json_string(values[i]));
+		CHECK(event_field_str(&text, key, values[i]) == 0);
+	}
+	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+		snprintf(key, sizeof(key), "i_%zu", i);
+		json_object_set_new(o, key, json_integer(ints[i]));
+		CHECK(event_field_int(&text, key, ints[i]) == 0);
+	}
+	struct buf want = BUF_INIT, got = BUF_INIT;
+	CHECK(event_entry_encode(&want, "opened", "01ARZ3NDEKTSV4RRFFQ69G5FAV", 1795457261303LL, o) == 0);
+	CHECK(event_entry_encode_text(&got, "opened", "01ARZ3NDEKTSV4RRFFQ69G5FAV", 1795457261303LL,
+				      text.data, text.len) == 0);
+	CHECK_STR(buf_str(&got), buf_str(&want));
+	/* No fields: the head alone, as with an empty object. */
+	buf_reset(&want);
+	buf_reset(&got);
+	CHECK(event_entry_encode(&want, "opened", "x", 0, NULL) == 0);
+	CHECK(event_entry_encode_text(&got, "opened", "x", 0, NULL, 0) == 0);
+	CHECK_STR(buf_str(&got), buf_str(&want));
+	/* Refused, and nothing written: reserved or odd keys, invalid UTF-8. */
+	size_t len = text.len;
+	CHECK(event_field_str(&text, "time", "x") < 0);
+	CHECK(event_field_int(&text, "notice", 1) < 0);
+	CHECK(event_field_str(&text, "a\"b", "x") < 0);
+	CHECK(event_field_str(&text, "k", "\xc3\x28") < 0);
+	CHECK(event_field_str(&text, "k", "\xed\xa0\x80") < 0); /* a surrogate */
+	CHECK(text.len == len);
+	CHECK(event_entry_encode_text(&got, "bad type", "x", 0, NULL, 0) < 0);
+	json_decref(o);
+	buf_free(&text);
+	buf_free(&want);
+	buf_free(&got);
+}
+
 TEST(disclosures_keep_values)
 {
 	struct disclosures d = DISCLOSURES_INIT;
