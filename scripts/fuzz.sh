@@ -9,7 +9,7 @@ secs=${1:-60}
 out=build-fuzz
 mkdir -p "$out/gen"
 ./scripts/embed-templates.sh templates > "$out/gen/templates_embed.c"
-pkgs="libssl libcrypto sqlite3 jansson libmicrohttpd libesmtp-1.0 opendkim libcurl inih"
+pkgs="libssl libcrypto sqlite3 jansson libmicrohttpd libesmtp-1.0 opendkim libcurl inih cairo pangocairo libqrencode zlib"
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -D_GNU_SOURCE -Iinclude -I$out/gen $(pkg-config --cflags $pkgs)"
 libs="$(pkg-config --libs $pkgs) -lresolv -lpthread -lm"
 status=0

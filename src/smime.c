@@ -3,9 +3,13 @@
  * no canonicalisation by OpenSSL, the caller already wrote CRLF), may add
  * a signature timestamp as the unsigned attribute id-aa-timeStampToken
  * (CAdES-T), and writes the multipart/signed wrapper itself so that the
- * signed part is byte for byte the entity. Errors say which file or step
+ * signed part is byte for byte the entity. smime_sign_der makes the
+ * PAdES form for pdf.c: the same SignedData over caller-given bytes, but
+ * with no signing-time, so it signs the signed attributes itself (OpenSSL
+ * 3.0 would add one). Errors say which file or step
  * failed, with OpenSSL's reasons appended. A loaded signer is never written
  * to again, so threads may share it. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -412,4 +416,162 @@ void smime_signed_free(struct smime_signed *o)
 	buf_free(&o->content_type);
 	buf_free(&o->body);
 	o->timestamped = 0;
+}
+
+/* ---- detached signatures over arbitrary bytes (PAdES) ------------------ */
+
+/* SHA-256 of the parts, read where they are. */
+static int parts_digest(const struct smime_part *parts, size_t nparts, uint8_t md[32],
+			struct selo_err *err)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+	for (size_t i = 0; ok && i < nparts; i++)
+		ok = EVP_DigestUpdate(ctx, parts[i].data, parts[i].len) == 1;
+	unsigned int n = 0;
+	ok = ok && EVP_DigestFinal_ex(ctx, md, &n) == 1 && n == 32;
+	EVP_MD_CTX_free(ctx);
+	if (!ok) {
+		err_set(err, 500, "crypto", "cannot hash the bytes to sign");
+		err_add_openssl(err);
+		return -1;
+	}
+	return 0;
+}
+
+struct der_item {
+	unsigned char *p;
+	int n;
+};
+
+static int der_item_cmp(const void *a, const void *b)
+{
+	const struct der_item *x = a, *y = b;
+	int r = memcmp(x->p, y->p, (size_t)(x->n < y->n ? x->n : y->n));
+	return r ? r : (x->n > y->n) - (x->n < y->n);
+}
+
+/* The DER the signature is computed over (RFC 5652 5.4): the signed
+ * attributes as a SET OF with its universal tag, not the [0] IMPLICIT
+ * form stored in the SignerInfo. DER orders a SET OF by the encodings of
+ * its elements; OpenSSL sorts the same way (memcmp, then length) when it
+ * writes the SignerInfo, so the bytes signed here are the bytes a verifier
+ * re-reads from the file. */
+static int signed_attrs_der(CMS_SignerInfo *si, struct buf *out, struct selo_err *err)
+{
+	int n = CMS_signed_get_attr_count(si);
+	if (n <= 0 || n > 16)
+		return err_set(err, 500, "crypto", "unexpected signed attributes (%d)", n);
+	struct der_item it[16];
+	size_t total = 0;
+	int got = 0, rc = 0;
+	for (; got < n; got++) {
+		it[got].p = NULL;
+		it[got].n = i2d_X509_ATTRIBUTE(CMS_signed_get_attr(si, got), &it[got].p);
+		if (it[got].n <= 0) {
+			err_set(err, 500, "crypto", "cannot encode a signed attribute");
+			err_add_openssl(err);
+			rc = -1;
+			break;
+		}
+		total += (size_t)it[got].n;
+	}
+	if (rc == 0) {
+		qsort(it, (size_t)n, sizeof(it[0]), der_item_cmp);
+		uint8_t head[6] = {0x31};
+		size_t hl = 1;
+		if (total < 0x80) {
+			head[hl++] = (uint8_t)total;
+		} else {
+			int bytes = total > 0xffffff ? 4 : total > 0xffff ? 3 : total > 0xff ? 2 : 1;
+			head[hl++] = (uint8_t)(0x80 | bytes);
+			for (int b = bytes - 1; b >= 0; b--)
+				head[hl++] = (uint8_t)(total >> (8 * b));
+		}
+		buf_append(out, head, hl);
+		for (int i = 0; i < n; i++)
+			buf_append(out, it[i].p, (size_t)it[i].n);
+	}
+	for (int i = 0; i < got; i++)
+		OPENSSL_free(it[i].p);
+	return rc;
+}
+
+/* Signs the signed attributes with the signer's key and stores the value
+ * in the SignerInfo. OpenSSL 3.0's CMS_SignerInfo_sign would do this but
+ * always adds signingTime first, which PAdES B-B forbids. */
+static int signed_attrs_sign(struct smime_signer *s, CMS_SignerInfo *si, struct selo_err *err)
+{
+	struct buf tbs = BUF_INIT;
+	if (signed_attrs_der(si, &tbs, err) != 0)
+		return -1;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char *sig = NULL;
+	size_t n = 0;
+	int ok = ctx && EVP_DigestSignInit_ex(ctx, NULL, "SHA256", NULL, NULL, s->key, NULL) == 1 &&
+		 EVP_DigestSign(ctx, NULL, &n, (const unsigned char *)tbs.data, tbs.len) == 1 &&
+		 (sig = OPENSSL_malloc(n ? n : 1)) != NULL &&
+		 EVP_DigestSign(ctx, sig, &n, (const unsigned char *)tbs.data, tbs.len) == 1 &&
+		 n <= INT_MAX && ASN1_STRING_set(CMS_SignerInfo_get0_signature(si), sig, (int)n) == 1;
+	OPENSSL_free(sig);
+	EVP_MD_CTX_free(ctx);
+	buf_free(&tbs);
+	if (!ok) {
+		err_set(err, 500, "crypto", "cannot sign the signed attributes");
+		err_add_openssl(err);
+		return -1;
+	}
+	return 0;
+}
+
+/* A SignedData with one SignerInfo whose signed attributes are exactly
+ * content-type, message-digest and signing-certificate-v2 (CMS_CADES adds
+ * the last), signed. */
+static CMS_ContentInfo *cms_sign_attrs(struct smime_signer *s, const uint8_t md[32],
+				       struct selo_err *err)
+{
+	unsigned int fl = CMS_DETACHED | CMS_BINARY | CMS_PARTIAL;
+	CMS_ContentInfo *cms = CMS_sign(NULL, NULL, s->chain, NULL, fl);
+	CMS_SignerInfo *si = cms ? CMS_add1_signer(cms, s->cert, s->key, EVP_sha256(),
+						   fl | CMS_NOSMIMECAP | CMS_CADES)
+				 : NULL;
+	int ok = si &&
+		 CMS_signed_add1_attr_by_NID(si, NID_pkcs9_contentType, V_ASN1_OBJECT,
+					     OBJ_nid2obj(NID_pkcs7_data), -1) == 1 &&
+		 CMS_signed_add1_attr_by_NID(si, NID_pkcs9_messageDigest, V_ASN1_OCTET_STRING, md,
+					     32) == 1;
+	if (!ok) {
+		err_set(err, 500, "crypto", "cannot build the CMS signature");
+		err_add_openssl(err);
+	} else if (signed_attrs_sign(s, si, err) != 0) {
+		ok = 0;
+	}
+	if (!ok) {
+		CMS_ContentInfo_free(cms);
+		return NULL;
+	}
+	return cms;
+}
+
+int smime_sign_der(struct smime_signer *s, const struct smime_part *parts, size_t nparts,
+		   smime_tst_fn tst, void *tst_arg, struct buf *der, struct selo_err *err)
+{
+	if (!s || (!parts && nparts) || !der)
+		return err_set(err, 500, "internal", "smime_sign_der: nothing to sign");
+	uint8_t md[32];
+	if (parts_digest(parts, nparts, md, err) != 0)
+		return -1;
+	CMS_ContentInfo *cms = cms_sign_attrs(s, md, err);
+	if (!cms)
+		return -1;
+	size_t was = der->len;
+	int rc = -1;
+	if ((!tst || cms_timestamp(cms, tst, tst_arg, err) == 0) && cms_der(cms, der, err) == 0)
+		rc = 0;
+	CMS_ContentInfo_free(cms);
+	if (rc != 0 && der->data) {
+		der->len = was;
+		der->data[was] = '\0';
+	}
+	return rc;
 }

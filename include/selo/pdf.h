@@ -46,18 +46,37 @@ struct pdf_sign_opts {
 };
 
 /* Appends to in (a complete PDF with a classic cross-reference table, as
- * cairo writes it) the incremental update described above and writes the
- * whole signed file to out. Errors: 422 "invalid-pdf" when in is not a PDF
- * this module can extend, 500/502 for signing or TSA failures. */
+ * cairo writes it) the incremental update described above and appends the
+ * whole signed file to out (offsets count from where it starts in out; on
+ * error out is left as it was). The input bytes are kept as they are; the
+ * update rewrites the catalog and page 1 under their own numbers, keeping
+ * their entries (an existing /Names, /AcroForm /Fields, /AF or /Annots is
+ * extended, not replaced), and adds /Version /1.7 when the file is older.
+ * At most 16 attachments, with unique UTF-8 names; mime a type/subtype;
+ * relationship a PDF name (NULL: Unspecified); when_ms 0 means now. The
+ * CMS must fit the 16 KiB reserved in /Contents. Errors: 422 "invalid-pdf"
+ * when in is not a PDF this module can extend (the reason named: no
+ * startxref, a cross-reference stream, encrypted, an object missing, ...),
+ * 500 for bad arguments, "signature-too-large", or signing failures, and
+ * the tst's own error (e.g. 503) or 502 when its token does not cover the
+ * signature. */
 int pdf_finish(const uint8_t *in, size_t len, const struct pdf_attachment *att, size_t n_att,
 	       const struct pdf_sign_opts *sign, struct buf *out, struct selo_err *err);
 
 /* Reads an untrusted PDF (bounded, never trusting an offset or length it
- * has not checked) and copies the bytes of the first embedded file whose
- * name ends with suffix (e.g. ".json") into out, its name into name (may be
- * NULL). Unfiltered and /FlateDecode streams are read. Errors: 404
+ * has not checked) and appends the bytes of the first embedded file whose
+ * name (/UF or /F, as UTF-8) ends with suffix (e.g. ".json") to out, its
+ * name into name (may be NULL; cut at a character boundary to fit; control
+ * characters shown as '_'). Files are looked for in the catalog's
+ * /Names /EmbeddedFiles tree, then its /AF array; objects are found
+ * through the cross-reference chain (the newest definition wins) or, when
+ * that is broken or silent, by scanning for "N G obj" (the last one wins).
+ * Classic cross-reference tables only: objects inside object streams are
+ * not seen. Unfiltered and /FlateDecode streams (no predictor) are read,
+ * the latter inflated to at most PDF_MAX_INPUT bytes; a stream's /Length
+ * must end at "endstream". On error out is left as it was. Errors: 404
  * "not-found" when the PDF embeds no such file, 422 "invalid-pdf" when the
- * bytes are not a PDF or the file cannot be read. */
+ * bytes are not a PDF or the file cannot be read (the reason named). */
 int pdf_embedded_file(const uint8_t *pdf, size_t len, const char *suffix, struct buf *out,
 		      char *name, size_t name_len, struct selo_err *err);
 

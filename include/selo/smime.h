@@ -39,4 +39,26 @@ int smime_sign(struct smime_signer *s, const char *entity, size_t len, smime_tst
 	       void *tst_arg, struct smime_signed *out, struct selo_err *err);
 void smime_signed_free(struct smime_signed *o);
 
+/* One piece of the bytes smime_sign_der signs. A PDF signature covers two
+ * (the file before and after its /Contents), so they are passed in place
+ * rather than copied into one buffer. */
+struct smime_part {
+	const uint8_t *data;
+	size_t len;
+};
+
+/* A detached CMS SignedData over the concatenation of parts, as PAdES
+ * baseline (ETSI EN 319 142-1, SubFilter ETSI.CAdES.detached) wants it:
+ * SHA-256; signed attributes content-type (id-data), message-digest and
+ * ESS signing-certificate-v2 only (no signing-time: the PDF's /M carries
+ * the claimed time, and B-B forbids the attribute; no S/MIME
+ * capabilities); the signer's certificate and chain; and, when tst is not
+ * NULL, an RFC 3161 token over SHA-256 of the signature value as the
+ * unsigned attribute id-aa-timeStampToken, checked as smime_sign checks
+ * it. Appends the DER to der (left as it was on error). Errors: 500
+ * "crypto"; the tst's own error, or 502 "tsa" for a token that is not
+ * over this signature. */
+int smime_sign_der(struct smime_signer *s, const struct smime_part *parts, size_t nparts,
+		   smime_tst_fn tst, void *tst_arg, struct buf *der, struct selo_err *err);
+
 #endif
