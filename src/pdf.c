@@ -500,10 +500,14 @@ static int obj_find(struct doc *d, uint32_t num, uint16_t gen, struct span *val,
 	const struct xent *x = index_find(d->x, d->nx, num);
 	if (x && !x->in_use)
 		return 0;
-	if (x && obj_at(d, x->off, num, d->scan_ok ? -1 : gen, val, after) == 0)
-		return 1;
 	if (!d->scan_ok)
-		return x ? -1 : 0;
+		return !x ? 0 : obj_at(d, x->off, num, gen, val, after) == 0 ? 1 : -1;
+	/* the reader: a wrong offset is not the end, scanning may find it */
+	char why[sizeof(d->why)];
+	memcpy(why, d->why, sizeof(why));
+	if (x && obj_at(d, x->off, num, -1, val, after) == 0)
+		return 1;
+	memcpy(d->why, why, sizeof(why));
 	if (over(d) != 0)
 		return -1;
 	if (!d->scanned)
