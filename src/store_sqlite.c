@@ -139,6 +139,20 @@ static const struct migration MIGRATIONS[] = {
 	 " tst BLOB,"
 	 " tst_time_ms INTEGER);"
 	 "CREATE INDEX checkpoints_untimestamped ON checkpoints(size) WHERE tst IS NULL;"},
+	/* An event's log index is no longer written into its row: rewriting
+	 * every event row a second time cost the writer as much as inserting
+	 * it (docs/store.md, "The ledger's tables"). One row per run of
+	 * consecutive seqs integrated together; events.log_index keeps the
+	 * indexes written before this migration and is no longer read. Runs are
+	 * where seq - log_index is constant (indexes follow seq order). */
+	{3, "log index ranges",
+	 "CREATE TABLE log_ranges("
+	 " first_index INTEGER PRIMARY KEY,"
+	 " first_seq INTEGER NOT NULL UNIQUE,"
+	 " n INTEGER NOT NULL CHECK (n > 0));"
+	 "INSERT INTO log_ranges(first_index, first_seq, n)"
+	 " SELECT min(log_index), min(seq), count(*) FROM events WHERE log_index IS NOT NULL"
+	 " GROUP BY seq - log_index;"},
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -159,7 +173,17 @@ static const char MIGRATIONS_TABLE[] =
 #define LK " AND apikey_id = ?2"
 #define LR " AND reference = ?3"
 #define LS " AND status = ?4"
-#define EVENT_COLS "seq,notice_id,type,time_ms,entry,coalesce(log_index,-1)"
+/* An event's log index: from the run (log_ranges) that starts at or before
+ * its seq, if the run reaches it; -1 otherwise. Events after the last run
+ * (all that the sequencer reads) skip the search: SQLite evaluates that
+ * uncorrelated bound once per statement. */
+#define LOG_INDEX_OF_EVENT                                                                \
+	"CASE WHEN events.seq > (SELECT first_seq + n - 1 FROM log_ranges"                \
+	" ORDER BY first_index DESC LIMIT 1) THEN -1 ELSE"                                 \
+	" coalesce((SELECT CASE WHEN events.seq < r.first_seq + r.n"                       \
+	" THEN r.first_index + events.seq - r.first_seq END FROM log_ranges r"             \
+	" WHERE r.first_seq <= events.seq ORDER BY r.first_seq DESC LIMIT 1), -1) END"
+#define EVENT_COLS "seq,notice_id,type,time_ms,entry," LOG_INDEX_OF_EVENT
 #define CHECKPOINT_COLS "size,note,created_ms,tst,coalesce(tst_time_ms,0)"
 
 enum stmt_id {
@@ -177,7 +201,7 @@ enum stmt_id {
 	S_EVENTS_OF, S_EVENTS_AFTER, S_ATT_OF, S_MSG_GET, S_DISC_OF, S_NEXT_DUE, S_COUNTS,
 	S_EVENTS_MAX, S_QUICK_CHECK, S_CHEAP_CHECK,
 	/* ledger */
-	S_LOG_STATE, S_LOG_STATE_SET, S_LOG_INDEX_SET, S_LOG_TILE_SET, S_LOG_TILE_GET,
+	S_LOG_STATE, S_LOG_STATE_SET, S_LOG_RANGE_ADD, S_LOG_RANGE_COUNT, S_LOG_TILE_SET, S_LOG_TILE_GET,
 	S_LOG_ENTRIES, S_LOG_UNINDEXED, S_CP_ADD, S_CP_TST, S_CP_FIND, S_CP_FIND_TST,
 	S_CP_UNTIMESTAMPED, S_CP_ALL,
 	/* tracker */
@@ -269,13 +293,27 @@ static const char *const SQL[S_COUNT] = {
 	[S_LOG_STATE] = "SELECT size, root, last_seq FROM log_state WHERE id = 1",
 	[S_LOG_STATE_SET] = "INSERT INTO log_state(id, size, root, last_seq) VALUES(1, ?1, ?2, ?3)"
 			    " ON CONFLICT(id) DO UPDATE SET size = ?1, root = ?2, last_seq = ?3",
-	[S_LOG_INDEX_SET] = "UPDATE events SET log_index = ?2 WHERE seq = ?1 AND log_index IS NULL",
+	[S_LOG_RANGE_ADD] = "INSERT INTO log_ranges(first_index, first_seq, n) VALUES(?1, ?2, ?3)",
+	[S_LOG_RANGE_COUNT] = "SELECT count(*) FROM events WHERE seq BETWEEN ?1 AND ?2",
 	[S_LOG_TILE_SET] = "INSERT INTO log_tiles(level, idx, data) VALUES(?1, ?2, ?3)"
 			   " ON CONFLICT(level, idx) DO UPDATE SET data = ?3",
 	[S_LOG_TILE_GET] = "SELECT data FROM log_tiles WHERE level = ?1 AND idx = ?2",
-	[S_LOG_ENTRIES] = "SELECT " EVENT_COLS " FROM events WHERE log_index >= ?1"
-			  " ORDER BY log_index LIMIT ?2",
-	[S_LOG_UNINDEXED] = "SELECT count(*) FROM events WHERE seq <= ?1 AND log_index IS NULL",
+	/* The run holding index ?1, then each run's events in seq order: both
+	 * loops walk a primary key, so no sort and no scan from the start. */
+	[S_LOG_ENTRIES] = "SELECT e.seq, e.notice_id, e.type, e.time_ms, e.entry,"
+			  " r.first_index + e.seq - r.first_seq FROM log_ranges r JOIN events e"
+			  " ON e.seq >= r.first_seq + max(?1 - r.first_index, 0)"
+			  " AND e.seq < r.first_seq + r.n"
+			  " WHERE r.first_index >= coalesce((SELECT first_index FROM log_ranges"
+			  " WHERE first_index <= ?1 ORDER BY first_index DESC LIMIT 1), 0)"
+			  " ORDER BY r.first_index, e.seq LIMIT ?2",
+	/* Counted, not assumed from the runs' lengths: the audit must see an
+	 * event a run skipped. The upper bound inside the join keeps each run
+	 * a range of the primary key (a separate `e.seq <= ?1` made SQLite
+	 * scan from each run's start to ?1). */
+	[S_LOG_UNINDEXED] = "SELECT (SELECT count(*) FROM events WHERE seq <= ?1) -"
+			    " (SELECT count(*) FROM log_ranges r JOIN events e ON e.seq >= r.first_seq"
+			    " AND e.seq < min(r.first_seq + r.n, ?1 + 1))",
 	[S_CP_ADD] = "INSERT INTO checkpoints(size, note, created_ms) VALUES(?1, ?2, ?3)",
 	[S_CP_TST] = "UPDATE checkpoints SET tst = ?2, tst_time_ms = ?3 WHERE size = ?1",
 	[S_CP_FIND] = "SELECT " CHECKPOINT_COLS " FROM checkpoints WHERE size >= ?1"
@@ -2126,18 +2164,54 @@ int store_log_state(struct store *s, struct log_state *out, struct selo_err *err
 	return r;
 }
 
-static int log_index_set(struct conn *c, int64_t seq, uint64_t index, struct selo_err *err)
+/* Indexes the run of events first_seq .. first_seq + n - 1 as
+ * first_index ..: one row, after checking that every event of the run
+ * exists (409 otherwise, nothing written). */
+static int log_run_add(struct conn *c, int64_t first_seq, uint64_t first_index, int64_t n,
+		       struct selo_err *err)
 {
-	sqlite3_stmt *st = stmt_get(c, S_LOG_INDEX_SET, err);
+	sqlite3_stmt *st = stmt_get(c, S_LOG_RANGE_COUNT, err);
 	if (!st)
 		return -1;
-	if (sqlite3_bind_int64(st, 1, seq) | sqlite3_bind_int64(st, 2, (int64_t)index))
-		return bind_failed(c, st, err, "indexing an event");
-	if (step_done(c, st, err, "indexing an event") != 0)
+	if (sqlite3_bind_int64(st, 1, first_seq) | sqlite3_bind_int64(st, 2, first_seq + n - 1))
+		return bind_failed(c, st, err, "indexing events");
+	int rc = sqlite3_step(st);
+	int64_t have = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	stmt_done(st);
+	if (rc != SQLITE_ROW)
+		return db_err(err, c, "indexing events");
+	if (have != n)
+		return err_set(err, 409, "conflict", "store: events %lld..%lld: %lld of %lld exist",
+			       (long long)first_seq, (long long)(first_seq + n - 1), (long long)have,
+			       (long long)n);
+	st = stmt_get(c, S_LOG_RANGE_ADD, err);
+	if (!st)
 		return -1;
-	if (sqlite3_changes(c->db) != 1)
-		return err_set(err, 409, "conflict", "store: event %lld is missing or already in the log",
-			       (long long)seq);
+	if (sqlite3_bind_int64(st, 1, (int64_t)first_index) | sqlite3_bind_int64(st, 2, first_seq) |
+	    sqlite3_bind_int64(st, 3, n))
+		return bind_failed(c, st, err, "indexing events");
+	return step_done(c, st, err, "indexing events");
+}
+
+/* Gives the batch's events their indexes, one log_ranges row per run of
+ * consecutive seqs (a batch is usually one run). The seqs must rise and
+ * start after the last event integrated, so no event is indexed twice. */
+static int log_runs_add(struct conn *c, const struct log_append *a, int64_t last_seq,
+			struct selo_err *err)
+{
+	if (a->n && a->seqs[0] <= last_seq)
+		return err_set(err, 409, "conflict", "store: event %lld is already in the log",
+			       (long long)a->seqs[0]);
+	size_t start = 0;
+	for (size_t i = 1; i <= a->n; i++) {
+		if (i < a->n && a->seqs[i] <= a->seqs[i - 1])
+			return err_set(err, 409, "conflict", "store: events to index out of seq order");
+		if (i < a->n && a->seqs[i] == a->seqs[i - 1] + 1)
+			continue;
+		if (log_run_add(c, a->seqs[start], a->first_index + start, (int64_t)(i - start), err) != 0)
+			return -1;
+		start = i;
+	}
 	return 0;
 }
 
@@ -2162,9 +2236,8 @@ static int run_log_append(struct store *s, struct job *j)
 	if (cur.size != a->first_index)
 		return err_set(j->err, 409, "conflict", "store: the log has %llu entries, not %llu",
 			       (unsigned long long)cur.size, (unsigned long long)a->first_index);
-	for (size_t i = 0; i < a->n; i++)
-		if (log_index_set(c, a->seqs[i], a->first_index + i, j->err) != 0)
-			return -1;
+	if (log_runs_add(c, a, cur.last_seq, j->err) != 0)
+		return -1;
 	for (size_t i = 0; i < a->ntiles; i++)
 		if (log_tile_set(c, &a->tiles[i], j->err) != 0)
 			return -1;

@@ -287,7 +287,9 @@ struct log_tile_write {
 };
 struct log_append {
 	uint64_t first_index;  /* must equal the stored size (else 409, nothing written) */
-	const int64_t *seqs;   /* the events, in seq order, that get indexes first_index.. */
+	const int64_t *seqs;   /* the events, rising and after the last integrated seq (else
+				* 409), that get indexes first_index..; each run of
+				* consecutive seqs is stored as one row, not per event */
 	size_t n;
 	const struct log_tile_write *tiles;
 	size_t ntiles;

@@ -1025,6 +1025,112 @@ TEST(event_entry_exact_bytes)
 	fx_close(&f);
 }
 
+/* Log indexes live in log_ranges, one row per run of consecutive seqs. */
+static int append_seqs(struct store *s, uint64_t first, const int64_t *seqs, size_t n,
+		       struct selo_err *e)
+{
+	struct log_append a = {first, seqs, n, NULL, 0, {0}};
+	return store_log_append(s, &a, e);
+}
+
+/* The log index each of the first n events (by seq) reports, and the
+ * entries from index `from` as (seq, index) pairs. */
+static void indexes_of(struct store *s, int64_t *idx, size_t n)
+{
+	struct selo_err e;
+	err_clear(&e);
+	struct event_rec *ev = NULL;
+	size_t nev = 0;
+	CHECK(store_events_after(s, 0, n, &ev, &nev, &e) == 0 && nev == n);
+	for (size_t i = 0; i < nev; i++) {
+		struct event_rec *one = NULL;
+		size_t k = 0;
+		CHECK(store_events_of(s, ev[i].notice_id, &one, &k, &e) == 0 && k == 1);
+		CHECK(k == 1 && one[0].log_index == ev[i].log_index);
+		idx[i] = ev[i].log_index;
+		event_recs_free(one, k);
+	}
+	event_recs_free(ev, nev);
+}
+
+static int entries_are(struct store *s, uint64_t from, size_t max, const int64_t *want_seq,
+		       size_t want_n)
+{
+	struct selo_err e;
+	err_clear(&e);
+	struct event_rec *ev = NULL;
+	size_t n = 0;
+	int ok = store_log_entries(s, from, max, &ev, &n, &e) == 0 && n == want_n;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = ev[i].seq == want_seq[i] && ev[i].log_index == (int64_t)(from + i);
+	event_recs_free(ev, n);
+	return ok;
+}
+
+TEST(log_indexes_by_runs_of_seqs)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	struct selo_err e;
+	err_clear(&e);
+	char body[32];
+	for (int i = 0; i < 6; i++) { /* events 1..6, one per notice */
+		snprintf(body, sizeof(body), "{\"n\":%d}", i);
+		CHECK(!accept1(f.s, 1, NULL, body, "LOG").failed);
+	}
+	const int64_t run[] = {1, 2, 3}, gap[] = {4, 6};
+	CHECK(append_seqs(f.s, 0, run, 3, &e) == 0);
+	int64_t idx[6];
+	indexes_of(f.s, idx, 6);
+	CHECK(idx[0] == 0 && idx[1] == 1 && idx[2] == 2 && idx[3] == -1 && idx[5] == -1);
+	int64_t unindexed = -1;
+	CHECK(store_log_unindexed(f.s, 3, &unindexed, &e) == 0 && unindexed == 0);
+	CHECK(store_log_unindexed(f.s, 6, &unindexed, &e) == 0 && unindexed == 3);
+	/* Seqs with a hole: two runs, and the skipped event stays outside. */
+	CHECK(append_seqs(f.s, 3, gap, 2, &e) == 0);
+	indexes_of(f.s, idx, 6);
+	CHECK(idx[3] == 3 && idx[4] == -1 && idx[5] == 4);
+	CHECK(store_log_unindexed(f.s, 6, &unindexed, &e) == 0 && unindexed == 1);
+	CHECK(raw_int(f.path, "SELECT count(*) FROM log_ranges") == 3); /* 1-3, 4, 6 */
+	const int64_t all[] = {1, 2, 3, 4, 6};
+	CHECK(entries_are(f.s, 0, 10, all, 5));
+	CHECK(entries_are(f.s, 2, 2, all + 2, 2));
+	CHECK(entries_are(f.s, 4, 10, all + 4, 1));
+	CHECK(entries_are(f.s, 5, 10, NULL, 0));
+	/* Refused, nothing written: an event already in the log (or before
+	 * the last one integrated), a missing one, the wrong size. */
+	const int64_t again[] = {5}, missing[] = {7}, next[] = {8};
+	err_clear(&e);
+	CHECK(append_seqs(f.s, 5, again, 1, &e) == -1 && e.status == 409);
+	err_clear(&e);
+	CHECK(append_seqs(f.s, 5, missing, 1, &e) == -1 && e.status == 409);
+	err_clear(&e);
+	CHECK(append_seqs(f.s, 4, next, 1, &e) == -1 && e.status == 409);
+	struct log_state st;
+	CHECK(store_log_state(f.s, &st, &e) == 0 && st.size == 5 && st.last_seq == 6);
+	CHECK(raw_int(f.path, "SELECT count(*) FROM log_ranges") == 3);
+	/* A database indexed before migration 3 (events.log_index) gets the
+	 * same runs back when it opens. */
+	store_close(f.s);
+	f.s = NULL;
+	CHECK(raw_exec(f.path, "DROP TABLE log_ranges; DELETE FROM schema_migrations WHERE version = 3;"
+			       " UPDATE events SET log_index = seq - 1 WHERE seq <= 4;"
+			       " UPDATE events SET log_index = 4 WHERE seq = 6;") == 0);
+	err_clear(&e);
+	CHECK(store_open(f.path, &f.s, &e) == 0);
+	if (f.s) {
+		CHECK(store_schema_version(f.s) >= 3);
+		int64_t again_idx[6];
+		indexes_of(f.s, again_idx, 6);
+		CHECK(memcmp(idx, again_idx, sizeof(idx)) == 0);
+		CHECK(entries_are(f.s, 0, 10, all, 5));
+		CHECK(raw_int(f.path, "SELECT count(*) FROM log_ranges") == 2); /* 1-4, 6 */
+	}
+	fx_close(&f);
+}
+
 TEST(reads_on_empty_store)
 {
 	struct fx f;
