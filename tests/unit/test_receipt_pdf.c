@@ -46,18 +46,6 @@
 #define TO_NAME "Maria da Silva Conceição"
 #define MX "mx1.example.org (10)"
 
-/* LeakSanitizer: fontconfig links its patterns by offsets, not pointers,
- * so what pango's font caches hold through them looks unreachable, and it
- * loses a few hundred bytes parsing its XML configuration once. Only
- * allocations made inside libfontconfig are exempt: a pango, cairo or
- * glib object we forget is still reported. The caches themselves are
- * released at exit (receipt_pdf_fonts_release). */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-	return "leak:libfontconfig.so\n";
-}
-
 /* ---- the fixture: a data directory, its ledger and composer --------------- */
 
 static struct {
