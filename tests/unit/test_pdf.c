@@ -7,7 +7,8 @@
  * warning; list both files with pdfdetach and give back their exact bytes;
  * have a /Contents that `openssl cms -verify` accepts over the two byte
  * ranges, with signingCertificateV2 and a timeStampToken and no
- * signingTime. pdf_embedded_file reads both files back, also from a hand-made
+ * signingTime; a CMS too large for its room is refused, nothing written.
+ * pdf_embedded_file reads both files back, also from a hand-made
  * PDF (FlateDecode, indirect /Length, a name tree with /Kids, redefinitions
  * in an update) and after qpdf rewrites the file; on garbage, every
  * truncation and hostile inputs (huge /Length, reference and /Kids loops,
@@ -670,6 +671,37 @@ TEST(finish_refuses_bad_arguments_and_reports_tsa_failure)
 	CHECK(pdfsig_valid("no-files.pdf", &log));
 	CHECK(qpdf_clean("no-files.pdf", &log));
 	buf_free(&log);
+	buf_free(&in);
+	buf_free(&out);
+	fixture_free(&f);
+}
+
+/* A chain of 40 more certificates makes the CMS larger than the room
+ * /Contents reserves: a clean error, never a cut signature. */
+TEST(signature_too_large_for_its_room_is_refused)
+{
+	struct fixture f;
+	CHECK(fixture_make(&f) == 0);
+	char cmd[1024], key[256], crt[256], chain[256];
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && for i in $(seq 1 40); do openssl req -x509 -newkey ec "
+		 "-pkeyopt ec_paramgen_curve:P-256 -nodes -keyout k$i.pem -out c$i.pem -days 1 "
+		 "-subj \"/CN=Filler certificate number $i of a long chain\" 2>/dev/null && "
+		 "cat c$i.pem >> chain.pem || exit 1; done", f.root);
+	CHECK(run(cmd, NULL) == 0);
+	snprintf(key, sizeof(key), "%s/smime.pem", f.keys);
+	snprintf(crt, sizeof(crt), "%s/smime.crt", f.keys);
+	snprintf(chain, sizeof(chain), "%s/chain.pem", f.root);
+	struct smime_signer *big = NULL;
+	struct selo_err err = {0};
+	CHECK(smime_signer_load(key, crt, chain, &big, &err) == 0);
+	struct buf in = BUF_INIT, out = BUF_INIT;
+	cairo_doc(&in, 1);
+	struct pdf_sign_opts so = {big, stamp, f.tsa, NULL, NULL, NULL, 0};
+	CHECK(big && pdf_finish((const uint8_t *)in.data, in.len, ATT, 2, &so, &out, &err) == -1);
+	CHECK(err.status == 500 && strcmp(err.type, "signature-too-large") == 0);
+	CHECK(out.len == 0);
+	smime_signer_free(big);
 	buf_free(&in);
 	buf_free(&out);
 	fixture_free(&f);
