@@ -832,6 +832,8 @@ static int read_doc(struct rdoc *d, const char *json, size_t len, struct selo_er
 static void read_checkpoint(struct rdoc *d)
 {
 	struct note_sig sigs[NOTE_MAX_SIGS];
+	if (!d->note)
+		return;
 	size_t textlen = 0, nsigs = 0, len = strlen(d->note);
 	struct selo_err e;
 	err_clear(&e);
@@ -864,6 +866,8 @@ static int token_time(const uint8_t *der, size_t n, int64_t *ms)
  * is for `selo verify --tsa-ca` to say. */
 static void read_timestamp(struct rdoc *d)
 {
+	if (!d->tst_b64 || !d->note)
+		return;
 	size_t n = strlen(d->tst_b64), cap = base64_decoded_max(n);
 	uint8_t *der = malloc(cap ? cap : 1);
 	ssize_t k = der ? base64_decode(d->tst_b64, n, der, cap) : -1;
@@ -950,6 +954,8 @@ static int header_value(const char *h, size_t n, const char *name, struct buf *o
 				eol = memchr(h + v, '\n', n - v);
 				end = eol ? (size_t)(eol - h) : n;
 			}
+			if (!out->len)
+				return 1; /* an empty value ("Subject:") */
 			size_t a = 0;
 			while (a < out->len && (out->data[a] == ' ' || out->data[a] == '\t'))
 				a++;

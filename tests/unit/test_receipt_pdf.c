@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include "selo/clock.h"
+#include "selo/codec.h"
 #include "selo/compose.h"
 #include "selo/config.h"
 #include "selo/crypto.h"
@@ -884,6 +885,100 @@ TEST(receipt_pdf_signed_with_attachments)
 		return;
 	signed_receipt(g_full, g_delivered.id, 1, "delivered-signed-full");
 	signed_receipt(g_short, g_delivered.id, 0, "delivered-signed-short");
+}
+
+/* g_full with its message replaced by eml (the layout shows, it does not
+ * verify), laid out as OUT_DIR/name.pdf. */
+static int with_message(const char *eml, size_t n, const char *name, struct pdf *p)
+{
+	json_t *r = json_loads(g_full, 0, NULL);
+	struct buf b64 = BUF_INIT;
+	base64_encode(&b64, (const uint8_t *)eml, n, 0);
+	json_object_set_new(json_object_get(r, "message"), "eml_base64", json_string(buf_str(&b64)));
+	char *s = json_dumps(r, JSON_PRESERVE_ORDER);
+	int rc = pdf_make(s, NULL, name, p);
+	free(s);
+	buf_free(&b64);
+	json_decref(r);
+	return rc;
+}
+
+/* MIME as others write it: nested multiparts, quoted-printable Latin-1,
+ * base64 HTML with every kind of entity, scripts, comments, images,
+ * tracker and plain links, an attachment, an empty Subject, an RFC 2047
+ * From; then a message nested too deep and one with too many parts. */
+TEST(crafted_messages)
+{
+	FIXTURE();
+	CHECK(delivered_receipts() == 0);
+	if (!g_full)
+		return;
+	static const char html[] =
+		"<html><head><title>T\xc3\xadtulo</title><style>p{}</style></head><body>"
+		"<p>Ol&aacute; &eacute;&#233;&#xe9; &bogus; &#0; &amp;amp; &lt;b&gt;</p>"
+		"<script>alert(1)</script><!-- escondido -->"
+		"<p><a href=\"https://t.example/c/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\">pagar</a> "
+		"<a href='https://ex.com/'>https://ex.com/</a> <a href=https://ajuda.example.com>ajuda</a>"
+		"<img src=\"x\" alt=\"logotipo\"><img src=\"p\" width=\"1\" height=\"1\" alt=\"px\"></p>"
+		"<ul><li>um</li><li>dois</li></ul>fim <a href=\"x";
+	struct buf eml = BUF_INIT, h64 = BUF_INIT;
+	base64_encode(&h64, (const uint8_t *)html, sizeof(html) - 1, 76);
+	buf_printf(&eml,
+		   "From: =?utf-8?B?Q29icmFuw6dhcw==?= =?utf-8?Q?_Exemplo?= <a@example.com>\r\n"
+		   "Subject:\r\n"
+		   "Content-Type: multipart/mixed;\r\n boundary=\"outer\"\r\n\r\n"
+		   "preamble\r\n--outer\r\n"
+		   "Content-Type: multipart/alternative; boundary=inner\r\n\r\n"
+		   "--inner\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+		   "Content-Transfer-Encoding: quoted-printable\r\n\r\nOl=E1 texto=\r\n simples\r\n"
+		   "--inner\r\nContent-Type: text/html; charset=\"utf-8\"\r\n"
+		   "Content-Transfer-Encoding: base64\r\n\r\n%s\r\n--inner--\r\n"
+		   "--outer\r\nContent-Type: text/plain; name=a.txt\r\n"
+		   "Content-Disposition: attachment; filename=a.txt\r\n\r\nANEXO SECRETO\r\n--outer--\r\n",
+		   buf_str(&h64));
+	struct pdf p;
+	CHECK(with_message(eml.data, eml.len, "crafted-html", &p) == 0);
+	static const char *const want[] = {"Cobranças Exemplo", "Olá ééé &bogus; \xef\xbf\xbd &amp; <b>",
+					   "pagar [link rastreado]", "https://ex.com/ ajuda <https://ajuda.example.com>",
+					   "[imagem: logotipo]", "• um", "• dois", "fim"};
+	CHECK(in_order(&p, want, sizeof(want) / sizeof(want[0])));
+	CHECK(!has(&p, "alert(1)"));
+	CHECK(!has(&p, "escondido"));
+	CHECK(!has(&p, "Título"));
+	CHECK(!has(&p, "ANEXO SECRETO"));
+	CHECK(!has(&p, "[imagem: px]"));
+	CHECK(!has(&p, "t.example/c/"));
+	pdf_free(&p);
+
+	/* Text only, Latin-1 quoted-printable. */
+	static const char plain[] = "Subject: =?iso-8859-1?Q?Aviso_n=BA_7?=\r\n"
+				    "Content-Type: text/plain; charset=iso-8859-1\r\n"
+				    "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+				    "Ol=E1, voc=EA deve=\r\n R$ 10.\r\n";
+	CHECK(with_message(plain, sizeof(plain) - 1, "crafted-plain", &p) == 0);
+	CHECK(has(&p, "Aviso nº 7"));
+	CHECK(has(&p, "Olá, você deve R$ 10."));
+	CHECK(has(&p, "Parte de texto simples"));
+	pdf_free(&p);
+
+	/* Too deep, too many parts, a boundary never closed: no crash. */
+	buf_reset(&eml);
+	for (int i = 0; i < 40; i++)
+		buf_printf(&eml, "Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n", i, i);
+	buf_puts(&eml, "Content-Type: text/plain\r\n\r\nfundo demais\r\n");
+	CHECK(with_message(eml.data, eml.len, "crafted-deep", &p) == 0);
+	CHECK(!has(&p, "fundo demais"));
+	pdf_free(&p);
+	buf_reset(&eml);
+	buf_puts(&eml, "Content-Type: multipart/mixed; boundary=x\r\n\r\n");
+	for (int i = 0; i < 300; i++)
+		buf_printf(&eml, "--x\r\nContent-Type: image/png\r\n\r\n%d\r\n", i);
+	buf_puts(&eml, "--x\r\nContent-Type: text/plain\r\n\r\nparte 301\r\n");
+	CHECK(with_message(eml.data, eml.len, "crafted-many", &p) == 0);
+	CHECK(!has(&p, "parte 301"));
+	pdf_free(&p);
+	buf_free(&eml);
+	buf_free(&h64);
 }
 
 /* São Paulo's offset from the tz database, with Brazil's DST until 2019. */
