@@ -16,6 +16,7 @@
  * layout does not know, garbage inputs (422, never a crash), São Paulo's
  * offset through the tz database, and the layout time of 20 events. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -979,6 +980,50 @@ TEST(crafted_messages)
 	pdf_free(&p);
 	buf_free(&eml);
 	buf_free(&h64);
+}
+
+/* Layouts in several threads at once (each with its own font map, as in
+ * the API's threads) give the very bytes one thread gives: the layout is
+ * deterministic for a given receipt, language and time. */
+struct job {
+	const char *json;
+	struct buf out;
+	int rc;
+};
+
+static void *layout_job(void *arg)
+{
+	struct job *j = arg;
+	for (int i = 0; i < 3 && j->rc == 0; i++) {
+		struct receipt_pdf_opts o = {"en", VERIFY_URL, 1795000000000};
+		struct selo_err e;
+		buf_reset(&j->out);
+		j->rc = receipt_pdf_layout(j->json, strlen(j->json), &o, &j->out, &e);
+	}
+	return NULL;
+}
+
+TEST(layouts_in_threads)
+{
+	FIXTURE();
+	CHECK(delivered_receipts() == 0);
+	if (!g_full)
+		return;
+	struct job one = {g_full, BUF_INIT, 0}, jobs[4];
+	layout_job(&one);
+	CHECK(one.rc == 0 && one.out.len > 0);
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++) {
+		jobs[i] = (struct job){g_full, BUF_INIT, 0};
+		CHECK(pthread_create(&t[i], NULL, layout_job, &jobs[i]) == 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		CHECK(jobs[i].rc == 0 && jobs[i].out.len == one.out.len &&
+		      !memcmp(jobs[i].out.data, one.out.data, one.out.len));
+		buf_free(&jobs[i].out);
+	}
+	buf_free(&one.out);
 }
 
 /* São Paulo's offset from the tz database, with Brazil's DST until 2019. */
