@@ -34,6 +34,9 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEMPLATE_FILES := $(sort $(wildcard templates/*/*))
+# The verification page (src/web/verify/), embedded like the templates.
+WEB_FILES := $(sort $(wildcard src/web/*/*))
+LIB_OBJ  += $(BUILD)/gen/web_embed.o
 
 .PHONY: all deps build run check check-plain unit bench clean install fuzz demo
 
@@ -60,6 +63,13 @@ $(BUILD)/gen/templates_embed.c: scripts/embed-templates.sh $(TEMPLATE_FILES)
 	./scripts/embed-templates.sh templates > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/gen/templates_embed.o: $(BUILD)/gen/templates_embed.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/gen/web_embed.c: scripts/embed-web.sh $(WEB_FILES)
+	@mkdir -p $(dir $@)
+	./scripts/embed-web.sh src/web > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/web_embed.o: $(BUILD)/gen/web_embed.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/t.h tests/unit/t_run.h $(BUILD)/libselo.a

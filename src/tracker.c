@@ -43,6 +43,7 @@
 #include "selo/tlog.h"
 #include "selo/token.h"
 #include "selo/tracker.h"
+#include "selo/webpage.h"
 
 
 #define QUEUE_CAP 32768     /* hits waiting for the recorder: well under a second's worth */
@@ -1159,6 +1160,8 @@ static enum MHD_Result route(struct tracker *t, struct MHD_Connection *c, const 
 	}
 	if (!strncmp(url, "/log/", 5))
 		return serve_log(t, c, url, method);
+	if (webpage_handles(url)) /* the static verification page (webpage.h) */
+		return webpage_serve(c, url, method);
 	return send_shared(c, MHD_HTTP_NOT_FOUND, t->not_found);
 }
 
