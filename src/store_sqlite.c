@@ -831,18 +831,59 @@ static int row_exists(struct conn *c, enum stmt_id id, const char *key, struct s
 	return r;
 }
 
+/* The commitments one store_events_add call has stored for the notice of
+ * the current run of events. A flood of hits from one address and agent
+ * repeats the same commitments thousands of times a batch, and each repeat
+ * was an index probe finding the row already there. Skipping one is what
+ * ON CONFLICT DO NOTHING would do inside the same transaction; forgetting
+ * one only costs that probe. */
+#define DISC_MEMO 4
+struct disc_memo {
+	const char *notice;           /* NULL: nothing remembered */
+	char commitment[DISC_MEMO][72];
+	size_t n, next;
+};
+
+static int disc_memo_has(struct disc_memo *m, const char *id, const char *commitment)
+{
+	if (!m)
+		return 0;
+	if (!m->notice || strcmp(m->notice, id) != 0) {
+		m->notice = id;
+		m->n = m->next = 0;
+		return 0;
+	}
+	for (size_t i = 0; i < m->n; i++)
+		if (!strcmp(m->commitment[i], commitment))
+			return 1;
+	return 0;
+}
+
+static void disc_memo_add(struct disc_memo *m, const char *commitment)
+{
+	if (!m)
+		return;
+	snprintf(m->commitment[m->next], sizeof(m->commitment[0]), "%s", commitment);
+	m->next = (m->next + 1) % DISC_MEMO;
+	if (m->n < DISC_MEMO)
+		m->n++;
+}
+
 static int disclosures_add(struct conn *c, const char *id, const struct disclosures *d,
-			   struct selo_err *err)
+			   struct disc_memo *m, struct selo_err *err)
 {
 	sqlite3_stmt *st = d && d->n ? stmt_get(c, S_DISC_ADD, err) : NULL;
 	if (d && d->n && !st)
 		return -1;
 	for (size_t i = 0; d && i < d->n; i++) {
+		if (disc_memo_has(m, id, d->v[i].commitment))
+			continue;
 		if (bind_text(st, 1, id) | bind_text(st, 2, d->v[i].commitment) |
 		    bind_blob(st, 3, d->v[i].value, d->v[i].len))
 			return bind_failed(c, st, err, "storing a disclosure");
 		if (step_done(c, st, err, "storing a disclosure") != 0)
 			return -1;
+		disc_memo_add(m, d->v[i].commitment);
 	}
 	return 0;
 }
@@ -850,7 +891,8 @@ static int disclosures_add(struct conn *c, const char *id, const struct disclosu
 /* Stores one encoded event (entry bytes in e) with its disclosures. 0 ok,
  * 1 constraint (the caller's), -1 storage failure. */
 static int event_row_add(struct conn *c, const char *id, const char *type, int64_t t,
-			 const struct buf *e, const struct disclosures *d, struct selo_err *err)
+			 const struct buf *e, const struct disclosures *d, struct disc_memo *m,
+			 struct selo_err *err)
 {
 	sqlite3_stmt *st = stmt_get(c, S_EVENT_ADD, err);
 	if (!st)
@@ -859,7 +901,7 @@ static int event_row_add(struct conn *c, const char *id, const char *type, int64
 	    bind_blob(st, 4, e->data, e->len))
 		return bind_failed(c, st, err, "storing an event");
 	int r = step_insert(c, st, err, "storing an event", id);
-	return r == 0 ? disclosures_add(c, id, d, err) : r;
+	return r == 0 ? disclosures_add(c, id, d, m, err) : r;
 }
 
 static int event_unencodable(struct selo_err *err, const char *id, const char *type)
@@ -879,7 +921,7 @@ static int event_add(struct conn *c, const char *id, const char *type, int64_t t
 	struct buf e = BUF_INIT;
 	int r = event_entry_encode(&e, type, id, t, fields) != 0
 			? event_unencodable(err, id, type)
-			: event_row_add(c, id, type, t, &e, d, err);
+			: event_row_add(c, id, type, t, &e, d, NULL, err);
 	buf_free(&e);
 	return r;
 }
@@ -2088,7 +2130,7 @@ struct events_args {
 /* One event of store_events_add, encoded into e (reused across the call:
  * a batch of hits is thousands of events). */
 static int event_new_add(struct store *s, const struct event_new *ev, struct buf *e,
-			 struct selo_err *err)
+			 struct disc_memo *m, struct selo_err *err)
 {
 	int64_t t = writer_time(s);
 	buf_reset(e);
@@ -2097,13 +2139,14 @@ static int event_new_add(struct store *s, const struct event_new *ev, struct buf
 						       ev->fields_text ? ev->fields_len : 0);
 	if (bad)
 		return event_unencodable(err, ev->notice_id, ev->type);
-	return event_row_add(s->w, ev->notice_id, ev->type, t, e, ev->disc, err);
+	return event_row_add(s->w, ev->notice_id, ev->type, t, e, ev->disc, m, err);
 }
 
 static int run_events_add(struct store *s, struct job *j)
 {
 	struct events_args *a = j->arg;
 	struct buf e = BUF_INIT;
+	struct disc_memo memo = {0};
 	int r = 0;
 	for (size_t i = 0; i < a->n && r == 0; i++) {
 		const struct event_new *ev = &a->ev[i];
@@ -2117,7 +2160,7 @@ static int run_events_add(struct store *s, struct job *j)
 				break;
 			}
 		}
-		r = event_new_add(s, ev, &e, j->err) != 0 ? -1 : 0;
+		r = event_new_add(s, ev, &e, &memo, j->err) != 0 ? -1 : 0;
 	}
 	buf_free(&e);
 	return r;

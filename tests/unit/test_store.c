@@ -1131,6 +1131,50 @@ TEST(log_indexes_by_runs_of_seqs)
 	fx_close(&f);
 }
 
+/* A batch of hits repeating one commitment stores it once per notice, and
+ * the same commitment text under another notice is still stored there. */
+TEST(events_add_stores_each_disclosure_once_per_notice)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	struct accept_result a = accept1(f.s, 1, NULL, "{\"a\":1}", "DISC");
+	struct accept_result b = accept1(f.s, 1, NULL, "{\"b\":1}", "DISC");
+	CHECK(!a.failed && !b.failed);
+	struct disclosures ip = DISCLOSURES_INIT, both = DISCLOSURES_INIT;
+	uint8_t salt[32] = {1};
+	disclose(&ip, salt, "192.0.2.1", 9);
+	disclose(&both, salt, "192.0.2.1", 9);
+	disclose(&both, salt, "Mozilla/5.0", 11);
+	const char *fields = "\"method\":\"GET\"";
+	struct event_new ev[] = {
+		{a.id, EV_OPENED, NULL, &ip, fields, strlen(fields)},
+		{a.id, EV_OPENED, NULL, &both, fields, strlen(fields)},
+		{a.id, EV_OPENED, NULL, &ip, fields, strlen(fields)},
+		{b.id, EV_OPENED, NULL, &ip, fields, strlen(fields)},
+		{a.id, EV_OPENED, NULL, &both, fields, strlen(fields)},
+	};
+	struct selo_err e;
+	err_clear(&e);
+	CHECK(store_events_add(f.s, ev, 5, &e) == 0);
+	struct disclosures got = DISCLOSURES_INIT;
+	CHECK(store_disclosures_of(f.s, a.id, &got, &e) == 0 && got.n == 2);
+	disclosures_free(&got);
+	CHECK(store_disclosures_of(f.s, b.id, &got, &e) == 0 && got.n == 1);
+	CHECK(got.n == 1 && !strcmp(got.v[0].commitment, ip.v[0].commitment) &&
+	      !strcmp(got.v[0].value, "192.0.2.1"));
+	disclosures_free(&got);
+	struct event_rec *evs = NULL;
+	size_t n = 0;
+	CHECK(store_events_of(f.s, a.id, &evs, &n, &e) == 0 && n == 5); /* the submission + 4 */
+	CHECK(n == 5 && strstr(evs[4].entry, ",\"method\":\"GET\"}") != NULL);
+	event_recs_free(evs, n);
+	disclosures_free(&ip);
+	disclosures_free(&both);
+	fx_close(&f);
+}
+
 TEST(reads_on_empty_store)
 {
 	struct fx f;
