@@ -1580,14 +1580,37 @@ static void mail_body(const struct rdoc *d, struct mail *m, const struct mime_sc
 	buf_free(&text);
 }
 
+/* A From value's quoted display name without its quotes and backslash
+ * escapes: `"Cobranças \"X\"" <a@b>` reads `Cobranças "X" <a@b>`. */
+static void unquote_display(struct buf *b)
+{
+	if (b->len < 2 || b->data[0] != '"')
+		return;
+	struct buf t = BUF_INIT;
+	size_t i = 1;
+	for (; i < b->len && b->data[i] != '"'; i++) {
+		if (b->data[i] == '\\' && i + 1 < b->len)
+			i++;
+		buf_putc(&t, b->data[i]);
+	}
+	if (i < b->len) {
+		buf_append(&t, b->data + i + 1, b->len - i - 1);
+		buf_reset(b);
+		buf_append(b, buf_str(&t), t.len);
+	}
+	buf_free(&t);
+}
+
 static void read_mail(struct rdoc *d)
 {
 	struct mail *m = &d->mail;
 	const char *p = (const char *)d->eml;
 	size_t off = body_offset(p, d->eml_len);
 	struct buf v = BUF_INIT;
-	if (header_value(p, off, "From", &v))
+	if (header_value(p, off, "From", &v)) {
 		header_decode(buf_str(&v), v.len, &m->from);
+		unquote_display(&m->from);
+	}
 	buf_reset(&v);
 	if (header_value(p, off, "Subject", &v))
 		header_decode(buf_str(&v), v.len, &m->subject);

@@ -561,6 +561,7 @@ TEST(full_receipt_pt)
 	CHECK(has(&p, TO_NAME));
 	CHECK(has(&p, g_delivered.id));
 	CHECK(has(&p, "CONTRATO-2026-0042"));
+	CHECK(has(&p, "Selo <notificacoes@example.com>"));  /* From, unquoted */
 	CHECK(has(&p, "SubmissionAcceptance"));
 	CHECK(has(&p, "RelayToNonERDS"));
 	CHECK(has(&p, "Lembrete de pagamento"));         /* the subject */
