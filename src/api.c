@@ -18,6 +18,7 @@
 #include "selo/codec.h"
 #include "selo/crypto.h"
 #include "selo/diag.h"
+#include "selo/export.h"
 #include "selo/id.h"
 #include "selo/ledger.h"
 #include "selo/notice.h"
@@ -31,6 +32,7 @@ struct api {
 	struct MHD_Daemon *d;
 	atomic_int stopping;  /* api_drain was called: new requests get 503 */
 	atomic_int active;    /* requests begun and not yet answered and done */
+	struct exporter *exporter; /* PDF receipts; NULL without a ledger */
 };
 
 struct req {
@@ -541,6 +543,18 @@ static enum MHD_Result get_message(struct api *a, struct MHD_Connection *c, cons
 	return r;
 }
 
+/* A receipt not yet covered by a timestamped checkpoint is 503 with a
+ * retry hint: the detail is for the caller, as is. */
+static enum MHD_Result receipt_failed(struct api *a, struct MHD_Connection *c,
+				      struct selo_err *err)
+{
+	if (err->status == 503) {
+		static const char *const retry[] = {"Retry-After", "2", NULL};
+		return send_problem_doc(c, err, retry);
+	}
+	return send_problem(a, c, err);
+}
+
 static enum MHD_Result get_receipt(struct api *a, struct MHD_Connection *c, const char *id)
 {
 	struct selo_err err;
@@ -552,30 +566,35 @@ static enum MHD_Result get_receipt(struct api *a, struct MHD_Connection *c, cons
 	notice_rec_free(&rec);
 	const char *format = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
 	const char *form = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "form");
-	if (format && strcmp(format, "json") != 0)
-		return send_error(a, c, 406, "format-unavailable",
-				  "only format=json is available; PDF receipts come in a later release");
+	const char *lang = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "lang");
+	int pdf = format && !strcmp(format, "pdf");
+	if (format && !pdf && strcmp(format, "json") != 0)
+		return send_error(a, c, 400, "invalid-query", "format must be json or pdf");
 	if (form && strcmp(form, "full") && strcmp(form, "short"))
 		return send_error(a, c, 400, "invalid-query", "form must be full or short");
-	json_t *r = NULL;
-	if (!a->app->ledger ||
-	    ledger_receipt(a->app->ledger, id, form && !strcmp(form, "short"), &r, &err) != 0) {
-		if (!a->app->ledger)
-			err_set(&err, 503, "no-ledger", "the ledger is not running");
-		if (err.status == 503) {
-			/* "Not in the log yet": the detail is for the caller, as is. */
-			static const char *const retry[] = {"Retry-After", "2", NULL};
-			return send_problem_doc(c, &err, retry);
-		}
-		return send_problem(a, c, &err);
+	if (lang && (!pdf || !export_lang(lang)))
+		return send_error(a, c, 400, "invalid-query",
+				  pdf ? "lang must be pt-BR or en" : "lang applies to format=pdf");
+	if (!a->app->ledger) {
+		err_set(&err, 503, "no-ledger", "the ledger is not running");
+		return receipt_failed(a, c, &err);
+	}
+	int short_form = form && !strcmp(form, "short");
+	struct buf json = BUF_INIT, out = BUF_INIT;
+	if (export_receipt_json(a->app->ledger, id, short_form, &json, &err) != 0 ||
+	    (pdf && export_receipt_pdf(a->exporter, id, short_form, lang, &json, &out, &err) != 0)) {
+		buf_free(&json);
+		buf_free(&out);
+		return receipt_failed(a, c, &err);
 	}
 	char cd[80];
-	snprintf(cd, sizeof(cd), "attachment; filename=\"receipt-%s.json\"", id);
+	snprintf(cd, sizeof(cd), "attachment; filename=\"receipt-%s.%s\"", id, pdf ? "pdf" : "json");
 	const char *hdrs[] = {"Content-Disposition", cd, NULL};
-	char *s = json_dumps(r, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-	json_decref(r);
-	enum MHD_Result ret = send_bytes(c, 200, "application/json", s, strlen(s), hdrs);
-	free(s);
+	const struct buf *body = pdf ? &out : &json;
+	enum MHD_Result ret = send_bytes(c, 200, pdf ? "application/pdf" : "application/json",
+					 body->data, body->len, hdrs);
+	buf_free(&json);
+	buf_free(&out);
 	return ret;
 }
 
@@ -781,6 +800,10 @@ int api_start(struct selo *app, struct api **out, struct selo_err *err)
 	if (!a)
 		abort();
 	a->app = app;
+	if (app->ledger && exporter_open(&app->cfg, app->ledger, &a->exporter, err) != 0) {
+		free(a);
+		return -1;
+	}
 	/* ITC: MHD_quiesce_daemon needs it to close the listener under the pool. */
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 	if (ss.ss_family == AF_INET6)
@@ -794,6 +817,7 @@ int api_start(struct selo *app, struct api **out, struct selo_err *err)
 				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
 				MHD_OPTION_END);
 	if (!a->d) {
+		exporter_close(a->exporter);
 		free(a);
 		return err_set(err, 500, "listen", "cannot listen on %s (api.listen): address in use or not allowed",
 			       app->cfg.api_listen);
@@ -828,5 +852,6 @@ void api_stop(struct api *a)
 	if (!a)
 		return;
 	MHD_stop_daemon(a->d);
+	exporter_close(a->exporter);
 	free(a);
 }

@@ -75,6 +75,9 @@ static const struct key KEYS[] = {
 	STR("tsa", "ca", tsa_ca),
 	INT("tsa", "timeout_ms", tsa_timeout_ms, 100, 600000),
 	STR("log", "origin", log_origin),
+	STR("receipt", "sign_key", receipt_sign_key),
+	STR("receipt", "sign_cert", receipt_sign_cert),
+	STR("receipt", "sign_chain", receipt_sign_chain),
 	STR("templates", "dir", templates_dir),
 };
 

@@ -125,9 +125,12 @@ static int describe_cert(struct smime_signer *s, struct selo_err *err)
 	return 0;
 }
 
-/* Refuses a key/certificate pair that recipients would reject anyway. */
+/* Refuses a key/certificate pair that recipients would reject anyway. An
+ * e-mail signer needs the S/MIME purpose; a document signer (a PDF receipt)
+ * only a key usage that allows signatures: a real document-signing
+ * certificate, e.g. ICP-Brasil A1, often has no emailProtection. */
 static int check_pair(struct smime_signer *s, const char *key_path, const char *cert_path,
-		      struct selo_err *err)
+		      int document, struct selo_err *err)
 {
 	if (X509_check_private_key(s->cert, s->key) != 1) {
 		ERR_clear_error();
@@ -136,17 +139,25 @@ static int check_pair(struct smime_signer *s, const char *key_path, const char *
 	}
 	/* Also fills the certificate's extension cache now, so that later
 	 * concurrent signing only reads it. */
-	if (X509_check_purpose(s->cert, X509_PURPOSE_SMIME_SIGN, 0) != 1) {
-		ERR_clear_error();
+	int smime = X509_check_purpose(s->cert, X509_PURPOSE_SMIME_SIGN, 0) == 1;
+	ERR_clear_error();
+	if (document) {
+		uint32_t ku = X509_get_key_usage(s->cert);
+		if (!(ku & (KU_DIGITAL_SIGNATURE | KU_NON_REPUDIATION)))
+			return err_set(err, 500, "invalid-cert",
+				       "%s cannot sign documents: its keyUsage allows neither "
+				       "digitalSignature nor nonRepudiation", cert_path);
+		return 0;
+	}
+	if (!smime)
 		return err_set(err, 500, "invalid-cert",
 			       "%s cannot sign e-mail: it needs extendedKeyUsage emailProtection "
 			       "and keyUsage digitalSignature (see certs/README.md)", cert_path);
-	}
 	return 0;
 }
 
-int smime_signer_load(const char *key_path, const char *cert_path, const char *chain_path,
-		      struct smime_signer **out, struct selo_err *err)
+static int signer_load(const char *key_path, const char *cert_path, const char *chain_path,
+		       int document, struct smime_signer **out, struct selo_err *err)
 {
 	*out = NULL;
 	struct smime_signer *s = calloc(1, sizeof(*s));
@@ -156,7 +167,7 @@ int smime_signer_load(const char *key_path, const char *cert_path, const char *c
 	if (!s->chain || load_key(key_path, &s->key, err) != 0 ||
 	    load_cert(cert_path, &s->cert, err) != 0 ||
 	    (chain_path && load_chain(chain_path, s->chain, err) != 0) ||
-	    check_pair(s, key_path, cert_path, err) != 0 || describe_cert(s, err) != 0) {
+	    check_pair(s, key_path, cert_path, document, err) != 0 || describe_cert(s, err) != 0) {
 		if (!s->chain)
 			err_set(err, 500, "internal", "out of memory");
 		smime_signer_free(s);
@@ -164,6 +175,19 @@ int smime_signer_load(const char *key_path, const char *cert_path, const char *c
 	}
 	*out = s;
 	return 0;
+}
+
+int smime_signer_load(const char *key_path, const char *cert_path, const char *chain_path,
+		      struct smime_signer **out, struct selo_err *err)
+{
+	return signer_load(key_path, cert_path, chain_path, 0, out, err);
+}
+
+int smime_signer_load_document(const char *key_path, const char *cert_path,
+			       const char *chain_path, struct smime_signer **out,
+			       struct selo_err *err)
+{
+	return signer_load(key_path, cert_path, chain_path, 1, out, err);
 }
 
 void smime_signer_free(struct smime_signer *s)

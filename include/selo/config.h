@@ -78,6 +78,11 @@ struct selo_config {
 	/* [log] */
 	char log_origin[256];         /* checkpoint origin, default "<domain>/selo-log" */
 
+	/* [receipt] */
+	char receipt_sign_key[1024];  /* PDF receipts' document-signing key; empty: keys/smime.pem */
+	char receipt_sign_cert[1024]; /* its certificate; empty: keys/smime.crt */
+	char receipt_sign_chain[1024];/* intermediates (PEM); empty: keys/smime-chain.pem if present */
+
 	/* [templates] */
 	char templates_dir[1024];     /* empty: the templates built into the binary */
 };

@@ -15,6 +15,12 @@ struct smime_signer;
 /* chain_path: PEM of intermediate certificates to include, or NULL. */
 int smime_signer_load(const char *key_path, const char *cert_path, const char *chain_path,
 		      struct smime_signer **out, struct selo_err *err);
+/* The same for a document signer (PDF receipts, smime_sign_der): the
+ * certificate needs keyUsage digitalSignature or nonRepudiation, not the
+ * S/MIME purpose. */
+int smime_signer_load_document(const char *key_path, const char *cert_path,
+			       const char *chain_path, struct smime_signer **out,
+			       struct selo_err *err);
 void smime_signer_free(struct smime_signer *s);
 /* The certificate's subject as RFC 2253 text, and its SHA-256 fingerprint
  * (hex of the DER). */

@@ -1,4 +1,4 @@
-/* verify.c: `selo verify FILE.json [--key VERIFIER_KEY] [--tsa-ca FILE]`:
+/* verify.c: `selo verify FILE.json|FILE.pdf [--key VERIFIER_KEY] [--tsa-ca FILE]`:
  * checks a receipt offline (receipt_verify) and prints one line per check,
  * "ok   name: detail", "FAIL name: detail" or "WARN name: detail", then
  * "verdict: VALID|INVALID|UNREADABLE" on stdout. Exit 0 valid, 1 invalid,
@@ -11,6 +11,7 @@
 #include "selo/buf.h"
 #include "selo/fileio.h"
 #include "selo/keys.h"
+#include "selo/pdf.h"
 #include "selo/receipt.h"
 
 #define MAX_INPUT ((size_t)96 << 20)
@@ -18,11 +19,12 @@
 #define MAX_CA_FILE ((size_t)4 << 20)
 
 static const char HELP[] =
-	"usage: selo verify FILE.json [--key VERIFIER_KEY] [--tsa-ca FILE]\n"
+	"usage: selo verify FILE.json|FILE.pdf [--key VERIFIER_KEY] [--tsa-ca FILE]\n"
 	"Checks a selo-receipt/v1 offline: the checkpoint's signature, its RFC 3161\n"
 	"timestamp, each event's inclusion proof, that the events belong to the\n"
 	"notice and are in order, the message digest and every disclosed value.\n"
-	"FILE - reads standard input.\n"
+	"A PDF receipt is checked through the JSON receipt embedded in it (its own\n"
+	"PAdES signature is for PDF readers and pdfsig). FILE - reads standard input.\n"
 	"\n"
 	"  --key K      the log's verifier key (\"name+id+base64\") or a file holding\n"
 	"               it, e.g. DIR/keys/log.vkey; get it from the operator, not\n"
@@ -127,6 +129,31 @@ static void print_report(const struct receipt_report *rep)
 	printf("verdict: %s\n", names[rep->verdict]);
 }
 
+/* A PDF receipt carries the JSON receipt as an embedded file: that is what
+ * is verified (the PDF's own signature is for PDF readers: pdfsig). */
+static int from_pdf(const char *file, struct buf *in)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct buf json = BUF_INIT;
+	char name[256] = "";
+	if (pdf_embedded_file((const uint8_t *)in->data, in->len, ".json", &json, name,
+			      sizeof(name), &err) != 0) {
+		if (err.status == 404)
+			fprintf(stderr, "selo verify: %s is a PDF with no receipt inside (no embedded "
+				".json file): export one with selo receipt ID --pdf FILE.pdf\n", file);
+		else
+			fprintf(stderr, "selo verify: %s: %s\n", file, err.msg);
+		buf_free(&json);
+		return -1;
+	}
+	printf("pdf: %s is a PDF receipt; verifying the receipt embedded in it (%s)\n", file,
+	       name);
+	buf_free(in);
+	*in = json;
+	return 0;
+}
+
 static int verify(const char *file, const char *key_arg, const char *ca_arg)
 {
 	struct buf in = BUF_INIT, key = BUF_INIT, ca = BUF_INIT;
@@ -134,11 +161,8 @@ static int verify(const char *file, const char *key_arg, const char *ca_arg)
 	if ((key_arg && load_key(key_arg, &key) != 0) || (ca_arg && load_ca(ca_arg, &ca) != 0) ||
 	    read_input(file, &in) != 0)
 		goto out;
-	if (in.len >= 4 && !memcmp(in.data, "%PDF", 4)) {
-		fprintf(stderr, "selo verify: %s is a PDF: PDF receipts are not supported yet; verify "
-			"the JSON receipt (selo receipt ID -o FILE.json)\n", file);
+	if (in.len >= 5 && !memcmp(in.data, "%PDF-", 5) && from_pdf(file, &in) != 0)
 		goto out;
-	}
 	warn_unpinned(key_arg != NULL, ca_arg != NULL);
 	struct receipt_report rep;
 	receipt_verify(in.data ? in.data : "", in.len, key_arg ? buf_str(&key) : NULL,

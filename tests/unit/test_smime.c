@@ -491,6 +491,13 @@ TEST(load_refuses_mismatched_or_unsuitable_files)
 	err_clear(&err);
 	CHECK(smime_signer_load(tkey, tcrt, NULL, &s, &err) == -1);
 	CHECK(strstr(err.msg, "emailProtection") != NULL);
+	/* A document signer (PDF receipts) needs a signing key usage, not the
+	 * S/MIME purpose: the TSA's pair (digitalSignature, no
+	 * emailProtection) will do. */
+	err_clear(&err);
+	CHECK(smime_signer_load_document(tkey, tcrt, NULL, &s, &err) == 0 && s != NULL);
+	smime_signer_free(s);
+	s = NULL;
 	err_clear(&err);
 	CHECK(smime_signer_load(crt, crt, NULL, &s, &err) == -1);
 	CHECK(strstr(err.msg, "private key") != NULL);
