@@ -9,13 +9,14 @@ secs=${1:-60}
 out=build-fuzz
 mkdir -p "$out/gen"
 ./scripts/embed-templates.sh templates > "$out/gen/templates_embed.c"
+./scripts/embed-web.sh src/web > "$out/gen/web_embed.c"
 pkgs="libssl libcrypto sqlite3 jansson libmicrohttpd libesmtp-1.0 opendkim libcurl inih cairo pangocairo libqrencode zlib"
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -D_GNU_SOURCE -Iinclude -I$out/gen $(pkg-config --cflags $pkgs)"
 libs="$(pkg-config --libs $pkgs) -lresolv -lpthread -lm"
 status=0
 for t in tests/fuzz/fuzz_*.c; do
 	name=$(basename "$t" .c)
-	clang $flags -o "$out/$name" "$t" src/*.c "$out/gen/templates_embed.c" $libs
+	clang $flags -o "$out/$name" "$t" src/*.c "$out/gen/templates_embed.c" "$out/gen/web_embed.c" $libs
 	mkdir -p "$out/corpus/$name"
 	[ -d "tests/fuzz/seeds/$name" ] && cp -n tests/fuzz/seeds/$name/* "$out/corpus/$name/" 2>/dev/null || true
 	echo "fuzz: $name for ${secs}s" >&2
