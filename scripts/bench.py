@@ -9,7 +9,8 @@
 4. ledger: scripts/bench/ledger_bench.c.
 5. mx: notices/s through the mx transport into smtp-sink, against
    smtp-source -> Postfix with the OpenDKIM milter -> smtp-sink, and the ratio.
-BENCH_ONLY=e2e,mx,tracker,ledger picks some; BENCH_E2E_ONLY=1 skips 2;
+6. pdf: the PDF receipt of a notice with 20 events: export time and PDFs/s.
+BENCH_ONLY=e2e,mx,tracker,ledger,pdf picks some; BENCH_E2E_ONLY=1 skips 2;
 BENCH_NOTICES and BENCH_WORKERS size 1; BENCH_MX_NOTICES and
 BENCH_POSTFIX_MESSAGES size 5; BENCH_KEEP=1 keeps the temporary directory."""
 import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
@@ -392,6 +393,79 @@ def postfix_opendkim(tmp, procs, n):
                 time.sleep(0.1)
 
 
+def pdf_receipts(tmp, procs):
+    """PDF receipts of a notice with 20 events (submitted, sealed, delivered
+    to the maildir, 17 pixel hits): the export time of GET
+    .../receipt?format=pdf one at a time (layout, embedded files, PAdES
+    signature with its timestamp, and the HTTP round trip), then PDFs/s
+    from 2 and 4 connections with wrk."""
+    data = os.path.join(tmp, 'pdf')
+    out = subprocess.run([SELO, 'init', '--data', data, '--domain', 'cobranca.example'],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True)
+    key = out.stdout.decode().split()[1]
+    api, track = free_port(), free_port()
+    with open(os.path.join(data, 'selo.conf'), 'w') as f:
+        f.write(f'[api]\nlisten = 127.0.0.1:{api}\n[track]\nlisten = 127.0.0.1:{track}\n'
+                f'base_url = http://127.0.0.1:{track}\n[mail]\ndomain = cobranca.example\n')
+    log = open(os.path.join(tmp, 'pdf-serve.log'), 'wb')
+    serve = subprocess.Popen([SELO, 'serve', '--data', data], stdout=log, stderr=log)
+    procs.append(serve)
+    url = f'http://127.0.0.1:{api}'
+    wait_healthz(url)
+    nid = curl('POST', url + '/v1/notices', key, json.dumps(NOTICE).encode())['id']
+    pixel = None
+    for _ in range(100):
+        new = os.path.join(data, 'outbox', 'new')
+        files = os.listdir(new) if os.path.isdir(new) else []
+        if files:
+            eml = open(os.path.join(new, files[0]), 'rb').read().decode('latin-1')
+            m = re.search(r'/o/([A-Za-z0-9_-]{48})\.gif', eml.replace('=\r\n', ''))
+            if m:
+                pixel = f'http://127.0.0.1:{track}/o/{m.group(1)}.gif'
+                break
+        time.sleep(0.1)
+    for i in range(17):
+        subprocess.run(['curl', '-s', '-o', '/dev/null', '-A', f'Bench/{i}', pixel], check=True)
+    path = f'{url}/v1/notices/{nid}/receipt'
+    events = 0
+    for _ in range(150):
+        p = subprocess.run(['curl', '-s', path, '-H', f'Authorization: Bearer {key}'],
+                           stdout=subprocess.PIPE)
+        try:
+            events = len(json.loads(p.stdout).get('events', []))
+        except ValueError:
+            events = 0
+        if events >= 20:
+            break
+        time.sleep(0.2)
+    times = []
+    for _ in range(30):
+        p = subprocess.run(['curl', '-s', '-o', os.path.join(tmp, 'r.pdf'), '-w', '%{time_total}',
+                            path + '?format=pdf', '-H', f'Authorization: Bearer {key}'],
+                           stdout=subprocess.PIPE, check=True)
+        times.append(float(p.stdout) * 1000)
+    times.sort()
+    size = os.path.getsize(os.path.join(tmp, 'r.pdf'))
+    print(f'PDF receipt, {events} events ({size} bytes, signed, JSON and .eml embedded), '
+          f'GET ?format=pdf one at a time, 30 runs: median {times[15]:.1f} ms, '
+          f'mean {sum(times) / len(times):.1f} ms, max {times[-1]:.1f} ms')
+    if shutil.which('wrk'):
+        lua = os.path.join(tmp, 'pdf.lua')
+        with open(lua, 'w') as f:
+            f.write(f'wrk.headers["Authorization"] = "Bearer {key}"\n')
+        for conns in (2, 4):
+            w = subprocess.run(['wrk', '-t2', f'-c{conns}', '-d10s', '--latency', '-s', lua,
+                                path + '?format=pdf'], stdout=subprocess.PIPE).stdout.decode()
+            rps = re.search(r'Requests/sec:\s+([\d.]+)', w)
+            p99 = re.search(r'99%\s+([\d.]+\w+)', w)
+            bad = re.search(r'Non-2xx or 3xx responses: (\d+)', w)
+            print(f'  PDFs/s (wrk, {conns} connections, 10 s, 2 cores): '
+                  f'{rps.group(1) if rps else "?"}, p99 {p99.group(1) if p99 else "?"}, '
+                  f'{bad.group(1) if bad else 0} errors')
+    serve.send_signal(signal.SIGTERM)
+    serve.wait(30)
+
+
 def mx_vs_postfix(tmp, procs):
     selo = mx_e2e(tmp, procs, int(os.environ.get('BENCH_MX_NOTICES', '10000')))
     pf = postfix_opendkim(tmp, procs, int(os.environ.get('BENCH_POSTFIX_MESSAGES', '2000')))
@@ -401,7 +475,7 @@ def mx_vs_postfix(tmp, procs):
 
 
 def main():
-    only = os.environ.get('BENCH_ONLY', 'e2e,mx,tracker,ledger').split(',')
+    only = os.environ.get('BENCH_ONLY', 'e2e,mx,tracker,ledger,pdf').split(',')
     tmp = tempfile.mkdtemp(prefix='selo-bench-')
     procs = []
     try:
@@ -413,6 +487,8 @@ def main():
             tracker(tmp)
         if 'ledger' in only:
             ledger(tmp)
+        if 'pdf' in only:
+            pdf_receipts(tmp, procs)
     finally:
         for p in procs:
             if p.poll() is None:
