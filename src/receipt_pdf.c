@@ -1936,6 +1936,19 @@ static void put_dkim(const json_t *sealed, struct buf *out)
 	}
 }
 
+/* A number as its caller wrote it: the shortest decimal that reads back as
+ * the same double (jansson's 17 digits show 99.9 as 99.900000000000006). */
+static void put_real(struct buf *out, double x)
+{
+	char s[40];
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(s, sizeof(s), "%.*g", prec, x);
+		if (strtod(s, NULL) == x)
+			break;
+	}
+	buf_puts(out, s);
+}
+
 /* Template variables: one commitment of their canonical JSON (notice.c),
  * or per-variable commitments; "name: value" lines. */
 static void put_vars(const struct rdoc *d, struct buf *out)
@@ -1961,6 +1974,8 @@ static void put_vars(const struct rdoc *d, struct buf *out)
 		if (json_is_string(v)) {
 			const char *s = disclosed(d, json_string_value(v));
 			put_cleans(out, s ? s : tr(d, S_NOT_DISCLOSED), CAP_VALUE);
+		} else if (json_is_real(v)) {
+			put_real(out, json_real_value(v));
 		} else {
 			char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 			put_cleans(out, s, CAP_VALUE);

@@ -121,6 +121,13 @@ def pdf_receipt_is_signed_self_contained_and_readable():
         rc, out = tool(['pdfsig', bad])
         check('Signature is Valid' not in out, f'pdfsig after a flipped byte: {out}')
 
+        # poppler renders the first page (the picture in docs/receipt-pdf.md)
+        os.makedirs(OUT, exist_ok=True)
+        rc, out = tool(['pdftoppm', '-png', '-r', '70', '-f', '1', '-l', '1', '-singlefile', pdf,
+                        os.path.join(OUT, 'page1')])
+        eq(rc, 0, f'pdftoppm: {out}')
+        check(os.path.getsize(os.path.join(OUT, 'page1.png')) > 10000, 'a rendered page')
+
         # qpdf finds nothing wrong
         rc, out = tool(['qpdf', '--check', pdf])
         eq(rc, 0, f'qpdf --check: {out}')
