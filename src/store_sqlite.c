@@ -153,6 +153,38 @@ static const struct migration MIGRATIONS[] = {
 	 "INSERT INTO log_ranges(first_index, first_seq, n)"
 	 " SELECT min(log_index), min(seq), count(*) FROM events WHERE log_index IS NOT NULL"
 	 " GROUP BY seq - log_index;"},
+	/* Webhooks and their outbox (docs/store.md, "The webhook outbox"). The
+	 * secret is stored sealed (webhook.c); deliveries are one row per
+	 * (webhook, event), made from the log by store_webhook_fanout, whose
+	 * progress is webhook_cursor's seq. */
+	{4, "webhooks",
+	 "CREATE TABLE webhooks("
+	 " id TEXT PRIMARY KEY,"
+	 " apikey_id INTEGER NOT NULL,"
+	 " url TEXT NOT NULL,"
+	 " events TEXT NOT NULL,"
+	 " secret BLOB NOT NULL,"
+	 " from_seq INTEGER NOT NULL,"
+	 " created_ms INTEGER NOT NULL,"
+	 " disabled_ms INTEGER NOT NULL DEFAULT 0,"
+	 " disabled_reason TEXT);"
+	 "CREATE INDEX webhooks_by_key ON webhooks(apikey_id, id);"
+	 "CREATE TABLE webhook_outbox("
+	 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	 " webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,"
+	 " seq INTEGER NOT NULL,"
+	 " state TEXT NOT NULL DEFAULT 'pending',"
+	 " attempts INTEGER NOT NULL DEFAULT 0,"
+	 " next_ms INTEGER NOT NULL,"
+	 " last_status INTEGER NOT NULL DEFAULT 0,"
+	 " last_error TEXT,"
+	 " created_ms INTEGER NOT NULL,"
+	 " done_ms INTEGER NOT NULL DEFAULT 0,"
+	 " UNIQUE(webhook_id, seq));"
+	 "CREATE INDEX webhook_outbox_due ON webhook_outbox(next_ms, id) WHERE state = 'pending';"
+	 "CREATE TABLE webhook_cursor("
+	 " id INTEGER PRIMARY KEY CHECK (id = 1),"
+	 " seq INTEGER NOT NULL);"},
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -185,6 +217,8 @@ static const char MIGRATIONS_TABLE[] =
 	" WHERE r.first_seq <= events.seq ORDER BY r.first_seq DESC LIMIT 1), -1) END"
 #define EVENT_COLS "seq,notice_id,type,time_ms,entry," LOG_INDEX_OF_EVENT
 #define CHECKPOINT_COLS "size,note,created_ms,tst,coalesce(tst_time_ms,0)"
+#define WEBHOOK_COLS \
+	"id,apikey_id,url,events,secret,from_seq,created_ms,disabled_ms,disabled_reason"
 
 enum stmt_id {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
@@ -206,6 +240,10 @@ enum stmt_id {
 	S_CP_UNTIMESTAMPED, S_CP_ALL,
 	/* tracker */
 	S_TOKEN_GET, S_BRIEF_SALT, S_BRIEF_ACCEPTED, S_HAS_EVENT,
+	/* webhooks */
+	S_WH_ADD, S_WH_LIST, S_WH_LIST_ALL, S_WH_COUNTS, S_WH_DELETE, S_WH_CURSOR, S_WH_MIN_FROM,
+	S_WH_CANDIDATES, S_WH_OUTBOX_ADD, S_WH_CURSOR_SET, S_WH_DUE, S_WH_RESULT, S_WH_DISABLE,
+	S_WH_DROP,
 	S_COUNT
 };
 
@@ -298,6 +336,45 @@ static const char *const SQL[S_COUNT] = {
 	[S_LOG_TILE_SET] = "INSERT INTO log_tiles(level, idx, data) VALUES(?1, ?2, ?3)"
 			   " ON CONFLICT(level, idx) DO UPDATE SET data = ?3",
 	[S_LOG_TILE_GET] = "SELECT data FROM log_tiles WHERE level = ?1 AND idx = ?2",
+	/* Webhooks. A new webhook's from_seq is the last event at its commit. */
+	[S_WH_ADD] = "INSERT INTO webhooks(id, apikey_id, url, events, secret, from_seq, created_ms)"
+		     " VALUES(?1, ?2, ?3, ?4, ?5, (SELECT coalesce(max(seq), 0) FROM events), ?6)",
+	[S_WH_LIST] = "SELECT " WEBHOOK_COLS " FROM webhooks WHERE apikey_id = ?1 ORDER BY id",
+	[S_WH_LIST_ALL] = "SELECT " WEBHOOK_COLS " FROM webhooks ORDER BY id",
+	[S_WH_COUNTS] = "SELECT state, count(*) FROM webhook_outbox WHERE webhook_id = ?1"
+			" GROUP BY state",
+	[S_WH_DELETE] = "DELETE FROM webhooks WHERE id = ?1 AND apikey_id = ?2",
+	[S_WH_CURSOR] = "SELECT coalesce((SELECT seq FROM webhook_cursor WHERE id = 1), 0)",
+	[S_WH_MIN_FROM] = "SELECT min(from_seq) FROM webhooks WHERE disabled_ms = 0",
+	/* Integrated events in (?1, ?2] that an active webhook of the notice's
+	 * key wants: walks the events by seq, the notice and the key's
+	 * webhooks by their keys. */
+	[S_WH_CANDIDATES] = "SELECT e.seq, w.id FROM events e JOIN notices n ON n.id = e.notice_id"
+			    " JOIN webhooks w ON w.apikey_id = n.apikey_id AND w.disabled_ms = 0"
+			    " AND e.seq > w.from_seq"
+			    " AND (w.events = '*' OR instr(w.events, ',' || e.type || ',') > 0)"
+			    " WHERE e.seq > ?1 AND e.seq <= ?2 ORDER BY e.seq, w.id",
+	/* The webhook may have been deleted or disabled since the candidates
+	 * were read: then nothing is added. */
+	[S_WH_OUTBOX_ADD] = "INSERT INTO webhook_outbox(webhook_id, seq, next_ms, created_ms)"
+			    " SELECT ?1, ?2, ?3, ?3 WHERE EXISTS (SELECT 1 FROM webhooks"
+			    " WHERE id = ?1 AND disabled_ms = 0) ON CONFLICT(webhook_id, seq) DO NOTHING",
+	[S_WH_CURSOR_SET] = "INSERT INTO webhook_cursor(id, seq) VALUES(1, ?1)"
+			    " ON CONFLICT(id) DO UPDATE SET seq = ?1",
+	[S_WH_DUE] = "SELECT o.id, o.webhook_id, o.attempts, w.url, w.secret, events.type,"
+		     " events.notice_id, events.time_ms, events.entry, n.reference, "
+		     LOG_INDEX_OF_EVENT " FROM webhook_outbox o"
+		     " JOIN webhooks w ON w.id = o.webhook_id JOIN events ON events.seq = o.seq"
+		     " JOIN notices n ON n.id = events.notice_id"
+		     " WHERE o.state = 'pending' AND o.next_ms <= ?1 AND w.disabled_ms = 0"
+		     " ORDER BY o.next_ms, o.id LIMIT ?2",
+	[S_WH_RESULT] = "UPDATE webhook_outbox SET state = ?2, attempts = attempts + 1, next_ms = ?3,"
+			" last_status = ?4, last_error = ?5, done_ms = ?6"
+			" WHERE id = ?1 AND state = 'pending'",
+	[S_WH_DISABLE] = "UPDATE webhooks SET disabled_ms = ?2, disabled_reason = ?3"
+			 " WHERE id = ?1 AND disabled_ms = 0",
+	[S_WH_DROP] = "UPDATE webhook_outbox SET state = 'dropped', done_ms = ?2"
+		      " WHERE webhook_id = ?1 AND state = 'pending'",
 	/* The run holding index ?1, then each run's events in seq order: both
 	 * loops walk a primary key, so no sort and no scan from the start. */
 	[S_LOG_ENTRIES] = "SELECT e.seq, e.notice_id, e.type, e.time_ms, e.entry,"
@@ -325,8 +402,14 @@ static const char *const SQL[S_COUNT] = {
 	[S_CP_ALL] = "SELECT " CHECKPOINT_COLS " FROM checkpoints ORDER BY size",
 	[S_TOKEN_GET] = "SELECT notice_id, kind, link, url FROM tokens WHERE token = ?1",
 	[S_BRIEF_SALT] = "SELECT salt FROM notices WHERE id = ?1",
-	[S_BRIEF_ACCEPTED] = "SELECT coalesce(min(time_ms), 0) FROM events WHERE notice_id = ?1"
-			     " AND type IN ('relay_accepted', 'delivery_accepted')",
+	/* The first acceptance by seq is the earliest (seq order is time order),
+	 * and it comes a few events into a notice's life: walking the notice's
+	 * events in seq order stops there. min(time_ms) read every event of
+	 * the notice, and the tracker asks every few seconds while a flood adds
+	 * thousands of opened events a second to that very notice. */
+	[S_BRIEF_ACCEPTED] = "SELECT coalesce((SELECT time_ms FROM events WHERE notice_id = ?1"
+			     " AND type IN ('relay_accepted', 'delivery_accepted')"
+			     " ORDER BY seq LIMIT 1), 0)",
 	[S_HAS_EVENT] = "SELECT 1 FROM events WHERE notice_id = ?1 AND type = ?2 LIMIT 1",
 };
 

@@ -1175,6 +1175,44 @@ TEST(events_add_stores_each_disclosure_once_per_notice)
 	fx_close(&f);
 }
 
+/* The brief's acceptance time is the notice's first relay_accepted or
+ * delivery_accepted, whatever follows it; 0 before there is one. */
+TEST(notice_brief_gives_the_first_acceptance)
+{
+	struct fx f;
+	CHECK(fx_open(&f) == 0);
+	if (!f.s)
+		return;
+	struct accept_result a = accept1(f.s, 1, NULL, "{\"brief\":1}", "BRIEF");
+	struct selo_err e;
+	err_clear(&e);
+	uint8_t salt[32];
+	int64_t accepted = -1;
+	CHECK(store_notice_brief(f.s, a.id, salt, &accepted, &e) == 1 && accepted == 0);
+	struct notice_rec *got = NULL;
+	size_t n = 0;
+	CHECK(store_claim_due(f.s, clock_now_ms(), 5, &got, &n, &e) == 0 && n == 1);
+	notice_recs_free(got, n);
+	json_t *fields = json_pack("{s:s}", "reply", "250 ok");
+	struct result_rec rr = {.id = a.id, .event_type = EV_RELAY_ACCEPTED, .event_fields = fields,
+				.state = "relayed"};
+	CHECK(store_delivery_results(f.s, &rr, 1, &e) == 0);
+	json_decref(fields);
+	const char *text = "\"method\":\"GET\"";
+	struct event_new ev[50];
+	for (size_t i = 0; i < 50; i++)
+		ev[i] = (struct event_new){a.id, EV_OPENED, NULL, NULL, text, strlen(text)};
+	usleep(2000); /* the opens come strictly later */
+	CHECK(store_events_add(f.s, ev, 50, &e) == 0);
+	struct event_rec *evs = NULL;
+	CHECK(store_events_of(f.s, a.id, &evs, &n, &e) == 0 && n == 52);
+	int64_t want = n == 52 ? evs[1].time_ms : -2;
+	CHECK(n == 52 && !strcmp(evs[1].type, EV_RELAY_ACCEPTED) && evs[51].time_ms > want);
+	event_recs_free(evs, n);
+	CHECK(store_notice_brief(f.s, a.id, salt, &accepted, &e) == 1 && accepted == want);
+	fx_close(&f);
+}
+
 TEST(reads_on_empty_store)
 {
 	struct fx f;
