@@ -3,7 +3,7 @@
 // usage: node verify.mjs PLAN.json
 // PLAN: {"base": "http://127.0.0.1:PORT", "out": DIR, "cases": [CASE...]}
 // CASE: {"id", "file"?, "query"?, "vkey"?, "ca"?, "keyAfter"?, "drop"?,
-//        "lang"?, "screenshot"?}
+//        "toggleLang"?, "screenshot"?}; optional "sweep" (see sweep()).
 //  - opens BASE/verify + query (a fresh page per case);
 //  - types vkey into the key field and picks ca as the TSA CA file (before
 //    the receipt, or with keyAfter: after it, which must verify again);
@@ -12,7 +12,8 @@
 //  - waits until the page says it is done (and, with ?checkpoint, until the
 //    public checkpoint is shown), then reads what a person sees.
 // Prints one JSON object: {cases: [{id, verdict, checks: [{name, status,
-// detail}], pdf, checkpoint, lang}], requests: [url...], errors: [...]}.
+// detail}], pdf, checkpoint, lang}], sweep: [{verdict, lines}] | null,
+// requests: [url...], errors: [...]}.
 // Exits non-zero on any failure to drive the page.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -107,6 +108,34 @@ async function runCase(page, c) {
   return { id: c.id, ...seen };
 }
 
+// plan.sweep: {files: [path...], vkey, ca}: every file through the page's
+// own verifier module in one page (no navigation per file), for the
+// many-mutations comparison with selo verify.
+async function sweep(page, sw) {
+  await page.goto(`${plan.base}/verify`, { waitUntil: 'load' });
+  await page.waitForSelector('body[data-ready="1"]', { timeout: 15000 });
+  const ca = sw.ca ? fs.readFileSync(sw.ca, 'utf8') : null;
+  const out = [];
+  for (let i = 0; i < sw.files.length; i += 25) {
+    const batch = sw.files.slice(i, i + 25).map((f) => fs.readFileSync(f).toString('base64'));
+    out.push(...await page.evaluate(async ({ batch, vkey, ca }) => {
+      const { verifyReceipt } = await import('./verify/checks.js');
+      const { certsFromBundle } = await import('./verify/tsa.js');
+      const anchors = ca ? certsFromBundle(ca) : null;
+      const res = [];
+      for (const b64 of batch) {
+        const bin = atob(b64);
+        const bytes = new Uint8Array(bin.length);
+        for (let k = 0; k < bin.length; k++) bytes[k] = bin.charCodeAt(k);
+        const r = await verifyReceipt(bytes, { vkey, anchors }, null);
+        res.push({ verdict: r.verdict, lines: r.checks.map((c) => [c.status, c.name]) });
+      }
+      return res;
+    }, { batch, vkey: sw.vkey || null, ca }));
+  }
+  return out;
+}
+
 try {
   const page = browser.pages()[0] || await browser.newPage();
   page.on('request', (r) => requests.push(r.url()));
@@ -119,7 +148,8 @@ try {
       results.push({ id: c.id, error: String(e.message || e).slice(0, 2000) });
     }
   }
-  console.log(JSON.stringify({ cases: results, requests, errors }));
+  const swept = plan.sweep ? await sweep(page, plan.sweep) : null;
+  console.log(JSON.stringify({ cases: results, sweep: swept, requests, errors }));
 } finally {
   await browser.close();
   fs.rmSync(profile, { recursive: true, force: true });

@@ -86,6 +86,13 @@ export function expect(n, tag, what) {
   return n;
 }
 
+// SEQUENCE OF and SET OF: OpenSSL's decoder does not insist on the
+// constructed bit there, so neither does this reader (same verdicts).
+function expectOf(n, num, what) {
+  if (!n || n.cls !== 0 || n.num !== num) throw new DerError(`${what}: unexpected element`);
+  return n;
+}
+
 export function oid(n) {
   expect(n, T.OID, 'OID');
   const b = n.content;
@@ -151,6 +158,9 @@ export function algId(n) {
   const k = expect(n, T.SEQ, 'AlgorithmIdentifier').kids();
   if (k.length < 1 || k.length > 2) throw new DerError('bad AlgorithmIdentifier');
   const plain = k.length === 1 || (k[1].tag === T.NULL && k[1].content.length === 0);
+  // An ANY that is a constructed universal string is read as its parts
+  // (OpenSSL does); SEQUENCE, SET and other classes are kept as they are.
+  if (k[1] && k[1].cons && k[1].cls === 0 && k[1].num !== 16 && k[1].num !== 17) k[1].kids();
   return { oid: oid(k[0]), plain, params: k[1] || null, der: n.der };
 }
 
@@ -214,6 +224,8 @@ function stringValue(n) {
   }
 }
 
+const NAME_VALUE_TAGS = new Set([3, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 22, 28, 29, 30]);
+
 function escape2253(v) {
   let s = v.replace(/[,+"\\<>;]/g, (c) => '\\' + c);
   if (/^[ #]/.test(s)) s = '\\' + s;
@@ -224,12 +236,14 @@ function escape2253(v) {
 // A Name in RFC 2253 order (last RDN first), like OpenSSL's
 // X509_NAME_print_ex(..., XN_FLAG_RFC2253) that `selo verify` prints.
 export function nameText(n) {
-  const rdns = expect(n, T.SEQ, 'Name').kids().map((rdn) =>
-    expect(rdn, T.SET, 'RDN').kids().map((atv) => {
+  const rdns = expectOf(n, 16, 'Name').kids().map((rdn) =>
+    expectOf(rdn, 17, 'RDN').kids().map((atv) => {
       const [t, v] = expect(atv, T.SEQ, 'attribute').kids();
       const o = oid(t);
-      // Directory strings are universal types (OpenSSL's ASN1_PRINTABLE).
-      if (!v || v.cls !== 0) throw new DerError('bad name value');
+      // Directory strings: the universal types of OpenSSL's ASN1_PRINTABLE.
+      if (!v || v.cls !== 0 || !NAME_VALUE_TAGS.has(v.num)) throw new DerError('bad name value');
+      // A constructed string is only its primitive OCTET STRING parts.
+      if (v.cons && v.num !== 16 && v.kids().some((x) => x.tag !== T.OCTET)) throw new DerError('bad name value');
       return `${SHORT[o] || o}=${escape2253(stringValue(v))}`;
     }).join('+'));
   return rdns.reverse().join(',');
@@ -267,30 +281,24 @@ export { SIG_ALGS };
 function extensions(n) {
   const out = new Map();
   let dup = false;
-  const seq = expect(n.kids()[0], T.SEQ, 'Extensions');
+  const outer = n.kids();
+  if (outer.length !== 1) throw new DerError('bad extensions');
+  const seq = expectOf(outer[0], 16, 'Extensions');
   for (const e of seq.kids()) {
     const k = expect(e, T.SEQ, 'Extension').kids();
     const id = oid(k[0]);
     let i = 1, critical = false;
     if (k[i] && k[i].tag === T.BOOL) critical = bool(k[i++]);
-    const value = octets(k[i]);
+    const value = octets(k[i++]);
+    if (i !== k.length) throw new DerError('bad Extension');
     if (out.has(id)) dup = true;
     else out.set(id, { critical, value });
   }
   return { ext: out, dup };
 }
 
-// Reads every constructed element down to the leaves: a structure that is
-// not well formed at any depth is refused, as OpenSSL's decoder does.
-// Application and private tags are opaque (an ANY is not looked into).
-function walk(n, depth = 0) {
-  if (depth > 32) throw new DerError('nested too deep');
-  if (n.cons && n.cls <= 2) for (const k of n.kids()) walk(k, depth + 1);
-}
-
 export function parseCert(der) {
   const top = expect(parseDer(der), T.SEQ, 'Certificate');
-  walk(top);
   const [tbs, alg, sig, ...rest] = top.kids();
   if (rest.length) throw new DerError('bad Certificate');
   const k = expect(tbs, T.SEQ, 'TBSCertificate').kids();
@@ -299,9 +307,9 @@ export function parseCert(der) {
   if (k[0] && k[0].tag === 0xa0) version = intBytes(k[i++].kids()[0]);
   const serial = intBytes(k[i++]);
   const innerAlg = algId(k[i++]);
-  const issuer = expect(k[i++], T.SEQ, 'issuer');
+  const issuer = k[i++];
   const validity = expect(k[i++], T.SEQ, 'validity').kids();
-  const subject = expect(k[i++], T.SEQ, 'subject');
+  const subject = k[i++];
   const spki = expect(k[i++], T.SEQ, 'SubjectPublicKeyInfo');
   let ext = new Map(), dupExt = false;
   // Then only [1] issuerUniqueID, [2] subjectUniqueID, [3] extensions, in
@@ -317,6 +325,8 @@ export function parseCert(der) {
   const sigAlg = algId(alg);
   nameText(issuer);
   nameText(subject);
+  expectOf(issuer, 16, 'issuer');
+  expectOf(subject, 16, 'subject');
   if (validity.length !== 2 || spki.kids().length !== 2) throw new DerError('bad Certificate');
   bitString(spki.kids()[1]);
   return {
@@ -450,7 +460,10 @@ export async function verifySig(c, kt, hash, data, sig) {
     }
   } catch (e) {
     if (e instanceof Unsupported) throw e;
-    if (e && e.name === 'NotSupportedError') throw new Unsupported(`${kt} with ${hash}`);
+    // Algorithms are vetted above, so a refusal is a bad key (a point off
+    // the curve, say): no valid signature, as OpenSSL judges it. Only an
+    // older browser without Ed25519 cannot judge at all.
+    if (kt === 'ed25519' && e && e.name === 'NotSupportedError') throw new Unsupported('Ed25519');
     return false;
   }
   if (kt === '1.3.101.113' || kt === '1.2.840.10040.4.1' || kt === '1.2.840.113549.1.1.10')

@@ -337,8 +337,8 @@ const D = {
       `the RFC 3161 timestamp does not verify over SHA-256 of the checkpoint (${a.hex}...): ${why[1]}`];
   },
   ts_unsupported: (a) => [`não verificado no navegador (${a.what}): use selo verify`, `not checked in the browser (${a.what}): use selo verify`],
-  ts_skip: (a) => [`o token diz ${a.when} (UTC) e é sobre este checkpoint, mas a assinatura usa ${a.what}, que o navegador não verifica: não verificado aqui, use selo verify`,
-    `the token says ${a.when} (UTC) and is over this checkpoint, but its signature uses ${a.what}, which the browser cannot check: not checked here, use selo verify`],
+  ts_skip: (a) => [`o token diz ${a.when} (UTC) e é sobre este checkpoint, mas ${a.what} não pode ser verificado neste navegador: não verificado aqui, use selo verify`,
+    `the token says ${a.when} (UTC) and is over this checkpoint, but ${a.what} cannot be checked in this browser: not checked here, use selo verify`],
   ts_ok: (a) => [`carimbo do tempo RFC 3161 sobre o SHA-256 do checkpoint (${a.hex}...): hora ${a.when} (UTC), TSA ${a.tsa}, cadeia até ${a.root}`,
     `RFC 3161 timestamp over SHA-256 of the checkpoint (${a.hex}...): time ${a.when} (UTC), TSA ${a.tsa}, chain to ${a.root}`],
   tp_ok: () => ['o certificado da TSA foi conferido com a(s) AC informada(s) por você', 'the TSA\'s certificate was checked against the CA certificates given to the verifier'],

@@ -103,6 +103,18 @@ export function unsignedParts(der, certs) {
 
 // ---- the signer's chain (OpenSSL X509_verify_cert, purpose timestamp) ----
 
+// The extensions OpenSSL's chain verification understands (v3_purp.c
+// supported_nids); a critical one outside this set fails verification.
+const HANDLED = new Set([
+  '2.16.840.1.113730.1.1', '2.5.29.15', '2.5.29.17', '2.5.29.19', '2.5.29.32', '2.5.29.31',
+  '2.5.29.37', '1.3.6.1.5.5.7.1.7', '1.3.6.1.5.5.7.1.8', '1.3.6.1.5.5.7.48.1.5', '2.5.29.36',
+  '1.3.6.1.5.5.7.1.14', '2.5.29.30', '2.5.29.33', '2.5.29.54',
+]);
+const NOT_EVALUATED = {
+  '2.5.29.30': 'name constraints', '2.5.29.36': 'policy constraints',
+  '2.5.29.33': 'policy mappings', '2.5.29.54': 'inhibitAnyPolicy',
+};
+
 function findIssuer(cert, pool) {
   return pool.find((c) => c !== cert && !equal(c.der, cert.der) && issuedBy(cert, c) === null);
 }
@@ -133,6 +145,15 @@ async function signerChain(signer, untrusted, anchors, now) {
     if (!next) return 'unable to get local issuer certificate';
     chain.push(next);
     cur = next;
+  }
+  // Critical extensions: those OpenSSL does not handle refuse the chain;
+  // those it evaluates and the page does not (name and policy
+  // constraints) leave it unchecked here, never passed.
+  for (const c of chain) {
+    for (const [id, e] of c.ext) {
+      if (e.critical && !HANDLED.has(id)) return 'unhandled critical extension';
+      if (NOT_EVALUATED[id]) throw new Unsupported(NOT_EVALUATED[id]);
+    }
   }
   // Purposes: the TSA's key is for time stamping only, and says so in a
   // critical extension; every certificate above it is a CA.
