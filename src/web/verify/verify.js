@@ -427,7 +427,11 @@ function init() {
     const f = e.dataTransfer && e.dataTransfer.files[0];
     if (f) takeFile(f);
   });
-  if (params.has('checkpoint')) loadCheckpoint();
+  if (params.has('checkpoint')) {
+    // Whoever followed the PDF's QR code came for the live log: show it first.
+    $('drop').after($('checkpoint'));
+    loadCheckpoint();
+  }
   document.body.dataset.ready = '1';
 }
 
