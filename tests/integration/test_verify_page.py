@@ -20,15 +20,15 @@ verify.mjs). A real Selo sends a real notice; its receipt comes from
   logs no error (a CSP violation would be one).
 With curl: GET /verify is text/html with the strict CSP, HEAD works,
 If-None-Match gives 304, an unknown /verify/xyz is 404, POST is 405.
-Screenshots go to docs/verify-page.png, docs/verify-page-tampered.png and
-tests/out/verify-page/."""
+Screenshots go to tests/out/verify-page/ (docs/verify-page.png and
+docs/verify-page-tampered.png are copies of verify-page.png and
+verify-page-tampered.png from there; a test run never writes into docs/)."""
 import base64, json, os, subprocess, sys, time, zlib
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from selotest import *  # noqa: F401,F403
 
 BROWSER_DIR = os.path.join(ROOT, 'tests', 'browser')
 OUT = os.path.join(ROOT, 'tests', 'out', 'verify-page')
-DOCS = os.path.join(ROOT, 'docs')
 NOTICE = {'to': 'devedor@destino.example', 'to_name': 'Maria Souza', 'template': 'vencimento',
           'reference': 'CTR-2026-0042',
           'vars': {'nome': 'Maria Souza', 'valor': 1234.56, 'vencimento': '2026-12-10',
@@ -283,8 +283,7 @@ def genuine_receipt_passes_every_check_in_chromium():
             {'id': 'toggled', 'file': w.receipt, 'toggleLang': True},
             {'id': 'other-key', 'file': w.receipt, 'vkey': w.vkey.replace('+', 'x+', 1)},
         ]
-        got, _ = browse(w, cases, copies=[DOCS])
-        os.replace(os.path.join(DOCS, 'verify-page-en.png'), os.path.join(OUT, 'verify-page-en.png'))
+        got, _ = browse(w, cases)
         res = got['unpinned']
         eq(res['verdict'], 'VALID', res)
         same_as_cli(w, res, w.receipt, False, 'unpinned')
@@ -313,7 +312,7 @@ def genuine_receipt_passes_every_check_in_chromium():
         # a key that is not the log's: the signature check fails, as with selo verify --key
         other = got['other-key']
         eq(other['verdict'], 'INVALID')
-        check(os.path.getsize(os.path.join(DOCS, 'verify-page.png')) > 20000, 'screenshot')
+        check(os.path.getsize(os.path.join(OUT, 'verify-page.png')) > 20000, 'screenshot')
     finally:
         w.close()
 
@@ -363,7 +362,7 @@ def tampered_receipts_fail_the_check_selo_verify_names():
             cases.append(case)
         # the same tampered receipt unpinned, as a person without the keys sees it
         cases.append({'id': 'entry-byte-unpinned', 'file': paths['entry-byte']})
-        got, _ = browse(w, cases, copies=[DOCS])
+        got, _ = browse(w, cases)
         for cid, name, _ in tampered:
             res = got[cid]
             fails = [c['name'] for c in res['checks'] if c['status'] == 'fail']
