@@ -17,7 +17,13 @@ static int dump_cb(const char *p, size_t n, void *arg)
 
 static int reserved(const char *k)
 {
-	return !strcmp(k, "v") || !strcmp(k, "type") || !strcmp(k, "notice") || !strcmp(k, "time");
+	/* By first letter: the tracker writes ten fields a hit. */
+	switch (k[0]) {
+	case 'v': return !k[1];
+	case 't': return !strcmp(k, "type") || !strcmp(k, "time");
+	case 'n': return !strcmp(k, "notice");
+	default: return 0;
+	}
 }
 
 /* Type names and notice ids are plain tokens; anything else (a caller's
@@ -142,9 +148,19 @@ static void json_string_write(struct buf *f, const char *s)
 	buf_putc(f, '"');
 }
 
+/* Valid UTF-8; the full check only for text that is not plain ASCII
+ * (every value the tracker writes is). */
+static int text_valid(const char *s)
+{
+	const char *p = s;
+	while (*p && !((unsigned char)*p & 0x80))
+		p++;
+	return !*p || utf8_valid(p, strlen(p));
+}
+
 int event_field_str(struct buf *fields, const char *key, const char *value)
 {
-	if (!utf8_valid(value, strlen(value)))
+	if (!text_valid(value))
 		return -1;
 	if (field_key(fields, key) != 0)
 		return -1;

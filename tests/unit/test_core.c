@@ -207,6 +207,9 @@ TEST(event_fields_as_text_equal_jansson)
 	CHECK(event_field_str(&text, "a\"b", "x") < 0);
 	CHECK(event_field_str(&text, "k", "\xc3\x28") < 0);
 	CHECK(event_field_str(&text, "k", "\xed\xa0\x80") < 0); /* a surrogate */
+	CHECK(event_field_str(&text, "k", "ascii first \xc3\x28") < 0);
+	CHECK(event_field_str(&text, "v", "x") < 0);
+	CHECK(event_field_str(&text, "type", "x") < 0);
 	CHECK(text.len == len);
 	CHECK(event_entry_encode_text(&got, "bad type", "x", 0, NULL, 0) < 0);
 	json_decref(o);
