@@ -23,6 +23,7 @@
 #include "selo/ledger.h"
 #include "selo/notice.h"
 #include "selo/sender.h"
+#include "selo/webhook.h"
 
 #define PROBLEM_BASE "urn:selo:problem:"
 #define MAX_IDEM_KEY 255
@@ -662,6 +663,68 @@ static enum MHD_Result method_not_allowed(struct api *a, struct MHD_Connection *
 	return send_problem_doc(c, &e, h);
 }
 
+/* Webhooks: webhook.h does the work; this only maps HTTP onto it. */
+static enum MHD_Result webhook_answer(struct api *a, struct MHD_Connection *c, int rc,
+				      unsigned status, json_t *out, struct selo_err *err)
+{
+	if (rc != 0)
+		return send_problem(a, c, err);
+	if (!out) { /* 204: no body, so no Content-Type */
+		struct MHD_Response *resp =
+			MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+		if (!resp)
+			return MHD_NO;
+		enum MHD_Result ret = MHD_queue_response(c, status, resp);
+		MHD_destroy_response(resp);
+		return ret;
+	}
+	char loc[80] = "";
+	json_t *id = json_object_get(out, "id");
+	if (status == 201 && json_is_string(id))
+		snprintf(loc, sizeof(loc), "/v1/webhooks/%s", json_string_value(id));
+	const char *hdrs[] = {"Location", loc, NULL};
+	return send_json(c, status, out, status == 201 ? hdrs : NULL);
+}
+
+/* /v1/webhooks and /v1/webhooks/{id}. */
+static enum MHD_Result webhooks_route(struct api *a, struct MHD_Connection *c, const char *id,
+				      const char *method, struct req *r)
+{
+	int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+	int post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
+	if (!id && !get && !post)
+		return method_not_allowed(a, c, "GET, POST");
+	if (id && !get && !del)
+		return method_not_allowed(a, c, "GET, DELETE");
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	if (authenticate(a, c, &key, &err))
+		return send_problem(a, c, &err);
+	if (!a->app->webhooks)
+		return send_error(a, c, 503, "no-webhooks", "webhooks are not running");
+	json_t *out = NULL;
+	int rc;
+	if (id && get) {
+		rc = webhook_get(a->app->webhooks, key.id, id, &out, &err);
+		return webhook_answer(a, c, rc, 200, out, &err);
+	}
+	if (id) {
+		rc = webhook_delete(a->app->webhooks, key.id, id, &err);
+		return webhook_answer(a, c, rc, 204, NULL, &err);
+	}
+	if (get) {
+		rc = webhook_list(a->app->webhooks, key.id, &out, &err);
+		return webhook_answer(a, c, rc, 200, out, &err);
+	}
+	json_t *body = check_content_type(c, &err) ? NULL : parse_body(r, &err);
+	if (!body)
+		return send_problem(a, c, &err);
+	rc = webhook_create(a->app->webhooks, key.id, body, &out, &err);
+	json_decref(body);
+	return webhook_answer(a, c, rc, 201, out, &err);
+}
+
 static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char *url,
 			     const char *method, struct req *r)
 {
@@ -693,6 +756,10 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char
 		if (!strcmp(rest + n, "/receipt"))
 			return get ? get_receipt(a, c, id) : method_not_allowed(a, c, "GET");
 	}
+	if (!strcmp(url, "/v1/webhooks"))
+		return webhooks_route(a, c, NULL, method, r);
+	if (!strncmp(url, "/v1/webhooks/", 13) && url[13] && !strchr(url + 13, '/'))
+		return webhooks_route(a, c, url + 13, method, r);
 	return send_error(a, c, 404, "not-found", "no such resource; see docs/api.md");
 }
 

@@ -79,6 +79,11 @@ static const struct key KEYS[] = {
 	STR("receipt", "sign_cert", receipt_sign_cert),
 	STR("receipt", "sign_chain", receipt_sign_chain),
 	STR("templates", "dir", templates_dir),
+	{"webhooks", "allow_private", K_BOOL, offsetof(struct selo_config, webhooks_allow_private),
+	 sizeof(int), 0, 1},
+	INT("webhooks", "timeout_ms", webhooks_timeout_ms, 100, 60000),
+	INT("webhooks", "workers", webhooks_workers, 1, 256),
+	INT("webhooks", "retry_speedup", webhooks_retry_speedup, 1, 10000000),
 };
 
 void config_defaults(struct selo_config *c, const char *data_dir)
@@ -118,6 +123,9 @@ void config_defaults(struct selo_config *c, const char *data_dir)
 	c->lifetime_s = 5 * 86400;
 	c->sender_stop_timeout_s = 30;
 	c->tsa_timeout_ms = 10000;
+	c->webhooks_timeout_ms = 10000;
+	c->webhooks_workers = 8;
+	c->webhooks_retry_speedup = 1;
 }
 
 /* Values derived from others unless set explicitly. */

@@ -85,6 +85,12 @@ struct selo_config {
 
 	/* [templates] */
 	char templates_dir[1024];     /* empty: the templates built into the binary */
+
+	/* [webhooks] (docs/api.md "Webhooks") */
+	int webhooks_allow_private;   /* 1: loopback/private/link-local targets allowed (tests), default 0 */
+	int webhooks_timeout_ms;      /* one delivery, connection to answer, default 10000 */
+	int webhooks_workers;         /* deliveries in flight at once, default 8 */
+	int webhooks_retry_speedup;   /* tests only: every delay of the schedule divided by it, default 1 */
 };
 
 /* Fills c with the embedded defaults for a data directory. */

@@ -15,6 +15,7 @@ struct sender;
 struct api;
 struct ledger;
 struct tracker;
+struct webhooks;
 
 struct selo_metrics {
 	atomic_llong http_requests;
@@ -39,6 +40,7 @@ struct selo {
 	struct api *api;              /* serve only */
 	struct tracker *tracker;      /* serve only: the public listener */
 	struct ledger *ledger;        /* serve only: the Merkle log and its sequencer */
+	struct webhooks *webhooks;    /* serve only: registrations and the deliverer */
 	struct selo_metrics metrics;
 	int64_t started_ms;
 	uint8_t token_key[32];        /* DIR/keys/token.key: MACs of bounce (VERP) addresses */

@@ -338,4 +338,79 @@ int store_disclosures_of(struct store *s, const char *notice_id, struct disclosu
 /* Runs `PRAGMA quick_check`; 0 when the database answers and is sane. */
 int store_ping(struct store *s, struct selo_err *err);
 
+/* ---- Webhooks (webhook.h; docs/api.md "Webhooks", docs/store.md "The
+ * webhook outbox"). A webhook belongs to the API key that registered it and
+ * receives events of that key's notices recorded after its registration.
+ * Deliveries are derived from the log: store_webhook_fanout turns events
+ * the ledger has integrated into outbox rows, one per (webhook, event), and
+ * advances a stored cursor in the same transaction, so a crash at any point
+ * either redoes the fan-out or finds it done. */
+struct webhook_rec {
+	char id[32];
+	int64_t apikey_id;
+	char *url;
+	char *events;          /* "*" or ",type,...," (log event types) */
+	uint8_t *secret;       /* the secret as stored (sealed by webhook.c) */
+	size_t secret_len;
+	int64_t from_seq;      /* events with a seq above it are delivered */
+	int64_t created_ms;
+	int64_t disabled_ms;   /* 0: active */
+	char *disabled_reason;
+	int64_t pending, delivered, failed, dropped; /* deliveries (store_webhook_get only) */
+};
+void webhook_recs_free(struct webhook_rec *w, size_t n);
+/* Stores a new webhook (id, apikey_id, url, events, secret); its from_seq
+ * is the last event recorded when it commits. 409 when the id exists. */
+int store_webhook_add(struct store *s, const struct webhook_rec *w, struct selo_err *err);
+/* The key's webhooks by id (apikey_id < 0: every key's). *out malloc'd. */
+int store_webhook_list(struct store *s, int64_t apikey_id, struct webhook_rec **out, size_t *n,
+		       struct selo_err *err);
+/* 1 and *out (with the delivery counts) when the key has this webhook. */
+int store_webhook_get(struct store *s, const char *id, int64_t apikey_id, struct webhook_rec *out,
+		      struct selo_err *err);
+/* 1 deleted (with its deliveries), 0 the key has no such webhook. */
+int store_webhook_delete(struct store *s, const char *id, int64_t apikey_id,
+			 struct selo_err *err);
+/* Writes outbox rows for up to max integrated events past the cursor that
+ * active webhooks want; *added = rows written. */
+int store_webhook_fanout(struct store *s, size_t max, size_t *added, struct selo_err *err);
+
+struct webhook_delivery {
+	int64_t outbox_id;     /* the message id is "msg_" + this */
+	char webhook_id[32];
+	char *url;
+	uint8_t *secret;       /* as stored */
+	size_t secret_len;
+	int attempts;          /* made before this one */
+	char type[32];         /* the event type */
+	char notice_id[27];
+	char *reference;       /* NULL when the notice has none */
+	int64_t log_index;
+	int64_t time_ms;       /* the event's time */
+	char *entry;           /* its exact log entry */
+	size_t entry_len;
+};
+void webhook_deliveries_free(struct webhook_delivery *d, size_t n);
+/* Pending deliveries due at now_ms (of active webhooks), oldest first. */
+int store_webhook_due(struct store *s, int64_t now_ms, size_t max, struct webhook_delivery **out,
+		      size_t *n, struct selo_err *err);
+
+enum webhook_outcome {
+	WEBHOOK_RETRY,         /* stays pending until next_ms */
+	WEBHOOK_DELIVERED,     /* a 2xx */
+	WEBHOOK_GAVE_UP,       /* the last attempt of the schedule failed */
+	WEBHOOK_GONE,          /* a 410: the webhook is disabled, its pending rows dropped */
+};
+struct webhook_result {
+	int64_t outbox_id;
+	const char *webhook_id;
+	enum webhook_outcome outcome;
+	int64_t next_ms;       /* WEBHOOK_RETRY */
+	int http_status;       /* 0: no answer */
+	const char *error;     /* short text (no secrets), may be NULL */
+};
+/* Records attempts (attempts + 1 each) in one transaction. */
+int store_webhook_results(struct store *s, const struct webhook_result *r, size_t n,
+			  struct selo_err *err);
+
 #endif

@@ -28,6 +28,7 @@
 #include "selo/selo.h"
 #include "selo/sender.h"
 #include "selo/tracker.h"
+#include "selo/webhook.h"
 
 static const char HELP[] =
 	"usage: selo serve --data DIR\n"
@@ -86,7 +87,8 @@ static int serve_start(struct selo *app)
 	struct selo_err err;
 	err_clear(&err);
 	if (composer_new(&app->cfg, &app->composer, &err) != 0 ||
-	    ledger_open(app, &app->ledger, &err) != 0)
+	    ledger_open(app, &app->ledger, &err) != 0 ||
+	    webhooks_open(app, &app->webhooks, &err) != 0)
 		goto fail;
 	/* Every S/MIME signature carries an RFC 3161 timestamp from the same TSA. */
 	composer_set_tsa(app->composer, stamp_signature, ledger_tsa(app->ledger));
@@ -96,7 +98,8 @@ static int serve_start(struct selo *app)
 	if (n > 0)
 		diag_warn("%d notice(s) were in flight at the last stop; queued again, to be sent "
 			  "with their stored bytes", n);
-	if (ledger_start(app->ledger, &err) != 0 || sender_start(app, &app->sender, &err) != 0 ||
+	if (ledger_start(app->ledger, &err) != 0 || webhooks_start(app->webhooks, &err) != 0 ||
+	    sender_start(app, &app->sender, &err) != 0 ||
 	    api_start(app, &app->api, &err) != 0 || tracker_start(app, &app->tracker, &err) != 0)
 		goto fail;
 	diag_info("listening: api %s, tracker %s; transport %s; %d sender worker(s)",
@@ -169,6 +172,7 @@ static int serve_run(struct selo *app)
 	pthread_t watcher;
 	int watching = pthread_create(&watcher, NULL, second_signal, NULL) == 0;
 	serve_stop(app, sig);
+	webhooks_stop(app->webhooks); /* deliveries in flight end (webhooks.timeout_ms at most) */
 	ledger_close(app->ledger); /* its last round integrates what the senders recorded */
 	app->ledger = NULL;
 	if (watching) {
@@ -217,6 +221,7 @@ int cmd_serve(int argc, char **argv)
 	api_stop(app.api);
 	tracker_stop(app.tracker);
 	sender_stop(app.sender);
+	webhooks_close(app.webhooks);
 	ledger_close(app.ledger);
 	composer_free(app.composer);
 	selo_close(&app);

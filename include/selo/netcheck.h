@@ -1,0 +1,23 @@
+/* netcheck.h: is an address one that webhooks may reach? Selo POSTs to URLs
+ * its API callers choose; without this check a caller could make Selo reach
+ * its own loopback services, the private network or a cloud metadata
+ * endpoint (SSRF). The check is a pure function of the address, so it is
+ * used both when a URL is registered (on every address its name resolves to)
+ * and on the very address each connection opens (no DNS rebinding). */
+#ifndef SELO_NETCHECK_H
+#define SELO_NETCHECK_H
+#include <sys/socket.h>
+
+/* 1 when sa (AF_INET or AF_INET6) is a globally routable unicast address;
+ * 0 for loopback, private (RFC 1918, fc00::/7), link-local, CGNAT
+ * (100.64/10), unspecified, "this network" (0/8), multicast, broadcast,
+ * documentation, benchmarking and reserved ranges, site-local, NAT64
+ * local-use and Teredo; IPv4 inside IPv6 (mapped ::ffff:0:0/96, NAT64
+ * 64:ff9b::/96, 6to4 2002::/16) is judged by the IPv4 address it carries;
+ * the deprecated IPv4-compatible ::/96 is refused. Any other family: 0. */
+int netcheck_public(const struct sockaddr *sa);
+
+/* The address as text (for messages), into out (at least 64 bytes). */
+void netcheck_text(const struct sockaddr *sa, char *out, size_t n);
+
+#endif

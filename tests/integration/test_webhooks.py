@@ -1,0 +1,474 @@
+#!/usr/bin/python3
+"""Webhooks (issue 9, part 1): `selo serve` POSTs signed events to a receiver
+this test runs on 127.0.0.1. The receiver checks every signature with its own
+HMAC code (Standard Webhooks: v1 = base64 HMAC-SHA256 of id.timestamp.body
+under the whsec_ secret) and records what it saw per webhook-id. Covered:
+the normal flow (payload entry = the receipt's entry at that log index), a
+receiver down then up, 500 twice then 200, a stall past webhooks.timeout_ms,
+SIGKILL of selo mid-retry, 410 disabling the webhook, giving up at the end
+of the schedule, a redirect that is not followed, API keys that only see
+their own webhooks and events, and with allow_private off: loopback, private,
+link-local and IPv4-mapped targets refused at registration (422) and at
+connection time. No packet leaves loopback: the public URLs registered are
+IP literals (no DNS) and nothing is ever delivered to them."""
+import base64, hashlib, hmac, http.server, json, os, signal, socket, subprocess, sys, threading, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from selotest import *  # noqa: F401,F403
+
+NOTICE = {'to': 'devedor@destino.example', 'to_name': 'João da Silva',
+          'subject': 'Aviso de cobrança', 'text': 'Olá, sua fatura venceu.',
+          'reference': 'FAT-2026-0042'}
+FAST = {'allow_private': 'yes', 'timeout_ms': '1000', 'retry_speedup': '2000', 'workers': '4'}
+
+
+def verify_signature(secret, msg_id, ts, body, header):
+    """The receiver's check, as docs/api.md teaches it."""
+    key = base64.b64decode(secret[len('whsec_'):])
+    mac = hmac.new(key, f'{msg_id}.{ts}.'.encode() + body, hashlib.sha256).digest()
+    want = base64.b64encode(mac).decode()
+    for part in header.split(' '):
+        version, _, sig = part.partition(',')
+        if version == 'v1' and hmac.compare_digest(sig, want):
+            return True
+    return False
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 in a thread. behave[path](n) says what to
+    answer to the n-th request (from 1) on path: a status, ('stall', s,
+    status), or ('redirect', url)."""
+
+    def __init__(self, port=0):
+        self.secrets = {}
+        self.behave = {}
+        self.seen = []  # dicts: path, id, ts, body, json, ok, status
+        self.count = {}
+        self.lock = threading.Lock()
+        rcv = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get('Content-Length', '0')))
+                rcv.handle(self, body)
+
+            def do_GET(self):
+                rcv.handle(self, b'')
+
+        self.srv = http.server.ThreadingHTTPServer(('127.0.0.1', port), H)
+        self.srv.daemon_threads = True
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def url(self, path):
+        return f'http://127.0.0.1:{self.port}{path}'
+
+    def handle(self, h, body):
+        path = h.path
+        with self.lock:
+            n = self.count[path] = self.count.get(path, 0) + 1
+        what = self.behave.get(path, lambda n: 200)(n)
+        if isinstance(what, tuple) and what[0] == 'stall':
+            time.sleep(what[1])
+            what = what[2]
+        ok = None
+        secret = self.secrets.get(path)
+        if secret:
+            ok = verify_signature(secret, h.headers.get('webhook-id', ''),
+                                  h.headers.get('webhook-timestamp', ''), body,
+                                  h.headers.get('webhook-signature', ''))
+        status = what[0] if isinstance(what, tuple) else what
+        rec = {'path': path, 'id': h.headers.get('webhook-id'), 'method': h.command,
+               'ts': h.headers.get('webhook-timestamp'), 'body': body, 'ok': ok,
+               'status': 302 if status == 'redirect' else status,
+               'json': json.loads(body) if body else None}
+        with self.lock:
+            self.seen.append(rec)
+        try:
+            if status == 'redirect':
+                h.send_response(302)
+                h.send_header('Location', what[1])
+            else:
+                h.send_response(status)
+            h.send_header('Content-Length', '2')
+            h.end_headers()
+            h.wfile.write(b'ok')
+        except OSError:
+            pass  # the client gave up (timeout)
+
+    def on(self, path):
+        with self.lock:
+            return [r for r in self.seen if r['path'] == path]
+
+    def delivered(self, path):
+        """{webhook-id: record} of the 2xx answers."""
+        return {r['id']: r for r in self.on(path) if 200 <= r['status'] < 300}
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def register(s, url, events=('*',), key=None):
+    st, hd, j = s.api('POST', '/v1/webhooks', {'url': url, 'events': list(events)}, key=key)
+    eq(st, 201, f'register {url}: {j}')
+    check(j['secret'].startswith('whsec_') and len(base64.b64decode(j['secret'][6:])) == 32,
+          'whsec_ + base64 of 32 bytes')
+    eq(hd.get('location'), f'/v1/webhooks/{j["id"]}')
+    return j
+
+
+def send(s, **over):
+    n = dict(NOTICE)
+    n.update(over)
+    st, _, j = s.api('POST', '/v1/notices', n)
+    eq(st, 202, f'POST notice: {j}')
+    return j['id']
+
+
+def events_of(s, nid, types=None):
+    return [e for e in s.notice(nid)['events'] if types is None or e['type'] in types]
+
+
+def fetch_receipt(s, nid):
+    def get():
+        st, _, body = s.api('GET', f'/v1/notices/{nid}/receipt')
+        return body if st == 200 else None
+    return wait_until(get, 30, 0.2, 'a receipt')
+
+
+def all_signed(rcv, path):
+    recs = rcv.on(path)
+    check(recs, f'nothing arrived on {path}')
+    bad = [r for r in recs if r['ok'] is not True]
+    check(not bad, f'{len(bad)} request(s) with a bad signature on {path}')
+
+
+def fast_selo(**extra):
+    conf = dict(FAST)
+    conf.update(extra)
+    return Selo(webhooks=conf).start()
+
+
+@test
+def events_arrive_signed_with_the_log_entry():
+    rcv = Receiver()
+    s = fast_selo()
+    try:
+        wh = register(s, rcv.url('/all'))
+        rcv.secrets['/all'] = wh['secret']
+        eq(wh['events'], ['*'])
+        eq(wh['status'], 'active')
+        only = register(s, rcv.url('/sealed'), ['notice.content_sealed', 'notice.content_sealed'])
+        eq(only['events'], ['notice.content_sealed'], 'duplicates folded')
+        rcv.secrets['/sealed'] = only['secret']
+        nid = send(s)
+        s.wait_status(nid, ('relayed', 'delivered'))
+        want = {e['seq'] for e in events_of(s, nid)}
+
+        def all_there():
+            return len(rcv.delivered('/all')) >= len(want)
+        wait_until(all_there, 30, 0.1, 'every event on /all')
+        all_signed(rcv, '/all')
+        all_signed(rcv, '/sealed')
+        got = rcv.delivered('/all')
+        types = sorted(r['json']['type'] for r in got.values())
+        for t in ('notice.submission_accepted', 'notice.content_sealed'):
+            check(t in types, f'{t} in {types}')
+        check('notice.relay_accepted' in types or 'notice.delivery_accepted' in types, types)
+        receipt = fetch_receipt(s, nid)
+        by_index = {e['index']: e['entry'] for e in receipt['events']}
+        for r in got.values():
+            j = r['json']
+            eq(sorted(j), ['data', 'timestamp', 'type'])
+            d = j['data']
+            eq(d['notice'], nid)
+            eq(d['reference'], 'FAT-2026-0042')
+            eq(d['entry'], by_index[d['log_index']], 'the entry at that log index')
+            entry = json.loads(d['entry'])
+            eq('notice.' + entry['type'], j['type'])
+            eq(entry['time'], j['timestamp'])
+            check(r['id'].startswith('msg_'), r['id'])
+            check(abs(int(r['ts']) - time.time()) < 60, 'webhook-timestamp is now')
+        time.sleep(0.5)
+        sealed = rcv.delivered('/sealed')
+        eq([r['json']['type'] for r in sealed.values()], ['notice.content_sealed'])
+        eq(len(rcv.on('/sealed')), 1, 'each event once when the receiver says 2xx')
+        st, _, g = s.api('GET', f'/v1/webhooks/{wh["id"]}')
+        eq(st, 200)
+        check('secret' not in g, 'the secret is shown once')
+        eq(g['deliveries']['delivered'], len(got))
+        eq(g['deliveries']['pending'], 0)
+        st, _, lst = s.api('GET', '/v1/webhooks')
+        eq(sorted(w['id'] for w in lst['webhooks']), sorted([wh['id'], only['id']]))
+        check(all('secret' not in w for w in lst['webhooks']), 'no secret in the list')
+        st, _, _ = s.api('DELETE', f'/v1/webhooks/{only["id"]}')
+        eq(st, 204)
+        eq(s.api('GET', f'/v1/webhooks/{only["id"]}')[0], 404)
+        eq(s.api('DELETE', f'/v1/webhooks/{only["id"]}')[0], 404)
+    finally:
+        s.cleanup()
+        rcv.stop()
+
+
+@test
+def a_key_sees_only_its_webhooks_and_its_notices():
+    rcv = Receiver()
+    s = fast_selo()
+    try:
+        _, other, _ = run(['apikey', 'create', 'outro', '--data', s.data], check_rc=0)
+        other = other.strip()
+        mine = register(s, rcv.url('/mine'))
+        theirs = register(s, rcv.url('/theirs'), key=other)
+        st, _, lst = s.api('GET', '/v1/webhooks', key=other)
+        eq([w['id'] for w in lst['webhooks']], [theirs['id']])
+        eq(s.api('GET', f'/v1/webhooks/{mine["id"]}', key=other)[0], 404)
+        eq(s.api('DELETE', f'/v1/webhooks/{mine["id"]}', key=other)[0], 404)
+        eq(s.api('GET', '/v1/webhooks', key='selo_nope')[0], 401)
+        nid = send(s)
+        s.wait_status(nid, ('relayed', 'delivered'))
+        wait_until(lambda: len(rcv.delivered('/mine')) >= 3, 30, 0.1, 'events on /mine')
+        time.sleep(1)
+        eq(rcv.on('/theirs'), [], "another key's notices never reach its webhooks")
+    finally:
+        s.cleanup()
+        rcv.stop()
+
+
+@test
+def bad_registrations_are_refused():
+    s = fast_selo()
+    try:
+        cases = [({'url': 'http://127.0.0.1/'}, 'events'),
+                 ({'url': 'http://127.0.0.1/', 'events': []}, 'events'),
+                 ({'url': 'http://127.0.0.1/', 'events': ['notice.paid']}, 'events'),
+                 ({'url': 'http://127.0.0.1/', 'events': ['opened']}, 'events'),
+                 ({'url': 'http://127.0.0.1/', 'events': ['*', 'notice.opened']}, 'events'),
+                 ({'events': ['*']}, 'url'),
+                 ({'url': 'ftp://127.0.0.1/', 'events': ['*']}, 'url'),
+                 ({'url': 'http://127.0.0.1/', 'events': ['*'], 'x': 1}, 'x')]
+        for body, field in cases:
+            st, hd, j = s.api('POST', '/v1/webhooks', body)
+            eq(st, 422, f'{body}: {j}')
+            eq(hd.get('content-type'), 'application/problem+json')
+            check(field in [e['field'] for e in j['errors']], f'{field} named in {j}')
+        eq(s.api('POST', '/v1/webhooks', raw=b'{bad')[0], 400)
+        eq(s.api('PUT', '/v1/webhooks')[0], 405)
+        eq(s.api('POST', '/v1/webhooks/wh_x')[0], 405)
+        st, _, _ = s.api('GET', '/v1/webhooks')
+        eq(st, 200)
+    finally:
+        s.cleanup()
+
+
+@test
+def receiver_down_then_up():
+    port = free_port()
+    s = fast_selo()
+    rcv = None
+    try:
+        wh = register(s, f'http://127.0.0.1:{port}/late', ['notice.submission_accepted'])
+        nid = send(s)
+        time.sleep(2.5)  # attempts at 0, 2.5 ms, 150 ms, 1.05 s fail: nobody listens
+        rcv = Receiver(port)
+        rcv.secrets['/late'] = wh['secret']
+        wait_until(lambda: rcv.delivered('/late'), 30, 0.1, 'the late delivery')
+        all_signed(rcv, '/late')
+        eq([r['json']['data']['notice'] for r in rcv.on('/late')], [nid])
+    finally:
+        s.cleanup()
+        if rcv:
+            rcv.stop()
+
+
+@test
+def answered_500_twice_then_200():
+    rcv = Receiver()
+    rcv.behave['/flaky'] = lambda n: 500 if n <= 2 else 200
+    s = fast_selo()
+    try:
+        wh = register(s, rcv.url('/flaky'), ['notice.submission_accepted'])
+        rcv.secrets['/flaky'] = wh['secret']
+        send(s)
+        wait_until(lambda: rcv.delivered('/flaky'), 30, 0.1, 'the third attempt')
+        recs = rcv.on('/flaky')
+        eq([r['status'] for r in recs], [500, 500, 200])
+        eq(len({r['id'] for r in recs}), 1, 'one webhook-id across retries')
+        eq(len({r['body'] for r in recs}), 1, 'the same body on every attempt')
+        all_signed(rcv, '/flaky')
+        st, _, g = s.api('GET', f'/v1/webhooks/{wh["id"]}')
+        eq(g['deliveries']['delivered'], 1)
+    finally:
+        s.cleanup()
+        rcv.stop()
+
+
+@test
+def a_stall_past_the_timeout_is_retried():
+    rcv = Receiver()
+    rcv.behave['/slow'] = lambda n: ('stall', 2.5, 200) if n == 1 else 200
+    s = fast_selo()
+    try:
+        wh = register(s, rcv.url('/slow'), ['notice.submission_accepted'])
+        rcv.secrets['/slow'] = wh['secret']
+        t0 = time.time()
+        send(s)
+        wait_until(lambda: len(rcv.on('/slow')) >= 2 and rcv.on('/slow')[1]['status'] == 200,
+                   30, 0.1, 'the retry after the timeout')
+        recs = rcv.on('/slow')
+        eq(recs[0]['id'], recs[1]['id'])
+        check(time.time() - t0 < 10, 'the 1 s timeout cut the stalled attempt short')
+        all_signed(rcv, '/slow')
+    finally:
+        s.cleanup()
+        rcv.stop()
+
+
+@test
+def sigkill_mid_retry_loses_nothing():
+    rcv = Receiver()
+    failing = {'on': True}
+    rcv.behave['/crash'] = lambda n: 503 if failing['on'] else 200
+    # retries at 0, 50 ms, 3 s, 12 s (speed-up 100): the kill lands in between
+    s = Selo(webhooks=dict(FAST, retry_speedup='100')).start()
+    try:
+        wh = register(s, rcv.url('/crash'), ['*'])
+        rcv.secrets['/crash'] = wh['secret']
+        nid = send(s)
+        s.wait_status(nid, ('relayed', 'delivered'))
+        wait_until(lambda: len({r['id'] for r in rcv.on('/crash')}) >= 3 and
+                   len(rcv.on('/crash')) >= 6, 30, 0.05, 'two failed attempts per event')
+        s.stop(signal.SIGKILL)
+        failing['on'] = False
+        s.start()
+        want = {e['seq'] for e in events_of(s, nid)}
+        wait_until(lambda: len(rcv.delivered('/crash')) >= len(want), 60, 0.1,
+                   'every event delivered after the restart')
+        all_signed(rcv, '/crash')
+        got = rcv.delivered('/crash')
+        eq(sorted(json.loads(r['json']['data']['entry'])['type'] for r in got.values()),
+           sorted(e['type'] for e in events_of(s, nid)), 'every event once per webhook-id')
+        st, _, g = s.api('GET', f'/v1/webhooks/{wh["id"]}')
+        eq(g['deliveries']['pending'], 0)
+    finally:
+        s.cleanup()
+        rcv.stop()
+
+
+@test
+def gone_410_disables_the_webhook():
+    rcv = Receiver()
+    rcv.behave['/gone'] = lambda n: 410
+    s = fast_selo()
+    try:
+        wh = register(s, rcv.url('/gone'), ['*'])
+        keep = register(s, rcv.url('/keep'), ['notice.submission_accepted'])
+        send(s)
+        wait_until(lambda: rcv.on('/gone'), 30, 0.1, 'the first attempt')
+
+        def disabled():
+            g = s.api('GET', f'/v1/webhooks/{wh["id"]}')[2]
+            return g if g['status'] == 'disabled' else None
+        g = wait_until(disabled, 10, 0.1, 'the webhook disabled')
+        check('410' in g['disabled_reason'], g)
+        check(g['disabled_at'], g)
+        n = len(rcv.on('/gone'))
+        send(s)
+        wait_until(lambda: len(rcv.delivered('/keep')) >= 2, 30, 0.1, 'the other webhook')
+        time.sleep(0.5)
+        eq(len(rcv.on('/gone')), n, 'nothing more to a disabled webhook')
+        eq(s.api('GET', f'/v1/webhooks/{keep["id"]}')[2]['status'], 'active')
+    finally:
+        s.cleanup()
+        rcv.stop()
+
+
+@test
+def gives_up_at_the_end_of_the_schedule():
+    rcv = Receiver()
+    rcv.behave['/never'] = lambda n: 500
+    # the whole 77.6 h schedule in 2.8 s
+    s = fast_selo(retry_speedup='100000')
+    try:
+        wh = register(s, rcv.url('/never'), ['notice.submission_accepted'])
+        send(s)
+
+        def failed():
+            g = s.api('GET', f'/v1/webhooks/{wh["id"]}')[2]
+            return g if g['deliveries']['failed'] == 1 else None
+        wait_until(failed, 30, 0.2, 'the delivery to fail for good')
+        eq(len(rcv.on('/never')), 13, '13 attempts, then none')
+        time.sleep(0.5)
+        eq(len(rcv.on('/never')), 13)
+    finally:
+        s.cleanup()
+        rcv.stop()
+
+
+@test
+def redirects_are_not_followed():
+    rcv = Receiver()
+    rcv.behave['/moved'] = lambda n: ('redirect', rcv.url('/target'))
+    s = fast_selo()
+    try:
+        register(s, rcv.url('/moved'), ['notice.submission_accepted'])
+        send(s)
+        wait_until(lambda: len(rcv.on('/moved')) >= 3, 30, 0.1, 'retries of the 302')
+        eq(len({r['id'] for r in rcv.on('/moved')}), 1, 'a 302 is a failed attempt')
+        eq(rcv.on('/target'), [], 'the redirect target is never fetched')
+    finally:
+        s.cleanup()
+        rcv.stop()
+
+
+@test
+def private_targets_refused_without_allow_private():
+    s = Selo(webhooks={'timeout_ms': '1000', 'retry_speedup': '2000'}).start()
+    try:
+        for url in ['http://127.0.0.1:9/', 'http://localhost:9/', 'http://[::1]/',
+                    'http://[::ffff:10.0.0.1]/', 'http://[::ffff:127.0.0.1]/',
+                    'http://10.1.2.3/', 'http://192.168.1.1/', 'http://172.16.0.1/',
+                    'http://100.64.0.1/', 'http://169.254.169.254/', 'http://0.0.0.0/',
+                    'http://[fe80::1]/', 'http://[fd00::1]/', 'http://2130706433/']:
+            st, _, j = s.api('POST', '/v1/webhooks', {'url': url, 'events': ['*']})
+            eq(st, 422, f'{url}: {j}')
+            eq([e['field'] for e in j['errors']], ['url'], url)
+        eq(s.api('GET', '/v1/webhooks')[2]['webhooks'], [], 'nothing stored')
+        # A public literal is accepted without any connection (no DNS, and no
+        # notice is sent while it exists), then deleted.
+        wh = register(s, 'http://93.184.216.34/hook', ['notice.opened'])
+        eq(s.api('DELETE', f'/v1/webhooks/{wh["id"]}')[0], 204)
+    finally:
+        s.cleanup()
+
+
+@test
+def the_connected_address_is_checked_again():
+    """A URL stored while loopback was allowed, delivered after allow_private
+    was turned off: the connection itself is refused (the check that stops
+    DNS rebinding), nothing reaches the receiver, the delivery stays pending."""
+    rcv = Receiver()
+    s = fast_selo()
+    try:
+        wh = register(s, rcv.url('/rebind'), ['notice.submission_accepted'])
+        s.stop()
+        s.conf['webhooks']['allow_private'] = 'no'
+        s.write_conf()
+        s.start()
+        send(s)
+        time.sleep(3)
+        eq(rcv.on('/rebind'), [], 'no request reached the loopback receiver')
+        g = s.api('GET', f'/v1/webhooks/{wh["id"]}')[2]
+        eq(g['deliveries']['pending'], 1)
+        check('not a public address' in s.serve_log(), s.serve_log())
+    finally:
+        s.cleanup()
+        rcv.stop()
+
+
+if __name__ == '__main__':
+    main()
