@@ -10,9 +10,10 @@
  * (no I/O), then the per-IP token bucket (429 beyond it), then whatever
  * the path needs from the store. Pixel and click hits are copied into a
  * bounded queue and answered at once; the recorder thread classifies them
- * in arrival order and writes each batch as one store_events_add (one group
- * commit). Confirmations are written by the handler itself, so the answer
- * comes only after the event is durable.
+ * in arrival order and encodes each batch, and its writer thread writes the
+ * batch as one store_events_add (one group commit) while the recorder
+ * prepares the next. Confirmations are written by the handler itself, so
+ * the answer comes only after the event is durable.
  *
  * Functions: tracker_start, tracker_stop, tracker_store_calls (tests).
  * Errors: tracker_start fails with a message naming the key or address;
@@ -665,23 +666,24 @@ static void events_write(struct tracker *t, const struct event_new *ev, size_t n
  * long arrays per batch went through mmap and page faults. */
 struct batch_space {
 	struct hit_rec **hits;
+	size_t n;                 /* hits taken */
 	struct event_new *ev;
+	size_t m;                 /* events to write */
 	size_t *text_at;          /* where each event's fields start in text */
 	struct disclosures *disc;
 	struct buf text;          /* the batch's fields, one event after another */
 	struct buf one;           /* the fields of the hit being built */
 };
 
-/* Classifies every hit in arrival order and records those of notices that
- * still exist. Page views are classified only (they feed the burst rule)
- * and never recorded: see serve_read_page. Frees the hits. */
-static void record_batch(struct tracker *t, struct batch_space *bs, size_t n)
+/* Classifies every hit in arrival order and encodes the events of those
+ * whose notice still exists. Page views are classified only (they feed the
+ * burst rule) and never recorded: see serve_read_page. */
+static void batch_prepare(struct tracker *t, struct batch_space *bs)
 {
-	struct hit_rec **hits = bs->hits;
 	size_t m = 0;
 	buf_reset(&bs->text);
-	for (size_t i = 0; i < n; i++) {
-		struct hit_rec *h = hits[i];
+	for (size_t i = 0; i < bs->n; i++) {
+		struct hit_rec *h = bs->hits[i];
 		struct verdict v;
 		if (h->kind == HIT_READ_VIEW) {
 			struct hit hv = hit_view(h, 0);
@@ -705,31 +707,131 @@ static void record_batch(struct tracker *t, struct batch_space *bs, size_t n)
 	/* Only now: appending may have moved the text. */
 	for (size_t i = 0; i < m; i++)
 		bs->ev[i].fields_text = bs->text.data + bs->text_at[i];
-	events_write(t, bs->ev, m);
-	for (size_t i = 0; i < m; i++)
+	bs->m = m;
+}
+
+/* Writes a prepared batch (one group commit) and frees its hits. */
+static void batch_write(struct tracker *t, struct batch_space *bs)
+{
+	events_write(t, bs->ev, bs->m);
+	for (size_t i = 0; i < bs->m; i++)
 		disclosures_free(&bs->disc[i]);
-	for (size_t i = 0; i < n; i++)
-		free(hits[i]);
+	for (size_t i = 0; i < bs->n; i++)
+		free(bs->hits[i]);
+	bs->n = bs->m = 0;
+}
+
+static void batch_space_init(struct batch_space *bs)
+{
+	*bs = (struct batch_space){malloc(BATCH_MAX * sizeof(*bs->hits)), 0,
+				   malloc(BATCH_MAX * sizeof(*bs->ev)), 0,
+				   malloc(BATCH_MAX * sizeof(*bs->text_at)),
+				   malloc(BATCH_MAX * sizeof(*bs->disc)), BUF_INIT, BUF_INIT};
+	if (!bs->hits || !bs->ev || !bs->text_at || !bs->disc)
+		abort();
+}
+
+static void batch_space_free(struct batch_space *bs)
+{
+	free(bs->hits);
+	free(bs->ev);
+	free(bs->text_at);
+	free(bs->disc);
+	buf_free(&bs->text);
+	buf_free(&bs->one);
+}
+
+/* Recording is two stages on two threads: the recorder classifies and
+ * encodes batch k+1 while the writer thread waits for batch k's commit
+ * (store_events_add returns after the fsync). A batch then takes the longer
+ * of the two stages instead of their sum, so the queue drains faster and
+ * fills less often. One batch at most waits between them: hand-off blocks
+ * while the writer is busy, which keeps the recorder's pace the store's. */
+struct batch_handoff {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct batch_space *full;  /* prepared, not yet taken by the writer */
+	int writing;               /* the writer holds a batch */
+	int stopping;
+};
+
+struct batch_writer {
+	struct tracker *t;
+	struct batch_handoff h;
+};
+
+static void *batch_writer_main(void *arg)
+{
+	struct batch_writer *w = arg;
+	struct batch_handoff *h = &w->h;
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		while (!h->full && !h->stopping)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (!h->full)
+			break;
+		struct batch_space *bs = h->full;
+		h->full = NULL;
+		h->writing = 1;
+		pthread_mutex_unlock(&h->mu);
+		batch_write(w->t, bs);
+		pthread_mutex_lock(&h->mu);
+		h->writing = 0;
+		pthread_cond_broadcast(&h->cv);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+/* Waits until the writer has finished the batch before (so the space the
+ * recorder fills next is free again), then hands bs over. */
+static void batch_hand_over(struct batch_handoff *h, struct batch_space *bs)
+{
+	pthread_mutex_lock(&h->mu);
+	while (h->full || h->writing)
+		pthread_cond_wait(&h->cv, &h->mu);
+	h->full = bs;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* Lets the writer finish what it holds, then stops it. */
+static void batch_writer_stop(struct batch_writer *w, pthread_t th)
+{
+	pthread_mutex_lock(&w->h.mu);
+	while (w->h.full || w->h.writing)
+		pthread_cond_wait(&w->h.cv, &w->h.mu);
+	w->h.stopping = 1;
+	pthread_cond_broadcast(&w->h.cv);
+	pthread_mutex_unlock(&w->h.mu);
+	pthread_join(th, NULL);
 }
 
 static void *recorder_main(void *arg)
 {
 	struct tracker *t = arg;
-	struct batch_space bs = {malloc(BATCH_MAX * sizeof(*bs.hits)),
-				 malloc(BATCH_MAX * sizeof(*bs.ev)),
-				 malloc(BATCH_MAX * sizeof(*bs.text_at)),
-				 malloc(BATCH_MAX * sizeof(*bs.disc)), BUF_INIT, BUF_INIT};
-	if (!bs.hits || !bs.ev || !bs.text_at || !bs.disc)
-		abort();
-	size_t n;
-	while ((n = queue_take(&t->q, bs.hits, BATCH_MAX)) > 0)
-		record_batch(t, &bs, n);
-	free(bs.hits);
-	free(bs.ev);
-	free(bs.text_at);
-	free(bs.disc);
-	buf_free(&bs.text);
-	buf_free(&bs.one);
+	struct batch_space bs[2];
+	batch_space_init(&bs[0]);
+	batch_space_init(&bs[1]);
+	struct batch_writer w = {t, {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0}};
+	pthread_t th;
+	/* Without a second thread, each batch is written here, in turn. */
+	int staged = pthread_create(&th, NULL, batch_writer_main, &w) == 0;
+	if (!staged)
+		diag_warn("tracker: cannot start the recorder's writer thread; recording in one");
+	for (int cur = 0; (bs[cur].n = queue_take(&t->q, bs[cur].hits, BATCH_MAX)) > 0; cur ^= 1) {
+		batch_prepare(t, &bs[cur]);
+		if (staged)
+			batch_hand_over(&w.h, &bs[cur]);
+		else
+			batch_write(t, &bs[cur]);
+	}
+	if (staged)
+		batch_writer_stop(&w, th);
+	pthread_mutex_destroy(&w.h.mu);
+	pthread_cond_destroy(&w.h.cv);
+	batch_space_free(&bs[0]);
+	batch_space_free(&bs[1]);
 	return NULL;
 }
 
