@@ -85,7 +85,7 @@ static void checkpoint_latency(struct selo *app, struct ledger *l, const char *a
 	struct event_new *ev = calloc((size_t)per, sizeof(*ev));
 	json_t *f = json_pack("{s:s,s:s}", "class", "human", "ip", "sha256:00");
 	for (int i = 0; i < per; i++)
-		ev[i] = (struct event_new){about, "opened", f, NULL};
+		ev[i] = (struct event_new){about, "opened", f, NULL, NULL, 0};
 	struct selo_err err;
 	err_clear(&err);
 	ledger_start(l, &err);
