@@ -80,4 +80,13 @@ int pdf_finish(const uint8_t *in, size_t len, const struct pdf_attachment *att, 
 int pdf_embedded_file(const uint8_t *pdf, size_t len, const char *suffix, struct buf *out,
 		      char *name, size_t name_len, struct selo_err *err);
 
+/* The document signature of an untrusted PDF: the first signature field's
+ * /ByteRange must cover the whole file but its /Contents, and the detached
+ * CMS there must verify over those bytes. The signer's certificate chain is
+ * not judged here (the operator's CA is a PDF reader's business): its
+ * subject (RFC 2253) goes into signer. 0 valid; 404 "not-found" for an
+ * unsigned PDF; 422 "invalid-pdf" or "invalid-signature" with the reason. */
+int pdf_signature_check(const uint8_t *pdf, size_t len, char *signer, size_t signer_len,
+			struct selo_err *err);
+
 #endif

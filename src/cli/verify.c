@@ -23,8 +23,8 @@ static const char HELP[] =
 	"Checks a selo-receipt/v1 offline: the checkpoint's signature, its RFC 3161\n"
 	"timestamp, each event's inclusion proof, that the events belong to the\n"
 	"notice and are in order, the message digest and every disclosed value.\n"
-	"A PDF receipt is checked through the JSON receipt embedded in it (its own\n"
-	"PAdES signature is for PDF readers and pdfsig). FILE - reads standard input.\n"
+	"A PDF receipt is checked through the JSON receipt embedded in it, and its\n"
+	"own signature over the whole file (pdf_signature). FILE - reads standard input.\n"
 	"\n"
 	"  --key K      the log's verifier key (\"name+id+base64\") or a file holding\n"
 	"               it, e.g. DIR/keys/log.vkey; get it from the operator, not\n"
@@ -130,13 +130,15 @@ static void print_report(const struct receipt_report *rep)
 }
 
 /* A PDF receipt carries the JSON receipt as an embedded file: that is what
- * is verified (the PDF's own signature is for PDF readers: pdfsig). */
-static int from_pdf(const char *file, struct buf *in)
+ * is verified. The PDF's own signature is checked too (pdf_signature), so
+ * that pages changed after signing do not pass with an intact receipt
+ * inside; its certificate chain is for a PDF reader with the operator's CA. */
+static int from_pdf(const char *file, struct buf *in, int *pdf_bad)
 {
 	struct selo_err err;
 	err_clear(&err);
 	struct buf json = BUF_INIT;
-	char name[256] = "";
+	char name[256] = "", signer[512] = "";
 	if (pdf_embedded_file((const uint8_t *)in->data, in->len, ".json", &json, name,
 			      sizeof(name), &err) != 0) {
 		if (err.status == 404)
@@ -149,6 +151,21 @@ static int from_pdf(const char *file, struct buf *in)
 	}
 	printf("pdf: %s is a PDF receipt; verifying the receipt embedded in it (%s)\n", file,
 	       name);
+	err_clear(&err);
+	int rc = pdf_signature_check((const uint8_t *)in->data, in->len, signer, sizeof(signer),
+				     &err);
+	/* An unsigned wrapper is a warning (the receipt inside still proves
+	 * what it proves); a signature that no longer holds is a failure. */
+	*pdf_bad = rc != 0 && err.status != 404;
+	if (*pdf_bad)
+		printf("FAIL pdf_signature: %s\n", err.msg);
+	else if (rc != 0)
+		printf("WARN pdf_signature: the PDF is not signed: only the receipt inside it is "
+		       "checked, not the pages around it\n");
+	else
+		printf("ok   pdf_signature: the PDF is signed by %s and unchanged since (the "
+		       "certificate chain is not judged here: open it in a PDF reader that trusts "
+		       "the operator's CA)\n", signer);
 	buf_free(in);
 	*in = json;
 	return 0;
@@ -161,12 +178,15 @@ static int verify(const char *file, const char *key_arg, const char *ca_arg)
 	if ((key_arg && load_key(key_arg, &key) != 0) || (ca_arg && load_ca(ca_arg, &ca) != 0) ||
 	    read_input(file, &in) != 0)
 		goto out;
-	if (in.len >= 5 && !memcmp(in.data, "%PDF-", 5) && from_pdf(file, &in) != 0)
+	int pdf_bad = 0;
+	if (in.len >= 5 && !memcmp(in.data, "%PDF-", 5) && from_pdf(file, &in, &pdf_bad) != 0)
 		goto out;
 	warn_unpinned(key_arg != NULL, ca_arg != NULL);
 	struct receipt_report rep;
 	receipt_verify(in.data ? in.data : "", in.len, key_arg ? buf_str(&key) : NULL,
 		       ca_arg ? buf_str(&ca) : NULL, ca.len, &rep);
+	if (pdf_bad && rep.verdict == RECEIPT_VALID)
+		rep.verdict = RECEIPT_INVALID;
 	print_report(&rep);
 	rc = rep.verdict == RECEIPT_VALID ? EXIT_OK
 	     : rep.verdict == RECEIPT_INVALID ? EXIT_NOTFOUND : EXIT_USAGE;

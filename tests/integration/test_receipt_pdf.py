@@ -120,6 +120,10 @@ def pdf_receipt_is_signed_self_contained_and_readable():
             f.write(raw)
         rc, out = tool(['pdfsig', bad])
         check('Signature is Valid' not in out, f'pdfsig after a flipped byte: {out}')
+        # selo verify sees it too, though the receipt inside is intact
+        rc, out, err = verify(s, bad)
+        eq(rc, 1, f'selo verify on a PDF changed after signing: {out} {err}')
+        check('FAIL pdf_signature' in out and 'verdict: INVALID' in out, out)
 
         # poppler renders the first page (the picture in docs/receipt-pdf.md)
         os.makedirs(OUT, exist_ok=True)
@@ -154,6 +158,7 @@ def pdf_receipt_is_signed_self_contained_and_readable():
         rc, out, err = verify(s, pdf)
         eq(rc, 0, f'selo verify r.pdf: {out} {err}')
         check('receipt embedded' in out and 'verdict: VALID' in out, out)
+        check('ok   pdf_signature: the PDF is signed by O=Selo,CN=' in out, out)
 
         # English
         _, pdf_en, _ = receipt_files(s, nid, 'full-en', '--lang', 'en')

@@ -256,6 +256,11 @@ TEST(changed_byte_in_either_signed_range_breaks_the_signature)
 	CHECK(r[1] + r[2] == out.len);
 	CHECK(write_out("good.pdf", out.data, out.len) == 0);
 	CHECK(pdfsig_valid("good.pdf", &log));
+	/* our own reader (selo verify's pdf_signature) agrees with pdfsig */
+	char signer[256];
+	CHECK(pdf_signature_check((const uint8_t *)out.data, out.len, signer, sizeof(signer),
+				  &err) == 0);
+	CHECK(strstr(signer, "CN=") != NULL);
 	/* one byte of the embedded JSON (first range), then one of the
 	 * /Reason after /Contents (second range) */
 	char *j = memmem(out.data, out.len, "selo-receipt/v1", 15);
@@ -266,12 +271,29 @@ TEST(changed_byte_in_either_signed_range_breaks_the_signature)
 		CHECK(write_out("tampered-1.pdf", out.data, out.len) == 0);
 		CHECK(!pdfsig_valid("tampered-1.pdf", &log));
 		CHECK(strstr(buf_str(&log), "Signature Validation: Digest Mismatch.") != NULL);
+		err_clear(&err);
+		CHECK(pdf_signature_check((const uint8_t *)out.data, out.len, NULL, 0, &err) == -1);
+		CHECK(err.status == 422 && strstr(err.msg, "changed after it was signed"));
 		j[5] = '-';
 		why[0] = 'X';
 		CHECK(write_out("tampered-2.pdf", out.data, out.len) == 0);
 		CHECK(!pdfsig_valid("tampered-2.pdf", &log));
 		CHECK(strstr(buf_str(&log), "Signature Validation: Digest Mismatch.") != NULL);
+		err_clear(&err);
+		CHECK(pdf_signature_check((const uint8_t *)out.data, out.len, NULL, 0, &err) == -1);
+		why[0] = 'R';
 	}
+	/* bytes added after signing (an update someone else appended) */
+	size_t was = out.len;
+	buf_puts(&out, "\n%%EOF\n");
+	err_clear(&err);
+	CHECK(pdf_signature_check((const uint8_t *)out.data, out.len, NULL, 0, &err) == -1);
+	CHECK(strstr(err.msg, "whole file") != NULL);
+	out.len = was;
+	/* cairo's own file is not signed */
+	err_clear(&err);
+	CHECK(pdf_signature_check((const uint8_t *)in.data, in.len, NULL, 0, &err) == -1);
+	CHECK(err.status == 404);
 	buf_free(&in);
 	buf_free(&out);
 	buf_free(&log);
