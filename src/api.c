@@ -705,6 +705,10 @@ static enum MHD_Result webhooks_route(struct api *a, struct MHD_Connection *c, c
 		return send_error(a, c, 503, "no-webhooks", "webhooks are not running");
 	json_t *out = NULL;
 	int rc;
+	if (id && get && !strcmp(id, "public-key")) {
+		rc = webhooks_public_key(a->app->webhooks, &out, &err);
+		return webhook_answer(a, c, rc, 200, out, &err);
+	}
 	if (id && get) {
 		rc = webhook_get(a->app->webhooks, key.id, id, &out, &err);
 		return webhook_answer(a, c, rc, 200, out, &err);

@@ -347,11 +347,12 @@ static const char *const SQL[S_COUNT] = {
 	[S_WH_CURSOR] = "SELECT coalesce((SELECT seq FROM webhook_cursor WHERE id = 1), 0)",
 	[S_WH_MIN_FROM] = "SELECT min(from_seq) FROM webhooks WHERE disabled_ms = 0",
 	/* Integrated events in (?1, ?2] that an active webhook of the notice's
-	 * key wants: walks the events by seq, the notice and the key's
-	 * webhooks by their keys. */
+	 * key wants (a revoked key's webhooks get no new deliveries): walks the
+	 * events by seq, the notice and the key's webhooks by their keys. */
 	[S_WH_CANDIDATES] = "SELECT e.seq, w.id FROM events e JOIN notices n ON n.id = e.notice_id"
 			    " JOIN webhooks w ON w.apikey_id = n.apikey_id AND w.disabled_ms = 0"
 			    " AND e.seq > w.from_seq"
+			    " JOIN apikeys k ON k.id = w.apikey_id AND k.revoked_ms = 0"
 			    " AND (w.events = '*' OR instr(w.events, ',' || e.type || ',') > 0)"
 			    " WHERE e.seq > ?1 AND e.seq <= ?2 ORDER BY e.seq, w.id",
 	/* The webhook may have been deleted or disabled since the candidates

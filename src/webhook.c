@@ -13,6 +13,10 @@
  * delivery in flight when the process dies stays pending and is sent again
  * with the same webhook-id: at least once.
  *
+ * Each request is signed twice over the same bytes: v1 (HMAC-SHA256 with
+ * the webhook's secret) and v1a (Ed25519 with DIR/keys/webhook-ed25519.pem,
+ * whose public key GET /v1/webhooks/public-key publishes).
+ *
  * Failures are logged with the webhook id and the outbox id, never the
  * secret or the body. */
 #include <arpa/inet.h>
@@ -20,6 +24,7 @@
 #include <netdb.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +44,7 @@
 #include "selo/webhook.h"
 
 #define KEY_FILE "keys/webhook.key"
+#define ED_KEY_FILE "keys/webhook-ed25519.pem"
 #define SEAL_NONCE 12
 #define SEAL_TAG 16
 #define SEALED_LEN (SEAL_NONCE + WEBHOOK_SECRET_LEN + SEAL_TAG)
@@ -69,6 +75,7 @@ struct job {
 struct webhooks {
 	struct selo *app;
 	uint8_t key[32];           /* seals the secrets */
+	EVP_PKEY *ed;              /* signs v1a (Ed25519); its public key is published */
 	pthread_mutex_t mu;        /* guards everything below */
 	pthread_cond_t work;       /* workers wait for jobs */
 	pthread_cond_t wake;       /* the deliverer waits for a finished job or the poll */
@@ -116,6 +123,44 @@ static int key_load(struct webhooks *w, struct selo_err *err)
 	buf_free(&b);
 	if (got != 32)
 		return err_set(err, 500, "keys", "%s must hold 64 hex digits (32 bytes)", path);
+	return 0;
+}
+
+static int ed_key_make(struct webhooks *w, const char *path, struct selo_err *err)
+{
+	w->ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	BIO *b = BIO_new(BIO_s_mem());
+	char *pem = NULL;
+	long n = 0;
+	int ok = w->ed && b && PEM_write_bio_PrivateKey(b, w->ed, NULL, NULL, 0, NULL, NULL) == 1 &&
+		 (n = BIO_get_mem_data(b, &pem)) > 0;
+	int r = ok ? file_write_atomic(path, pem, (size_t)n, 0600, err)
+		   : err_set(err, 500, "keys", "webhooks: making the Ed25519 key failed");
+	BIO_free(b);
+	if (r == 0)
+		diag_info("made %s, the key that signs webhooks (v1a)", path);
+	return r;
+}
+
+/* DIR/keys/webhook-ed25519.pem, made by the first start that needs it. */
+static int ed_key_load(struct webhooks *w, struct selo_err *err)
+{
+	char path[1100];
+	config_path(&w->app->cfg, ED_KEY_FILE, path, sizeof(path));
+	struct buf b = BUF_INIT;
+	struct selo_err e2;
+	err_clear(&e2);
+	if (file_read(path, 16384, &b, &e2) != 0) {
+		buf_free(&b);
+		return ed_key_make(w, path, err);
+	}
+	BIO *bio = BIO_new_mem_buf(b.data, (int)b.len);
+	w->ed = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+	BIO_free(bio);
+	OPENSSL_cleanse(b.data, b.len);
+	buf_free(&b);
+	if (!w->ed || EVP_PKEY_get_base_id(w->ed) != EVP_PKEY_ED25519)
+		return err_set(err, 500, "keys", "%s must hold an Ed25519 private key (PEM)", path);
 	return 0;
 }
 
@@ -167,6 +212,47 @@ void webhook_sign_v1(const uint8_t *secret, size_t secret_len, const char *msg_i
 	buf_free(&m);
 	buf_puts(out, "v1,");
 	base64_encode(out, mac, sizeof(mac), 0);
+}
+
+/* Appends " v1a," + base64(Ed25519 over msg_id "." timestamp "." body). */
+static int sign_v1a(EVP_PKEY *k, const char *msg_id, int64_t timestamp, const char *body,
+		    size_t body_len, struct buf *out)
+{
+	struct buf m = BUF_INIT;
+	buf_printf(&m, "%s.%lld.", msg_id, (long long)timestamp);
+	buf_append(&m, body, body_len);
+	uint8_t sig[64];
+	size_t n = sizeof(sig);
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	int ok = c && EVP_DigestSignInit(c, NULL, NULL, NULL, k) == 1 &&
+		 EVP_DigestSign(c, sig, &n, (const uint8_t *)m.data, m.len) == 1 && n == 64;
+	EVP_MD_CTX_free(c);
+	buf_free(&m);
+	if (!ok)
+		return -1;
+	buf_puts(out, " v1a,");
+	base64_encode(out, sig, n, 0);
+	return 0;
+}
+
+int webhooks_public_key(struct webhooks *w, json_t **out, struct selo_err *err)
+{
+	uint8_t pub[32];
+	size_t n = sizeof(pub);
+	BIO *b = BIO_new(BIO_s_mem());
+	char *pem = NULL;
+	long pl = 0;
+	int ok = b && EVP_PKEY_get_raw_public_key(w->ed, pub, &n) == 1 && n == 32 &&
+		 PEM_write_bio_PUBKEY(b, w->ed) == 1 && (pl = BIO_get_mem_data(b, &pem)) > 0;
+	if (ok) {
+		struct buf k = BUF_INIT;
+		buf_puts(&k, "whpk_");
+		base64_encode(&k, pub, n, 0);
+		*out = json_pack("{s:s,s:s%}", "public_key", buf_str(&k), "pem", pem, (size_t)pl);
+		buf_free(&k);
+	}
+	BIO_free(b);
+	return ok ? 0 : err_set(err, 500, "keys", "webhooks: reading the Ed25519 public key failed");
 }
 
 int64_t webhook_retry_delay_ms(int attempts, int speedup)
@@ -588,6 +674,9 @@ static void deliver(struct webhooks *w, CURL *c, const struct webhook_delivery *
 	struct buf sig = BUF_INIT;
 	webhook_sign_v1(secret, sizeof(secret), msg_id, ts, body, strlen(body), &sig);
 	OPENSSL_cleanse(secret, sizeof(secret));
+	if (sign_v1a(w->ed, msg_id, ts, body, strlen(body), &sig) != 0)
+		diag_warn("webhook %s, message %s: the Ed25519 signature failed; sent with v1 only",
+			  d->webhook_id, msg_id);
 	struct curl_slist *hdr = headers_make(msg_id, ts, buf_str(&sig));
 	struct attempt t;
 	memset(&t, 0, sizeof(t));
@@ -785,12 +874,15 @@ int webhooks_open(struct selo *app, struct webhooks **out, struct selo_err *err)
 	if (!w)
 		abort();
 	w->app = app;
-	if (key_load(w, err) != 0) {
+	if (key_load(w, err) != 0 || ed_key_load(w, err) != 0) {
+		OPENSSL_cleanse(w->key, sizeof(w->key));
+		EVP_PKEY_free(w->ed);
 		free(w);
 		return -1;
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		OPENSSL_cleanse(w->key, sizeof(w->key));
+		EVP_PKEY_free(w->ed);
 		free(w);
 		return err_set(err, 500, "curl", "webhooks: libcurl could not be initialised");
 	}
@@ -858,6 +950,7 @@ void webhooks_close(struct webhooks *w)
 	pthread_cond_destroy(&w->work);
 	pthread_cond_destroy(&w->wake);
 	OPENSSL_cleanse(w->key, sizeof(w->key));
+	EVP_PKEY_free(w->ed);
 	free(w->inflight);
 	free(w->inflight_wh);
 	free(w->workers);

@@ -11,7 +11,9 @@
  * Targets must be public addresses (netcheck.h) unless
  * webhooks.allow_private: checked on every resolved address at
  * registration and on the address each connection opens. No redirect is
- * followed, no proxy from the environment used.
+ * followed, no proxy from the environment used. Each request also carries
+ * a v1a Ed25519 signature under DIR/keys/webhook-ed25519.pem (made at the
+ * first start), whose public key the API publishes.
  *
  * Errors: functions fill struct selo_err (422 with per-field errors for a
  * bad registration, 404 unknown webhook, 500 storage or key trouble). */
@@ -53,6 +55,10 @@ int webhook_get(struct webhooks *w, int64_t apikey_id, const char *id, json_t **
 		struct selo_err *err);
 /* DELETE /v1/webhooks/{id}: 404 when not the key's; its deliveries go too. */
 int webhook_delete(struct webhooks *w, int64_t apikey_id, const char *id, struct selo_err *err);
+
+/* GET /v1/webhooks/public-key: {"public_key": "whpk_" + base64 of the raw
+ * Ed25519 key, "pem": SubjectPublicKeyInfo PEM}, to check v1a signatures. */
+int webhooks_public_key(struct webhooks *w, json_t **out, struct selo_err *err);
 
 /* ---- Pure pieces (unit tested). */
 /* `v1,` + base64(HMAC-SHA256(secret, msg_id "." timestamp "." body)). */

@@ -3,7 +3,9 @@
 this test runs on 127.0.0.1. The receiver checks every signature with its own
 HMAC code (Standard Webhooks: v1 = base64 HMAC-SHA256 of id.timestamp.body
 under the whsec_ secret) and records what it saw per webhook-id. Covered:
-the normal flow (payload entry = the receipt's entry at that log index), a
+the normal flow (payload entry = the receipt's entry at that log index; the
+v1a Ed25519 signature checked with `openssl pkeyutl` against the published
+key), a
 receiver down then up, 500 twice then 200, a stall past webhooks.timeout_ms,
 SIGKILL of selo mid-retry, 410 disabling the webhook, giving up at the end
 of the schedule, a redirect that is not followed, API keys that only see
@@ -83,6 +85,7 @@ class Receiver:
                                   h.headers.get('webhook-signature', ''))
         status = what[0] if isinstance(what, tuple) else what
         rec = {'path': path, 'id': h.headers.get('webhook-id'), 'method': h.command,
+               'sig': h.headers.get('webhook-signature', ''),
                'ts': h.headers.get('webhook-timestamp'), 'body': body, 'ok': ok,
                'status': 302 if status == 'redirect' else status,
                'json': json.loads(body) if body else None}
@@ -139,6 +142,22 @@ def fetch_receipt(s, nid):
         st, _, body = s.api('GET', f'/v1/notices/{nid}/receipt')
         return body if st == 200 else None
     return wait_until(get, 30, 0.2, 'a receipt')
+
+
+def ed25519_verified(pem_path, rec, tmp):
+    """The v1a signature, checked by openssl (not by our code)."""
+    sigs = [p.partition(',')[2] for p in rec['sig'].split(' ') if p.startswith('v1a,')]
+    check(len(sigs) == 1, f'one v1a signature in {rec["sig"]!r}')
+    msg = os.path.join(tmp, 'msg')
+    sig = os.path.join(tmp, 'sig')
+    with open(msg, 'wb') as f:
+        f.write(f'{rec["id"]}.{rec["ts"]}.'.encode() + rec['body'])
+    with open(sig, 'wb') as f:
+        f.write(base64.b64decode(sigs[0]))
+    p = subprocess.run(['openssl', 'pkeyutl', '-verify', '-pubin', '-inkey', pem_path, '-rawin',
+                        '-in', msg, '-sigfile', sig], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT)
+    return p.returncode == 0 and b'Signature Verified Successfully' in p.stdout
 
 
 def all_signed(rcv, path):
@@ -198,6 +217,20 @@ def events_arrive_signed_with_the_log_entry():
         sealed = rcv.delivered('/sealed')
         eq([r['json']['type'] for r in sealed.values()], ['notice.content_sealed'])
         eq(len(rcv.on('/sealed')), 1, 'each event once when the receiver says 2xx')
+        st, _, pk = s.api('GET', '/v1/webhooks/public-key')
+        eq(st, 200, f'public key: {pk}')
+        check(pk['public_key'].startswith('whpk_'), pk)
+        eq(len(base64.b64decode(pk['public_key'][5:])), 32)
+        pem = os.path.join(s.dir, 'webhook-pub.pem')
+        with open(pem, 'w') as f:
+            f.write(pk['pem'])
+        for r in rcv.on('/all'):
+            check(ed25519_verified(pem, r, s.dir), f'v1a of {r["id"]}')
+        forged = dict(got[next(iter(got))])
+        forged['body'] = forged['body'].replace(b'"notice"', b'"n0tice"', 1)
+        check(not ed25519_verified(pem, forged, s.dir), 'an altered body fails v1a')
+        check(not verify_signature(wh['secret'], forged['id'], forged['ts'], forged['body'],
+                                   forged['sig']), 'an altered body fails v1')
         st, _, g = s.api('GET', f'/v1/webhooks/{wh["id"]}')
         eq(st, 200)
         check('secret' not in g, 'the secret is shown once')
