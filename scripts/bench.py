@@ -10,7 +10,10 @@
 5. mx: notices/s through the mx transport into smtp-sink, against
    smtp-source -> Postfix with the OpenDKIM milter -> smtp-sink, and the ratio.
 6. pdf: the PDF receipt of a notice with 20 events: export time and PDFs/s.
-BENCH_ONLY=e2e,mx,tracker,ledger,pdf picks some; BENCH_E2E_ONLY=1 skips 2;
+7. webhooks: deliveries/s to nginx answering 200 while the notices are sent
+   (BENCH_WH_NOTICES notices, BENCH_WH_HOOKS webhooks each wanting every
+   event, BENCH_WH_WORKERS).
+BENCH_ONLY=e2e,mx,tracker,ledger,pdf,webhooks picks some; BENCH_E2E_ONLY=1 skips 2;
 BENCH_NOTICES and BENCH_WORKERS size 1; BENCH_MX_NOTICES and
 BENCH_POSTFIX_MESSAGES size 5; BENCH_KEEP=1 keeps the temporary directory."""
 import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
@@ -474,8 +477,68 @@ def mx_vs_postfix(tmp, procs):
               f'the RFC 3161 timestamp, the log and tracking)')
 
 
+NGINX_200 = """worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
+    uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+    client_body_buffer_size 64k;
+    keepalive_requests 1000000;
+    server {{ listen 127.0.0.1:{port}; location / {{ return 200; }} }}
+}}
+"""
+
+
+def webhooks(tmp, procs):
+    """Webhook deliveries/s to a local receiver (nginx answering 200) while
+    Selo sends the notices they are about: every event of BENCH_WH_NOTICES
+    notices (3 each: submission_accepted, content_sealed, relay_accepted) to
+    each of BENCH_WH_HOOKS webhooks, from the first POST to the last delivery
+    recorded."""
+    if not shutil.which('nginx'):
+        print('webhooks: nginx not installed')
+        return
+    n = int(os.environ.get('BENCH_WH_NOTICES', '5000'))
+    nd = os.path.join(tmp, 'nginx-wh')
+    os.makedirs(os.path.join(nd, 'tmp'))
+    port = free_port()
+    with open(os.path.join(nd, 'nginx.conf'), 'w') as f:
+        f.write(NGINX_200.format(d=nd, port=port))
+    procs.append(subprocess.Popen(['nginx', '-c', os.path.join(nd, 'nginx.conf'), '-p', nd],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    sink_port = start_sink(procs)
+    workers = os.environ.get('BENCH_WH_WORKERS', '8')
+    smtp = (f'mode = relay\nrelay = 127.0.0.1:{sink_port}\nstarttls = no\n'
+            f'[webhooks]\nallow_private = yes\nworkers = {workers}\n')
+    url, key, serve = start_selo(tmp, procs, 'webhooks', smtp, 4)
+    hooks = int(os.environ.get('BENCH_WH_HOOKS', '4'))
+    ids = [curl('POST', url + '/v1/webhooks', key,
+                json.dumps({'url': f'http://127.0.0.1:{port}/hook{i}', 'events': ['*']}).encode())['id']
+           for i in range(hooks)]
+    t0 = time.time()
+    t_accept, t_sent, _ = post_and_drain(url, key, n, 'relayed')
+    want = 3 * n
+    while True:
+        ds = [curl('GET', f'{url}/v1/webhooks/{i}', key)['deliveries'] for i in ids]
+        if all(d['delivered'] + d['failed'] >= want for d in ds):
+            break
+        time.sleep(0.05)
+    t_all = time.time() - t0
+    failed = sum(d['failed'] for d in ds)
+    print(f'webhooks: {want * hooks} deliveries ({n} notices x 3 events x {hooks} webhooks, '
+          f'{workers} delivery workers) to nginx `return 200`, while the notices were sent')
+    print(f'  notices all relayed after {t_sent:.2f} s; last delivery after {t_all:.2f} s: '
+          f'{want * hooks / t_all:.0f} deliveries/s (failed: {failed})')
+    serve.send_signal(signal.SIGTERM)
+    serve.wait(30)
+
+
 def main():
-    only = os.environ.get('BENCH_ONLY', 'e2e,mx,tracker,ledger,pdf').split(',')
+    only = os.environ.get('BENCH_ONLY', 'e2e,mx,tracker,ledger,pdf,webhooks').split(',')
     tmp = tempfile.mkdtemp(prefix='selo-bench-')
     procs = []
     try:
@@ -489,6 +552,8 @@ def main():
             ledger(tmp)
         if 'pdf' in only:
             pdf_receipts(tmp, procs)
+        if 'webhooks' in only:
+            webhooks(tmp, procs)
     finally:
         for p in procs:
             if p.poll() is None:
