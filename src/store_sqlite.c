@@ -2754,7 +2754,8 @@ static int run_webhook_add(struct store *s, struct job *j)
 		return -1;
 	if (bind_text(st, 1, w->id) | sqlite3_bind_int64(st, 2, w->apikey_id) |
 	    bind_text(st, 3, w->url) | bind_text(st, 4, w->events) |
-	    bind_blob(st, 5, w->secret, w->secret_len) | sqlite3_bind_int64(st, 6, clock_now_ms()))
+	    bind_blob(st, 5, w->secret, w->secret_len) |
+	    sqlite3_bind_int64(st, 6, w->created_ms ? w->created_ms : clock_now_ms()))
 		return bind_failed(s->w, st, j->err, "adding a webhook");
 	return step_insert(s->w, st, j->err, "adding a webhook", NULL) == 0 ? 0 : -1;
 }

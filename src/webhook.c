@@ -491,11 +491,11 @@ int webhook_create(struct webhooks *w, int64_t apikey_id, const json_t *body, js
 	r.events = (char *)buf_str(&events);
 	r.secret = sealed;
 	r.secret_len = sizeof(sealed);
+	r.created_ms = clock_now_ms();
 	int rc = seal(w->key, r.id, secret, sealed) == 0
 			 ? store_webhook_add(w->app->store, &r, err)
 			 : err_set(err, 500, "internal", "webhook: sealing the secret failed");
 	if (rc == 0) {
-		r.created_ms = clock_now_ms();
 		*out = webhook_json(&r, 0);
 		struct buf s = BUF_INIT;
 		buf_puts(&s, "whsec_");

@@ -359,8 +359,9 @@ struct webhook_rec {
 	int64_t pending, delivered, failed, dropped; /* deliveries (store_webhook_get only) */
 };
 void webhook_recs_free(struct webhook_rec *w, size_t n);
-/* Stores a new webhook (id, apikey_id, url, events, secret); its from_seq
- * is the last event recorded when it commits. 409 when the id exists. */
+/* Stores a new webhook (id, apikey_id, url, events, secret, created_ms or
+ * 0 for now); its from_seq is the last event recorded when it commits. 409
+ * when the id exists. */
 int store_webhook_add(struct store *s, const struct webhook_rec *w, struct selo_err *err);
 /* The key's webhooks by id (apikey_id < 0: every key's). *out malloc'd. */
 int store_webhook_list(struct store *s, int64_t apikey_id, struct webhook_rec **out, size_t *n,

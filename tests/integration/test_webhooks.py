@@ -234,6 +234,7 @@ def events_arrive_signed_with_the_log_entry():
         st, _, g = s.api('GET', f'/v1/webhooks/{wh["id"]}')
         eq(st, 200)
         check('secret' not in g, 'the secret is shown once')
+        eq(g['created_at'], wh['created_at'])
         eq(g['deliveries']['delivered'], len(got))
         eq(g['deliveries']['pending'], 0)
         st, _, lst = s.api('GET', '/v1/webhooks')
@@ -356,6 +357,25 @@ def a_stall_past_the_timeout_is_retried():
         eq(recs[0]['id'], recs[1]['id'])
         check(time.time() - t0 < 10, 'the 1 s timeout cut the stalled attempt short')
         all_signed(rcv, '/slow')
+    finally:
+        s.cleanup()
+        rcv.stop()
+
+
+@test
+def a_stop_waits_for_a_stalled_delivery_at_most_the_timeout():
+    rcv = Receiver()
+    rcv.behave['/stall'] = lambda n: ('stall', 8, 200) if n == 1 else 200
+    s = fast_selo()
+    try:
+        register(s, rcv.url('/stall'), ['notice.submission_accepted'])
+        send(s)
+        wait_until(lambda: rcv.count.get('/stall'), 30, 0.05, 'the stalled request')
+        t0 = time.time()
+        eq(s.stop(), 0, 'graceful stop')
+        check(time.time() - t0 < 5, f'stopped after {time.time() - t0:.1f} s (timeout 1 s)')
+        s.start()
+        wait_until(lambda: rcv.delivered('/stall'), 30, 0.1, 'the delivery after the restart')
     finally:
         s.cleanup()
         rcv.stop()
