@@ -641,6 +641,10 @@ static enum MHD_Result get_metrics(struct api *a, struct MHD_Connection *c)
 		{"selo_messages_accepted_total", &m->messages_accepted},
 		{"selo_messages_deferred_total", &m->messages_deferred},
 		{"selo_messages_failed_total", &m->messages_failed},
+		{"selo_webhook_deliveries_total", &m->webhooks_delivered},
+		{"selo_webhook_failed_attempts_total", &m->webhooks_failed_attempts},
+		{"selo_webhook_gave_up_total", &m->webhooks_gave_up},
+		{"selo_webhooks_disabled_total", &m->webhooks_disabled},
 	};
 	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++)
 		buf_printf(&b, "# TYPE %s counter\n%s %lld\n", ctr[i].name, ctr[i].name,

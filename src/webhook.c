@@ -48,7 +48,9 @@
 #define SEAL_NONCE 12
 #define SEAL_TAG 16
 #define SEALED_LEN (SEAL_NONCE + WEBHOOK_SECRET_LEN + SEAL_TAG)
-#define FANOUT_MAX 5000      /* events looked at per round */
+/* Events looked at per round (10 rounds a second): above the ledger's
+ * 20,000 per round, so a tracker flood never leaves the fan-out behind. */
+#define FANOUT_MAX 50000
 #define POLL_MS 100
 #define ANSWER_MAX (64 * 1024) /* the receiver's body is read and thrown away, up to this */
 #define MAX_EVENT_TYPES 16
@@ -714,11 +716,22 @@ static void inflight_remove(struct webhooks *w, int64_t id)
 	}
 }
 
+static void result_count(struct webhooks *w, const struct webhook_result *r)
+{
+	struct selo_metrics *m = &w->app->metrics;
+	atomic_llong *c = r->outcome == WEBHOOK_DELIVERED ? &m->webhooks_delivered
+			  : r->outcome == WEBHOOK_GAVE_UP ? &m->webhooks_gave_up
+			  : r->outcome == WEBHOOK_GONE ? &m->webhooks_disabled
+						       : &m->webhooks_failed_attempts;
+	atomic_fetch_add(c, 1);
+}
+
 static void result_record(struct webhooks *w, const struct webhook_delivery *d,
 			  const struct webhook_result *r)
 {
 	struct selo_err err;
 	err_clear(&err);
+	result_count(w, r);
 	if (store_webhook_results(w->app->store, r, 1, &err) != 0)
 		diag_error("webhook %s, message msg_%lld: recording the attempt failed (it stays "
 			   "pending and is sent again): %s", d->webhook_id, (long long)d->outbox_id,

@@ -29,6 +29,10 @@ struct selo_metrics {
 	atomic_llong messages_accepted;
 	atomic_llong messages_deferred;
 	atomic_llong messages_failed;
+	atomic_llong webhooks_delivered;       /* 2xx answers */
+	atomic_llong webhooks_failed_attempts; /* attempts to retry */
+	atomic_llong webhooks_gave_up;         /* deliveries whose schedule ran out */
+	atomic_llong webhooks_disabled;        /* 410 answers */
 };
 
 struct selo {

@@ -300,6 +300,24 @@ def bad_registrations_are_refused():
 
 
 @test
+def events_before_the_registration_are_not_sent():
+    rcv = Receiver()
+    s = fast_selo()
+    try:
+        before = send(s)
+        s.wait_status(before, ('relayed', 'delivered'))
+        time.sleep(1.5)  # integrated by the ledger too
+        register(s, rcv.url('/new'), ['notice.submission_accepted'])
+        after = send(s)
+        wait_until(lambda: rcv.delivered('/new'), 30, 0.1, 'the new notice')
+        time.sleep(1)
+        eq([r['json']['data']['notice'] for r in rcv.on('/new')], [after])
+    finally:
+        s.cleanup()
+        rcv.stop()
+
+
+@test
 def receiver_down_then_up():
     port = free_port()
     s = fast_selo()
@@ -336,6 +354,9 @@ def answered_500_twice_then_200():
         all_signed(rcv, '/flaky')
         st, _, g = s.api('GET', f'/v1/webhooks/{wh["id"]}')
         eq(g['deliveries']['delivered'], 1)
+        st, _, m = curl('GET', s.url + '/metrics')
+        check(b'selo_webhook_deliveries_total 1\n' in m, m)
+        check(b'selo_webhook_failed_attempts_total 2\n' in m, m)
     finally:
         s.cleanup()
         rcv.stop()
