@@ -447,6 +447,8 @@ def pdf_receipts(tmp, procs):
                             path + '?format=pdf', '-H', f'Authorization: Bearer {key}'],
                            stdout=subprocess.PIPE, check=True)
         times.append(float(p.stdout) * 1000)
+    if os.environ.get('BENCH_PDF_TIMES'):
+        print('  each:', ' '.join(f'{t:.0f}' for t in times))
     times.sort()
     size = os.path.getsize(os.path.join(tmp, 'r.pdf'))
     print(f'PDF receipt, {events} events ({size} bytes, signed, JSON and .eml embedded), '
