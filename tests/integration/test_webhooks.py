@@ -11,10 +11,15 @@ SIGKILL of selo mid-retry, 410 disabling the webhook, giving up at the end
 of the schedule, a redirect that is not followed, API keys that only see
 their own webhooks and events, and with allow_private off: loopback, private,
 link-local and IPv4-mapped targets refused at registration (422) and at
-connection time. No packet leaves loopback: the public URLs registered are
-IP literals (no DNS) and nothing is ever delivered to them."""
-import base64, hashlib, hmac, http.server, json, os, signal, socket, subprocess, sys, threading, time
+connection time. No packet leaves loopback: outside a namespace the public
+URLs registered are IP literals (no DNS) and nothing is delivered to them;
+deliveries to a public address, and a name rebound to loopback after its
+registration, run inside `unshare -rnm` (only loopback, carrying that
+address, and a private /etc/hosts)."""
+import base64, hashlib, hmac, http.server, json, os, signal, socket, subprocess, sys, tempfile, \
+    threading, time, traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import selotest
 from selotest import *  # noqa: F401,F403
 
 NOTICE = {'to': 'devedor@destino.example', 'to_name': 'João da Silva',
@@ -40,7 +45,8 @@ class Receiver:
     answer to the n-th request (from 1) on path: a status, ('stall', s,
     status), or ('redirect', url)."""
 
-    def __init__(self, port=0):
+    def __init__(self, port=0, host='127.0.0.1'):
+        self.host = host
         self.secrets = {}
         self.behave = {}
         self.seen = []  # dicts: path, id, ts, body, json, ok, status
@@ -61,13 +67,13 @@ class Receiver:
             def do_GET(self):
                 rcv.handle(self, b'')
 
-        self.srv = http.server.ThreadingHTTPServer(('127.0.0.1', port), H)
+        self.srv = http.server.ThreadingHTTPServer((host, port), H)
         self.srv.daemon_threads = True
         self.port = self.srv.server_address[1]
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
     def url(self, path):
-        return f'http://127.0.0.1:{self.port}{path}'
+        return f'http://{self.host}:{self.port}{path}'
 
     def handle(self, h, body):
         path = h.path
@@ -544,5 +550,76 @@ def the_connected_address_is_checked_again():
         rcv.stop()
 
 
+PUBLIC = '93.184.216.34'  # only ever reached inside the namespace below
+
+
+def in_netns():
+    """Runs inside `unshare -rnm`: a network namespace whose only interface
+    is loopback, carrying PUBLIC as well, and a mount namespace whose
+    /etc/hosts this test writes. Nothing here can reach a real network."""
+    subprocess.run(['ip', 'link', 'set', 'lo', 'up'], check=True)
+    subprocess.run(['ip', 'addr', 'add', f'{PUBLIC}/32', 'dev', 'lo'], check=True)
+    hosts = tempfile.NamedTemporaryFile('w', suffix='.hosts', delete=False)
+    hosts.write(f'127.0.0.1 localhost\n{PUBLIC} hook.example\n')
+    hosts.close()
+    subprocess.run(['mount', '--bind', hosts.name, '/etc/hosts'], check=True)
+    pub = Receiver(host=PUBLIC)
+    loop = Receiver(port=pub.port)  # where hook.example will point next
+    s = Selo(webhooks={'timeout_ms': '1000', 'retry_speedup': '2000'}).start()
+    try:
+        lit = register(s, pub.url('/lit'), ['notice.submission_accepted'])
+        named = register(s, f'http://hook.example:{pub.port}/named', ['notice.submission_accepted'])
+        pub.secrets['/lit'] = lit['secret']
+        pub.secrets['/named'] = named['secret']
+        nid = send(s)
+        wait_until(lambda: pub.delivered('/lit') and pub.delivered('/named'), 30, 0.1,
+                   'deliveries to the public address, allow_private off')
+        all_signed(pub, '/lit')
+        all_signed(pub, '/named')
+        eq([r['json']['data']['notice'] for r in pub.on('/named')], [nid])
+        # DNS rebinding: the name now points at loopback. A new webhook on it
+        # is refused; the one registered before gets no request through.
+        with open(hosts.name, 'w') as f:
+            f.write(f'127.0.0.1 localhost hook.example\n')
+        st, _, j = s.api('POST', '/v1/webhooks', {'url': f'http://hook.example:{pub.port}/x',
+                                                    'events': ['*']})
+        eq(st, 422, f'{j}')
+        s.stop()  # new delivery threads: no name cached from before
+        s.start()
+        send(s)
+        wait_until(lambda: len(pub.delivered('/lit')) == 2, 30, 0.1, 'the literal delivered again')
+        time.sleep(2)
+        eq(loop.on('/named'), [], 'nothing reached loopback through the rebound name')
+        eq(len(pub.on('/named')), 1, 'and nothing more reached the old address')
+        check('refused to connect to 127.0.0.1' in s.serve_log(), s.serve_log())
+    finally:
+        s.cleanup()
+        pub.stop()
+        loop.stop()
+        os.unlink(hosts.name)
+
+
+@test
+def public_targets_and_dns_rebinding_in_a_network_namespace():
+    if subprocess.run(['unshare', '-rnm', 'true'], stderr=subprocess.DEVNULL).returncode != 0:
+        print('     (skipped: unshare -rnm is not permitted here)')
+        return
+    p = subprocess.run(['unshare', '-rnm', PY, os.path.abspath(__file__), '--in-netns'],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
+    out = p.stdout.decode('utf-8', 'replace')
+    check(p.returncode == 0 and 'netns ok' in out, f'in the namespace: {out[-3000:]}')
+
+
 if __name__ == '__main__':
+    if sys.argv[1:] == ['--in-netns']:
+        try:
+            in_netns()
+        except Exception:
+            traceback.print_exc(file=sys.stdout)
+            sys.exit(1)
+        finally:
+            for p in list(selotest._procs):
+                stop(p, signal.SIGKILL)
+        print('netns ok')
+        sys.exit(0)
     main()
