@@ -185,6 +185,11 @@ static const struct migration MIGRATIONS[] = {
 	 "CREATE TABLE webhook_cursor("
 	 " id INTEGER PRIMARY KEY CHECK (id = 1),"
 	 " seq INTEGER NOT NULL);"},
+	/* Due deliveries are read per webhook, so that one webhook's backlog
+	 * (a receiver that stalls) never hides another's due rows. */
+	{5, "webhook deliveries by webhook",
+	 "CREATE INDEX webhook_outbox_due_by_webhook ON webhook_outbox(webhook_id, next_ms, id)"
+	 " WHERE state = 'pending';"},
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -243,7 +248,7 @@ enum stmt_id {
 	/* webhooks */
 	S_WH_ADD, S_WH_LIST, S_WH_LIST_ALL, S_WH_COUNTS, S_WH_DELETE, S_WH_CURSOR, S_WH_MIN_FROM,
 	S_WH_CANDIDATES, S_WH_OUTBOX_ADD, S_WH_CURSOR_SET, S_WH_DUE, S_WH_RESULT, S_WH_DISABLE,
-	S_WH_DROP,
+	S_WH_DROP, S_WH_ACTIVE,
 	S_COUNT
 };
 
@@ -367,8 +372,9 @@ static const char *const SQL[S_COUNT] = {
 		     LOG_INDEX_OF_EVENT " FROM webhook_outbox o"
 		     " JOIN webhooks w ON w.id = o.webhook_id JOIN events ON events.seq = o.seq"
 		     " JOIN notices n ON n.id = events.notice_id"
-		     " WHERE o.state = 'pending' AND o.next_ms <= ?1 AND w.disabled_ms = 0"
-		     " ORDER BY o.next_ms, o.id LIMIT ?2",
+		     " WHERE o.webhook_id = ?3 AND o.state = 'pending' AND o.next_ms <= ?1"
+		     " AND w.disabled_ms = 0 ORDER BY o.next_ms, o.id LIMIT ?2",
+	[S_WH_ACTIVE] = "SELECT id FROM webhooks WHERE disabled_ms = 0 ORDER BY id",
 	[S_WH_RESULT] = "UPDATE webhook_outbox SET state = ?2, attempts = attempts + 1, next_ms = ?3,"
 			" last_status = ?4, last_error = ?5, done_ms = ?6"
 			" WHERE id = ?1 AND state = 'pending'",
@@ -3027,8 +3033,36 @@ static void delivery_from_row(sqlite3_stmt *st, struct webhook_delivery *d)
 	d->log_index = sqlite3_column_int64(st, 10);
 }
 
-int store_webhook_due(struct store *s, int64_t now_ms, size_t max, struct webhook_delivery **out,
-		      size_t *n, struct selo_err *err)
+int store_webhook_active(struct store *s, char (**ids)[32], size_t *n, struct selo_err *err)
+{
+	*ids = NULL;
+	*n = 0;
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	sqlite3_stmt *st = stmt_get(c, S_WH_ACTIVE, err);
+	int r = -1;
+	if (st) {
+		size_t cap = 0;
+		int rc;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			*ids = grow(*ids, *n, &cap, sizeof(**ids));
+			col_copy(st, 0, (*ids)[(*n)++], sizeof(**ids));
+		}
+		r = rc == SQLITE_DONE ? 0 : db_err(err, c, "listing active webhooks");
+		stmt_done(st);
+	}
+	reader_give(s, c);
+	if (r != 0) {
+		free(*ids);
+		*ids = NULL;
+		*n = 0;
+	}
+	return r;
+}
+
+int store_webhook_due(struct store *s, const char *webhook_id, int64_t now_ms, size_t max,
+		      struct webhook_delivery **out, size_t *n, struct selo_err *err)
 {
 	*out = NULL;
 	*n = 0;
@@ -3037,7 +3071,8 @@ int store_webhook_due(struct store *s, int64_t now_ms, size_t max, struct webhoo
 		return -1;
 	sqlite3_stmt *st = stmt_get(c, S_WH_DUE, err);
 	int r = -1;
-	if (st && (sqlite3_bind_int64(st, 1, now_ms) | sqlite3_bind_int64(st, 2, (int64_t)max))) {
+	if (st && (sqlite3_bind_int64(st, 1, now_ms) | sqlite3_bind_int64(st, 2, (int64_t)max) |
+		   bind_text(st, 3, webhook_id))) {
 		bind_failed(c, st, err, "reading due webhook deliveries");
 	} else if (st) {
 		size_t cap = 0;

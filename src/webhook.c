@@ -6,8 +6,9 @@
  *
  * Delivery: the deliverer thread, every 100 ms or when a delivery ends,
  * (1) fans integrated events out into outbox rows (store_webhook_fanout),
- * (2) reads the due rows and queues those not already in flight, at most
- * half of the workers per webhook so one slow endpoint cannot take them all.
+ * (2) reads each active webhook's due rows and queues those not already in
+ * flight, at most half of the workers per webhook so one slow endpoint
+ * cannot take them all.
  * Worker threads, each with its own curl handle (and so its own connection
  * cache), POST one delivery at a time and record its outcome at once. A
  * delivery in flight when the process dies stays pending and is sent again
@@ -834,7 +835,54 @@ static void round_failed(int64_t *warned_ms, const char *what, const struct selo
 	diag_error("webhooks: %s failed (retried every %d ms): %s", what, POLL_MS, err->msg);
 }
 
-static void deliverer_round(struct webhooks *w, int64_t *warned_ms)
+/* How many more deliveries of this webhook may start now (its cap and the
+ * free workers), and how many it has in flight. */
+static size_t room_for(struct webhooks *w, const char *id, size_t *mine)
+{
+	size_t cap = w->nworkers / 2 > 0 ? (size_t)w->nworkers / 2 : 1;
+	pthread_mutex_lock(&w->mu);
+	size_t free_workers = (size_t)w->nworkers - w->ninflight;
+	*mine = 0;
+	for (size_t i = 0; i < w->ninflight; i++)
+		*mine += !strcmp(w->inflight_wh[i], id);
+	pthread_mutex_unlock(&w->mu);
+	size_t own = cap > *mine ? cap - *mine : 0;
+	return own < free_workers ? own : free_workers;
+}
+
+/* Due rows are read webhook by webhook, starting one further each round,
+ * so a webhook with a backlog (a receiver that stalls) cannot hide the
+ * others' rows behind its own. */
+static void queue_round(struct webhooks *w, size_t *next, int64_t *warned_ms)
+{
+	struct selo_err err;
+	err_clear(&err);
+	char (*ids)[32] = NULL;
+	size_t n = 0;
+	if (store_webhook_active(w->app->store, &ids, &n, &err) != 0) {
+		round_failed(warned_ms, "listing webhooks", &err);
+		return;
+	}
+	int64_t now = clock_now_ms();
+	for (size_t k = 0; k < n; k++) {
+		const char *id = ids[(*next + k) % n];
+		size_t mine, room = room_for(w, id, &mine);
+		if (room == 0)
+			continue;
+		struct webhook_delivery *d = NULL;
+		size_t nd = 0;
+		/* Rows in flight come back from the query too: ask for enough. */
+		if (store_webhook_due(w->app->store, id, now, room + mine, &d, &nd, &err) != 0) {
+			round_failed(warned_ms, "reading due deliveries", &err);
+			break;
+		}
+		queue_due(w, d, nd);
+	}
+	*next = n ? (*next + 1) % n : 0;
+	free(ids);
+}
+
+static void deliverer_round(struct webhooks *w, size_t *next, int64_t *warned_ms)
 {
 	struct selo_err err;
 	err_clear(&err);
@@ -842,29 +890,21 @@ static void deliverer_round(struct webhooks *w, int64_t *warned_ms)
 	if (store_webhook_fanout(w->app->store, FANOUT_MAX, &added, &err) != 0)
 		round_failed(warned_ms, "writing deliveries", &err);
 	pthread_mutex_lock(&w->mu);
-	size_t busy = w->ninflight;
+	int busy = w->ninflight >= (size_t)w->nworkers;
 	pthread_mutex_unlock(&w->mu);
-	if (busy >= (size_t)w->nworkers)
-		return;
-	struct webhook_delivery *d = NULL;
-	size_t n = 0;
-	/* Rows in flight come back from the query too: ask for enough. */
-	if (store_webhook_due(w->app->store, clock_now_ms(), (size_t)w->nworkers + busy, &d, &n,
-			      &err) != 0) {
-		round_failed(warned_ms, "reading due deliveries", &err);
-		return;
-	}
-	queue_due(w, d, n);
+	if (!busy)
+		queue_round(w, next, warned_ms);
 }
 
 static void *deliverer_main(void *arg)
 {
 	struct webhooks *w = arg;
 	int64_t warned_ms = -60000;
+	size_t next = 0;
 	pthread_mutex_lock(&w->mu);
 	while (!w->stopping) {
 		pthread_mutex_unlock(&w->mu);
-		deliverer_round(w, &warned_ms);
+		deliverer_round(w, &next, &warned_ms);
 		pthread_mutex_lock(&w->mu);
 		if (w->stopping)
 			break;

@@ -392,9 +392,12 @@ struct webhook_delivery {
 	size_t entry_len;
 };
 void webhook_deliveries_free(struct webhook_delivery *d, size_t n);
-/* Pending deliveries due at now_ms (of active webhooks), oldest first. */
-int store_webhook_due(struct store *s, int64_t now_ms, size_t max, struct webhook_delivery **out,
-		      size_t *n, struct selo_err *err);
+/* The active webhooks' ids, by id. *ids malloc'd. */
+int store_webhook_active(struct store *s, char (**ids)[32], size_t *n, struct selo_err *err);
+/* One active webhook's pending deliveries due at now_ms, oldest first (read
+ * per webhook, so that one's backlog never hides another's). */
+int store_webhook_due(struct store *s, const char *webhook_id, int64_t now_ms, size_t max,
+		      struct webhook_delivery **out, size_t *n, struct selo_err *err);
 
 enum webhook_outcome {
 	WEBHOOK_RETRY,         /* stays pending until next_ms */

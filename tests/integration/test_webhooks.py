@@ -409,6 +409,27 @@ def a_stop_waits_for_a_stalled_delivery_at_most_the_timeout():
 
 
 @test
+def a_stalled_webhook_does_not_hold_back_another():
+    rcv = Receiver()
+    rcv.behave['/stuck'] = lambda n: ('stall', 3, 200)
+    s = fast_selo(workers='4')
+    try:
+        register(s, rcv.url('/stuck'), ['*'])
+        register(s, rcv.url('/fine'), ['*'])
+        nids = [send(s) for _ in range(10)]
+        for nid in nids:
+            s.wait_status(nid, ('relayed', 'delivered'))
+        want = sum(len(events_of(s, nid)) for nid in nids)
+        t0 = time.time()
+        wait_until(lambda: len(rcv.delivered('/fine')) >= want, 30, 0.1,
+                   'every event on the healthy webhook')
+        check(time.time() - t0 < 10, f'{time.time() - t0:.1f} s behind the stalled one')
+    finally:
+        s.cleanup()
+        rcv.stop()
+
+
+@test
 def sigkill_mid_retry_loses_nothing():
     rcv = Receiver()
     failing = {'on': True}
