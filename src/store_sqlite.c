@@ -190,6 +190,12 @@ static const struct migration MIGRATIONS[] = {
 	{5, "webhook deliveries by webhook",
 	 "CREATE INDEX webhook_outbox_due_by_webhook ON webhook_outbox(webhook_id, next_ms, id)"
 	 " WHERE state = 'pending';"},
+	/* The confirmation page looks for a notice's read_confirmed events on
+	 * every view: without this, a notice flooded with opens (hundreds of
+	 * thousands of events) made each view read all of them. */
+	{6, "read confirmations by notice",
+	 "CREATE INDEX events_read_confirmed ON events(notice_id, seq)"
+	 " WHERE type = 'read_confirmed';"},
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -237,14 +243,14 @@ enum stmt_id {
 	/* reads */
 	S_APIKEY_FIND, S_APIKEY_LIST, S_NOTICE_GET,
 	S_LIST0, S_LIST7 = S_LIST0 + 7,
-	S_EVENTS_OF, S_EVENTS_AFTER, S_ATT_OF, S_MSG_GET, S_DISC_OF, S_NEXT_DUE, S_COUNTS,
+	S_EVENTS_OF, S_CONFIRMATIONS_OF, S_EVENTS_AFTER, S_ATT_OF, S_MSG_GET, S_DISC_OF, S_NEXT_DUE, S_COUNTS,
 	S_EVENTS_MAX, S_QUICK_CHECK, S_CHEAP_CHECK,
 	/* ledger */
 	S_LOG_STATE, S_LOG_STATE_SET, S_LOG_RANGE_ADD, S_LOG_RANGE_COUNT, S_LOG_TILE_SET, S_LOG_TILE_GET,
 	S_LOG_ENTRIES, S_LOG_UNINDEXED, S_CP_ADD, S_CP_TST, S_CP_FIND, S_CP_FIND_TST,
 	S_CP_UNTIMESTAMPED, S_CP_ALL,
 	/* tracker */
-	S_TOKEN_GET, S_BRIEF_SALT, S_BRIEF_ACCEPTED, S_HAS_EVENT,
+	S_TOKEN_GET, S_BRIEF_SALT, S_BRIEF_ACCEPTED,
 	/* webhooks */
 	S_WH_ADD, S_WH_LIST, S_WH_LIST_ALL, S_WH_COUNTS, S_WH_DELETE, S_WH_CURSOR, S_WH_MIN_FROM,
 	S_WH_CANDIDATES, S_WH_OUTBOX_ADD, S_WH_CURSOR_SET, S_WH_DUE, S_WH_RESULT, S_WH_DISABLE,
@@ -323,6 +329,9 @@ static const char *const SQL[S_COUNT] = {
 	[S_LIST0 + 6] = LIST_SQL("", LR, LS),
 	[S_LIST0 + 7] = LIST_SQL(LK, LR, LS),
 	[S_EVENTS_OF] = "SELECT " EVENT_COLS " FROM events WHERE notice_id = ?1 ORDER BY seq",
+	/* The type is a literal so that the partial index of migration 6 applies. */
+	[S_CONFIRMATIONS_OF] = "SELECT " EVENT_COLS " FROM events WHERE notice_id = ?1"
+			       " AND type = 'read_confirmed' ORDER BY seq",
 	[S_EVENTS_AFTER] = "SELECT " EVENT_COLS " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
 	[S_ATT_OF] = "SELECT filename, content_type, data FROM attachments WHERE notice_id = ?1"
 		     " ORDER BY idx",
@@ -417,7 +426,6 @@ static const char *const SQL[S_COUNT] = {
 	[S_BRIEF_ACCEPTED] = "SELECT coalesce((SELECT time_ms FROM events WHERE notice_id = ?1"
 			     " AND type IN ('relay_accepted', 'delivery_accepted')"
 			     " ORDER BY seq LIMIT 1), 0)",
-	[S_HAS_EVENT] = "SELECT 1 FROM events WHERE notice_id = ?1 AND type = ?2 LIMIT 1",
 };
 
 /* A connection and its statement cache. Used by one thread at a time. */
@@ -1929,6 +1937,17 @@ int store_events_of(struct store *s, const char *notice_id, struct event_rec **o
 	return events_query(s, S_EVENTS_OF, notice_id, 0, 0, out, n, err);
 }
 
+int store_confirmations_of(struct store *s, const char *notice_id, struct event_rec **out,
+			   size_t *n, struct selo_err *err)
+{
+	if (!notice_id) {
+		*out = NULL;
+		*n = 0;
+		return 0;
+	}
+	return events_query(s, S_CONFIRMATIONS_OF, notice_id, 0, 0, out, n, err);
+}
+
 int store_events_after(struct store *s, int64_t after_seq, size_t max, struct event_rec **out,
 		       size_t *n, struct selo_err *err)
 {
@@ -2638,20 +2657,6 @@ int store_notice_brief(struct store *s, const char *id, uint8_t salt[32], int64_
 			r = -1;
 		}
 	}
-	reader_give(s, c);
-	return r;
-}
-
-int store_notice_has_event(struct store *s, const char *id, const char *type,
-			   struct selo_err *err)
-{
-	struct conn *c = reader_take(s, err);
-	if (!c)
-		return -1;
-	sqlite3_stmt *st = stmt_get(c, S_HAS_EVENT, err);
-	int r = st ? one_row(c, st, id, type, err) : -1;
-	if (r == 1)
-		stmt_done(st);
 	reader_give(s, c);
 	return r;
 }

@@ -929,24 +929,18 @@ static enum MHD_Result serve_click(struct tracker *t, struct MHD_Connection *c,
 }
 
 /* The time of this notice's read_confirmed event of class cls: 1 and
- * *when, 0 none, -1 error. Confirmations are rare, so reading the notice's
- * few events is cheap. */
+ * *when, 0 none, -1 error. Only the confirmations are read (an index of
+ * their own), so a notice flooded with opens costs a view no more. */
 static int confirmation_find(struct tracker *t, const char *notice, const char *cls,
 			     int64_t *when, struct selo_err *err)
 {
-	atomic_fetch_add(&t->store_calls, 1);
-	int has = store_notice_has_event(t->app->store, notice, EV_READ_CONFIRMED, err);
-	if (has <= 0)
-		return has;
 	struct event_rec *ev = NULL;
 	size_t n = 0;
 	atomic_fetch_add(&t->store_calls, 1);
-	if (store_events_of(t->app->store, notice, &ev, &n, err) != 0)
+	if (store_confirmations_of(t->app->store, notice, &ev, &n, err) != 0)
 		return -1;
 	int found = 0;
 	for (size_t i = 0; i < n && !found; i++) {
-		if (strcmp(ev[i].type, EV_READ_CONFIRMED) != 0)
-			continue;
 		json_t *e = json_loadb(ev[i].entry, ev[i].len, 0, NULL);
 		const char *c = json_string_value(json_object_get(e, "class"));
 		if (c && !strcmp(c, cls)) {

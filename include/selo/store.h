@@ -142,6 +142,11 @@ void event_recs_free(struct event_rec *e, size_t n);
 /* A notice's events, ordered by seq. *out malloc'd, event_recs_free(). */
 int store_events_of(struct store *s, const char *notice_id, struct event_rec **out, size_t *n,
 		    struct selo_err *err);
+/* The notice's read_confirmed events only, in log order (an index of their
+ * own: the confirmation page asks on every view, however many opens the
+ * notice has). */
+int store_confirmations_of(struct store *s, const char *notice_id, struct event_rec **out,
+			   size_t *n, struct selo_err *err);
 /* Up to max events with seq > after_seq, ordered by seq (for the ledger:
  * readers see whole commits, and the single writer assigns seq in commit
  * order, so a reader never sees seq N+1 without seq N). max is capped at
@@ -254,9 +259,6 @@ int store_token_lookup(struct store *s, const char *token, struct token_info *ou
  * relay or the recipient's server (0: not yet): 1 found, 0 no such notice. */
 int store_notice_brief(struct store *s, const char *id, uint8_t salt[32], int64_t *accepted_ms,
 		       struct selo_err *err);
-/* 1 when the notice already has an event of this type, 0 not, -1 error. */
-int store_notice_has_event(struct store *s, const char *id, const char *type,
-			   struct selo_err *err);
 
 /* At start: notices left in `sending` by a crash go back to `queued` (they
  * are resent with the same sealed bytes). Returns how many, or -1. */
