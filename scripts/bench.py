@@ -14,6 +14,7 @@
    (BENCH_WH_NOTICES notices, BENCH_WH_HOOKS webhooks each wanting every
    event, BENCH_WH_WORKERS).
 BENCH_ONLY=e2e,mx,tracker,ledger,pdf,webhooks picks some; BENCH_E2E_ONLY=1 skips 2;
+BENCH_TRACK_THREADS sets track.threads for 3 (default: the configuration's);
 BENCH_NOTICES and BENCH_WORKERS size 1; BENCH_MX_NOTICES and
 BENCH_POSTFIX_MESSAGES size 5; BENCH_KEEP=1 keeps the temporary directory."""
 import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
@@ -144,7 +145,10 @@ def tracker(tmp):
     with open(os.path.join(data, 'selo.conf'), 'w') as f:
         f.write(f'[api]\nlisten = 127.0.0.1:{api}\n[track]\nlisten = 127.0.0.1:{track}\n'
                 f'base_url = http://127.0.0.1:{track}\nrate_per_ip = 1000000\nrate_burst = 1000000\n'
-                f'per_ip_connections = 1024\n[mail]\ndomain = bench.example\n')
+                f'per_ip_connections = 1024\n'
+                + (f'threads = {os.environ["BENCH_TRACK_THREADS"]}\n'
+                   if os.environ.get('BENCH_TRACK_THREADS') else '')
+                + '[mail]\ndomain = bench.example\n')
     log = open(os.path.join(tmp, 'tracker.log'), 'wb')
     serve = subprocess.Popen([SELO, 'serve', '--data', data], stdout=log, stderr=log)
     try:

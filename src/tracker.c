@@ -1396,7 +1396,9 @@ static struct MHD_Daemon *daemon_start(struct tracker *t, const struct sockaddr_
 	return MHD_start_daemon(flags, 0, NULL, NULL, tracker_access, t,
 				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, t, /* first, or MHD complains */
 				MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss,
-				MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->track_threads,
+				/* one thread is MHD's own, not a pool of one (it warns) */
+				MHD_OPTION_THREAD_POOL_SIZE,
+				cfg->track_threads > 1 ? (unsigned)cfg->track_threads : 0u,
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->track_max_connections,
 				MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 				(unsigned)cfg->track_per_ip_connections,
