@@ -733,6 +733,60 @@ static enum MHD_Result webhooks_route(struct api *a, struct MHD_Connection *c, c
 	return webhook_answer(a, c, rc, 201, out, &err);
 }
 
+/* ---- /v1/suppressions (store.h "Suppressions"): the caller's own. */
+
+static json_t *suppression_json(const struct suppression_rec *r)
+{
+	char when[32];
+	clock_rfc3339(r->created_ms, when);
+	return json_pack("{s:s,s:s,s:s,s:s,s:s}", "address", r->address ? r->address : "",
+			 "enhanced", r->enhanced, "reason", r->reason ? r->reason : "",
+			 "notice_id", r->notice_id, "created_at", when);
+}
+
+/* Newest first; "next" is the cursor to pass as ?after= for the next page. */
+static enum MHD_Result list_suppressions(struct api *a, struct MHD_Connection *c)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	int limit;
+	if (authenticate(a, c, &key, &err) || query_int(c, "limit", 100, 1, 1000, &limit, &err))
+		return send_problem(a, c, &err);
+	const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
+	char *end = NULL;
+	long long before = after ? strtoll(after, &end, 10) : 0;
+	if (after && (end == after || *end || before < 1))
+		return send_error(a, c, 400, "invalid-query", "after must be the \"next\" of a previous page");
+	struct suppression_rec *recs = NULL;
+	size_t n = 0;
+	if (store_suppression_list(a->app->store, key.id, before, limit, &recs, &n, &err) != 0)
+		return send_problem(a, c, &err);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, suppression_json(&recs[i]));
+	char cursor[24];
+	snprintf(cursor, sizeof(cursor), "%lld", n ? (long long)recs[n - 1].id : 0LL);
+	json_t *next = n == (size_t)limit ? json_string(cursor) : json_null();
+	suppression_recs_free(recs, n);
+	return send_json(c, 200, json_pack("{s:o,s:o}", "suppressions", arr, "next", next), NULL);
+}
+
+/* address arrives percent-decoded by libmicrohttpd. */
+static enum MHD_Result delete_suppression(struct api *a, struct MHD_Connection *c,
+					  const char *address)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	if (authenticate(a, c, &key, &err))
+		return send_problem(a, c, &err);
+	int rc = store_suppression_delete(a->app->store, key.id, address, &err);
+	if (rc == 0)
+		return send_error(a, c, 404, "not-found", "this API key has no suppression of that address");
+	return webhook_answer(a, c, rc < 0 ? -1 : 0, 204, NULL, &err);
+}
+
 static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char *url,
 			     const char *method, struct req *r)
 {
@@ -768,6 +822,11 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char
 		return webhooks_route(a, c, NULL, method, r);
 	if (!strncmp(url, "/v1/webhooks/", 13) && url[13] && !strchr(url + 13, '/'))
 		return webhooks_route(a, c, url + 13, method, r);
+	if (!strcmp(url, "/v1/suppressions"))
+		return get ? list_suppressions(a, c) : method_not_allowed(a, c, "GET");
+	if (!strncmp(url, "/v1/suppressions/", 17) && url[17])
+		return !strcmp(method, "DELETE") ? delete_suppression(a, c, url + 17)
+						 : method_not_allowed(a, c, "DELETE");
 	return send_error(a, c, 404, "not-found", "no such resource; see docs/api.md");
 }
 

@@ -32,6 +32,7 @@
 #include "selo/event.h"
 #include "selo/id.h"
 #include "selo/store.h"
+#include "selo/suppress.h"
 
 #define GROUP_MAX 256          /* jobs per transaction: bounds one group's latency */
 #define READERS_MAX 8          /* read connections; more readers wait for one */
@@ -196,6 +197,20 @@ static const struct migration MIGRATIONS[] = {
 	{6, "read confirmations by notice",
 	 "CREATE INDEX events_read_confirmed ON events(notice_id, seq)"
 	 " WHERE type = 'read_confirmed';"},
+	/* Addresses a hard bounce suppressed, per API key (docs/store.md,
+	 * "Suppressions"). address_key is the compared form (suppress.h). */
+	{7, "suppressions",
+	 "CREATE TABLE suppressions("
+	 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	 " apikey_id INTEGER NOT NULL,"
+	 " address TEXT NOT NULL,"
+	 " address_key TEXT NOT NULL,"
+	 " enhanced TEXT NOT NULL,"
+	 " reason TEXT NOT NULL,"
+	 " notice_id TEXT NOT NULL,"
+	 " created_ms INTEGER NOT NULL,"
+	 " UNIQUE(apikey_id, address_key));"
+	 "CREATE INDEX suppressions_by_key ON suppressions(apikey_id, id);"},
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -255,6 +270,8 @@ enum stmt_id {
 	S_WH_ADD, S_WH_LIST, S_WH_LIST_ALL, S_WH_COUNTS, S_WH_DELETE, S_WH_CURSOR, S_WH_MIN_FROM,
 	S_WH_CANDIDATES, S_WH_OUTBOX_ADD, S_WH_CURSOR_SET, S_WH_DUE, S_WH_RESULT, S_WH_DISABLE,
 	S_WH_DROP, S_WH_ACTIVE,
+	/* suppressions */
+	S_SUP_NOTICE, S_SUP_ADD, S_SUP_FIND, S_SUP_LIST, S_SUP_DELETE,
 	S_COUNT
 };
 
@@ -384,6 +401,15 @@ static const char *const SQL[S_COUNT] = {
 		     " WHERE o.webhook_id = ?3 AND o.state = 'pending' AND o.next_ms <= ?1"
 		     " AND w.disabled_ms = 0 ORDER BY o.next_ms, o.id LIMIT ?2",
 	[S_WH_ACTIVE] = "SELECT id FROM webhooks WHERE disabled_ms = 0 ORDER BY id",
+	[S_SUP_NOTICE] = "SELECT apikey_id, to_addr FROM notices WHERE id = ?1",
+	[S_SUP_ADD] = "INSERT INTO suppressions(apikey_id, address, address_key, enhanced, reason,"
+		      " notice_id, created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+		      " ON CONFLICT(apikey_id, address_key) DO NOTHING",
+	[S_SUP_FIND] = "SELECT id, address, enhanced, reason, notice_id, created_ms FROM suppressions"
+		       " WHERE apikey_id = ?1 AND address_key = ?2",
+	[S_SUP_LIST] = "SELECT id, address, enhanced, reason, notice_id, created_ms FROM suppressions"
+		       " WHERE apikey_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+	[S_SUP_DELETE] = "DELETE FROM suppressions WHERE apikey_id = ?1 AND address_key = ?2",
 	[S_WH_RESULT] = "UPDATE webhook_outbox SET state = ?2, attempts = attempts + 1, next_ms = ?3,"
 			" last_status = ?4, last_error = ?5, done_ms = ?6"
 			" WHERE id = ?1 AND state = 'pending'",
@@ -1118,6 +1144,105 @@ int store_apikey_revoke(struct store *s, int64_t id, struct selo_err *err)
 /* ---- Accepting notices. */
 
 /* Sets status to the notice's current status. */
+/* ---- Suppressions in the writer: recorded with the failure that caused
+ * them, checked in the transaction that would accept the notice. */
+
+static void suppression_from_row(sqlite3_stmt *st, struct suppression_rec *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->id = sqlite3_column_int64(st, 0);
+	r->address = col_text(st, 1);
+	col_copy(st, 2, r->enhanced, sizeof(r->enhanced));
+	r->reason = col_text(st, 3);
+	col_copy(st, 4, r->notice_id, sizeof(r->notice_id));
+	r->created_ms = sqlite3_column_int64(st, 5);
+}
+
+/* The 422 for a notice to a suppressed address: when, why, which notice. */
+static void suppressed_err(struct selo_err *e, const struct suppression_rec *r)
+{
+	char when[32];
+	clock_rfc3339(r->created_ms, when);
+	err_set(e, 422, "suppressed",
+		"%.254s is suppressed for this API key since %s: notice %s bounced hard (%s: %.200s); "
+		"nothing was queued. Use another channel, or DELETE /v1/suppressions/{address} once "
+		"the address is fixed",
+		r->address, when, r->notice_id, r->enhanced, r->reason ? r->reason : "");
+	err_field(e, "to", "is suppressed since %s (%s, notice %s)", when, r->enhanced, r->notice_id);
+}
+
+/* 1: nn->to is suppressed for its key (res says why), 0: not, -1: storage. */
+static int suppression_check(struct conn *c, const struct notice_new *nn,
+			     struct accept_result *res, struct selo_err *err)
+{
+	char key[SUPPRESS_ADDR_MAX];
+	if (!nn->to || suppress_address_key(nn->to, key, sizeof(key)) != 0)
+		return 0; /* too long to be suppressed: nothing could have bounced */
+	sqlite3_stmt *st = stmt_get(c, S_SUP_FIND, err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, nn->apikey_id) | bind_text(st, 2, key))
+		return bind_failed(c, st, err, "looking up a suppression");
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "looking up a suppression");
+		stmt_done(st);
+		return r;
+	}
+	struct suppression_rec rec;
+	suppression_from_row(st, &rec);
+	stmt_done(st);
+	res->failed = 1;
+	suppressed_err(&res->err, &rec);
+	free(rec.address);
+	free(rec.reason);
+	return 1;
+}
+
+static int suppression_add(struct conn *c, int64_t key_id, const char *to, const char *id,
+			   const char *enhanced, const char *reason, int64_t t, struct selo_err *err)
+{
+	char shown[SUPPRESS_ADDR_MAX], key[SUPPRESS_ADDR_MAX];
+	if (suppress_address_shown(to, shown, sizeof(shown)) != 0 ||
+	    suppress_address_key(to, key, sizeof(key)) != 0)
+		return 0; /* cannot be accepted again either (suppression_check) */
+	sqlite3_stmt *st = stmt_get(c, S_SUP_ADD, err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, key_id) | bind_text(st, 2, shown) | bind_text(st, 3, key) |
+	    bind_text(st, 4, enhanced) | bind_text(st, 5, reason ? reason : enhanced) |
+	    bind_text(st, 6, id) | sqlite3_bind_int64(st, 7, t))
+		return bind_failed(c, st, err, "recording a suppression");
+	return step_done(c, st, err, "recording a suppression");
+}
+
+/* After notice id's delivery_failed event: a hard bounce (suppress.h)
+ * suppresses its address for its key in the same transaction. */
+static int suppress_if_hard(struct conn *c, const char *id, const json_t *fields,
+			    const char *reason, int64_t t, struct selo_err *err)
+{
+	const char *enhanced;
+	if (!suppress_fields_hard(fields, &enhanced))
+		return 0;
+	sqlite3_stmt *st = stmt_get(c, S_SUP_NOTICE, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, id))
+		return bind_failed(c, st, err, "reading a bounced notice");
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "reading a bounced notice");
+		stmt_done(st);
+		return r;
+	}
+	int64_t key_id = sqlite3_column_int64(st, 0);
+	char *to = col_text(st, 1);
+	stmt_done(st);
+	int r = to ? suppression_add(c, key_id, to, id, enhanced, reason, t, err) : 0;
+	free(to);
+	return r;
+}
+
 static int status_read(struct conn *c, const char *id, char status[16], struct selo_err *err)
 {
 	sqlite3_stmt *st = stmt_get(c, S_STATUS_GET, err);
@@ -1247,6 +1372,9 @@ static int accept_one(struct store *s, const struct notice_new *nn, struct accep
 			"store: a notice needs a valid id, a recipient and a payload");
 		return 0;
 	}
+	int sup = suppression_check(s->w, nn, res, err);
+	if (sup != 0)
+		return sup < 0 ? -1 : 0;
 	if (run_simple(s->w, S_ITEM_SAVE, err, "opening a savepoint") != 0)
 		return -1;
 	int r = notice_insert(s, nn, &res->err);
@@ -1499,7 +1627,9 @@ static int result_one(struct store *s, const struct result_rec *r, struct selo_e
 			  r->id, r->event_type);
 		return 0;
 	}
-	return event_add(c, r->id, r->event_type, t, r->event_fields, r->disc, err) ? -1 : 0;
+	if (event_add(c, r->id, r->event_type, t, r->event_fields, r->disc, err) != 0)
+		return -1;
+	return suppress_if_hard(c, r->id, r->event_fields, r->last_error, t, err);
 }
 
 struct result_args {
@@ -2712,7 +2842,9 @@ static int run_bounced(struct store *s, struct job *j)
 		return bind_failed(c, st, j->err, "recording a bounce");
 	if (step_done(c, st, j->err, "recording a bounce") != 0)
 		return -1;
-	return event_add(c, a->id, EV_DELIVERY_FAILED, t, a->fields, a->disc, j->err) ? -1 : 0;
+	if (event_add(c, a->id, EV_DELIVERY_FAILED, t, a->fields, a->disc, j->err) != 0)
+		return -1;
+	return suppress_if_hard(c, a->id, a->fields, a->last_error, t, j->err);
 }
 
 int store_notice_bounced(struct store *s, const char *id, json_t *fields,
@@ -3157,4 +3289,88 @@ int store_webhook_results(struct store *s, const struct webhook_result *r, size_
 {
 	struct webhook_results_args a = {r, n};
 	return n ? job_do(s, run_webhook_results, &a, err, NULL) : 0;
+}
+
+/* ---- Suppressions: reads and deletes (store.h "Suppressions"). */
+
+void suppression_recs_free(struct suppression_rec *r, size_t n)
+{
+	for (size_t i = 0; r && i < n; i++) {
+		free(r[i].address);
+		free(r[i].reason);
+	}
+	free(r);
+}
+
+static int suppression_list_on(struct conn *c, int64_t apikey_id, int64_t before, int limit,
+			       struct suppression_rec **out, size_t *n, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_SUP_LIST, err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, apikey_id) | sqlite3_bind_int64(st, 2, before) |
+	    sqlite3_bind_int(st, 3, limit))
+		return bind_failed(c, st, err, "listing suppressions");
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*out = grow(*out, *n, &cap, sizeof(**out));
+		suppression_from_row(st, &(*out)[(*n)++]);
+	}
+	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "listing suppressions");
+	stmt_done(st);
+	return r;
+}
+
+int store_suppression_list(struct store *s, int64_t apikey_id, int64_t before, int limit,
+			   struct suppression_rec **out, size_t *n, struct selo_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	if (limit < 1 || limit > LIST_MAX)
+		return err_set(err, 400, "invalid-query", "limit must be 1..%d", LIST_MAX);
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	int r = suppression_list_on(c, apikey_id, before > 0 ? before : INT64_MAX, limit, out, n,
+				    err);
+	reader_give(s, c);
+	if (r != 0) {
+		suppression_recs_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+	}
+	return r;
+}
+
+struct suppression_del_args {
+	int64_t apikey_id;
+	const char *key;
+};
+
+static int run_suppression_delete(struct store *s, struct job *j)
+{
+	const struct suppression_del_args *a = j->arg;
+	sqlite3_stmt *st = stmt_get(s->w, S_SUP_DELETE, j->err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, a->apikey_id) | bind_text(st, 2, a->key))
+		return bind_failed(s->w, st, j->err, "deleting a suppression");
+	if (step_done(s->w, st, j->err, "deleting a suppression") != 0)
+		return -1;
+	j->ival = sqlite3_changes(s->w->db);
+	return 0;
+}
+
+int store_suppression_delete(struct store *s, int64_t apikey_id, const char *address,
+			     struct selo_err *err)
+{
+	char key[SUPPRESS_ADDR_MAX];
+	if (!address || suppress_address_key(address, key, sizeof(key)) != 0)
+		return 0; /* no suppression has an address this long */
+	struct suppression_del_args a = {apikey_id, key};
+	int64_t n = 0;
+	if (job_do(s, run_suppression_delete, &a, err, &n) != 0)
+		return -1;
+	return n > 0 ? 1 : 0;
 }

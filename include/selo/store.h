@@ -244,6 +244,31 @@ int store_notice_bounced(struct store *s, const char *id, json_t *fields,
 			 const struct disclosures *disc, const char *last_error,
 			 struct selo_err *err);
 
+/* ---- Suppressions (docs/api.md "Suppressions", suppress.h). A hard
+ * bounce (suppress_fields_hard) recorded by store_delivery_results or
+ * store_notice_bounced suppresses the notice's address for its API key in
+ * the same transaction; store_notices_accept then refuses a notice of that
+ * key to that address (422 "suppressed", checked in its own transaction,
+ * so no notice slips in after the suppression commits). The first hard
+ * bounce stays until the entry is deleted. */
+struct suppression_rec {
+	int64_t id;              /* grows with time: the paging cursor */
+	char *address;           /* as the notice had it, domain lowercased */
+	char enhanced[16];       /* "5.1.1" */
+	char *reason;            /* the reply or the DSN's diagnostic */
+	char notice_id[27];      /* the notice that bounced */
+	int64_t created_ms;
+};
+void suppression_recs_free(struct suppression_rec *r, size_t n);
+/* The key's suppressions, newest first, with id < before (0: from the
+ * newest), at most limit (1..1000). *out malloc'd. */
+int store_suppression_list(struct store *s, int64_t apikey_id, int64_t before, int limit,
+			   struct suppression_rec **out, size_t *n, struct selo_err *err);
+/* 1 deleted, 0 the key has no suppression of this address (compared
+ * case-insensitively). */
+int store_suppression_delete(struct store *s, int64_t apikey_id, const char *address,
+			     struct selo_err *err);
+
 /* ---- Tracker lookups. */
 struct token_info {
 	char notice_id[27];
