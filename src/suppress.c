@@ -47,8 +47,10 @@ int suppress_fields_hard(const json_t *fields, const char **enhanced)
 	const char *reason = field_str(fields, "reason");
 	const char *code = NULL;
 	if (reason && !strcmp(reason, "rejected")) {
+		/* No code: the mx transport's DNS verdict (no such domain, null
+		 * MX), which names its own 5.1.x; a relay's codes come with replies. */
 		json_int_t smtp = json_integer_value(json_object_get(fields, "code"));
-		if (smtp >= 500 && smtp <= 599)
+		if ((smtp >= 500 && smtp <= 599) || !json_object_get(fields, "code"))
 			code = field_str(fields, "enhanced");
 	} else if (reason && !strcmp(reason, "bounced")) {
 		code = field_str(fields, "status"); /* a 5.x.x status is the DSN's "failed" */

@@ -370,6 +370,18 @@ static void group_fail(struct group *g, int *done, enum transport_outcome o, con
 	}
 }
 
+/* A destination domain that cannot take mail, known from DNS alone: fails
+ * with the enhanced code an MTA's DSN would give (RFC 3463 5.1.2 bad
+ * destination system; RFC 7505 5.1.10 for a null MX) and no reply code, so
+ * that it suppresses the address like a 5.1.x reply (suppress.h). */
+static void group_fail_domain(struct group *g, int *done, const char *why, const char *enhanced)
+{
+	for (size_t i = 0; i < g->n; i++)
+		if (!done[i])
+			transport_textf(g->msg[i]->enhanced, sizeof(g->msg[i]->enhanced), "%s", enhanced);
+	group_fail(g, done, TRANSPORT_PERMFAIL, why);
+}
+
 /* A reply to the message's own transaction, or a local refusal: final. */
 static int reached(const struct transport_msg *t)
 {
@@ -452,7 +464,10 @@ static void deliver_group(struct mx *m, struct group *g, int *done)
 	int nh = mx_hosts(m, g->domain, hosts, why, sizeof(why));
 	if (nh <= 0) {
 		note(g, "%s", why);
-		group_fail(g, done, nh == 0 ? TRANSPORT_PERMFAIL : TRANSPORT_TEMPFAIL, why);
+		if (nh == 0) /* mx_hosts' two permanent answers: NXDOMAIN, null MX */
+			group_fail_domain(g, done, why, strstr(why, "null MX") ? "5.1.10" : "5.1.2");
+		else
+			group_fail(g, done, TRANSPORT_TEMPFAIL, why);
 		return;
 	}
 	int any_addr = 0, temp_dns = 0, ipv6_only = 0;
@@ -485,7 +500,7 @@ static void deliver_group(struct mx *m, struct group *g, int *done)
 	}
 	if (!any_addr && hosts[0].pref < 0 && !temp_dns && !ipv6_only) {
 		transport_textf(why, sizeof(why), "%s has neither an MX nor an A record", g->domain);
-		group_fail(g, done, TRANSPORT_PERMFAIL, why);
+		group_fail_domain(g, done, why, "5.1.2");
 		return;
 	}
 	if (!any_addr && ipv6_only && !temp_dns)

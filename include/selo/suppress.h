@@ -16,7 +16,9 @@ int suppress_status_hard(const char *enhanced);
 
 /* For the fields of a delivery_failed event: 1 and *enhanced (borrowed from
  * fields) when it is a hard bounce, that is "reason":"rejected" with a 5xx
- * "code" and a hard "enhanced" (the SMTP reply to our attempt), or
+ * "code" and a hard "enhanced" (the SMTP reply to our attempt; without a
+ * "code", the mx transport's DNS verdict: 5.1.2 no such domain, 5.1.10
+ * null MX), or
  * "reason":"bounced" with a hard "status" (a DSN fed to `selo bounce`). Expired, deferred and local failures are 0. */
 int suppress_fields_hard(const json_t *fields, const char **enhanced);
 

@@ -2,11 +2,12 @@
 """Suppression (issue 9 part 4, docs/api.md "Suppressions"): `selo serve` in
 relay mode hands notices to the test SMTP server; a 550 5.1.1 RCPT reply
 fails a notice hard and suppresses its address for the sending key (listed
-with its reason); a new notice of that key to the address, in any case, is
-refused 422 "suppressed" and nothing is queued, alone or in a batch; another
-key still sends; 451 and 550 5.7.1 do not suppress; DELETE lifts it; a DSN
-with 5.1.1 fed to `selo bounce` suppresses too."""
-import os, subprocess, sys, urllib.parse
+with its reason), as does the mx transport's NXDOMAIN or null MX (a test DNS
+server on loopback); a new notice of that key to the address, in any case,
+is refused 422 "suppressed" and nothing is queued, alone or in a batch;
+another key still sends; 451 and 550 5.7.1 do not suppress; DELETE lifts it;
+a DSN with 5.1.1 fed to `selo bounce` suppresses too."""
+import json, os, shutil, subprocess, sys, tempfile, urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from selotest import *  # noqa: F401,F403
 
@@ -209,6 +210,44 @@ def dsn_through_selo_bounce_suppresses():
     finally:
         s.cleanup()
         good.stop()
+
+
+def dns_server(zone):
+    """tests/integration/dnsserver.py serving zone; returns (process, port)."""
+    d = tempfile.mkdtemp(prefix='selo-dns-')
+    path = os.path.join(d, 'zone.json')
+    with open(path, 'w') as f:
+        json.dump(zone, f)
+    p = spawn([PY, os.path.join(ROOT, 'tests', 'integration', 'dnsserver.py'), path],
+              stdout=subprocess.PIPE)
+    line = p.stdout.readline().decode()
+    check(line.startswith('PORT '), f'dnsserver did not start: {line!r}')
+    return p, int(line.split()[1]), d
+
+
+@test
+def mx_transport_no_such_domain_or_null_mx_suppresses():
+    p, port, d = dns_server({'nulo.example': {'MX': [[0, '.']]}})
+    s = Selo(smtp={'mode': 'mx', 'resolver': f'127.0.0.1:{port}', 'starttls': 'no',
+                   'timeout_ms': '3000'})
+    try:
+        s.start()
+        ids = {}
+        for to in ('Devedor@NaoExiste.example', 'devedor@nulo.example'):
+            _, j = post(s, to, status=202)
+            ids[to] = j['id']
+            s.wait_status(j['id'], ['failed'])
+        got = {x['address']: x for x in suppressions(s)['suppressions']}
+        eq(sorted(got), ['Devedor@naoexiste.example', 'devedor@nulo.example'], f'{got}')
+        eq(got['Devedor@naoexiste.example']['enhanced'], '5.1.2')
+        eq(got['devedor@nulo.example']['enhanced'], '5.1.10')
+        check('NXDOMAIN' in got['Devedor@naoexiste.example']['reason'], got)
+        st, j = post(s, 'devedor@naoexiste.example')
+        eq(st, 422, f'{j}')
+    finally:
+        s.cleanup()
+        stop(p)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == '__main__':

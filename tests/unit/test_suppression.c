@@ -51,6 +51,13 @@ TEST(hard_event_fields)
 	f = json_pack("{s:s,s:i,s:s}", "reason", "rejected", "code", 451, "enhanced", "5.1.1");
 	CHECK(suppress_fields_hard(f, NULL) == 0); /* the reply class rules */
 	json_decref(f);
+	f = json_pack("{s:s,s:s,s:s}", "reason", "rejected", "transport", "mx", "enhanced", "5.1.2");
+	CHECK(suppress_fields_hard(f, &enh) == 1); /* the mx transport's NXDOMAIN */
+	CHECK_STR(enh, "5.1.2");
+	json_decref(f);
+	f = json_pack("{s:s,s:s}", "reason", "rejected", "error", "refused locally");
+	CHECK(suppress_fields_hard(f, NULL) == 0);
+	json_decref(f);
 	f = json_pack("{s:s,s:s,s:s}", "reason", "bounced", "action", "failed", "status", "5.2.1");
 	CHECK(suppress_fields_hard(f, &enh) == 1);
 	CHECK_STR(enh, "5.2.1");
