@@ -134,6 +134,20 @@ def post_and_drain(url, key, n, done_state):
         time.sleep(0.05)
 
 
+def pixel_url(data, track):
+    """The pixel URL of the first message the maildir transport wrote."""
+    for _ in range(100):
+        new = os.path.join(data, 'outbox', 'new')
+        files = os.listdir(new) if os.path.isdir(new) else []
+        if files:
+            eml = open(os.path.join(new, files[0]), 'rb').read().decode('latin-1')
+            m = re.search(r'/o/([A-Za-z0-9_-]{48})\.gif', eml.replace('=\r\n', ''))
+            if m:
+                return f'http://127.0.0.1:{track}/o/{m.group(1)}.gif'
+        time.sleep(0.1)
+    return None
+
+
 def tracker(tmp):
     """Pixel requests/s against Selo's tracker (each hit recorded) and nginx's
     empty_gif with its access log on, same wrk load; then counts the events."""
@@ -155,17 +169,7 @@ def tracker(tmp):
         url = f'http://127.0.0.1:{api}'
         wait_healthz(url)
         curl('POST', url + '/v1/notices', key, json.dumps(NOTICE).encode())
-        pixel = None
-        for _ in range(100):
-            new = os.path.join(data, 'outbox', 'new')
-            files = os.listdir(new) if os.path.isdir(new) else []
-            if files:
-                eml = open(os.path.join(new, files[0]), 'rb').read().decode('latin-1')
-                m = re.search(r'/o/([A-Za-z0-9_-]{48})\.gif', eml.replace('=\r\n', ''))
-                if m:
-                    pixel = f'http://127.0.0.1:{track}/o/{m.group(1)}.gif'
-                    break
-            time.sleep(0.1)
+        pixel = pixel_url(data, track)
         rps, total, bad, p50, p99 = wrk_pixel(pixel)
         time.sleep(2)
     finally:
@@ -421,17 +425,7 @@ def pdf_receipts(tmp, procs):
     url = f'http://127.0.0.1:{api}'
     wait_healthz(url)
     nid = curl('POST', url + '/v1/notices', key, json.dumps(NOTICE).encode())['id']
-    pixel = None
-    for _ in range(100):
-        new = os.path.join(data, 'outbox', 'new')
-        files = os.listdir(new) if os.path.isdir(new) else []
-        if files:
-            eml = open(os.path.join(new, files[0]), 'rb').read().decode('latin-1')
-            m = re.search(r'/o/([A-Za-z0-9_-]{48})\.gif', eml.replace('=\r\n', ''))
-            if m:
-                pixel = f'http://127.0.0.1:{track}/o/{m.group(1)}.gif'
-                break
-        time.sleep(0.1)
+    pixel = pixel_url(data, track)
     for i in range(17):
         subprocess.run(['curl', '-s', '-o', '/dev/null', '-A', f'Bench/{i}', pixel], check=True)
     path = f'{url}/v1/notices/{nid}/receipt'
