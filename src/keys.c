@@ -213,10 +213,11 @@ int keys_load_note_key(const char *keys_dir, char *name, size_t namecap, uint8_t
 	return 0;
 }
 
-int keys_load_token_key(const char *keys_dir, uint8_t key[32], struct selo_err *err)
+int keys_load_secret(const char *keys_dir, const char *name, const char *hint, uint8_t key[32],
+		     struct selo_err *err)
 {
 	struct buf b = BUF_INIT;
-	if (read_key_text(keys_dir, "token.key", 256, &b, err) != 0) {
+	if (read_key_text(keys_dir, name, 256, &b, err) != 0) {
 		buf_free(&b);
 		return -1;
 	}
@@ -226,11 +227,31 @@ int keys_load_token_key(const char *keys_dir, uint8_t key[32], struct selo_err *
 	if (!ok) {
 		OPENSSL_cleanse(key, 32);
 		return err_set(err, 500, "invalid-key",
-			       "%s/token.key must hold exactly 64 hex digits (32 bytes) and a "
-			       "newline; restore it from backup or run selo init --force",
-			       keys_dir);
+			       "%s/%s must hold exactly 64 hex digits (32 bytes) and a newline; %s",
+			       keys_dir, name, hint);
 	}
 	return 0;
+}
+
+int keys_make_secret(const char *keys_dir, const char *name, uint8_t key[32],
+		     struct selo_err *err)
+{
+	char path[4096], hex[66];
+	path_join(path, sizeof(path), keys_dir, name);
+	random_bytes(key, 32);
+	hex_encode(key, 32, hex);
+	hex[64] = '\n';
+	int r = file_write_atomic(path, hex, 65, 0600, err);
+	OPENSSL_cleanse(hex, sizeof(hex));
+	if (r != 0)
+		OPENSSL_cleanse(key, 32);
+	return r;
+}
+
+int keys_load_token_key(const char *keys_dir, uint8_t key[32], struct selo_err *err)
+{
+	return keys_load_secret(keys_dir, "token.key",
+				"restore it from backup or run selo init --force", key, err);
 }
 
 /* ---- input checks ---------------------------------------------------- */

@@ -21,6 +21,7 @@
  * Failures are logged with the webhook id and the outbox id, never the
  * secret or the body. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <curl/curl.h>
 #include <netdb.h>
 #include <openssl/crypto.h>
@@ -33,6 +34,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 #include "selo/clock.h"
 #include "selo/codec.h"
 #include "selo/crypto.h"
@@ -40,11 +42,12 @@
 #include "selo/event.h"
 #include "selo/fileio.h"
 #include "selo/id.h"
+#include "selo/keys.h"
 #include "selo/netcheck.h"
 #include "selo/store.h"
 #include "selo/webhook.h"
 
-#define KEY_FILE "keys/webhook.key"
+#define KEY_FILE "webhook.key" /* in DIR/keys */
 #define ED_KEY_FILE "keys/webhook-ed25519.pem"
 #define SEAL_NONCE 12
 #define SEAL_TAG 16
@@ -95,37 +98,21 @@ struct webhooks {
 
 /* ---- sealing the secrets */
 
+/* DIR/keys/webhook.key, made by the first start that needs it (under
+ * serve.lock). Only an absent file is made: one that cannot be read is an
+ * error, never replaced, or every sealed secret would be lost. */
 static int key_load(struct webhooks *w, struct selo_err *err)
 {
-	char path[1100];
-	config_path(&w->app->cfg, KEY_FILE, path, sizeof(path));
-	struct buf b = BUF_INIT;
-	struct selo_err e2;
-	err_clear(&e2);
-	if (file_read(path, 256, &b, &e2) != 0) {
-		/* First start with webhooks: made here, under serve.lock. */
-		uint8_t k[32];
-		char hex[65];
-		random_bytes(k, sizeof(k));
-		hex_encode(k, sizeof(k), hex);
-		hex[64] = '\n';
-		int r = file_write_atomic(path, hex, 65, 0600, err);
-		OPENSSL_cleanse(hex, sizeof(hex));
-		memcpy(w->key, k, 32);
-		OPENSSL_cleanse(k, sizeof(k));
-		if (r == 0)
-			diag_info("made %s, the key that seals webhook secrets: back it up with the "
-				  "database", path);
-		return r;
-	}
-	size_t n = b.len;
-	while (n > 0 && (b.data[n - 1] == '\n' || b.data[n - 1] == '\r'))
-		n--;
-	ssize_t got = n == 64 ? hex_decode(b.data, 64, w->key, 32) : -1;
-	OPENSSL_cleanse(b.data, b.len);
-	buf_free(&b);
-	if (got != 32)
-		return err_set(err, 500, "keys", "%s must hold 64 hex digits (32 bytes)", path);
+	char dir[1100], path[1200];
+	config_path(&w->app->cfg, "keys", dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/%s", dir, KEY_FILE);
+	if (access(path, F_OK) == 0 || errno != ENOENT)
+		return keys_load_secret(dir, KEY_FILE, "restore it from the backup made with the "
+					"database", w->key, err);
+	if (keys_make_secret(dir, KEY_FILE, w->key, err) != 0)
+		return -1;
+	diag_info("made %s, the key that seals webhook secrets: back it up with the database",
+		  path);
 	return 0;
 }
 

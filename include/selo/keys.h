@@ -33,6 +33,13 @@ int keys_init(const char *keys_dir, const char *domain, const char *from_address
 
 /* Reads keys_dir/token.key. */
 int keys_load_token_key(const char *keys_dir, uint8_t key[32], struct selo_err *err);
+/* A 32-byte secret kept as 64 hex digits and a newline in keys_dir/name
+ * (token.key, webhook.key): read it (hint ends the error message, e.g. how
+ * to restore it), or make a fresh random one (mode 0600). */
+int keys_load_secret(const char *keys_dir, const char *name, const char *hint, uint8_t key[32],
+		     struct selo_err *err);
+int keys_make_secret(const char *keys_dir, const char *name, uint8_t key[32],
+		     struct selo_err *err);
 
 /* C2SP helpers for Ed25519 note keys (type 0x01):
  * key ID = SHA-256(name || 0x0A || 0x01 || pub)[:4]. */

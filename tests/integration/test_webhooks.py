@@ -621,6 +621,30 @@ def in_netns():
 
 
 @test
+def a_damaged_sealing_key_stops_the_start_and_is_kept():
+    """keys/webhook.key seals every webhook secret: one that cannot be read
+    must never be replaced by a fresh key (every secret would be lost)."""
+    s = fast_selo()
+    try:
+        register(s, 'http://127.0.0.1:9/x')
+        s.stop()
+        path = os.path.join(s.data, 'keys', 'webhook.key')
+        eq(os.stat(path).st_mode & 0o777, 0o600, 'webhook.key mode')
+        with open(path, 'w') as f:
+            f.write('not hex\n')
+        try:
+            s.start()
+            raise Fail('selo serve started with a damaged webhook.key')
+        except Fail as e:
+            check('webhook.key must hold exactly 64 hex digits' in str(e), str(e))
+        s.p = None
+        with open(path) as f:
+            eq(f.read(), 'not hex\n', 'the damaged key is left for the operator')
+    finally:
+        s.cleanup()
+
+
+@test
 def public_targets_and_dns_rebinding_in_a_network_namespace():
     if subprocess.run(['unshare', '-rnm', 'true'], stderr=subprocess.DEVNULL).returncode != 0:
         print('     (skipped: unshare -rnm is not permitted here)')
