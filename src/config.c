@@ -250,6 +250,13 @@ char *config_path(const struct selo_config *c, const char *rel, char *out, size_
 	return out;
 }
 
+int config_file(const struct selo_config *c, const char *value, char *out, size_t n)
+{
+	int w = value[0] == '/' ? snprintf(out, n, "%s", value)
+				: snprintf(out, n, "%s/%s", c->data_dir, value);
+	return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
 int config_load(const char *data_dir, struct selo_config *c, struct selo_err *err)
 {
 	config_defaults(c, data_dir);

@@ -17,15 +17,13 @@ struct exporter {
 };
 
 /* A configured path (relative ones are under the data directory), or
- * DIR/keys/<fallback> when the key is unset. */
+ * the fallback (under the data directory) when the key is unset. */
 static int key_file(const struct selo_config *cfg, const char *set, const char *fallback,
 		    char *out, size_t n, struct selo_err *err)
 {
-	int w = !set[0]      ? snprintf(out, n, "%s/keys/%s", cfg->data_dir, fallback)
-		: set[0] == '/' ? snprintf(out, n, "%s", set)
-				: snprintf(out, n, "%s/%s", cfg->data_dir, set);
-	if (w < 0 || (size_t)w >= n)
-		return err_set(err, 500, "config", "[receipt] key path too long: %s", set);
+	const char *name = set[0] ? set : fallback;
+	if (config_file(cfg, name, out, n) != 0)
+		return err_set(err, 500, "config", "[receipt] key path too long: %s", name);
 	return 0;
 }
 
@@ -34,9 +32,10 @@ int exporter_open(const struct selo_config *cfg, struct ledger *l, struct export
 {
 	*out = NULL;
 	char key[1100], cert[1100], chain[1100];
-	if (key_file(cfg, cfg->receipt_sign_key, "smime.pem", key, sizeof(key), err) < 0 ||
-	    key_file(cfg, cfg->receipt_sign_cert, "smime.crt", cert, sizeof(cert), err) < 0 ||
-	    key_file(cfg, cfg->receipt_sign_chain, "smime-chain.pem", chain, sizeof(chain), err) < 0)
+	if (key_file(cfg, cfg->receipt_sign_key, "keys/smime.pem", key, sizeof(key), err) < 0 ||
+	    key_file(cfg, cfg->receipt_sign_cert, "keys/smime.crt", cert, sizeof(cert), err) < 0 ||
+	    key_file(cfg, cfg->receipt_sign_chain, "keys/smime-chain.pem", chain, sizeof(chain),
+		     err) < 0)
 		return -1;
 	/* The default chain file is optional (a development key has none); a
 	 * configured one must exist. */

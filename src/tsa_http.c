@@ -232,10 +232,8 @@ static int ca_load(const struct selo_config *cfg, struct tsa_http *s, struct sel
 	if (!cfg->tsa_ca[0])
 		return err_set(err, 500, "config", "tsa.url is set but tsa.ca is empty: give the PEM "
 			       "CA bundle that %s's tokens chain to", cfg->tsa_url);
-	if (cfg->tsa_ca[0] == '/')
-		snprintf(path, sizeof(path), "%s", cfg->tsa_ca);
-	else
-		config_path(cfg, cfg->tsa_ca, path, sizeof(path));
+	if (config_file(cfg, cfg->tsa_ca, path, sizeof(path)) != 0)
+		return err_set(err, 500, "config", "tsa.ca: the path is too long: %s", cfg->tsa_ca);
 	if (file_read(path, TSA_CA_MAX_BYTES, &s->ca_pem, err) != 0)
 		return err_set(err, 500, "config", "cannot read tsa.ca %s (a PEM CA bundle, at most "
 			       "%d bytes; a relative path is taken from the data directory)", path,

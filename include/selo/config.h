@@ -103,5 +103,8 @@ int config_write_initial(const char *path, const char *domain, const char *selec
 			 const char *origin, struct selo_err *err);
 /* DIR/<rel> into out (size n); returns out. */
 char *config_path(const struct selo_config *c, const char *rel, char *out, size_t n);
+/* A file named by a configuration value: an absolute path as is, a
+ * relative one under the data directory. 0, or -1 when it does not fit n. */
+int config_file(const struct selo_config *c, const char *value, char *out, size_t n);
 
 #endif
