@@ -72,15 +72,24 @@ http {{
 """
 
 
+def wrk(url, conns, lua=None, secs=10):
+    """One wrk run (2 threads, --latency); its figures, '?' or 0 when wrk
+    printed none: rps, total, bad (non-2xx/3xx), p50, p99."""
+    argv = ['wrk', '-t2', f'-c{conns}', f'-d{secs}s', '--latency'] + (['-s', lua] if lua else [])
+    w = subprocess.run(argv + [url], stdout=subprocess.PIPE).stdout.decode()
+
+    def find(pattern, default):
+        m = re.search(pattern, w)
+        return m.group(1) if m else default
+    return {'rps': float(find(r'Requests/sec:\s+([\d.]+)', 0)),
+            'total': int(find(r'(\d+) requests in', 0)),
+            'bad': int(find(r'Non-2xx or 3xx responses: (\d+)', 0)),
+            'p50': find(r'50%\s+([\d.]+\w+)', '?'), 'p99': find(r'99%\s+([\d.]+\w+)', '?')}
+
+
 def wrk_pixel(url, secs=10):
-    w = subprocess.run(['wrk', '-t2', '-c64', f'-d{secs}s', '--latency', url],
-                       stdout=subprocess.PIPE).stdout.decode()
-    rps = float(re.search(r'Requests/sec:\s+([\d.]+)', w).group(1))
-    total = int(re.search(r'(\d+) requests in', w).group(1))
-    bad = re.search(r'Non-2xx or 3xx responses: (\d+)', w)
-    p50 = re.search(r'50%\s+([\d.]+\w+)', w).group(1)
-    p99 = re.search(r'99%\s+([\d.]+\w+)', w).group(1)
-    return rps, total, int(bad.group(1)) if bad else 0, p50, p99
+    r = wrk(url, 64, secs=secs)
+    return r['rps'], r['total'], r['bad'], r['p50'], r['p99']
 
 
 def wait_healthz(url):
@@ -213,14 +222,9 @@ def ledger(tmp):
 
 
 def accept_latency(lua, url, conns, what):
-    w = subprocess.run(['wrk', '-t2', f'-c{conns}', '-d10s', '--latency', '-s', lua,
-                        url + '/v1/notices'], stdout=subprocess.PIPE).stdout.decode()
-    rps = re.search(r'Requests/sec:\s+([\d.]+)', w)
-    p50 = re.search(r'50%\s+([\d.]+\w+)', w)
-    p99 = re.search(r'99%\s+([\d.]+\w+)', w)
+    r = wrk(url + '/v1/notices', conns, lua)
     print(f'accept latency (wrk, {what}, 10 s, single POST /v1/notices, senders busy): '
-          f'{rps.group(1) if rps else "?"} req/s, p50 {p50.group(1) if p50 else "?"}, '
-          f'p99 {p99.group(1) if p99 else "?"}')
+          f'{r["rps"]:.0f} req/s, p50 {r["p50"]}, p99 {r["p99"]}')
 
 
 def e2e(tmp, procs):
@@ -458,14 +462,9 @@ def pdf_receipts(tmp, procs):
         with open(lua, 'w') as f:
             f.write(f'wrk.headers["Authorization"] = "Bearer {key}"\n')
         for conns in (2, 4):
-            w = subprocess.run(['wrk', '-t2', f'-c{conns}', '-d10s', '--latency', '-s', lua,
-                                path + '?format=pdf'], stdout=subprocess.PIPE).stdout.decode()
-            rps = re.search(r'Requests/sec:\s+([\d.]+)', w)
-            p99 = re.search(r'99%\s+([\d.]+\w+)', w)
-            bad = re.search(r'Non-2xx or 3xx responses: (\d+)', w)
-            print(f'  PDFs/s (wrk, {conns} connections, 10 s, 2 cores): '
-                  f'{rps.group(1) if rps else "?"}, p99 {p99.group(1) if p99 else "?"}, '
-                  f'{bad.group(1) if bad else 0} errors')
+            r = wrk(path + '?format=pdf', conns, lua)
+            print(f'  PDFs/s (wrk, {conns} connections, 10 s, 2 cores): {r["rps"]:.1f}, '
+                  f'p99 {r["p99"]}, {r["bad"]} errors')
     serve.send_signal(signal.SIGTERM)
     serve.wait(30)
 
