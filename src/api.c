@@ -23,6 +23,7 @@
 #include "selo/ledger.h"
 #include "selo/notice.h"
 #include "selo/sender.h"
+#include "selo/sequence.h"
 #include "selo/webhook.h"
 
 #define PROBLEM_BASE "urn:selo:problem:"
@@ -474,8 +475,8 @@ static int query_int(struct MHD_Connection *c, const char *name, int def, int lo
 
 static int valid_status_name(const char *s)
 {
-	static const char *const names[] = {"queued", "sending", "deferred", "relayed",
-					    "delivered", "failed", NULL};
+	static const char *const names[] = {"scheduled", "queued", "sending", "deferred", "relayed",
+					    "delivered", "failed", "canceled", NULL};
 	for (size_t i = 0; names[i]; i++)
 		if (!strcmp(s, names[i]))
 			return 1;
@@ -497,7 +498,8 @@ static enum MHD_Result list_notices(struct api *a, struct MHD_Connection *c)
 		return send_problem(a, c, &err);
 	if (f.status && !valid_status_name(f.status))
 		return send_error(a, c, 400, "invalid-query",
-				  "status must be one of queued, sending, deferred, relayed, delivered, failed");
+				  "status must be one of scheduled, queued, sending, deferred, relayed, "
+				  "delivered, failed, canceled");
 	if (f.after && !id_text_valid(f.after))
 		return send_error(a, c, 400, "invalid-query", "after must be a notice id");
 	struct notice_rec *recs = NULL;
@@ -625,10 +627,11 @@ static enum MHD_Result get_metrics(struct api *a, struct MHD_Connection *c)
 		   "selo_notices{state=\"queued\"} %lld\nselo_notices{state=\"sending\"} %lld\n"
 		   "selo_notices{state=\"deferred\"} %lld\nselo_notices{state=\"relayed\"} %lld\n"
 		   "selo_notices{state=\"delivered\"} %lld\nselo_notices{state=\"failed\"} %lld\n"
+		   "selo_notices{state=\"scheduled\"} %lld\nselo_notices{state=\"canceled\"} %lld\n"
 		   "# HELP selo_events Events recorded.\n# TYPE selo_events gauge\nselo_events %lld\n",
 		   (long long)k.queued, (long long)k.sending, (long long)k.deferred,
 		   (long long)k.relayed, (long long)k.delivered, (long long)k.failed,
-		   (long long)k.events);
+		   (long long)k.scheduled, (long long)k.canceled, (long long)k.events);
 	struct { const char *name; atomic_llong *v; } ctr[] = {
 		{"selo_http_requests_total", &m->http_requests},
 		{"selo_http_client_errors_total", &m->http_4xx},
@@ -787,6 +790,145 @@ static enum MHD_Result delete_suppression(struct api *a, struct MHD_Connection *
 	return webhook_answer(a, c, rc < 0 ? -1 : 0, 204, NULL, &err);
 }
 
+/* ---- scheduling and sequences (sequence.h, store.h) */
+
+/* DELETE /v1/notices/{id}[?reason=]: cancels a notice not yet handed to
+ * SMTP; 409 once it has been. Canceling twice answers as the first did. */
+static enum MHD_Result delete_notice(struct api *a, struct MHD_Connection *c, const char *id)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	if (authenticate(a, c, &key, &err))
+		return send_problem(a, c, &err);
+	const char *reason = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "reason");
+	if (!reason)
+		reason = "other";
+	if (!sequence_reason_valid(reason))
+		return send_error(a, c, 400, "invalid-query",
+				  "reason must be one of paid, agreement, disputed, other");
+	if (store_notice_cancel(a->app->store, id, key.id, reason, &err) < 0)
+		return send_problem(a, c, &err);
+	return get_notice(a, c, id);
+}
+
+static enum MHD_Result send_sequence(struct api *a, struct MHD_Connection *c, const char *id,
+				     int64_t key_id, unsigned status, json_t *extra,
+				     const char *const *headers)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct sequence_rec q;
+	int r = store_sequence_get(a->app->store, id, key_id, &q, &err);
+	if (r <= 0) {
+		json_decref(extra);
+		return r < 0 ? send_problem(a, c, &err)
+			     : send_error(a, c, 404, "not-found", "no such sequence for this API key");
+	}
+	json_t *o = sequence_json(&q);
+	sequence_rec_free(&q);
+	if (extra)
+		json_object_update(o, extra);
+	json_decref(extra);
+	return send_json(c, status, o, headers);
+}
+
+static enum MHD_Result post_sequence(struct api *a, struct MHD_Connection *c, struct req *r)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	const char *idem;
+	if (authenticate(a, c, &key, &err) || check_content_type(c, &err) ||
+	    idempotency_key(c, &idem, &err))
+		return send_problem(a, c, &err);
+	json_t *body = parse_body(r, &err);
+	if (!body)
+		return send_problem(a, c, &err);
+	struct sequence_req q;
+	uint8_t sha[32];
+	sha256(r->body.data, r->body.len, sha);
+	int ok = sequence_parse(body, &a->app->cfg, a->app->templates, key.id, sha, clock_now_ms(),
+				&q, &err);
+	json_decref(body);
+	if (ok != 0)
+		return send_problem(a, c, &err);
+	struct sequence_new sn = {q.id, key.id, q.request_json, idem, {0}, q.notices, q.n};
+	memcpy(sn.request_sha256, sha, 32);
+	char replay[32] = "";
+	int rc = store_sequence_add(a->app->store, &sn, replay, &err);
+	char id[32];
+	snprintf(id, sizeof(id), "%s", rc == 1 ? replay : q.id);
+	sequence_req_free(&q);
+	if (rc < 0)
+		return send_problem(a, c, &err);
+	if (rc == 0 && a->app->sender)
+		sender_notify(a->app->sender);
+	char loc[64];
+	snprintf(loc, sizeof(loc), "/v1/sequences/%s", id);
+	const char *hdrs[] = {"Location", loc, rc == 1 ? "Idempotent-Replayed" : NULL, "true", NULL};
+	return send_sequence(a, c, id, key.id, rc == 1 ? 200 : 201, NULL, hdrs);
+}
+
+static enum MHD_Result get_sequence(struct api *a, struct MHD_Connection *c, const char *id)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	if (authenticate(a, c, &key, &err))
+		return send_problem(a, c, &err);
+	return send_sequence(a, c, id, key.id, 200, NULL, NULL);
+}
+
+/* POST /v1/sequences/{id}/stop {"reason": ...}: cancels what is left. */
+static enum MHD_Result stop_sequence(struct api *a, struct MHD_Connection *c, const char *id,
+				     struct req *r)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	if (authenticate(a, c, &key, &err) || check_content_type(c, &err))
+		return send_problem(a, c, &err);
+	json_t *body = parse_body(r, &err);
+	if (!body)
+		return send_problem(a, c, &err);
+	const char *reason = json_string_value(json_object_get(body, "reason"));
+	if (!json_is_object(body) || !sequence_reason_valid(reason) || json_object_size(body) != 1) {
+		json_decref(body);
+		err_set(&err, 422, "validation-failed", "the stop request is invalid; nothing changed");
+		err_field(&err, "reason", "is required: paid, agreement, disputed or other (and the "
+					  "only field)");
+		return send_problem(a, c, &err);
+	}
+	int64_t canceled = 0;
+	int rc = store_sequence_stop(a->app->store, id, key.id, reason, &canceled, &err);
+	json_decref(body);
+	if (rc < 0)
+		return send_problem(a, c, &err);
+	return send_sequence(a, c, id, key.id, 200,
+			     json_pack("{s:I}", "canceled_now", (json_int_t)canceled), NULL);
+}
+
+static enum MHD_Result sequences_route(struct api *a, struct MHD_Connection *c, const char *url,
+				       const char *method, struct req *r)
+{
+	int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+	int post = !strcmp(method, "POST");
+	if (!url[0])
+		return post ? post_sequence(a, c, r) : method_not_allowed(a, c, "POST");
+	char id[64];
+	size_t n = strcspn(url, "/");
+	if (n == 0 || n >= sizeof(id))
+		return send_error(a, c, 404, "not-found", "no such resource");
+	memcpy(id, url, n);
+	id[n] = '\0';
+	if (!url[n])
+		return get ? get_sequence(a, c, id) : method_not_allowed(a, c, "GET");
+	if (!strcmp(url + n, "/stop"))
+		return post ? stop_sequence(a, c, id, r) : method_not_allowed(a, c, "POST");
+	return send_error(a, c, 404, "not-found", "no such resource");
+}
+
 static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char *url,
 			     const char *method, struct req *r)
 {
@@ -811,13 +953,19 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char
 			return send_error(a, c, 404, "not-found", "no such resource");
 		memcpy(id, rest, n);
 		id[n] = '\0';
+		if (!rest[n] && !strcmp(method, "DELETE"))
+			return delete_notice(a, c, id);
 		if (!rest[n])
-			return get ? get_notice(a, c, id) : method_not_allowed(a, c, "GET");
+			return get ? get_notice(a, c, id) : method_not_allowed(a, c, "GET, DELETE");
 		if (!strcmp(rest + n, "/message"))
 			return get ? get_message(a, c, id) : method_not_allowed(a, c, "GET");
 		if (!strcmp(rest + n, "/receipt"))
 			return get ? get_receipt(a, c, id) : method_not_allowed(a, c, "GET");
 	}
+	if (!strcmp(url, "/v1/sequences"))
+		return sequences_route(a, c, "", method, r);
+	if (!strncmp(url, "/v1/sequences/", 14))
+		return sequences_route(a, c, url + 14, method, r);
 	if (!strcmp(url, "/v1/webhooks"))
 		return webhooks_route(a, c, NULL, method, r);
 	if (!strncmp(url, "/v1/webhooks/", 13) && url[13] && !strchr(url + 13, '/'))

@@ -17,10 +17,13 @@
 #define MAX_TAGS 20
 #define MAX_TAG 64
 #define MAX_FILENAME 255
+/* A send_at this far in the past is taken as "now": the caller's clock may
+ * be a little ahead of ours. */
+#define SEND_AT_SKEW_MS (60 * 1000)
 
 static const char *const KNOWN_FIELDS[] = {
 	"to", "to_name", "template", "vars", "subject", "text", "html", "attachments",
-	"reference", "segment", "tags", "track", NULL,
+	"reference", "segment", "tags", "track", "send_at", "window", "window_zone", NULL,
 };
 
 static int known_field(const char *k)
@@ -96,6 +99,64 @@ static void parse_track(const json_t *body, struct notice_req *r, struct selo_er
 		else
 			*dst = json_is_true(v);
 	}
+}
+
+/* send_at, window, window_zone (schedule.h): checks them and works out
+ * when the notice is due. */
+static void parse_schedule(const json_t *body, struct notice_req *r, struct selo_err *err)
+{
+	char why[160];
+	int64_t now = clock_now_ms();
+	const char *send_at = opt_string(body, "send_at", err);
+	if (send_at) {
+		if (clock_parse_rfc3339(send_at, &r->send_at_ms) != 0)
+			err_field(err, "send_at", "must be an RFC 3339 time such as "
+						  "\"2026-12-10T09:00:00-03:00\"");
+		else if (r->send_at_ms < now - SEND_AT_SKEW_MS)
+			err_field(err, "send_at", "is in the past");
+		else if (r->send_at_ms > now + SCHEDULE_MAX_AHEAD_MS)
+			err_field(err, "send_at", "is more than 90 days ahead");
+	}
+	const char *zone = opt_string(body, "window_zone", err);
+	const char *window = opt_string(body, "window", err);
+	if (zone && !window)
+		err_field(err, "window_zone", "needs a window");
+	else if (zone && schedule_zone_check(zone, why, sizeof(why)) != 0)
+		err_field(err, "window_zone", "%s", why);
+	else if (window && schedule_window_parse(window, zone, &r->window, why, sizeof(why)) != 0)
+		err_field(err, "window", "%s", why);
+	if (err->nfields)
+		return;
+	int64_t t = r->send_at_ms > now ? r->send_at_ms : now;
+	t = schedule_window_next(&r->window, t);
+	r->due_ms = t > now ? t : 0;
+}
+
+static void put_schedule(json_t *payload, const struct notice_req *r)
+{
+	if (r->send_at_ms) {
+		char ts[32];
+		clock_rfc3339(r->send_at_ms, ts);
+		json_object_set_new(payload, "send_at", json_string(ts));
+	}
+	if (!r->window.set)
+		return;
+	char w[48];
+	snprintf(w, sizeof(w), "%02d:%02d-%02d:%02d", r->window.start_min / 60,
+		 r->window.start_min % 60, r->window.end_min / 60, r->window.end_min % 60);
+	json_object_set_new(payload, "window", json_string(w));
+	json_object_set_new(payload, "window_zone", json_string(r->window.zone));
+}
+
+void notice_window_of(const char *payload_json, struct send_window *w)
+{
+	memset(w, 0, sizeof(*w));
+	json_t *p = payload_json ? json_loads(payload_json, 0, NULL) : NULL;
+	const char *spec = json_string_value(json_object_get(p, "window"));
+	if (spec && schedule_window_parse(spec, json_string_value(json_object_get(p, "window_zone")),
+					  w, NULL, 0) != 0)
+		memset(w, 0, sizeof(*w));
+	json_decref(p);
 }
 
 static void parse_tags(const json_t *body, struct notice_req *r, struct selo_err *err)
@@ -316,6 +377,7 @@ int notice_parse(const json_t *body, const struct selo_config *cfg, const struct
 	parse_attachments(body, cfg, out, payload, err);
 	parse_tags(body, out, err);
 	parse_track(body, out, err);
+	parse_schedule(body, out, err);
 	if (err->nfields > 0) {
 		json_decref(payload);
 		notice_req_free(out);
@@ -341,6 +403,7 @@ int notice_parse(const json_t *body, const struct selo_config *cfg, const struct
 	json_object_set_new(payload, "track", json_pack("{s:b,s:b,s:b}", "opens", out->track_opens,
 							"clicks", out->track_clicks,
 							"read_confirmation", out->track_read));
+	put_schedule(payload, out);
 	out->payload = payload;
 	out->to = json_string_value(json_object_get(payload, "to"));
 	out->to_name = json_string_value(json_object_get(payload, "to_name"));
@@ -426,6 +489,16 @@ void notice_prepare(const struct notice_req *req, int64_t apikey_id, const char 
 	}
 	json_object_set_new(f, "attachments", atts);
 	json_object_set(f, "track", json_object_get(p, "track"));
+	n->due_ms = req->due_ms;
+	if (req->due_ms) {
+		char ts[32];
+		clock_rfc3339(req->due_ms, ts);
+		json_object_set_new(f, "due", json_string(ts));
+	}
+	if (req->window.set) {
+		json_object_set(f, "window", json_object_get(p, "window"));
+		json_object_set(f, "window_zone", json_object_get(p, "window_zone"));
+	}
 	*fields = f;
 	n->payload_json = json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	n->disc = disc;
@@ -449,6 +522,11 @@ static json_t *str_or_null(const char *s)
 	return s ? json_string(s) : json_null();
 }
 
+static json_t *copy_or_null(json_t *v)
+{
+	return v ? json_incref(v) : json_null();
+}
+
 json_t *notice_json(const struct notice_rec *r, const struct event_rec *ev, size_t nev)
 {
 	json_t *o = json_pack("{s:s,s:s}", "id", r->id, "status", r->status);
@@ -460,8 +538,19 @@ json_t *notice_json(const struct notice_rec *r, const struct event_rec *ev, size
 	json_object_set_new(o, "attempts", json_integer(r->attempts));
 	ms_text(o, "created_at", r->created_ms);
 	ms_text(o, "updated_at", r->updated_ms);
-	if (!strcmp(r->status, "deferred") || !strcmp(r->status, "queued"))
+	if (!strcmp(r->status, "deferred") || !strcmp(r->status, "queued") ||
+	    !strcmp(r->status, "scheduled"))
 		ms_text(o, "next_attempt_at", r->next_attempt_ms);
+	json_t *p = r->payload_json ? json_loads(r->payload_json, 0, NULL) : NULL;
+	json_object_set_new(o, "send_at", copy_or_null(json_object_get(p, "send_at")));
+	json_object_set_new(o, "window", copy_or_null(json_object_get(p, "window")));
+	if (json_object_get(p, "window"))
+		json_object_set(o, "window_zone", json_object_get(p, "window_zone"));
+	json_decref(p);
+	if (r->sequence_id) {
+		json_object_set_new(o, "sequence", json_string(r->sequence_id));
+		json_object_set_new(o, "step", json_integer(r->step));
+	}
 	json_object_set_new(o, "message_id", str_or_null(r->message_id));
 	json_object_set_new(o, "sha256", r->sha256[0] ? json_string(r->sha256) : json_null());
 	json_object_set_new(o, "last_error", str_or_null(r->last_error));

@@ -15,6 +15,8 @@
 #include "selo/diag.h"
 #include "selo/dsn.h"
 #include "selo/event.h"
+#include "selo/notice.h"
+#include "selo/schedule.h"
 #include "selo/sender.h"
 #include "selo/transport.h"
 
@@ -211,6 +213,17 @@ static json_t *attempt_fields(struct item *it, const char *transport, int attemp
 	return f;
 }
 
+/* When to try again: after the backoff, inside the notice's send window
+ * (a collection notice asked for 08:00-20:00 is not retried at night). */
+static int64_t retry_time(const struct selo_config *cfg, const struct item *it, int attempt,
+			  int64_t now)
+{
+	int64_t next = now + sender_backoff_s(attempt, cfg->retry_base_s, cfg->retry_max_s) * 1000;
+	struct send_window w;
+	notice_window_of(it->rec.payload_json, &w);
+	return schedule_window_next(&w, next);
+}
+
 static void decide(struct selo *app, struct transport *t, struct item *it, int64_t now,
 		   struct result_rec *out)
 {
@@ -220,7 +233,7 @@ static void decide(struct selo *app, struct transport *t, struct item *it, int64
 	out->id = it->rec.id;
 	out->disc = &it->disc;
 	if (it->failed && it->unsealed_retry) {
-		int64_t next = now + sender_backoff_s(attempt, cfg->retry_base_s, cfg->retry_max_s) * 1000;
+		int64_t next = retry_time(cfg, it, attempt, now);
 		char ts[32];
 		clock_rfc3339(next, ts);
 		it->fields = json_pack("{s:i,s:s,s:s}", "attempt", attempt, "error", it->fail_reason,
@@ -258,8 +271,11 @@ static void decide(struct selo *app, struct transport *t, struct item *it, int64
 	case TRANSPORT_TEMPFAIL:
 		break;
 	}
-	int64_t next = now + sender_backoff_s(attempt, cfg->retry_base_s, cfg->retry_max_s) * 1000;
-	if (next - it->rec.created_ms > (int64_t)cfg->lifetime_s * 1000) {
+	/* The lifetime counts from when the notice was due, not accepted. */
+	int64_t next = retry_time(cfg, it, attempt, now);
+	int64_t since = it->rec.send_at_ms > it->rec.created_ms ? it->rec.send_at_ms
+								 : it->rec.created_ms;
+	if (next - since > (int64_t)cfg->lifetime_s * 1000) {
 		json_object_set_new(it->fields, "reason", json_string("expired"));
 		*out = (struct result_rec){it->rec.id, EV_DELIVERY_FAILED, it->fields, "failed", 0,
 					   strdup(last), &it->disc};

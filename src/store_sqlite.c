@@ -211,6 +211,29 @@ static const struct migration MIGRATIONS[] = {
 	 " created_ms INTEGER NOT NULL,"
 	 " UNIQUE(apikey_id, address_key));"
 	 "CREATE INDEX suppressions_by_key ON suppressions(apikey_id, id);"},
+	/* Scheduled notices (status 'scheduled' until next_attempt_ms, the time
+	 * they are due; send_at_ms keeps that first due time, from which the
+	 * delivery lifetime counts) and dunning sequences, whose steps are
+	 * notices (docs/store.md, "Scheduling and sequences"). */
+	{8, "scheduling and sequences",
+	 "ALTER TABLE notices ADD COLUMN send_at_ms INTEGER NOT NULL DEFAULT 0;"
+	 "ALTER TABLE notices ADD COLUMN sequence_id TEXT;"
+	 "ALTER TABLE notices ADD COLUMN step INTEGER NOT NULL DEFAULT 0;"
+	 "CREATE INDEX notices_by_sequence ON notices(sequence_id, step)"
+	 " WHERE sequence_id IS NOT NULL;"
+	 "CREATE TABLE sequences("
+	 " id TEXT PRIMARY KEY,"
+	 " apikey_id INTEGER NOT NULL,"
+	 " status TEXT NOT NULL,"
+	 " reason TEXT,"
+	 " request_json TEXT NOT NULL,"
+	 " idempotency_key TEXT,"
+	 " request_sha256 BLOB,"
+	 " created_ms INTEGER NOT NULL,"
+	 " stopped_ms INTEGER NOT NULL DEFAULT 0);"
+	 "CREATE INDEX sequences_by_key ON sequences(apikey_id, id);"
+	 "CREATE UNIQUE INDEX sequences_idempotency ON sequences(apikey_id, idempotency_key)"
+	 " WHERE idempotency_key IS NOT NULL;"},
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -222,7 +245,8 @@ static const char MIGRATIONS_TABLE[] =
  * needs it and keeps it until close. */
 #define NOTICE_COLS                                                                     \
 	"id,apikey_id,status,to_addr,template,reference,segment,tags_json,payload_json,"  \
-	"salt,attempts,created_ms,updated_ms,next_attempt_ms,message_id,sha256,last_error"
+	"salt,attempts,created_ms,updated_ms,next_attempt_ms,message_id,sha256,last_error,"  \
+	"send_at_ms,sequence_id,step"
 /* One statement per combination of list filters, so that each can use its
  * index (a generic "?2 IS NULL OR col = ?2" defeats the planner). Unused
  * parameter numbers are simply left unbound. */
@@ -255,6 +279,9 @@ enum stmt_id {
 	S_IDEM_GET, S_IDEM_ADD, S_STATUS_GET, S_NOTICE_ADD, S_ATT_ADD, S_EVENT_ADD, S_DISC_ADD,
 	S_DUE, S_CLAIM, S_NOTICE_EXISTS, S_MSG_EXISTS, S_MSG_ADD, S_TOKEN_ADD, S_SEAL,
 	S_RESULT, S_RECOVER, S_BOUNCED, S_BOUNCE_MARK,
+	/* scheduling and sequences */
+	S_CANCEL_GET, S_CANCEL, S_SEQ_ADD, S_SEQ_IDEM, S_SEQ_GET, S_SEQ_STEPS, S_SEQ_PENDING,
+	S_SEQ_STOP, S_SEQ_OF,
 	/* reads */
 	S_APIKEY_FIND, S_APIKEY_LIST, S_NOTICE_GET,
 	S_LIST0, S_LIST7 = S_LIST0 + 7,
@@ -296,8 +323,8 @@ static const char *const SQL[S_COUNT] = {
 	[S_STATUS_GET] = "SELECT status FROM notices WHERE id = ?1",
 	[S_NOTICE_ADD] = "INSERT INTO notices(id, apikey_id, status, to_addr, template, reference,"
 			 " segment, tags_json, payload_json, salt, attempts, created_ms, updated_ms,"
-			 " next_attempt_ms) VALUES(?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0,"
-			 " ?10, ?10, ?10)",
+			 " next_attempt_ms, send_at_ms, sequence_id, step) VALUES(?1, ?2, ?11, ?3, ?4,"
+			 " ?5, ?6, ?7, ?8, ?9, 0, ?10, ?10, ?12, ?12, ?13, ?14)",
 	[S_ATT_ADD] = "INSERT INTO attachments(notice_id, idx, filename, content_type, data)"
 		      " VALUES(?1, ?2, ?3, ?4, ?5)",
 	[S_EVENT_ADD] = "INSERT INTO events(notice_id, type, time_ms, entry) VALUES(?1, ?2, ?3, ?4)",
@@ -309,6 +336,9 @@ static const char *const SQL[S_COUNT] = {
 		  " WHERE status = 'queued' ORDER BY next_attempt_ms, id LIMIT ?2)"
 		  " UNION ALL SELECT id, t FROM (SELECT id, next_attempt_ms AS t FROM notices"
 		  " WHERE status = 'deferred' AND next_attempt_ms <= ?1"
+		  " ORDER BY next_attempt_ms, id LIMIT ?2)"
+		  " UNION ALL SELECT id, t FROM (SELECT id, next_attempt_ms AS t FROM notices"
+		  " WHERE status = 'scheduled' AND next_attempt_ms <= ?1"
 		  " ORDER BY next_attempt_ms, id LIMIT ?2)"
 		  " ORDER BY 2, 1 LIMIT ?2",
 	[S_CLAIM] = "UPDATE notices SET status = 'sending', updated_ms = ?2 WHERE id = ?1"
@@ -332,6 +362,27 @@ static const char *const SQL[S_COUNT] = {
 		      " AND json_extract(CAST(entry AS TEXT), '$.reason') = 'bounced' LIMIT 1",
 	[S_BOUNCE_MARK] = "UPDATE notices SET status = 'failed', last_error = ?2, updated_ms = ?3"
 			  " WHERE id = ?1",
+	[S_CANCEL_GET] = "SELECT apikey_id, status, message_id IS NOT NULL, attempts FROM notices"
+			 " WHERE id = ?1",
+	/* Only a notice never handed to SMTP: not claimed, never attempted, and
+	 * not sealed (a sealed one back in 'queued' was recovered after a crash
+	 * and may have reached the server). */
+	[S_CANCEL] = "UPDATE notices SET status = 'canceled', updated_ms = ?2, last_error = ?3"
+		     " WHERE id = ?1 AND status IN ('scheduled', 'queued') AND message_id IS NULL"
+		     " AND attempts = 0",
+	[S_SEQ_ADD] = "INSERT INTO sequences(id, apikey_id, status, request_json, idempotency_key,"
+		      " request_sha256, created_ms) VALUES(?1, ?2, 'active', ?3, ?4, ?5, ?6)",
+	[S_SEQ_IDEM] = "SELECT id, request_sha256 FROM sequences WHERE apikey_id = ?1"
+		       " AND idempotency_key = ?2",
+	[S_SEQ_GET] = "SELECT id, apikey_id, status, reason, request_json, created_ms, stopped_ms"
+		      " FROM sequences WHERE id = ?1",
+	[S_SEQ_STEPS] = "SELECT " NOTICE_COLS " FROM notices WHERE sequence_id = ?1 ORDER BY step",
+	[S_SEQ_PENDING] = "SELECT id FROM notices WHERE sequence_id = ?1"
+			  " AND status IN ('scheduled', 'queued') AND message_id IS NULL"
+			  " AND attempts = 0 ORDER BY step",
+	[S_SEQ_STOP] = "UPDATE sequences SET status = 'stopped', reason = ?2, stopped_ms = ?3"
+		       " WHERE id = ?1 AND status = 'active'",
+	[S_SEQ_OF] = "SELECT sequence_id FROM notices WHERE id = ?1 AND sequence_id IS NOT NULL",
 	[S_APIKEY_FIND] = "SELECT id, name, prefix, created_ms, revoked_ms FROM apikeys"
 			  " WHERE hash = ?1 AND revoked_ms = 0",
 	[S_APIKEY_LIST] = "SELECT id, name, prefix, created_ms, revoked_ms FROM apikeys ORDER BY id",
@@ -354,7 +405,9 @@ static const char *const SQL[S_COUNT] = {
 		     " ORDER BY idx",
 	[S_MSG_GET] = "SELECT eml, sha256 FROM messages WHERE notice_id = ?1",
 	[S_DISC_OF] = "SELECT commitment, value FROM disclosures WHERE notice_id = ?1 ORDER BY rowid",
-	[S_NEXT_DUE] = "SELECT min(next_attempt_ms) FROM notices WHERE status = 'deferred'",
+	[S_NEXT_DUE] = "SELECT min(t) FROM (SELECT min(next_attempt_ms) AS t FROM notices"
+		       " WHERE status = 'deferred' UNION ALL SELECT min(next_attempt_ms) FROM notices"
+		       " WHERE status = 'scheduled')",
 	[S_COUNTS] = "SELECT status, count(*) FROM notices GROUP BY status",
 	[S_EVENTS_MAX] = "SELECT coalesce(max(seq), 0) FROM events",
 	[S_QUICK_CHECK] = "PRAGMA quick_check",
@@ -1072,6 +1125,9 @@ static void notice_from_row(sqlite3_stmt *st, struct notice_rec *r)
 	r->message_id = col_text(st, 14);
 	col_copy(st, 15, r->sha256, sizeof(r->sha256));
 	r->last_error = col_text(st, 16);
+	r->send_at_ms = sqlite3_column_int64(st, 17);
+	r->sequence_id = col_text(st, 18);
+	r->step = sqlite3_column_int(st, 19);
 }
 
 /* ---- API keys. */
@@ -1216,8 +1272,13 @@ static int suppression_add(struct conn *c, int64_t key_id, const char *to, const
 	return step_done(c, st, err, "recording a suppression");
 }
 
+/* Defined with the sequences, below. */
+static int sequence_stop_after_bounce(struct conn *c, const char *id, int64_t t,
+				      struct selo_err *err);
+
 /* After notice id's delivery_failed event: a hard bounce (suppress.h)
- * suppresses its address for its key in the same transaction. */
+ * suppresses its address for its key, and stops the sequence the notice is
+ * a step of, in the same transaction. */
 static int suppress_if_hard(struct conn *c, const char *id, const json_t *fields,
 			    const char *reason, int64_t t, struct selo_err *err)
 {
@@ -1240,7 +1301,7 @@ static int suppress_if_hard(struct conn *c, const char *id, const json_t *fields
 	stmt_done(st);
 	int r = to ? suppression_add(c, key_id, to, id, enhanced, reason, t, err) : 0;
 	free(to);
-	return r;
+	return r == 0 ? sequence_stop_after_bounce(c, id, t, err) : r;
 }
 
 static int status_read(struct conn *c, const char *id, char status[16], struct selo_err *err)
@@ -1303,7 +1364,10 @@ static int notice_row_add(struct conn *c, const struct notice_new *nn, int64_t t
 	    bind_text(st, 3, nn->to) | bind_text(st, 4, nn->template_name) |
 	    bind_text(st, 5, nn->reference) | bind_text(st, 6, nn->segment) |
 	    bind_text(st, 7, nn->tags_json) | bind_text(st, 8, nn->payload_json) |
-	    bind_blob(st, 9, nn->salt, 32) | sqlite3_bind_int64(st, 10, t))
+	    bind_blob(st, 9, nn->salt, 32) | sqlite3_bind_int64(st, 10, t) |
+	    bind_text(st, 11, nn->due_ms > t ? "scheduled" : "queued") |
+	    sqlite3_bind_int64(st, 12, nn->due_ms > t ? nn->due_ms : t) |
+	    bind_text(st, 13, nn->sequence_id) | sqlite3_bind_int64(st, 14, nn->step))
 		return bind_failed(c, st, err, "storing a notice");
 	return step_insert(c, st, err, "storing a notice", nn->id);
 }
@@ -1340,10 +1404,12 @@ static int idempotency_add(struct conn *c, const struct notice_new *nn, int64_t 
 }
 
 /* Every row of one notice. 0 ok, 1 the caller's mistake, -1 storage. */
-static int notice_insert(struct store *s, const struct notice_new *nn, struct selo_err *err)
+static int notice_insert(struct store *s, const struct notice_new *nn, char status[16],
+			 struct selo_err *err)
 {
 	struct conn *c = s->w;
 	int64_t t = writer_time(s); /* created_ms is the submission_accepted time */
+	snprintf(status, 16, "%s", nn->due_ms > t ? "scheduled" : "queued");
 	int r = notice_row_add(c, nn, t, err);
 	if (r == 0)
 		r = attachments_add(c, nn, err);
@@ -1377,12 +1443,13 @@ static int accept_one(struct store *s, const struct notice_new *nn, struct accep
 		return sup < 0 ? -1 : 0;
 	if (run_simple(s->w, S_ITEM_SAVE, err, "opening a savepoint") != 0)
 		return -1;
-	int r = notice_insert(s, nn, &res->err);
+	char status[16];
+	int r = notice_insert(s, nn, status, &res->err);
 	int end = savepoint_end(s->w, S_ITEM_RELEASE, S_ITEM_UNDO, r == 0, err);
 	if (end < 0)
 		return -1;
 	if (r == 0 && end == 0) {
-		snprintf(res->status, sizeof(res->status), "queued");
+		snprintf(res->status, sizeof(res->status), "%s", status);
 		return 0;
 	}
 	if (r > 0) {
@@ -2236,6 +2303,8 @@ static void counts_add(struct store_counts *k, const char *status, int64_t n)
 		{"relayed", offsetof(struct store_counts, relayed)},
 		{"delivered", offsetof(struct store_counts, delivered)},
 		{"failed", offsetof(struct store_counts, failed)},
+		{"scheduled", offsetof(struct store_counts, scheduled)},
+		{"canceled", offsetof(struct store_counts, canceled)},
 	};
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
 		if (!strcmp(status, map[i].name))
@@ -2331,8 +2400,9 @@ void notice_rec_free(struct notice_rec *r)
 	free(r->payload_json);
 	free(r->message_id);
 	free(r->last_error);
+	free(r->sequence_id);
 	r->to = r->template_name = r->reference = r->segment = NULL;
-	r->tags_json = r->payload_json = r->message_id = r->last_error = NULL;
+	r->tags_json = r->payload_json = r->message_id = r->last_error = r->sequence_id = NULL;
 }
 
 void notice_recs_free(struct notice_rec *r, size_t n)
@@ -2861,6 +2931,322 @@ int store_notice_bounced(struct store *s, const char *id, json_t *fields,
 		return -1;
 	return already ? 1 : 0;
 }
+
+/* ---- Canceling scheduled notices and stopping sequences (docs/store.md,
+ * "Scheduling and sequences"). A notice can be canceled only while it was
+ * never handed to SMTP (S_CANCEL says exactly when); the writer runs claims
+ * and cancels one at a time, so a notice is either claimed or canceled,
+ * never both. */
+
+static int canceled_event(struct conn *c, const char *id, int64_t t, const char *reason,
+			  const char *by, const char *sequence_id, const char *bounced,
+			  struct selo_err *err)
+{
+	json_t *f = json_object();
+	json_object_set_new(f, "reason", json_string(reason));
+	json_object_set_new(f, "by", json_string(by));
+	if (sequence_id)
+		json_object_set_new(f, "sequence", json_string(sequence_id));
+	if (bounced)
+		json_object_set_new(f, "bounced_notice", json_string(bounced));
+	int r = event_add(c, id, EV_CANCELED, t, f, NULL, err);
+	json_decref(f);
+	return r;
+}
+
+/* 1 canceled now (with its event), 0 no longer cancelable, -1 storage. */
+static int cancel_row(struct conn *c, const char *id, int64_t t, const char *reason,
+		      const char *by, const char *sequence_id, const char *bounced,
+		      struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_CANCEL, err);
+	if (!st)
+		return -1;
+	char why[96];
+	snprintf(why, sizeof(why), "canceled (%s)", reason);
+	if (bind_text(st, 1, id) | sqlite3_bind_int64(st, 2, t) | bind_text(st, 3, why))
+		return bind_failed(c, st, err, "canceling a notice");
+	if (step_done(c, st, err, "canceling a notice") != 0)
+		return -1;
+	if (sqlite3_changes(c->db) == 0)
+		return 0;
+	return canceled_event(c, id, t, reason, by, sequence_id, bounced, err) == 0 ? 1 : -1;
+}
+
+struct cancel_args {
+	const char *id;
+	int64_t apikey_id;
+	const char *reason;
+};
+
+static int run_cancel(struct store *s, struct job *j)
+{
+	struct cancel_args *a = j->arg;
+	struct conn *c = s->w;
+	sqlite3_stmt *st = stmt_get(c, S_CANCEL_GET, j->err);
+	int r = st ? one_row(c, st, a->id, NULL, j->err) : -1;
+	if (r <= 0)
+		return r < 0 ? -1 : err_set(j->err, 404, "not-found", "no notice %s", a->id);
+	int64_t key = sqlite3_column_int64(st, 0);
+	char status[16];
+	col_copy(st, 1, status, sizeof(status));
+	stmt_done(st);
+	if (a->apikey_id >= 0 && key != a->apikey_id)
+		return err_set(j->err, 404, "not-found", "no notice %s", a->id);
+	if (!strcmp(status, "canceled")) {
+		j->ival = 1;
+		return 0;
+	}
+	r = cancel_row(c, a->id, writer_time(s), a->reason, "api", NULL, NULL, j->err);
+	if (r != 0)
+		return r < 0 ? -1 : 0;
+	if (!strcmp(status, "sending"))
+		return err_set(j->err, 409, "already-sent",
+			       "notice %s is being handed to SMTP right now; it can no longer be "
+			       "canceled", a->id);
+	return err_set(j->err, 409, "already-sent",
+		       "notice %s was already handed to SMTP (status %s); it can no longer be "
+		       "canceled", a->id, status);
+}
+
+int store_notice_cancel(struct store *s, const char *id, int64_t apikey_id, const char *reason,
+			struct selo_err *err)
+{
+	struct cancel_args a = {id, apikey_id, reason};
+	int64_t already = 0;
+	int r = job_do(s, run_cancel, &a, err, &already);
+	return r != 0 ? -1 : already ? 1 : 0;
+}
+
+/* Stops sequence sid (if active) and cancels its steps not yet handed to
+ * SMTP. *n = steps canceled. 0 stopped now, 1 it was not active. */
+static int sequence_stop_on(struct conn *c, const char *sid, int64_t t, const char *reason,
+			    const char *bounced, int64_t *n, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_SEQ_STOP, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, sid) | bind_text(st, 2, reason) | sqlite3_bind_int64(st, 3, t))
+		return bind_failed(c, st, err, "stopping a sequence");
+	if (step_done(c, st, err, "stopping a sequence") != 0)
+		return -1;
+	if (sqlite3_changes(c->db) == 0)
+		return 1;
+	if (!(st = stmt_get(c, S_SEQ_PENDING, err)))
+		return -1;
+	if (bind_text(st, 1, sid))
+		return bind_failed(c, st, err, "reading a sequence's steps");
+	char(*ids)[27] = NULL;
+	size_t k = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ids = grow(ids, k, &cap, sizeof(*ids));
+		col_copy(st, 0, ids[k++], 27);
+	}
+	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "reading a sequence's steps");
+	stmt_done(st);
+	for (size_t i = 0; i < k && r == 0; i++) {
+		int got = cancel_row(c, ids[i], t, reason, "sequence", sid, bounced, err);
+		if (got < 0)
+			r = -1;
+		else
+			*n += got;
+	}
+	free(ids);
+	return r;
+}
+
+/* After notice id bounced hard: the sequence it belongs to stops. */
+static int sequence_stop_after_bounce(struct conn *c, const char *id, int64_t t,
+				      struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_SEQ_OF, err);
+	int r = st ? one_row(c, st, id, NULL, err) : -1;
+	if (r <= 0)
+		return r;
+	char sid[32];
+	col_copy(st, 0, sid, sizeof(sid));
+	stmt_done(st);
+	int64_t n = 0;
+	if (sequence_stop_on(c, sid, t, "hard_bounce", id, &n, err) < 0)
+		return -1;
+	return 0;
+}
+
+struct seq_stop_args {
+	const char *id;
+	int64_t apikey_id;
+	const char *reason;
+	int64_t canceled;
+};
+
+static int run_sequence_stop(struct store *s, struct job *j)
+{
+	struct seq_stop_args *a = j->arg;
+	struct conn *c = s->w;
+	sqlite3_stmt *st = stmt_get(c, S_SEQ_GET, j->err);
+	int r = st ? one_row(c, st, a->id, NULL, j->err) : -1;
+	if (r <= 0)
+		return r < 0 ? -1 : err_set(j->err, 404, "not-found", "no sequence %s", a->id);
+	int64_t key = sqlite3_column_int64(st, 1);
+	stmt_done(st);
+	if (a->apikey_id >= 0 && key != a->apikey_id)
+		return err_set(j->err, 404, "not-found", "no sequence %s", a->id);
+	r = sequence_stop_on(c, a->id, writer_time(s), a->reason, NULL, &a->canceled, j->err);
+	if (r < 0)
+		return -1;
+	j->ival = r;
+	return 0;
+}
+
+int store_sequence_stop(struct store *s, const char *id, int64_t apikey_id, const char *reason,
+			int64_t *canceled, struct selo_err *err)
+{
+	struct seq_stop_args a = {id, apikey_id, reason, 0};
+	int64_t already = 0;
+	int r = job_do(s, run_sequence_stop, &a, err, &already);
+	if (canceled)
+		*canceled = a.canceled;
+	return r != 0 ? -1 : already ? 1 : 0;
+}
+
+struct seq_add_args {
+	const struct sequence_new *q;
+	char replay_id[32];
+};
+
+/* 1: the key's idempotency key was seen with this request (replay_id set);
+ * 0: not seen; -1 with err (422 when seen with another request). */
+static int sequence_idem(struct conn *c, const struct sequence_new *q, char replay_id[32],
+			 struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_SEQ_IDEM, err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, q->apikey_id) | bind_text(st, 2, q->idempotency_key))
+		return bind_failed(c, st, err, "reading an idempotency key");
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "reading an idempotency key");
+		stmt_done(st);
+		return r;
+	}
+	col_copy(st, 0, replay_id, 32);
+	const void *h = sqlite3_column_blob(st, 1);
+	int same = h && sqlite3_column_bytes(st, 1) == 32 && !memcmp(h, q->request_sha256, 32);
+	stmt_done(st);
+	if (!same)
+		return err_set(err, 422, "idempotency-key-reused",
+			       "this Idempotency-Key was used for sequence %s with another request; "
+			       "nothing was stored", replay_id);
+	return 1;
+}
+
+static int run_sequence_add(struct store *s, struct job *j)
+{
+	struct seq_add_args *a = j->arg;
+	const struct sequence_new *q = a->q;
+	struct conn *c = s->w;
+	if (q->idempotency_key) {
+		int seen = sequence_idem(c, q, a->replay_id, j->err);
+		if (seen != 0) {
+			j->ival = seen > 0;
+			return seen < 0 ? -1 : 0;
+		}
+	}
+	struct accept_result res;
+	memset(&res, 0, sizeof(res));
+	int sup = q->n ? suppression_check(c, &q->steps[0], &res, j->err) : 0;
+	if (sup != 0) {
+		if (sup > 0 && j->err)
+			*j->err = res.err;
+		return -1;
+	}
+	sqlite3_stmt *st = stmt_get(c, S_SEQ_ADD, j->err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, q->id) | sqlite3_bind_int64(st, 2, q->apikey_id) |
+	    bind_text(st, 3, q->request_json) | bind_text(st, 4, q->idempotency_key) |
+	    bind_blob(st, 5, q->request_sha256, 32) | sqlite3_bind_int64(st, 6, writer_time(s)))
+		return bind_failed(c, st, j->err, "storing a sequence");
+	if (step_insert(c, st, j->err, "storing a sequence", q->id) != 0)
+		return -1;
+	for (size_t i = 0; i < q->n; i++) {
+		char status[16];
+		if (notice_insert(s, &q->steps[i], status, j->err) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int store_sequence_add(struct store *s, const struct sequence_new *q, char replay_id[32],
+		       struct selo_err *err)
+{
+	struct seq_add_args a;
+	memset(&a, 0, sizeof(a));
+	a.q = q;
+	int64_t replay = 0;
+	if (job_do(s, run_sequence_add, &a, err, &replay) != 0)
+		return -1;
+	if (replay)
+		memcpy(replay_id, a.replay_id, 32);
+	return replay ? 1 : 0;
+}
+
+static int sequence_get_on(struct conn *c, const char *id, int64_t apikey_id,
+			   struct sequence_rec *out, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_SEQ_GET, err);
+	int r = st ? one_row(c, st, id, NULL, err) : -1;
+	if (r <= 0)
+		return r;
+	col_copy(st, 0, out->id, sizeof(out->id));
+	out->apikey_id = sqlite3_column_int64(st, 1);
+	col_copy(st, 2, out->status, sizeof(out->status));
+	out->reason = col_text(st, 3);
+	out->request_json = col_text(st, 4);
+	out->created_ms = sqlite3_column_int64(st, 5);
+	out->stopped_ms = sqlite3_column_int64(st, 6);
+	stmt_done(st);
+	if (apikey_id >= 0 && out->apikey_id != apikey_id)
+		return 0;
+	if (!(st = stmt_get(c, S_SEQ_STEPS, err)))
+		return -1;
+	if (bind_text(st, 1, id))
+		return bind_failed(c, st, err, "reading a sequence's steps");
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		out->steps = grow(out->steps, out->nsteps, &cap, sizeof(*out->steps));
+		notice_from_row(st, &out->steps[out->nsteps++]);
+	}
+	r = rc == SQLITE_DONE ? 1 : db_err(err, c, "reading a sequence's steps");
+	stmt_done(st);
+	return r;
+}
+
+int store_sequence_get(struct store *s, const char *id, int64_t apikey_id,
+		       struct sequence_rec *out, struct selo_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	int r = sequence_get_on(c, id, apikey_id, out, err);
+	reader_give(s, c);
+	if (r != 1)
+		sequence_rec_free(out);
+	return r;
+}
+
+void sequence_rec_free(struct sequence_rec *q)
+{
+	free(q->reason);
+	free(q->request_json);
+	notice_recs_free(q->steps, q->nsteps);
+	memset(q, 0, sizeof(*q));
+}
+
 
 /* ---- Webhooks (store.h "Webhooks", docs/store.md "The webhook outbox"). */
 

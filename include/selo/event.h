@@ -19,6 +19,7 @@
 #define EV_OPENED "opened"
 #define EV_CLICKED "clicked"
 #define EV_READ_CONFIRMED "read_confirmed"
+#define EV_CANCELED "canceled"
 
 /* Appends the entry bytes (no trailing newline) to out. fields is an object
  * whose keys keep insertion order (jansson preserves it with

@@ -13,6 +13,7 @@
 #include "selo/config.h"
 #include "selo/err.h"
 #include "selo/event.h"
+#include "selo/schedule.h"
 #include "selo/store.h"
 #include "selo/template.h"
 
@@ -25,6 +26,12 @@ struct notice_req {
 	struct attachment_in *att;  /* decoded (owned) */
 	size_t natt;
 	int track_opens, track_clicks, track_read;
+	/* Scheduling (schedule.h): send_at as asked (0: none), the window, and
+	 * the time the notice is due: 0 to send now, else the later of send_at
+	 * and the window's next opening. */
+	int64_t send_at_ms;
+	struct send_window window;
+	int64_t due_ms;
 };
 
 /* Validates body (a JSON value) against cfg's limits and the templates.
@@ -33,6 +40,10 @@ struct notice_req {
 int notice_parse(const json_t *body, const struct selo_config *cfg, const struct template_set *ts,
 		 struct notice_req *out, struct selo_err *err);
 void notice_req_free(struct notice_req *r);
+
+/* The send window stored with a submission (payload_json), for retries:
+ * w->set is 0 when it has none. */
+void notice_window_of(const char *payload_json, struct send_window *w);
 
 /* Fills n (borrowing from req) with a new id and salt and the
  * submission_accepted fields, recording each committed value in disc.

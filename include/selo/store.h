@@ -53,7 +53,9 @@ int store_apikey_list(struct store *s, struct apikey **out, size_t *n, struct se
 int store_apikey_revoke(struct store *s, int64_t id, struct selo_err *err);
 
 /* ---- Notices. States: queued (accepted) -> sending (claimed by a sender)
- * -> relayed | delivered | deferred (retry at next_attempt_ms) | failed. */
+ * -> relayed | delivered | deferred (retry at next_attempt_ms) | failed.
+ * A notice due later starts `scheduled` (claimed once next_attempt_ms has
+ * come); one withdrawn before it was handed to SMTP ends `canceled`. */
 struct attachment_in {
 	const char *filename;
 	const char *content_type;
@@ -77,6 +79,9 @@ struct notice_new {
 	size_t natt;
 	json_t *event_fields;        /* fields of submission_accepted (borrowed) */
 	const struct disclosures *disc; /* committed values of the event, kept beside it */
+	int64_t due_ms;              /* 0: send now; else status `scheduled` until then */
+	const char *sequence_id;     /* the sequence it is a step of, or NULL */
+	int step;                    /* its step's index in the sequence */
 };
 
 struct accept_result {
@@ -110,6 +115,9 @@ struct notice_rec {
 	char *message_id;      /* set once sealed */
 	char sha256[65];       /* of the sealed message, "" before */
 	char *last_error;
+	int64_t send_at_ms;    /* when it was first due (its acceptance, unless scheduled) */
+	char *sequence_id;     /* NULL: not a sequence step */
+	int step;
 };
 void notice_rec_free(struct notice_rec *r);
 void notice_recs_free(struct notice_rec *r, size_t n);
@@ -244,6 +252,57 @@ int store_notice_bounced(struct store *s, const char *id, json_t *fields,
 			 const struct disclosures *disc, const char *last_error,
 			 struct selo_err *err);
 
+/* ---- Scheduling and sequences (schedule.h; docs/api.md "Scheduling" and
+ * "Sequences"). Withdrawing a notice writes its `canceled` event (fields
+ * reason, by: api | sequence, and sequence / bounced_notice when they
+ * apply) in the transaction that sets status `canceled`. */
+
+/* Cancels a notice never handed to SMTP (scheduled, or queued and never
+ * claimed). 0 canceled now, 1 it was canceled already (nothing written),
+ * -1 with err: 404 no such notice for this key (apikey_id < 0: any), 409
+ * it was handed to SMTP (or is being, right now). */
+int store_notice_cancel(struct store *s, const char *id, int64_t apikey_id, const char *reason,
+			struct selo_err *err);
+
+struct sequence_new {
+	const char *id;
+	int64_t apikey_id;
+	const char *request_json;     /* the normalised request, with each step's plan */
+	const char *idempotency_key;  /* NULL: none */
+	uint8_t request_sha256[32];
+	const struct notice_new *steps; /* the step notices (sequence_id, step set), to the
+					 * same recipient; steps skipped because their time
+					 * had passed are in request_json only */
+	size_t n;
+};
+/* Stores the sequence and all its step notices in one transaction, or
+ * nothing: 0 stored, 1 the idempotency key was seen with this request
+ * (replay_id is the first sequence), -1 with err (422 the recipient is
+ * suppressed, 422 the idempotency key came with another request). */
+int store_sequence_add(struct store *s, const struct sequence_new *q, char replay_id[32],
+		       struct selo_err *err);
+
+struct sequence_rec {
+	char id[32];
+	int64_t apikey_id;
+	char status[16];        /* active | stopped */
+	char *reason;           /* why it stopped: paid, agreement, disputed, other, hard_bounce */
+	char *request_json;
+	int64_t created_ms, stopped_ms;
+	struct notice_rec *steps; /* by step */
+	size_t nsteps;
+};
+void sequence_rec_free(struct sequence_rec *q);
+/* 1 and *out when the key (apikey_id < 0: any) has this sequence. */
+int store_sequence_get(struct store *s, const char *id, int64_t apikey_id,
+		       struct sequence_rec *out, struct selo_err *err);
+/* Stops an active sequence and cancels its steps not yet handed to SMTP
+ * (*canceled of them). 0 stopped now, 1 it had stopped already, -1 with err
+ * (404). A hard bounce of one of its steps stops it the same way, with
+ * reason hard_bounce, in the transaction that records the bounce. */
+int store_sequence_stop(struct store *s, const char *id, int64_t apikey_id, const char *reason,
+			int64_t *canceled, struct selo_err *err);
+
 /* ---- Suppressions (docs/api.md "Suppressions", suppress.h). A hard
  * bounce (suppress_fields_hard) recorded by store_delivery_results or
  * store_notice_bounced suppresses the notice's address for its API key in
@@ -292,6 +351,7 @@ int store_recover_inflight(struct store *s, struct selo_err *err);
 /* Counts per state, for /metrics and /healthz. */
 struct store_counts {
 	int64_t queued, sending, deferred, relayed, delivered, failed, events;
+	int64_t scheduled, canceled;
 };
 int store_counts(struct store *s, struct store_counts *out, struct selo_err *err);
 
