@@ -421,8 +421,11 @@ static const char *const SQL[S_COUNT] = {
 			   " ON CONFLICT(level, idx) DO UPDATE SET data = ?3",
 	[S_LOG_TILE_GET] = "SELECT data FROM log_tiles WHERE level = ?1 AND idx = ?2",
 	/* Webhooks. A new webhook's from_seq is the last event at its commit. */
+	/* The key's limit is checked in the insert itself, inside the writer:
+	 * two registrations at once cannot both take the last place. */
 	[S_WH_ADD] = "INSERT INTO webhooks(id, apikey_id, url, events, secret, from_seq, created_ms)"
-		     " VALUES(?1, ?2, ?3, ?4, ?5, (SELECT coalesce(max(seq), 0) FROM events), ?6)",
+		     " SELECT ?1, ?2, ?3, ?4, ?5, (SELECT coalesce(max(seq), 0) FROM events), ?6"
+		     " WHERE (SELECT count(*) FROM webhooks WHERE apikey_id = ?2) < ?7",
 	[S_WH_LIST] = "SELECT " WEBHOOK_COLS " FROM webhooks WHERE apikey_id = ?1 ORDER BY id",
 	[S_WH_LIST_ALL] = "SELECT " WEBHOOK_COLS " FROM webhooks ORDER BY id",
 	[S_WH_COUNTS] = "SELECT state, count(*) FROM webhook_outbox WHERE webhook_id = ?1"
@@ -3275,23 +3278,37 @@ void webhook_recs_free(struct webhook_rec *w, size_t n)
 	free(w);
 }
 
+struct webhook_add_args {
+	const struct webhook_rec *w;
+	size_t max_per_key;
+};
+
 static int run_webhook_add(struct store *s, struct job *j)
 {
-	const struct webhook_rec *w = j->arg;
+	const struct webhook_add_args *a = j->arg;
+	const struct webhook_rec *w = a->w;
 	sqlite3_stmt *st = stmt_get(s->w, S_WH_ADD, j->err);
 	if (!st)
 		return -1;
 	if (bind_text(st, 1, w->id) | sqlite3_bind_int64(st, 2, w->apikey_id) |
 	    bind_text(st, 3, w->url) | bind_text(st, 4, w->events) |
 	    bind_blob(st, 5, w->secret, w->secret_len) |
-	    sqlite3_bind_int64(st, 6, w->created_ms ? w->created_ms : clock_now_ms()))
+	    sqlite3_bind_int64(st, 6, w->created_ms ? w->created_ms : clock_now_ms()) |
+	    sqlite3_bind_int64(st, 7, (sqlite3_int64)a->max_per_key))
 		return bind_failed(s->w, st, j->err, "adding a webhook");
-	return step_insert(s->w, st, j->err, "adding a webhook", NULL) == 0 ? 0 : -1;
+	if (step_insert(s->w, st, j->err, "adding a webhook", NULL) != 0)
+		return -1;
+	if (sqlite3_changes(s->w->db) == 0)
+		return err_set(j->err, 422, "too-many-webhooks",
+			       "an API key has at most %zu webhooks; delete one first", a->max_per_key);
+	return 0;
 }
 
-int store_webhook_add(struct store *s, const struct webhook_rec *w, struct selo_err *err)
+int store_webhook_add(struct store *s, const struct webhook_rec *w, size_t max_per_key,
+		      struct selo_err *err)
 {
-	return job_do(s, run_webhook_add, (void *)w, err, NULL);
+	struct webhook_add_args a = {w, max_per_key};
+	return job_do(s, run_webhook_add, &a, err, NULL);
 }
 
 static int webhook_list_on(struct conn *c, const char *id, int64_t apikey_id,

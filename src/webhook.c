@@ -447,25 +447,12 @@ static int body_check(struct webhooks *w, const json_t *body, const char **url,
 	return 0;
 }
 
-static int key_has_room(struct webhooks *w, int64_t apikey_id, struct selo_err *err)
-{
-	struct webhook_rec *l = NULL;
-	size_t n = 0;
-	if (store_webhook_list(w->app->store, apikey_id, &l, &n, err) != 0)
-		return -1;
-	webhook_recs_free(l, n);
-	if (n >= WEBHOOK_MAX_PER_KEY)
-		return err_set(err, 422, "too-many-webhooks", "an API key has at most %d webhooks; "
-			       "delete one first", WEBHOOK_MAX_PER_KEY);
-	return 0;
-}
-
 int webhook_create(struct webhooks *w, int64_t apikey_id, const json_t *body, json_t **out,
 		   struct selo_err *err)
 {
 	const char *url = NULL;
 	struct buf events = BUF_INIT;
-	if (body_check(w, body, &url, &events, err) != 0 || key_has_room(w, apikey_id, err) != 0) {
+	if (body_check(w, body, &url, &events, err) != 0) {
 		buf_free(&events);
 		return -1;
 	}
@@ -484,7 +471,7 @@ int webhook_create(struct webhooks *w, int64_t apikey_id, const json_t *body, js
 	r.secret_len = sizeof(sealed);
 	r.created_ms = clock_now_ms();
 	int rc = seal(w->key, r.id, secret, sealed) == 0
-			 ? store_webhook_add(w->app->store, &r, err)
+			 ? store_webhook_add(w->app->store, &r, WEBHOOK_MAX_PER_KEY, err)
 			 : err_set(err, 500, "internal", "webhook: sealing the secret failed");
 	if (rc == 0) {
 		*out = webhook_json(&r, 0);

@@ -448,8 +448,10 @@ struct webhook_rec {
 void webhook_recs_free(struct webhook_rec *w, size_t n);
 /* Stores a new webhook (id, apikey_id, url, events, secret, created_ms or
  * 0 for now); its from_seq is the last event recorded when it commits. 409
- * when the id exists. */
-int store_webhook_add(struct store *s, const struct webhook_rec *w, struct selo_err *err);
+ * when the id exists; 422 too-many-webhooks when the key already has
+ * max_per_key (counted in the same transaction as the insert). */
+int store_webhook_add(struct store *s, const struct webhook_rec *w, size_t max_per_key,
+		      struct selo_err *err);
 /* The key's webhooks by id (apikey_id < 0: every key's). *out malloc'd. */
 int store_webhook_list(struct store *s, int64_t apikey_id, struct webhook_rec **out, size_t *n,
 		       struct selo_err *err);

@@ -225,7 +225,25 @@ class Selo:
         if self.log:
             self.log.close()
             self.log = None
+        self.check_sanitizers()
         return rc
+
+    def check_sanitizers(self):
+        """Under the ASan/UBSan build a report in the server's log (a leak at
+        exit, a bad access that did not crash, undefined behaviour) fails
+        the test that ran it."""
+        log = self.serve_log_all()
+        for mark in ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:'):
+            at = log.find(mark)
+            if at >= 0:
+                raise Fail(f'selo serve: {log[at:at + 3000]}')
+
+    def serve_log_all(self):
+        try:
+            with open(os.path.join(self.dir, 'serve.log'), 'rb') as f:
+                return f.read().decode('utf-8', 'replace')
+        except OSError:
+            return ''
 
     def api(self, method, path, body=None, key=None, headers=None, raw=None):
         h = {'Authorization': f'Bearer {key or self.key}'}
@@ -252,8 +270,10 @@ class Selo:
                        f'serve log: {self.serve_log()}')
 
     def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Postfix:

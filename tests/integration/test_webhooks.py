@@ -621,6 +621,34 @@ def in_netns():
 
 
 @test
+def at_most_20_webhooks_per_key_even_when_registered_at_once():
+    s = fast_selo()
+    try:
+        results = []
+
+        def reg(i):
+            st, _, j = s.api('POST', '/v1/webhooks', {'url': f'http://127.0.0.1:9/w{i}',
+                                                       'events': ['*']})
+            results.append((st, j))
+        threads = [threading.Thread(target=reg, args=(i,)) for i in range(26)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        eq(sorted(st for st, _ in results), [201] * 20 + [422] * 6, f'{results}')
+        for st, j in results:
+            if st == 422:
+                check(j['type'].endswith(':too-many-webhooks') and '20' in j['detail'], j)
+        st, _, lst = s.api('GET', '/v1/webhooks')
+        eq(len(lst['webhooks']), 20)
+        other = run(['apikey', 'create', 'outra', '--data', s.data], check_rc=0)[1].strip()
+        eq(register(s, 'http://127.0.0.1:9/other', key=other)['url'], 'http://127.0.0.1:9/other',
+           'another key has its own 20')
+    finally:
+        s.cleanup()
+
+
+@test
 def a_damaged_sealing_key_stops_the_start_and_is_kept():
     """keys/webhook.key seals every webhook secret: one that cannot be read
     must never be replaced by a fresh key (every secret would be lost)."""
