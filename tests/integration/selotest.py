@@ -196,6 +196,28 @@ class Selo:
         return f'http://127.0.0.1:{self.api_port}'
 
     def start(self):
+        """Starts `selo serve`. free_port() only finds a port free at that
+        moment: when another process took it since, the start is retried on
+        new ports (up to three times)."""
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except Fail as e:
+                if 'cannot listen on' not in str(e) or attempt == 2:
+                    raise
+                self.stop()
+                self._new_ports()
+
+    def _new_ports(self):
+        old_track = self.track_port
+        self.api_port, self.track_port = free_port(), free_port()
+        self.conf['api']['listen'] = f'127.0.0.1:{self.api_port}'
+        self.conf['track']['listen'] = f'127.0.0.1:{self.track_port}'
+        self.conf['track']['base_url'] = self.conf['track']['base_url'].replace(
+            f':{old_track}', f':{self.track_port}')
+        self.write_conf()
+
+    def _start_once(self):
         self.log = open(os.path.join(self.dir, 'serve.log'), 'ab')
         self.p = spawn([SELO, 'serve', '--data', self.data], stdout=self.log,
                        stderr=subprocess.STDOUT)
