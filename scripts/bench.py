@@ -13,7 +13,11 @@
 7. webhooks: deliveries/s to nginx answering 200 while the notices are sent
    (BENCH_WH_NOTICES notices, BENCH_WH_HOOKS webhooks each wanting every
    event, BENCH_WH_WORKERS).
-BENCH_ONLY=e2e,mx,tracker,ledger,pdf,webhooks picks some; BENCH_E2E_ONLY=1 skips 2;
+8. stats: a store of BENCH_STATS_NOTICES (10^6) notices and their events
+   written with sqlite3; how fast `selo stats` counts them, then the time of
+   GET /v1/stats for each group_by (whole store, and a date-time range).
+BENCH_ONLY=e2e,mx,tracker,ledger,pdf,webhooks,stats picks some (stats only
+when named: it takes a few minutes); BENCH_E2E_ONLY=1 skips 2;
 BENCH_TRACK_THREADS sets track.threads for 3 (default: the configuration's);
 BENCH_NOTICES and BENCH_WORKERS size 1; BENCH_MX_NOTICES and
 BENCH_POSTFIX_MESSAGES size 5; BENCH_KEEP=1 keeps the temporary directory."""
@@ -537,6 +541,99 @@ def webhooks(tmp, procs):
     serve.wait(30)
 
 
+def stats_store(data, n):
+    """n notices over 60 days under 2 keys, 5 templates, 4 segments, 0-2 of
+    4 tags; each accepted, most delivered, some deferred, failed or
+    canceled; proxy, scanner and human opens, clicks and confirmations.
+    Entries in the real form (what the follower reads is type and class)."""
+    import random, sqlite3
+    rnd = random.Random(1)
+    t0 = 1790000000000
+    db = sqlite3.connect(os.path.join(data, 'selo.db'))
+    db.execute('PRAGMA synchronous=OFF')
+    evs = []
+    tpls = ['lembrete', 'vencimento', 'atraso', 'acordo', None]
+    segs = ['varejo', 'atacado', 'pj', None]
+    tagsets = [None, '["boleto"]', '["pix"]', '["boleto","vip"]', '["cartao","pix"]']
+
+    def ent(kind, nid, t, cls=None):
+        x = (f',"arrived":"2026-01-01T00:00:00.000Z","method":"GET","class":"{cls}",'
+             '"reason":"bench","detail":""') if cls else ''
+        return (nid, kind, t, f'{{"v":1,"type":"{kind}","notice":"{nid}","time":"t"{x}}}'.encode())
+    rows = []
+    for i in range(n):
+        nid = f'01BENCH{i:019d}'
+        t = t0 + rnd.randrange(60 * 86400000)
+        rows.append((nid, 1 + (i % 3 == 0), rnd.choice(tpls), rnd.choice(segs),
+                     rnd.choice(tagsets), t))
+        evs.append(ent('submission_accepted', nid, t))
+        r = rnd.random()
+        if r < 0.03:
+            evs.append(ent('canceled', nid, t + 1000))
+            continue
+        if r < 0.1:
+            evs.append(ent('delivery_deferred', nid, t + 500))
+        if r < 0.06:
+            evs.append(ent('delivery_failed', nid, t + 5000))
+            continue
+        d = t + rnd.randrange(1000, 600000)
+        evs.append(ent('relay_accepted', nid, d))
+        if rnd.random() < 0.3:
+            evs.append(ent('opened', nid, d + 2000, 'proxy'))
+        if rnd.random() < 0.5:
+            evs.append(ent('opened', nid, d + int(rnd.expovariate(1 / 2e7)), 'human'))
+        if rnd.random() < 0.2:
+            evs.append(ent('clicked', nid, d + int(rnd.expovariate(1 / 3e7)), 'human'))
+        if rnd.random() < 0.15:
+            evs.append(ent('read_confirmed', nid, d + int(rnd.expovariate(1 / 5e7)), 'human'))
+    db.executemany('INSERT INTO notices(id, apikey_id, status, to_addr, template, segment,'
+                   ' tags_json, payload_json, salt, created_ms, updated_ms, next_attempt_ms)'
+                   " VALUES(?1, ?2, 'relayed', 'a@b.example', ?3, ?4, ?5, '{}', zeroblob(32),"
+                   ' ?6, ?6, ?6)', rows)
+    evs.sort(key=lambda e: e[2])
+    db.executemany('INSERT INTO events(notice_id, type, time_ms, entry) VALUES(?, ?, ?, ?)', evs)
+    db.commit()
+    db.close()
+    return len(evs)
+
+
+def stats(tmp, procs):
+    """GET /v1/stats over BENCH_STATS_NOTICES notices (docs/stats.md)."""
+    n = int(os.environ.get('BENCH_STATS_NOTICES', '1000000'))
+    data = os.path.join(tmp, 'stats')
+    out = subprocess.run([SELO, 'init', '--data', data, '--domain', 'bench.example'],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True)
+    key = out.stdout.decode().split()[1]
+    t = time.time()
+    nev = stats_store(data, n)
+    print(f'stats: wrote {n} notices, {nev} events in {time.time() - t:.0f} s')
+    t = time.time()
+    subprocess.run([SELO, 'stats', '--data', data], stdout=subprocess.DEVNULL, check=True)
+    el = time.time() - t
+    print(f'stats: `selo stats` counted {nev} events in {el:.1f} s ({nev / el:.0f} events/s)')
+    api = free_port()
+    with open(os.path.join(data, 'selo.conf'), 'a') as f:
+        f.write(f'[api]\nlisten = 127.0.0.1:{api}\n[track]\nlisten = 127.0.0.1:{free_port()}\n')
+    log = open(os.path.join(tmp, 'stats-serve.log'), 'wb')
+    serve = subprocess.Popen([SELO, 'serve', '--data', data], stdout=log, stderr=log)
+    procs.append(serve)
+    url = f'http://127.0.0.1:{api}'
+    wait_healthz(url)
+    for rng in ('', '&from=2026-09-25T13:30:00Z&to=2026-10-20T08:00:00-03:00'):
+        for by in ('template', 'segment', 'tag', 'day'):
+            times = []
+            for _ in range(15):
+                t = time.time()
+                doc = curl('GET', f'{url}/v1/stats?group_by={by}{rng}', key)
+                times.append((time.time() - t) * 1000)
+            times.sort()
+            print(f'GET /v1/stats?group_by={by}{" (date-time range)" if rng else ""}: '
+                  f'median {times[len(times) // 2]:.0f} ms, max {times[-1]:.0f} ms '
+                  f'({len(doc["groups"])} groups, {doc["totals"]["accepted"]} notices of key 1)')
+    serve.send_signal(signal.SIGTERM)
+    serve.wait(120)
+
+
 def main():
     only = os.environ.get('BENCH_ONLY', 'e2e,mx,tracker,ledger,pdf,webhooks').split(',')
     tmp = tempfile.mkdtemp(prefix='selo-bench-')
@@ -554,6 +651,8 @@ def main():
             pdf_receipts(tmp, procs)
         if 'webhooks' in only:
             webhooks(tmp, procs)
+        if 'stats' in only:
+            stats(tmp, procs)
     finally:
         for p in procs:
             if p.poll() is None:

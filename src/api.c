@@ -24,6 +24,7 @@
 #include "selo/notice.h"
 #include "selo/sender.h"
 #include "selo/sequence.h"
+#include "selo/stats.h"
 #include "selo/webhook.h"
 
 #define PROBLEM_BASE "urn:selo:problem:"
@@ -929,6 +930,25 @@ static enum MHD_Result sequences_route(struct api *a, struct MHD_Connection *c, 
 	return send_error(a, c, 404, "not-found", "no such resource");
 }
 
+/* GET /v1/stats (docs/stats.md): the caller's own notices only. */
+static enum MHD_Result get_stats(struct api *a, struct MHD_Connection *c)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	if (authenticate(a, c, &key, &err))
+		return send_problem(a, c, &err);
+	struct stats_params p = {
+		MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from"),
+		MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "to"),
+		MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "group_by"),
+		MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "zone"), key.id};
+	json_t *doc = NULL;
+	if (stats_query(a->app->store, &p, &doc, &err) != 0)
+		return send_problem(a, c, &err);
+	return send_json(c, 200, doc, NULL);
+}
+
 static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char *url,
 			     const char *method, struct req *r)
 {
@@ -970,6 +990,8 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char
 		return webhooks_route(a, c, NULL, method, r);
 	if (!strncmp(url, "/v1/webhooks/", 13) && url[13] && !strchr(url + 13, '/'))
 		return webhooks_route(a, c, url + 13, method, r);
+	if (!strcmp(url, "/v1/stats"))
+		return get ? get_stats(a, c) : method_not_allowed(a, c, "GET");
 	if (!strcmp(url, "/v1/suppressions"))
 		return get ? list_suppressions(a, c) : method_not_allowed(a, c, "GET");
 	if (!strncmp(url, "/v1/suppressions/", 17) && url[17])

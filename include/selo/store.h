@@ -506,4 +506,115 @@ struct webhook_result {
 int store_webhook_results(struct store *s, const struct webhook_result *r, size_t n,
 			  struct selo_err *err);
 
+/* ---- Statistics (stats.h, docs/stats.md; migration 9). The follower in
+ * stats.c reads events past its cursor and writes per-notice facts and
+ * per-(dim, day) rollups; a dim is one (API key, template, segment, tags)
+ * combination, a day the notice's acceptance day in stats.h's zone. */
+
+/* The rollup's counters, in column order. Notice counts first (each is also
+ * a bit of stats_fact.flags), then hit counts. */
+enum stats_counter {
+	SC_ACCEPTED, SC_DELIVERED, SC_DEFERRED, SC_FAILED, SC_CANCELED,
+	SC_OPENED_HUMAN, SC_OPENED_PROXY, SC_OPENED_SCANNER,
+	SC_CLICKED_HUMAN, SC_CLICKED_PROXY, SC_CLICKED_SCANNER,
+	SC_READ,
+	SC_NOTICE_COUNTERS, /* the ones above are notices, the ones below hits */
+	SC_OPEN_HITS_HUMAN = SC_NOTICE_COUNTERS, SC_OPEN_HITS_PROXY, SC_OPEN_HITS_SCANNER,
+	SC_CLICK_HITS_HUMAN, SC_CLICK_HITS_PROXY, SC_CLICK_HITS_SCANNER,
+	SC_COUNT
+};
+#define STATS_NHITS (SC_COUNT - SC_NOTICE_COUNTERS)
+enum stats_delay_kind { SD_OPEN, SD_READ, SD_COUNT }; /* delivery to first human open, to read */
+
+/* One event as the follower sees it; entry is valid during the callback only. */
+struct stats_event {
+	int64_t seq;
+	char notice_id[27];
+	char type[32];
+	int64_t time_ms;
+	const char *entry;
+	size_t entry_len;
+};
+/* Calls fn (which returns 0, or -1 to stop) for up to max events after the
+ * stats cursor, in seq order; *cursor is the cursor read, *last the newest
+ * event's seq. */
+int store_stats_events(struct store *s, size_t max,
+		       int (*fn)(void *arg, const struct stats_event *e), void *arg,
+		       int64_t *cursor, int64_t *last, struct selo_err *err);
+
+/* What the statistics know of one notice. Times are 0 until known. */
+struct stats_fact {
+	char notice_id[27];
+	int64_t apikey_id;
+	int64_t dim;
+	int32_t day;           /* acceptance day: days since 1970-01-01 in stats.h's zone */
+	uint32_t flags;        /* bit c set: counted in notice counter c (< SC_NOTICE_COUNTERS) */
+	int64_t accepted_ms, delivered_ms, open_ms, read_ms; /* open, read: the first human one */
+	int64_t hits[STATS_NHITS]; /* counter SC_NOTICE_COUNTERS + k */
+};
+/* Fills f[i] (notice_id set by the caller) and found[i] = 1 for each
+ * notice the statistics have seen, 0 for the others. One read snapshot. */
+int store_stats_facts_get(struct store *s, struct stats_fact *f, size_t n, int *found,
+			  struct selo_err *err);
+
+/* The notice columns a dim is made of, for n notices in one read; found[i]
+ * = 0 when there is no such notice. Free each with stats_notice_info_free. */
+struct stats_notice_info {
+	int64_t apikey_id;
+	char *template_name, *segment, *tags_json; /* NULL when absent */
+};
+int store_stats_notice_info(struct store *s, const char *const *ids, size_t n,
+			    struct stats_notice_info *out, int *found, struct selo_err *err);
+void stats_notice_info_free(struct stats_notice_info *i);
+
+/* The id of the dim named dkey (stats.c's canonical text of the other
+ * arguments), made if new (a small write of its own). */
+int store_stats_dim(struct store *s, const char *dkey, int64_t apikey_id,
+		    const char *template_name, const char *segment, const char *tags_json,
+		    int64_t *id, struct selo_err *err);
+
+/* Additions to one rollup row and its delay samples (milliseconds). */
+struct stats_delta {
+	int64_t dim;
+	int32_t day;
+	int64_t c[SC_COUNT];
+	int64_t *delays[SD_COUNT];
+	size_t ndelays[SD_COUNT], cap[SD_COUNT];
+};
+struct stats_batch {
+	int64_t cursor_from;   /* the cursor the events were read after */
+	int64_t cursor_to;     /* the last event looked at */
+	const struct stats_fact *facts;   /* new or changed, written whole */
+	size_t nfacts;
+	const struct stats_delta *deltas;
+	size_t ndeltas;
+};
+/* One transaction: facts, rollups, delay samples and the cursor. 409 (and
+ * nothing written) when the cursor is no longer cursor_from: another
+ * process counted these events. */
+int store_stats_apply(struct store *s, const struct stats_batch *b, struct selo_err *err);
+
+struct stats_dim {
+	int64_t id, apikey_id;
+	const char *template_name, *segment, *tags_json; /* NULL when absent */
+};
+/* A statistics query: which rows to read, and where to hand them. Rollups
+ * and delay samples of days [day_from, day_to]; facts of notices accepted in
+ * each [ms_from[i], ms_to[i]). apikey_id < 0: every key's. Pointers passed to
+ * the callbacks are valid during the call only. */
+struct stats_scan {
+	int64_t apikey_id;
+	int32_t day_from, day_to;        /* day_from > day_to: no rollups */
+	int64_t ms_from[2], ms_to[2];
+	int nranges;
+	void *arg;
+	void (*dim)(void *arg, const struct stats_dim *d);
+	void (*rollup)(void *arg, int64_t dim, int32_t day, const int64_t c[SC_COUNT]);
+	void (*delays)(void *arg, int64_t dim, int32_t day, int kind, const int64_t *v, size_t n);
+	void (*fact)(void *arg, const struct stats_fact *f);
+	int64_t cursor, last_seq, cursor_time_ms; /* out: what the rows include */
+};
+/* Reads in one snapshot: the dims, then rollups, delays and facts. */
+int store_stats_scan(struct store *s, struct stats_scan *q, struct selo_err *err);
+
 #endif

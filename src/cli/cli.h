@@ -31,5 +31,6 @@ int cmd_verify(int argc, char **argv);
 int cmd_receipt(int argc, char **argv);
 int cmd_log(int argc, char **argv);
 int cmd_bounce(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
 
 #endif

@@ -21,6 +21,8 @@ static const char USAGE[] =
 	"  log     checkpoint|verify --data DIR   the latest checkpoint; a full audit\n"
 	"  bounce  --data DIR [--rcpt ADDRESS] [--mta] < MESSAGE\n"
 	"          record a bounce (DSN) of one of our notices; for the MTA\n"
+	"  stats   --data DIR [--from D] [--to D] [--group-by G] [--json]\n"
+	"          delivery, open and read indicators (docs/stats.md)\n"
 	"\n"
 	"`selo <command> --help` for details. Exit codes: 0 ok, 1 not found or\n"
 	"verification failed, 2 usage or I/O error.\n";
@@ -99,6 +101,7 @@ int main(int argc, char **argv)
 		{"init", cmd_init}, {"serve", cmd_serve}, {"apikey", cmd_apikey},
 		{"submit", cmd_submit}, {"status", cmd_status}, {"receipt", cmd_receipt},
 		{"log", cmd_log}, {"verify", cmd_verify}, {"bounce", cmd_bounce},
+		{"stats", cmd_stats},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(cmd, cmds[i].name))

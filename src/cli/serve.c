@@ -27,6 +27,7 @@
 #include "selo/tsa.h"
 #include "selo/selo.h"
 #include "selo/sender.h"
+#include "selo/stats.h"
 #include "selo/tracker.h"
 #include "selo/webhook.h"
 
@@ -99,6 +100,7 @@ static int serve_start(struct selo *app)
 		diag_warn("%d notice(s) were in flight at the last stop; queued again, to be sent "
 			  "with their stored bytes", n);
 	if (ledger_start(app->ledger, &err) != 0 || webhooks_start(app->webhooks, &err) != 0 ||
+	    stats_start(app->store, &err) != 0 ||
 	    sender_start(app, &app->sender, &err) != 0 ||
 	    api_start(app, &app->api, &err) != 0 || tracker_start(app, &app->tracker, &err) != 0)
 		goto fail;
@@ -223,6 +225,7 @@ int cmd_serve(int argc, char **argv)
 	sender_stop(app.sender);
 	webhooks_close(app.webhooks);
 	ledger_close(app.ledger);
+	stats_stop(); /* the statistics' follower (stats.h): its batch in flight commits or not */
 	composer_free(app.composer);
 	selo_close(&app);
 	close(lock);

@@ -1116,8 +1116,9 @@ TEST(log_indexes_by_runs_of_seqs)
 	store_close(f.s);
 	f.s = NULL;
 	/* Later migrations go too: a database of before migration 3 has none of
-	 * their tables (4: webhooks, 7: suppressions, 8: sequences),
-	 * columns (8: scheduling) or indexes (6: read confirmations). */
+	 * their tables (4: webhooks, 7: suppressions, 8: sequences, 9:
+	 * statistics), columns
+	 * (8: scheduling) or indexes (6: read confirmations). */
 	CHECK(raw_exec(f.path, "DROP TABLE log_ranges; DELETE FROM schema_migrations WHERE version >= 3;"
 			       " DROP TABLE webhook_outbox; DROP TABLE webhook_cursor; DROP TABLE webhooks;"
 			       " DROP INDEX events_read_confirmed; DROP TABLE suppressions;"
@@ -1125,6 +1126,8 @@ TEST(log_indexes_by_runs_of_seqs)
 			       " ALTER TABLE notices DROP COLUMN send_at_ms;"
 			       " ALTER TABLE notices DROP COLUMN sequence_id;"
 			       " ALTER TABLE notices DROP COLUMN step;"
+			       " DROP TABLE stats_cursor; DROP TABLE stats_dims; DROP TABLE stats_notices;"
+			       " DROP TABLE stats_rollup; DROP TABLE stats_delays;"
 			       " UPDATE events SET log_index = seq - 1 WHERE seq <= 4;"
 			       " UPDATE events SET log_index = 4 WHERE seq = 6;") == 0);
 	err_clear(&e);
