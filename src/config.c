@@ -85,6 +85,7 @@ static const struct key KEYS[] = {
 	INT("webhooks", "timeout_ms", webhooks_timeout_ms, 100, 60000),
 	INT("webhooks", "workers", webhooks_workers, 1, 256),
 	INT("webhooks", "retry_speedup", webhooks_retry_speedup, 1, 10000000),
+	INT("webhooks", "keep_days", webhooks_keep_days, 1, 3650),
 };
 
 void config_defaults(struct selo_config *c, const char *data_dir)
@@ -131,6 +132,7 @@ void config_defaults(struct selo_config *c, const char *data_dir)
 	c->webhooks_timeout_ms = 10000;
 	c->webhooks_workers = 8;
 	c->webhooks_retry_speedup = 1;
+	c->webhooks_keep_days = 30;
 }
 
 /* Values derived from others unless set explicitly. */

@@ -284,6 +284,12 @@ static const struct migration MIGRATIONS[] = {
 	 " chunk INTEGER NOT NULL,"
 	 " vals BLOB NOT NULL,"
 	 " UNIQUE(dim, day, kind, chunk));"},
+	/* Finished webhook deliveries by the time they finished, so the
+	 * deliverer can drop those past webhooks.keep_days without reading
+	 * the whole outbox. */
+	{10, "webhook outbox pruning",
+	 "CREATE INDEX webhook_outbox_done ON webhook_outbox(done_ms)"
+	 " WHERE state != 'pending';"},
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -346,7 +352,7 @@ enum stmt_id {
 	/* webhooks */
 	S_WH_ADD, S_WH_LIST, S_WH_LIST_ALL, S_WH_COUNTS, S_WH_DELETE, S_WH_CURSOR, S_WH_MIN_FROM,
 	S_WH_CANDIDATES, S_WH_OUTBOX_ADD, S_WH_CURSOR_SET, S_WH_DUE, S_WH_RESULT, S_WH_DISABLE,
-	S_WH_DROP, S_WH_ACTIVE,
+	S_WH_DROP, S_WH_ACTIVE, S_WH_PRUNE,
 	/* suppressions */
 	S_SUP_NOTICE, S_SUP_ADD, S_SUP_FIND, S_SUP_LIST, S_SUP_DELETE,
 	S_COUNT
@@ -507,6 +513,8 @@ static const char *const SQL[S_COUNT] = {
 		     " WHERE o.webhook_id = ?3 AND o.state = 'pending' AND o.next_ms <= ?1"
 		     " AND w.disabled_ms = 0 ORDER BY o.next_ms, o.id LIMIT ?2",
 	[S_WH_ACTIVE] = "SELECT id FROM webhooks WHERE disabled_ms = 0 ORDER BY id",
+	[S_WH_PRUNE] = "DELETE FROM webhook_outbox WHERE id IN (SELECT id FROM webhook_outbox"
+		       " WHERE state != 'pending' AND done_ms < ?1 ORDER BY done_ms LIMIT ?2)",
 	[S_SUP_NOTICE] = "SELECT apikey_id, to_addr FROM notices WHERE id = ?1",
 	[S_SUP_ADD] = "INSERT INTO suppressions(apikey_id, address, address_key, enhanced, reason,"
 		      " notice_id, created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
@@ -3742,6 +3750,35 @@ int store_webhook_results(struct store *s, const struct webhook_result *r, size_
 {
 	struct webhook_results_args a = {r, n};
 	return n ? job_do(s, run_webhook_results, &a, err, NULL) : 0;
+}
+
+struct webhook_prune_args {
+	int64_t before_ms;
+	size_t max;
+};
+
+static int run_webhook_prune(struct store *s, struct job *j)
+{
+	const struct webhook_prune_args *a = j->arg;
+	sqlite3_stmt *st = stmt_get(s->w, S_WH_PRUNE, j->err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, a->before_ms) | sqlite3_bind_int64(st, 2, (sqlite3_int64)a->max))
+		return bind_failed(s->w, st, j->err, "pruning webhook deliveries");
+	if (step_done(s->w, st, j->err, "pruning webhook deliveries") != 0)
+		return -1;
+	j->ival = sqlite3_changes(s->w->db);
+	return 0;
+}
+
+int store_webhook_prune(struct store *s, int64_t before_ms, size_t max, size_t *pruned,
+			struct selo_err *err)
+{
+	struct webhook_prune_args a = {before_ms, max};
+	int64_t n = 0;
+	int r = job_do(s, run_webhook_prune, &a, err, &n);
+	*pruned = r == 0 ? (size_t)n : 0;
+	return r;
 }
 
 /* ---- Suppressions: reads and deletes (store.h "Suppressions"). */

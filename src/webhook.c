@@ -8,7 +8,8 @@
  * (1) fans integrated events out into outbox rows (store_webhook_fanout),
  * (2) reads each active webhook's due rows and queues those not already in
  * flight, at most half of the workers per webhook so one slow endpoint
- * cannot take them all.
+ * cannot take them all; and once a minute (3) drops finished deliveries
+ * older than webhooks.keep_days (store_webhook_prune).
  * Worker threads, each with its own curl handle (and so its own connection
  * cache), POST one delivery at a time and record its outcome at once. A
  * delivery in flight when the process dies stays pending and is sent again
@@ -857,6 +858,26 @@ static void queue_round(struct webhooks *w, size_t *next, int64_t *warned_ms)
 	free(ids);
 }
 
+/* Finished deliveries older than webhooks.keep_days go, a bounded number
+ * per round (PRUNE_MAX rows: one short writer job), at the first round and
+ * then every PRUNE_EVERY_MS, more often while a backlog remains. */
+#define PRUNE_MAX 5000
+#define PRUNE_EVERY_MS (60 * 1000)
+
+static void prune_round(struct webhooks *w, int64_t *due_ms, int64_t *warned_ms)
+{
+	int64_t now = clock_mono_ms();
+	if (now < *due_ms)
+		return;
+	struct selo_err err;
+	err_clear(&err);
+	size_t n = 0;
+	int64_t keep = (int64_t)w->app->cfg.webhooks_keep_days * 86400 * 1000;
+	if (store_webhook_prune(w->app->store, clock_now_ms() - keep, PRUNE_MAX, &n, &err) != 0)
+		round_failed(warned_ms, "pruning finished deliveries", &err);
+	*due_ms = now + (n == PRUNE_MAX ? POLL_MS * 10 : PRUNE_EVERY_MS);
+}
+
 static void deliverer_round(struct webhooks *w, size_t *next, int64_t *warned_ms)
 {
 	struct selo_err err;
@@ -874,12 +895,13 @@ static void deliverer_round(struct webhooks *w, size_t *next, int64_t *warned_ms
 static void *deliverer_main(void *arg)
 {
 	struct webhooks *w = arg;
-	int64_t warned_ms = -60000;
+	int64_t warned_ms = -60000, prune_ms = 0;
 	size_t next = 0;
 	pthread_mutex_lock(&w->mu);
 	while (!w->stopping) {
 		pthread_mutex_unlock(&w->mu);
 		deliverer_round(w, &next, &warned_ms);
+		prune_round(w, &prune_ms, &warned_ms);
 		pthread_mutex_lock(&w->mu);
 		if (w->stopping)
 			break;

@@ -91,6 +91,7 @@ struct selo_config {
 	int webhooks_timeout_ms;      /* one delivery, connection to answer, default 10000 */
 	int webhooks_workers;         /* deliveries in flight at once, default 8 */
 	int webhooks_retry_speedup;   /* tests only: every delay of the schedule divided by it, default 1 */
+	int webhooks_keep_days;       /* finished deliveries are kept this long, default 30 */
 };
 
 /* Fills c with the embedded defaults for a data directory. */

@@ -505,6 +505,11 @@ struct webhook_result {
 /* Records attempts (attempts + 1 each) in one transaction. */
 int store_webhook_results(struct store *s, const struct webhook_result *r, size_t n,
 			  struct selo_err *err);
+/* Deletes up to max finished deliveries (delivered, failed, dropped) that
+ * finished before before_ms, oldest first; *pruned = how many. Pending
+ * ones are never touched. */
+int store_webhook_prune(struct store *s, int64_t before_ms, size_t max, size_t *pruned,
+			struct selo_err *err);
 
 /* ---- Statistics (stats.h, docs/stats.md; migration 9). The follower in
  * stats.c reads events past its cursor and writes per-notice facts and

@@ -649,6 +649,42 @@ def at_most_20_webhooks_per_key_even_when_registered_at_once():
 
 
 @test
+def finished_deliveries_older_than_keep_days_are_dropped():
+    import sqlite3
+    rcv = Receiver()
+    s = fast_selo()
+    try:
+        ok = register(s, rcv.url('/ok'), ['*'])
+        rcv.secrets['/ok'] = ok['secret']
+        dead = register(s, 'http://127.0.0.1:9/dead', ['*'])
+        nid = send(s)
+        s.wait_status(nid, ('relayed', 'delivered'))
+        n_events = len(events_of(s, nid))
+        wait_until(lambda: len(rcv.delivered('/ok')) >= n_events, 30, 0.1, 'all delivered')
+        s.stop()
+        db = sqlite3.connect(os.path.join(s.data, 'selo.db'))
+        old = int((time.time() - 31 * 86400) * 1000)
+        with db:
+            db.execute("UPDATE webhook_outbox SET done_ms = ? WHERE state != 'pending'", (old,))
+        def count(state):
+            return db.execute('SELECT count(*) FROM webhook_outbox WHERE webhook_id = ? AND'
+                              ' state = ?', (ok['id'] if state == 'delivered' else dead['id'],
+                                             state)).fetchone()[0]
+        eq(count('delivered'), n_events)
+        pending = count('pending')
+        check(pending >= 1, 'the dead endpoint has pending deliveries')
+        s.start()
+        wait_until(lambda: count('delivered') == 0, 20, 0.2, 'finished deliveries pruned')
+        eq(count('pending'), pending, 'pending deliveries are kept, whatever their age')
+        st, _, g = s.api('GET', f'/v1/webhooks/{ok["id"]}')
+        eq((st, g['deliveries']['delivered']), (200, 0))
+        db.close()
+    finally:
+        s.cleanup()
+        rcv.stop()
+
+
+@test
 def a_damaged_sealing_key_stops_the_start_and_is_kept():
     """keys/webhook.key seals every webhook secret: one that cannot be read
     must never be replaced by a fresh key (every secret would be lost)."""
