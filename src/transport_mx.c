@@ -248,16 +248,19 @@ static int host_cmp(const void *a, const void *b)
 	return x->rnd < y->rnd ? -1 : x->rnd > y->rnd;
 }
 
-/* The domain's MX hosts, best first: > 0 hosts; 0 and *why for a
- * permanent answer (no such domain, null MX); -1 and *why for a temporary
- * one. A domain with no MX records is its own host (RFC 5321 5.1). */
-static int mx_hosts(struct mx *m, const char *domain, struct mx_host *out, char *why, size_t wn)
+/* The domain's MX hosts, best first: > 0 hosts; 0, *why and *enhanced
+ * for a permanent answer (no such domain: 5.1.2; null MX: 5.1.10, RFC
+ * 7505); -1 and *why for a temporary one. A domain with no MX records is
+ * its own host (RFC 5321 5.1). */
+static int mx_hosts(struct mx *m, const char *domain, struct mx_host *out, char *why, size_t wn,
+		    const char **enhanced)
 {
 	unsigned char ans[DNS_ANSWER_MAX];
 	ns_msg msg;
 	enum dns_result r = dns_ask(m, domain, ns_t_mx, ans, &msg);
 	if (r == DNS_NXDOMAIN) {
 		transport_textf(why, wn, "the domain %s does not exist (DNS: NXDOMAIN)", domain);
+		*enhanced = "5.1.2";
 		return 0;
 	}
 	if (r == DNS_TEMP) {
@@ -294,6 +297,7 @@ static int mx_hosts(struct mx *m, const char *domain, struct mx_host *out, char 
 	}
 	if (null_mx && n == 0) {
 		transport_textf(why, wn, "%s accepts no mail (null MX, RFC 7505)", domain);
+		*enhanced = "5.1.10";
 		return 0;
 	}
 	if (n == 0) {
@@ -461,11 +465,12 @@ static void deliver_group(struct mx *m, struct group *g, int *done)
 	}
 	struct mx_host hosts[HOSTS_MAX];
 	char why[320];
-	int nh = mx_hosts(m, g->domain, hosts, why, sizeof(why));
+	const char *enhanced = "5.1.2";
+	int nh = mx_hosts(m, g->domain, hosts, why, sizeof(why), &enhanced);
 	if (nh <= 0) {
 		note(g, "%s", why);
 		if (nh == 0) /* mx_hosts' two permanent answers: NXDOMAIN, null MX */
-			group_fail_domain(g, done, why, strstr(why, "null MX") ? "5.1.10" : "5.1.2");
+			group_fail_domain(g, done, why, enhanced);
 		else
 			group_fail(g, done, TRANSPORT_TEMPFAIL, why);
 		return;
