@@ -1,9 +1,30 @@
 /* buf.c: growable NUL-terminated byte buffer (see buf.h). Grows by doubling;
- * aborts on allocation failure or size overflow. */
+ * aborts on allocation failure or size overflow; and the aborting calloc
+ * and realloc the rest of Selo uses. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "selo/buf.h"
+
+void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (!p) {
+		fprintf(stderr, "selo: out of memory\n");
+		abort();
+	}
+	return p;
+}
+
+void *xrealloc(void *p, size_t size)
+{
+	p = realloc(p, size ? size : 1);
+	if (!p) {
+		fprintf(stderr, "selo: out of memory\n");
+		abort();
+	}
+	return p;
+}
 
 void buf_reserve(struct buf *b, size_t extra)
 {

@@ -5,6 +5,7 @@
  * they come from. */
 #include <stdlib.h>
 #include <string.h>
+#include "selo/buf.h"
 #include "selo/clock.h"
 #include "selo/id.h"
 #include "selo/schedule.h"
@@ -249,9 +250,7 @@ static void build_step(const json_t *body, const json_t *s, size_t i, int64_t t_
 
 static void prepare_steps(struct sequence_req *out, int64_t apikey_id, const uint8_t sha[32])
 {
-	out->notices = calloc(out->n ? out->n : 1, sizeof(*out->notices));
-	if (!out->notices)
-		abort();
+	out->notices = xcalloc(out->n, sizeof(*out->notices));
 	size_t k = 0;
 	for (size_t i = 0; i < out->n; i++) {
 		struct sequence_step *st = &out->steps[i];
@@ -276,9 +275,7 @@ int sequence_parse(const json_t *body, const struct selo_config *cfg,
 	check_top(body, &p, err);
 	json_t *steps = json_object_get(body, "steps");
 	size_t nsteps = err->nfields ? 0 : json_array_size(steps);
-	int64_t *times = calloc(nsteps ? nsteps : 1, sizeof(*times));
-	if (!times)
-		abort();
+	int64_t *times = xcalloc(nsteps, sizeof(*times));
 	for (size_t i = 0; i < nsteps; i++)
 		check_step(json_array_get(steps, i), i, &p, &times[i], err);
 	if (!err->nfields) {
@@ -287,9 +284,7 @@ int sequence_parse(const json_t *body, const struct selo_config *cfg,
 		id_new(id);
 		id_to_text(id, text);
 		snprintf(out->id, sizeof(out->id), "seq_%s", text);
-		out->steps = calloc(nsteps, sizeof(*out->steps));
-		if (!out->steps)
-			abort();
+		out->steps = xcalloc(nsteps, sizeof(*out->steps));
 		for (size_t i = 0; i < nsteps; i++)
 			build_step(body, json_array_get(steps, i), i, times[i], now_ms, cfg, ts, out, &p,
 				   err);

@@ -23,6 +23,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include "selo/buf.h"
 #include "selo/clock.h"
 #include "selo/diag.h"
 #include "selo/stats.h"
@@ -33,22 +34,6 @@
 #define ZONE_MAX 64
 
 /* ---- small pieces */
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size);
-	if (!p)
-		abort();
-	return p;
-}
-
-static void *xrealloc(void *p, size_t size)
-{
-	p = realloc(p, size ? size : 1);
-	if (!p)
-		abort();
-	return p;
-}
 
 static uint64_t hash_bytes(const char *p, size_t n)
 {

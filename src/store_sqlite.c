@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "selo/buf.h"
 #include "selo/clock.h"
 #include "selo/diag.h"
 #include "selo/event.h"
@@ -618,22 +619,6 @@ struct store {
 };
 
 /* ---- Small helpers. */
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size);
-	if (!p)
-		abort();
-	return p;
-}
-
-static void *xrealloc(void *p, size_t size)
-{
-	p = realloc(p, size ? size : 1);
-	if (!p)
-		abort();
-	return p;
-}
 
 static char *xmemdup(const void *p, size_t n)
 {

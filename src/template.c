@@ -76,16 +76,6 @@ struct template_set {
 
 /* ---------------------------------------------------------------- memory */
 
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size ? size : 1);
-	if (!p) {
-		fprintf(stderr, "selo: out of memory\n");
-		abort();
-	}
-	return p;
-}
-
 static void *xreallocarray(void *p, size_t n, size_t size)
 {
 	if (size && n > SIZE_MAX / size) {

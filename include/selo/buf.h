@@ -25,6 +25,11 @@ char *buf_steal(struct buf *b, size_t *len); /* caller owns the data; b is reset
 /* Returns b->data, or "" when nothing was appended yet. */
 const char *buf_str(const struct buf *b);
 
+/* calloc and realloc that abort when memory runs out, as the buffer does;
+ * a zero size still gives a pointer to free. */
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t size);
+
 /* One byte; inline because encoders call it once per byte of a message. */
 static inline void buf_putc(struct buf *b, char c)
 {
