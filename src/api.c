@@ -244,6 +244,18 @@ static int idempotency_key(struct MHD_Connection *c, const char **out, struct se
 	return 0;
 }
 
+/* What every JSON POST checks first, in this order: the Bearer key, the
+ * Content-Type, the Idempotency-Key header (only when idem is not NULL) and
+ * the body's JSON. NULL, with err filled, at the first that fails. */
+static json_t *json_request(struct api *a, struct MHD_Connection *c, const struct req *r,
+			    struct apikey *key, const char **idem, struct selo_err *err)
+{
+	if (authenticate(a, c, key, err) || check_content_type(c, err) ||
+	    (idem && idempotency_key(c, idem, err)))
+		return NULL;
+	return parse_body(r, err);
+}
+
 /* ---- handlers */
 
 struct accept_ctx {
@@ -288,10 +300,7 @@ static enum MHD_Result post_notice(struct api *a, struct MHD_Connection *c, stru
 	err_clear(&err);
 	struct apikey key;
 	const char *idem;
-	if (authenticate(a, c, &key, &err) || check_content_type(c, &err) ||
-	    idempotency_key(c, &idem, &err))
-		return send_problem(a, c, &err);
-	json_t *body = parse_body(r, &err);
+	json_t *body = json_request(a, c, r, &key, &idem, &err);
 	if (!body)
 		return send_problem(a, c, &err);
 	uint8_t sha[32];
@@ -331,10 +340,7 @@ static enum MHD_Result post_batch(struct api *a, struct MHD_Connection *c, struc
 	err_clear(&err);
 	struct apikey key;
 	const char *idem;
-	if (authenticate(a, c, &key, &err) || check_content_type(c, &err) ||
-	    idempotency_key(c, &idem, &err))
-		return send_problem(a, c, &err);
-	json_t *body = parse_body(r, &err);
+	json_t *body = json_request(a, c, r, &key, &idem, &err);
 	if (!body)
 		return send_problem(a, c, &err);
 	json_t *items = json_object_get(body, "notices");
@@ -840,10 +846,7 @@ static enum MHD_Result post_sequence(struct api *a, struct MHD_Connection *c, st
 	err_clear(&err);
 	struct apikey key;
 	const char *idem;
-	if (authenticate(a, c, &key, &err) || check_content_type(c, &err) ||
-	    idempotency_key(c, &idem, &err))
-		return send_problem(a, c, &err);
-	json_t *body = parse_body(r, &err);
+	json_t *body = json_request(a, c, r, &key, &idem, &err);
 	if (!body)
 		return send_problem(a, c, &err);
 	struct sequence_req q;
@@ -888,9 +891,7 @@ static enum MHD_Result stop_sequence(struct api *a, struct MHD_Connection *c, co
 	struct selo_err err;
 	err_clear(&err);
 	struct apikey key;
-	if (authenticate(a, c, &key, &err) || check_content_type(c, &err))
-		return send_problem(a, c, &err);
-	json_t *body = parse_body(r, &err);
+	json_t *body = json_request(a, c, r, &key, NULL, &err);
 	if (!body)
 		return send_problem(a, c, &err);
 	const char *reason = json_string_value(json_object_get(body, "reason"));
