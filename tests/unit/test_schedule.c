@@ -3,7 +3,6 @@
  * scheduled notice is claimed only once due; cancel before a claim, never
  * after; a sequence stops and cancels its steps left, by a call or by a
  * hard bounce of one step, in the bounce's own transaction. */
-#include <unistd.h>
 #include "selo/clock.h"
 #include "selo/crypto.h"
 #include "selo/event.h"
@@ -11,6 +10,7 @@
 #include "selo/schedule.h"
 #include "selo/store.h"
 #include "t.h"
+#include "t_store.h"
 
 static int64_t at(const char *rfc3339)
 {
@@ -117,30 +117,6 @@ TEST(due_dates)
 
 /* ---- the store */
 
-static char dbpath[256];
-
-static struct store *fresh(void)
-{
-	snprintf(dbpath, sizeof(dbpath), "/tmp/selo-test-schedule-%d.db", (int)getpid());
-	unlink(dbpath);
-	char p[300];
-	snprintf(p, sizeof(p), "%s-wal", dbpath);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", dbpath);
-	unlink(p);
-	struct store *s = NULL;
-	struct selo_err err;
-	err_clear(&err);
-	CHECK(store_open(dbpath, &s, &err) == 0);
-	return s;
-}
-
-static void done(struct store *s)
-{
-	store_close(s);
-	unlink(dbpath);
-}
-
 static void make_notice(struct notice_new *n, json_t *fields, int64_t due_ms)
 {
 	memset(n, 0, sizeof(*n));
@@ -167,7 +143,9 @@ static void status_is(struct store *s, const char *id, const char *want)
 
 TEST(scheduled_is_claimed_only_when_due_and_cancel_wins_before)
 {
-	struct store *s = fresh();
+	struct store_fx fx;
+	CHECK(store_fx_open(&fx, "schedule") == 0);
+	struct store *s = fx.s;
 	json_t *f = json_object();
 	struct notice_new n[3];
 	int64_t now = clock_now_ms();
@@ -208,7 +186,7 @@ TEST(scheduled_is_claimed_only_when_due_and_cancel_wins_before)
 	CHECK(k == 1 && got[0].send_at_ms == now + 3600 * 1000);
 	notice_recs_free(got, k);
 	json_decref(f);
-	done(s);
+	store_fx_close(&fx);
 }
 
 static void make_sequence(struct store *s, struct sequence_new *q, struct notice_new *steps,
@@ -240,7 +218,9 @@ static void make_sequence(struct store *s, struct sequence_new *q, struct notice
 
 TEST(stopping_a_sequence_cancels_its_steps_left)
 {
-	struct store *s = fresh();
+	struct store_fx fx;
+	CHECK(store_fx_open(&fx, "schedule") == 0);
+	struct store *s = fx.s;
 	json_t *f = json_object();
 	struct notice_new steps[3];
 	struct sequence_new q;
@@ -260,12 +240,14 @@ TEST(stopping_a_sequence_cancels_its_steps_left)
 	sequence_rec_free(&r);
 	CHECK(store_sequence_get(s, q.id, 2, &r, &err) == 0);
 	json_decref(f);
-	done(s);
+	store_fx_close(&fx);
 }
 
 TEST(a_hard_bounce_of_a_step_stops_its_sequence)
 {
-	struct store *s = fresh();
+	struct store_fx fx;
+	CHECK(store_fx_open(&fx, "schedule") == 0);
+	struct store *s = fx.s;
 	json_t *f = json_object();
 	struct notice_new steps[3];
 	struct sequence_new q;
@@ -296,6 +278,6 @@ TEST(a_hard_bounce_of_a_step_stops_its_sequence)
 	event_recs_free(ev, nev);
 	json_decref(fail);
 	json_decref(f);
-	done(s);
+	store_fx_close(&fx);
 }
 

@@ -9,6 +9,7 @@
 #include "selo/stats.h"
 #include "selo/store.h"
 #include "t.h"
+#include "t_store.h"
 
 static int cmp64(const void *a, const void *b)
 {
@@ -46,12 +47,7 @@ TEST(percentile_is_the_nearest_rank)
 	}
 }
 
-struct fx {
-	char dir[64], path[128];
-	struct store *s;
-};
-
-static void fx_sql(struct fx *f, const char *sql)
+static void fx_sql(struct store_fx *f, const char *sql)
 {
 	sqlite3 *db = NULL;
 	CHECK(sqlite3_open(f->path, &db) == SQLITE_OK);
@@ -64,7 +60,7 @@ static void fx_sql(struct fx *f, const char *sql)
 	sqlite3_close(db);
 }
 
-static void ev(struct fx *f, const char *id, const char *type, int64_t ms, const char *cls)
+static void ev(struct store_fx *f, const char *id, const char *type, int64_t ms, const char *cls)
 {
 	char sql[512];
 	snprintf(sql, sizeof(sql),
@@ -75,7 +71,7 @@ static void ev(struct fx *f, const char *id, const char *type, int64_t ms, const
 	fx_sql(f, sql);
 }
 
-static void notice(struct fx *f, const char *id, int key, const char *tpl, const char *tags,
+static void notice(struct store_fx *f, const char *id, int key, const char *tpl, const char *tags,
 		   int64_t ms)
 {
 	char sql[512];
@@ -92,16 +88,13 @@ static void notice(struct fx *f, const char *id, int key, const char *tpl, const
 #define DAY10 1794279600000LL
 #define H (3600 * 1000LL)
 
-static int fx_open(struct fx *f)
+/* A store with four notices of two keys and their events, written beside
+ * the store as another process would. */
+static int fx_open(struct store_fx *f)
 {
-	snprintf(f->dir, sizeof(f->dir), "/tmp/selo-stats-XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (store_fx_open(f, "stats") != 0)
 		return -1;
-	snprintf(f->path, sizeof(f->path), "%s/selo.db", f->dir);
 	struct selo_err e;
-	err_clear(&e);
-	if (store_open(f->path, &f->s, &e) != 0)
-		return -1;
 	store_close(f->s); /* the schema is there; write the events as another process */
 	notice(f, "N1", 1, "'lembrete'", "'[\"pix\",\"vip\",\"pix\"]'", DAY10 + 1 * H);
 	notice(f, "N2", 1, "'lembrete'", "NULL", DAY10 + 2 * H);
@@ -125,19 +118,7 @@ static int fx_open(struct fx *f)
 	return store_open(f->path, &f->s, &e);
 }
 
-static void fx_close(struct fx *f)
-{
-	store_close(f->s);
-	char p[160];
-	static const char *const suffix[] = {"", "-wal", "-shm"};
-	for (int i = 0; i < 3; i++) {
-		snprintf(p, sizeof(p), "%s%s", f->path, suffix[i]);
-		unlink(p);
-	}
-	rmdir(f->dir);
-}
-
-static json_t *query(struct fx *f, int64_t key, const char *by, const char *from, const char *to)
+static json_t *query(struct store_fx *f, int64_t key, const char *by, const char *from, const char *to)
 {
 	struct stats_params p = {from, to, by, NULL, key};
 	json_t *doc = NULL;
@@ -185,7 +166,7 @@ static void check_key1(json_t *d)
 
 TEST(follower_counts_in_any_batch_size)
 {
-	struct fx f;
+	struct store_fx f;
 	CHECK(fx_open(&f) == 0);
 	struct stats_follower *a = NULL, *b = NULL;
 	struct selo_err e;
@@ -219,12 +200,12 @@ TEST(follower_counts_in_any_batch_size)
 	json_decref(d);
 	stats_follower_free(a);
 	stats_follower_free(b);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 TEST(ranges_whole_days_and_edges)
 {
-	struct fx f;
+	struct store_fx f;
 	CHECK(fx_open(&f) == 0);
 	struct stats_follower *a = NULL;
 	struct selo_err e;
@@ -261,12 +242,12 @@ TEST(ranges_whole_days_and_edges)
 	check_key1(d);
 	json_decref(d);
 	stats_follower_free(a);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 TEST(bad_parameters)
 {
-	struct fx f;
+	struct store_fx f;
 	CHECK(fx_open(&f) == 0);
 	static const struct {
 		const char *from, *to, *by, *zone;
@@ -289,5 +270,5 @@ TEST(bad_parameters)
 		CHECK(stats_query(f.s, &p, &d, &e) == -1 && d == NULL);
 		CHECK(e.status == bad[i].status && e.nfields == 1);
 	}
-	fx_close(&f);
+	store_fx_close(&f);
 }

@@ -16,45 +16,7 @@
 #include "selo/id.h"
 #include "selo/store.h"
 #include "t.h"
-
-struct fx {
-	char dir[64];
-	char path[128];
-	struct store *s;
-};
-
-static int fx_open(struct fx *f)
-{
-	snprintf(f->dir, sizeof(f->dir), "/tmp/selo-store-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->path, sizeof(f->path), "%s/selo.db", f->dir);
-	struct selo_err e;
-	err_clear(&e);
-	if (store_open(f->path, &f->s, &e) != 0) {
-		fprintf(stderr, "  store_open: %s\n", e.msg);
-		return -1;
-	}
-	return 0;
-}
-
-static void fx_remove(struct fx *f)
-{
-	char p[160];
-	static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-	for (size_t i = 0; i < 4; i++) {
-		snprintf(p, sizeof(p), "%s%s", f->path, suffix[i]);
-		unlink(p);
-	}
-	rmdir(f->dir);
-}
-
-static void fx_close(struct fx *f)
-{
-	store_close(f->s);
-	f->s = NULL;
-	fx_remove(f);
-}
+#include "t_store.h"
 
 /* A notice with fresh id and salt; the caller json_decref()s event_fields. */
 static void notice_make(struct notice_new *n, int64_t key, const char *idem, const char *body,
@@ -127,8 +89,8 @@ static int cmp_id(const void *a, const void *b)
 
 TEST(open_migrate_reopen)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	CHECK(store_schema_version(f.s) >= 2);
@@ -158,7 +120,7 @@ TEST(open_migrate_reopen)
 	CHECK(store_open(f.path, &f.s, &e) == -1);
 	CHECK(f.s == NULL);
 	CHECK_STR(e.type, "schema-too-new");
-	fx_remove(&f);
+	store_fx_remove(&f);
 }
 
 /* The checkpointer copies the WAL back while the store is open: the main
@@ -166,8 +128,8 @@ TEST(open_migrate_reopen)
  * ran on a connection that had never opened the WAL, and did nothing.) */
 TEST(checkpointer_copies_the_wal_back)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	struct stat before, after;
@@ -183,13 +145,13 @@ TEST(checkpointer_copies_the_wal_back)
 		grown = stat(f.path, &after) == 0 && after.st_size > before.st_size + 64 * 1024;
 	}
 	CHECK(grown);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 TEST(apikeys)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	struct selo_err e;
@@ -222,13 +184,13 @@ TEST(apikeys)
 	CHECK(store_apikey_list(f.s, &list, &n, &e) == 0);
 	CHECK(n == 2 && list[0].revoked_ms > 0 && list[1].revoked_ms == 0);
 	free(list);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 TEST(accept_single_and_batch)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	struct selo_err e;
@@ -313,13 +275,13 @@ TEST(accept_single_and_batch)
 	CHECK(k.queued == 4 && k.events == 4 && k.sending == 0);
 	CHECK(store_ping(f.s, &e) == 0);
 	CHECK(store_ping(f.s, &e) == 0);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 TEST(accept_refusals_leave_the_rest)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	struct selo_err e;
@@ -343,13 +305,13 @@ TEST(accept_refusals_leave_the_rest)
 	CHECK(k.queued == 1 && k.events == 1);
 	for (int i = 0; i < 3; i++)
 		json_decref(b[i].event_fields);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 TEST(idempotency_replay_and_reuse)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	struct accept_result a = accept1(f.s, 1, "k-1", "body-1", NULL);
@@ -376,13 +338,13 @@ TEST(idempotency_replay_and_reuse)
 	struct accept_result g = accept1(f.s, 1, "k-1", "body-1", NULL);
 	CHECK(g.replay);
 	CHECK_STR(g.status, "sending");
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 TEST(idempotency_duplicate_in_batch)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	struct selo_err e;
@@ -405,7 +367,7 @@ TEST(idempotency_duplicate_in_batch)
 	CHECK(k.queued == 1 && k.events == 1);
 	for (int i = 0; i < 3; i++)
 		json_decref(b[i].event_fields);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 /* ---- Concurrency. */
@@ -448,8 +410,8 @@ static double seconds_since(const struct timespec *t0)
 
 TEST(concurrent_accepts)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	char(*ids)[27] = calloc(THREADS * PER_THREAD, 27);
@@ -510,13 +472,13 @@ TEST(concurrent_accepts)
 	event_recs_free(ev, nev);
 	free(ids);
 	free(listed);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 TEST(concurrent_same_idempotency_key)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	char(*ids)[27] = calloc(THREADS * PER_THREAD, 27);
@@ -541,7 +503,7 @@ TEST(concurrent_same_idempotency_key)
 	CHECK(store_counts(f.s, &k, &e) == 0);
 	CHECK(k.queued == 1);
 	free(ids);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 static void *claim_worker(void *arg)
@@ -572,8 +534,8 @@ static void *claim_worker(void *arg)
 
 TEST(claim_due_is_exclusive)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	enum { N = 400 };
@@ -614,7 +576,7 @@ TEST(claim_due_is_exclusive)
 	free(ids);
 	free(b);
 	free(r);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 struct result_worker {
@@ -642,8 +604,8 @@ static void *bad_result_worker(void *arg)
 /* Failing writes share transactions with good ones and undo only themselves. */
 TEST(failing_jobs_leave_their_group)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	char(*ids)[27] = calloc(THREADS * PER_THREAD, 27);
@@ -670,15 +632,15 @@ TEST(failing_jobs_leave_their_group)
 	CHECK(store_counts(f.s, &k, &e) == 0);
 	CHECK(k.queued == 4 * PER_THREAD && k.events == 4 * PER_THREAD);
 	free(ids);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 /* ---- Sender side. */
 
 TEST(sealed_twice_keeps_first)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	struct accept_result a = accept1(f.s, 1, NULL, "x", NULL);
@@ -738,13 +700,13 @@ TEST(sealed_twice_keeps_first)
 	CHECK(store_message_get(f.s, s3.id, &eml, hex, &e) == 0);
 	buf_free(&eml);
 	json_decref(s1.event_fields);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 TEST(delivery_results_and_deferral)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	struct accept_result a = accept1(f.s, 1, NULL, "x", NULL);
@@ -813,13 +775,13 @@ TEST(delivery_results_and_deferral)
 	CHECK(store_counts(f.s, &k, &e) == 0);
 	CHECK(k.delivered == 1 && k.events == 3);
 	json_decref(fields);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 TEST(recover_inflight)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	for (int i = 0; i < 3; i++)
@@ -837,7 +799,7 @@ TEST(recover_inflight)
 	CHECK(k.queued == 3 && k.sending == 0);
 	CHECK(store_claim_due(f.s, clock_now_ms(), 10, &got, &n, &e) == 0 && n == 3);
 	notice_recs_free(got, n);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 /* A crash between the relay's 250 and the result's commit leaves a notice in
@@ -846,8 +808,8 @@ TEST(recover_inflight)
  * one outcome: a result for a notice that already has one records nothing. */
 TEST(recovered_notice_keeps_its_place_and_one_outcome)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	struct accept_result a = accept1(f.s, 1, NULL, "x", NULL);
@@ -891,7 +853,7 @@ TEST(recovered_notice_keeps_its_place_and_one_outcome)
 	CHECK_STR(rec.status, "queued");
 	notice_rec_free(&rec);
 	json_decref(fields);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 /* ---- Reading. */
@@ -913,8 +875,8 @@ static size_t list_ids(struct store *s, int64_t key, const char *ref, const char
 
 TEST(list_filters_paging_and_scoping)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	char k1[12][27], k2[5][27];
@@ -980,13 +942,13 @@ TEST(list_filters_paging_and_scoping)
 	CHECK(store_notice_get(f.s, k2[0], -1, &rec, &e) == 1);
 	notice_rec_free(&rec);
 	CHECK(store_notice_get(f.s, "01ARZ3NDEKTSV4RRFFQ69G5FAV", -1, &rec, &e) == 0);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 TEST(event_entry_exact_bytes)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	struct notice_new n;
@@ -1022,7 +984,7 @@ TEST(event_entry_exact_bytes)
 	}
 	event_recs_free(ev, nev);
 	json_decref(n.event_fields);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 /* Log indexes live in log_ranges, one row per run of consecutive seqs. */
@@ -1069,8 +1031,8 @@ static int entries_are(struct store *s, uint64_t from, size_t max, const int64_t
 
 TEST(log_indexes_by_runs_of_seqs)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	struct selo_err e;
@@ -1142,15 +1104,15 @@ TEST(log_indexes_by_runs_of_seqs)
 		CHECK(entries_are(f.s, 0, 10, all, 5));
 		CHECK(raw_int(f.path, "SELECT count(*) FROM log_ranges") == 2); /* 1-4, 6 */
 	}
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 /* A batch of hits repeating one commitment stores it once per notice, and
  * the same commitment text under another notice is still stored there. */
 TEST(events_add_stores_each_disclosure_once_per_notice)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	struct accept_result a = accept1(f.s, 1, NULL, "{\"a\":1}", "DISC");
@@ -1186,15 +1148,15 @@ TEST(events_add_stores_each_disclosure_once_per_notice)
 	event_recs_free(evs, n);
 	disclosures_free(&ip);
 	disclosures_free(&both);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 /* The brief's acceptance time is the notice's first relay_accepted or
  * delivery_accepted, whatever follows it; 0 before there is one. */
 TEST(notice_brief_gives_the_first_acceptance)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	struct accept_result a = accept1(f.s, 1, NULL, "{\"brief\":1}", "BRIEF");
@@ -1224,13 +1186,13 @@ TEST(notice_brief_gives_the_first_acceptance)
 	CHECK(n == 52 && !strcmp(evs[1].type, EV_RELAY_ACCEPTED) && evs[51].time_ms > want);
 	event_recs_free(evs, n);
 	CHECK(store_notice_brief(f.s, a.id, salt, &accepted, &e) == 1 && accepted == want);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 TEST(reads_on_empty_store)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	struct selo_err e;
@@ -1249,15 +1211,15 @@ TEST(reads_on_empty_store)
 	CHECK(store_recover_inflight(f.s, &e) == 0);
 	CHECK(store_next_due(f.s) == 0);
 	CHECK(store_ping(f.s, &e) == 0);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 /* A process killed at any moment keeps every notice it acknowledged: the
  * child reports each id only after store_notices_accept returned. */
 TEST(acknowledged_accepts_survive_kill)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
 	if (!f.s)
 		return;
 	store_close(f.s);
@@ -1302,7 +1264,7 @@ TEST(acknowledged_accepts_survive_kill)
 	err_clear(&e);
 	CHECK(store_open(f.path, &f.s, &e) == 0);
 	if (!f.s) {
-		fx_remove(&f);
+		store_fx_remove(&f);
 		return;
 	}
 	size_t missing = 0;
@@ -1316,5 +1278,5 @@ TEST(acknowledged_accepts_survive_kill)
 	}
 	CHECK(missing == 0);
 	CHECK(store_ping(f.s, &e) == 0);
-	fx_close(&f);
+	store_fx_close(&f);
 }

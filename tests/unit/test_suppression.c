@@ -12,6 +12,7 @@
 #include "selo/store.h"
 #include "selo/suppress.h"
 #include "t.h"
+#include "t_store.h"
 
 TEST(hard_status_codes)
 {
@@ -81,35 +82,6 @@ TEST(address_forms)
 	CHECK(suppress_address_key(NULL, out, sizeof(out)) == -1);
 }
 
-struct fx {
-	char dir[64];
-	char path[128];
-	struct store *s;
-};
-
-static int fx_open(struct fx *f)
-{
-	snprintf(f->dir, sizeof(f->dir), "/tmp/selo-sup-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->path, sizeof(f->path), "%s/selo.db", f->dir);
-	struct selo_err e;
-	err_clear(&e);
-	return store_open(f->path, &f->s, &e);
-}
-
-static void fx_close(struct fx *f)
-{
-	store_close(f->s);
-	char p[160];
-	static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-	for (size_t i = 0; i < 4; i++) {
-		snprintf(p, sizeof(p), "%s%s", f->path, suffix[i]);
-		unlink(p);
-	}
-	rmdir(f->dir);
-}
-
 /* Accepts one notice of key to `to`; returns its result. */
 static struct accept_result accept_to(struct store *s, int64_t key, const char *to)
 {
@@ -171,8 +143,8 @@ static size_t notices_of(struct store *s, int64_t key)
 
 TEST(smtp_hard_rejection_suppresses_for_that_key)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "sup") == 0);
 	if (!f.s)
 		return;
 	struct accept_result a = accept_to(f.s, 1, "Devedor@Example.COM");
@@ -206,13 +178,13 @@ TEST(smtp_hard_rejection_suppresses_for_that_key)
 	CHECK(store_suppression_delete(f.s, 1, "DEVEDOR@example.com", &e) == 1);
 	CHECK(store_suppression_delete(f.s, 1, "devedor@example.com", &e) == 0);
 	CHECK(!accept_to(f.s, 1, "devedor@example.com").failed);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 TEST(soft_and_policy_failures_do_not_suppress)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "sup") == 0);
 	if (!f.s)
 		return;
 	struct accept_result a = accept_to(f.s, 1, "a@example.com");
@@ -232,13 +204,13 @@ TEST(soft_and_policy_failures_do_not_suppress)
 	CHECK(count_list(f.s, 1, &l) == 0);
 	suppression_recs_free(l, 0);
 	CHECK(!accept_to(f.s, 1, "a@example.com").failed);
-	fx_close(&f);
+	store_fx_close(&f);
 }
 
 TEST(dsn_bounce_suppresses_and_listing_pages_newest_first)
 {
-	struct fx f;
-	CHECK(fx_open(&f) == 0);
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "sup") == 0);
 	if (!f.s)
 		return;
 	struct accept_result a = accept_to(f.s, 7, "one@example.com");
@@ -264,5 +236,5 @@ TEST(dsn_bounce_suppresses_and_listing_pages_newest_first)
 	suppression_recs_free(l, n);
 	CHECK(store_suppression_list(f.s, 7, 0, 0, &l, &n, &e) == -1 && e.status == 400);
 	CHECK(accept_to(f.s, 7, "TWO@example.com").failed);
-	fx_close(&f);
+	store_fx_close(&f);
 }
