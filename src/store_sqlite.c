@@ -1325,8 +1325,8 @@ static int sequence_stop_after_bounce(struct conn *c, const char *id, int64_t t,
 /* After notice id's delivery_failed event: a hard bounce (suppress.h)
  * suppresses its address for its key, and stops the sequence the notice is
  * a step of, in the same transaction. */
-static int suppress_if_hard(struct conn *c, const char *id, const json_t *fields,
-			    const char *reason, int64_t t, struct selo_err *err)
+static int after_hard_bounce(struct conn *c, const char *id, const json_t *fields,
+			     const char *reason, int64_t t, struct selo_err *err)
 {
 	const char *enhanced;
 	if (!suppress_fields_hard(fields, &enhanced))
@@ -1742,7 +1742,7 @@ static int result_one(struct store *s, const struct result_rec *r, struct selo_e
 	}
 	if (event_add(c, r->id, r->event_type, t, r->event_fields, r->disc, err) != 0)
 		return -1;
-	return suppress_if_hard(c, r->id, r->event_fields, r->last_error, t, err);
+	return after_hard_bounce(c, r->id, r->event_fields, r->last_error, t, err);
 }
 
 struct result_args {
@@ -2960,7 +2960,7 @@ static int run_bounced(struct store *s, struct job *j)
 		return -1;
 	if (event_add(c, a->id, EV_DELIVERY_FAILED, t, a->fields, a->disc, j->err) != 0)
 		return -1;
-	return suppress_if_hard(c, a->id, a->fields, a->last_error, t, j->err);
+	return after_hard_bounce(c, a->id, a->fields, a->last_error, t, j->err);
 }
 
 int store_notice_bounced(struct store *s, const char *id, json_t *fields,
