@@ -659,6 +659,8 @@ static enum MHD_Result get_metrics(struct api *a, struct MHD_Connection *c)
 	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++)
 		buf_printf(&b, "# TYPE %s counter\n%s %lld\n", ctr[i].name, ctr[i].name,
 			   (long long)atomic_load(ctr[i].v));
+	buf_printf(&b, "# TYPE selo_store_wal_restarts_total counter\nselo_store_wal_restarts_total %lld\n",
+		   (long long)store_wal_restarts(a->app->store));
 	enum MHD_Result r = send_bytes(c, 200, "text/plain; version=0.0.4", b.data, b.len, NULL);
 	buf_free(&b);
 	return r;

@@ -355,6 +355,12 @@ struct store_counts {
 };
 int store_counts(struct store *s, struct store_counts *out, struct selo_err *err);
 
+/* The WAL is started again from its beginning once it holds `frames` pages
+ * (default 16384, 64 MiB; 0 restores it): docs/store.md "Durability". For
+ * tests and tuning. store_wal_restarts counts the restarts done since open. */
+void store_wal_limit(struct store *s, int frames);
+int64_t store_wal_restarts(struct store *s);
+
 /* ---- Ledger: the Merkle log over the events (ledger.c, tlog.h). An
  * event's entry bytes are the log entry; the sequencer gives each event its
  * log index, in seq order, in the same transaction that writes the tiles and

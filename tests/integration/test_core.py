@@ -448,6 +448,7 @@ def health_and_metrics():
         st, hd, body = curl('GET', s.url + '/metrics')
         eq(st, 200)
         check(b'selo_notices{state="queued"}' in body, body[:200])
+        check(b'\nselo_store_wal_restarts_total 0\n' in body, body[-300:])
         st, _, _ = s.api('DELETE', '/v1/notices')
         eq(st, 405)
         st, _, _ = s.api('GET', '/nowhere')
