@@ -49,6 +49,13 @@ NOTICE = {'to': 'devedor@destino.example', 'to_name': 'João da Silva', 'templat
                                          'documento': 'FAT-1'}}
 
 
+def metric(url, name):
+    """One unlabelled value from /metrics, or '?'."""
+    out = subprocess.run(['curl', '-s', url + '/metrics'], stdout=subprocess.PIPE).stdout.decode()
+    m = re.search(rf'^{name} (\d+)$', out, re.M)
+    return int(m.group(1)) if m else '?'
+
+
 def metrics(url):
     out = subprocess.run(['curl', '-s', url + '/metrics'], stdout=subprocess.PIPE).stdout.decode()
     m = {}
@@ -225,10 +232,34 @@ def ledger(tmp):
     subprocess.run([os.path.join(ROOT, BUILD, 'bench', 'ledger_bench'), data, n], check=False)
 
 
-def accept_latency(lua, url, conns, what):
+def disk_written(path):
+    """Bytes written so far to the block device that holds path (Linux
+    /sys/dev/block), or None (tmpfs, or no such file)."""
+    st = os.stat(path).st_dev
+    try:
+        with open(f'/sys/dev/block/{os.major(st)}:{os.minor(st)}/stat') as f:
+            return int(f.read().split()[6]) * 512
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def accept_latency(lua, url, conns, what, data):
+    """One wrk run of single POSTs; also what the disk took meanwhile (the
+    store's WAL and checkpoints: the fsync stalls that make p99 grow with
+    it, docs/store.md) and the WAL's size and restarts."""
+    before = disk_written(data)
     r = wrk(url + '/v1/notices', conns, lua)
+    after = disk_written(data)
     print(f'accept latency (wrk, {what}, 10 s, single POST /v1/notices, senders busy): '
           f'{r["rps"]:.0f} req/s, p50 {r["p50"]}, p99 {r["p99"]}')
+    wal = os.path.join(data, 'selo.db-wal')
+    walsz = os.path.getsize(wal) >> 20 if os.path.exists(wal) else 0
+    restarts = metric(url, 'selo_store_wal_restarts_total')
+    disk = ''
+    if before is not None and after is not None and r['total']:
+        mb = (after - before) / 1e6
+        disk = f'{mb:.0f} MB written to the disk ({mb * 1e3 / r["total"]:.0f} KB a request), '
+    print(f'  {disk}WAL {walsz} MiB, {restarts} WAL restarts so far')
 
 
 def e2e(tmp, procs):
@@ -237,6 +268,7 @@ def e2e(tmp, procs):
     workers = os.environ.get('BENCH_WORKERS', '4')
     smtp = f'mode = relay\nrelay = 127.0.0.1:{sink_port}\nstarttls = no\n'
     url, key, serve = start_selo(tmp, procs, 'relay', smtp, workers)
+    data = os.path.join(tmp, 'relay')
     t_accept, t_all, m = post_and_drain(url, key, N, 'relayed')
     print(f'end to end: {N} notices (batches of 500, {workers} sender workers, RSA+Ed25519 DKIM '
           f'+ S/MIME) -> smtp-sink')
@@ -262,11 +294,11 @@ def e2e(tmp, procs):
         paced_lua = os.path.join(tmp, 'post-paced.lua')
         with open(paced_lua, 'w') as f:
             f.write(paced + 'function delay()\n  return 18\nend\n')
-        accept_latency(paced_lua, url, 20, '20 connections paced at about 1,000 POST/s')
+        accept_latency(paced_lua, url, 20, '20 connections paced at about 1,000 POST/s', data)
         # Closed loop: each connection posts as fast as answers come, so the
         # latency is also the queueing of as many requests as connections.
         for conns in (4, 16):
-            accept_latency(lua, url, conns, f'{conns} connections, as fast as answered')
+            accept_latency(lua, url, conns, f'{conns} connections, as fast as answered', data)
     else:
         print('accept latency: wrk not installed (apt-get install wrk)')
     serve.send_signal(signal.SIGTERM)
