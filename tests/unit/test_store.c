@@ -155,7 +155,7 @@ TEST(checkpointer_copies_the_wal_back)
 struct wal_readers {
 	const char *path;
 	atomic_int stop;
-	int turn;
+	atomic_int turn;
 };
 
 static void *wal_reader(void *arg)
@@ -167,7 +167,7 @@ static void *wal_reader(void *arg)
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, 1000);
-	usleep((unsigned)(r->turn++ * 2500)); /* the second starts half a turn later */
+	usleep((unsigned)atomic_fetch_add(&r->turn, 1) * 2500); /* the second, half a turn later */
 	while (!atomic_load(&r->stop)) {
 		sqlite3_exec(db, "BEGIN; SELECT count(*) FROM notices", NULL, NULL, NULL);
 		usleep(5000);
@@ -212,6 +212,7 @@ TEST(wal_restarts_under_a_steady_load)
 	store_wal_limit(f.s, 256); /* 1 MiB */
 	struct wal_readers r = {.path = f.path};
 	atomic_init(&r.stop, 0);
+	atomic_init(&r.turn, 0);
 	pthread_t th[2];
 	for (int i = 0; i < 2; i++)
 		CHECK(pthread_create(&th[i], NULL, wal_reader, &r) == 0);
