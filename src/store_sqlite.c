@@ -733,13 +733,8 @@ static struct conn *conn_open(const char *path, int flags, struct selo_err *err)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
 	int rc = sqlite3_open_v2(path, &c->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
-	if (rc != SQLITE_OK) {
-		err_set(err, 500, "storage-failed", "store: opening %s: %s", path,
-			c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
-		sqlite3_close(c->db);
-		free(c);
-		return NULL;
-	}
+	if (rc != SQLITE_OK)
+		goto fail;
 	sqlite3_extended_result_codes(c->db, 1);
 	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
 	/* Savepoint journals and sorts in memory: on disk, the writer's
@@ -747,14 +742,15 @@ static struct conn *conn_open(const char *path, int flags, struct selo_err *err)
 	 * unlinked, written, closed, its blocks freed) about 290 times a second
 	 * under load (`perf trace`, make bench). They hold at most one group's
 	 * changed pages. */
-	if (sqlite3_exec(c->db, "PRAGMA temp_store=MEMORY", NULL, NULL, NULL) != SQLITE_OK) {
-		err_set(err, 500, "storage-failed", "store: setting temp_store on %s: %s", path,
-			sqlite3_errmsg(c->db));
-		sqlite3_close(c->db);
-		free(c);
-		return NULL;
-	}
-	return c;
+	rc = sqlite3_exec(c->db, "PRAGMA temp_store=MEMORY", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		return c;
+fail:
+	err_set(err, 500, "storage-failed", "store: opening %s: %s", path,
+		c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+	sqlite3_close(c->db);
+	free(c);
+	return NULL;
 }
 
 static void conn_close(struct conn *c)
