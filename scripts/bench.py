@@ -49,15 +49,18 @@ NOTICE = {'to': 'devedor@destino.example', 'to_name': 'João da Silva', 'templat
                                          'documento': 'FAT-1'}}
 
 
+def metrics_text(url):
+    return subprocess.run(['curl', '-s', url + '/metrics'], stdout=subprocess.PIPE).stdout.decode()
+
+
 def metric(url, name):
     """One unlabelled value from /metrics, or '?'."""
-    out = subprocess.run(['curl', '-s', url + '/metrics'], stdout=subprocess.PIPE).stdout.decode()
-    m = re.search(rf'^{name} (\d+)$', out, re.M)
+    m = re.search(rf'^{name} (\d+)$', metrics_text(url), re.M)
     return int(m.group(1)) if m else '?'
 
 
 def metrics(url):
-    out = subprocess.run(['curl', '-s', url + '/metrics'], stdout=subprocess.PIPE).stdout.decode()
+    out = metrics_text(url)
     m = {}
     for line in out.splitlines():
         mm = re.match(r'selo_notices\{state="(\w+)"\} (\d+)', line)
