@@ -102,6 +102,34 @@ TEST(hmac_sha256_rfc4231)
 	CHECK_STR(hex, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
 }
 
+/* random_bytes reads getrandom(2), which can return fewer bytes than asked
+ * for past 256 (when a signal interrupts it): a 1 MiB draw is filled to its
+ * last byte, and two draws differ. */
+TEST(random_bytes_fill_large_draws)
+{
+	size_t n = 1 << 20;
+	uint8_t *a = calloc(1, n), *b = calloc(1, n);
+	CHECK(a && b);
+	if (!a || !b) {
+		free(a);
+		free(b);
+		return;
+	}
+	random_bytes(a, n);
+	random_bytes(b, n);
+	static const uint8_t zero[32];
+	int empty = 0;
+	for (size_t off = 0; off < n; off += 32)
+		empty += !memcmp(a + off, zero, 32) || !memcmp(b + off, zero, 32);
+	CHECK(empty == 0);
+	CHECK(memcmp(a, b, n) != 0);
+	uint8_t one = 0;
+	random_bytes(&one, 0); /* nothing asked, nothing written */
+	CHECK(one == 0);
+	free(a);
+	free(b);
+}
+
 TEST(id_round_trip_and_order)
 {
 	uint8_t a[16], b[16], back[16];
