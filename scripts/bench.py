@@ -21,7 +21,7 @@ when named: it takes a few minutes); BENCH_E2E_ONLY=1 skips 2;
 BENCH_TRACK_THREADS sets track.threads for 3 (default: the configuration's);
 BENCH_NOTICES and BENCH_WORKERS size 1; BENCH_MX_NOTICES and
 BENCH_POSTFIX_MESSAGES size 5; BENCH_KEEP=1 keeps the temporary directory."""
-import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
+import json, mmap, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = sys.argv[1] if len(sys.argv) > 1 else 'build'
@@ -246,12 +246,65 @@ def disk_written(path):
         return None
 
 
+class DiskProbe:
+    """Times a synchronous 4 KiB write (O_DSYNC, and O_DIRECT where the file
+    system has it) every 5 ms to a file beside the store, while a run goes
+    on: how long the disk itself took to make a small write durable, which
+    is what each commit waits for (docs/operations.md, "Accept latency:
+    where the tail comes from")."""
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, 'disk-probe')
+        self.lat, self.stop = [], threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def open(self):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_DSYNC
+        try:
+            return os.open(self.path, flags | getattr(os, 'O_DIRECT', 0), 0o600)
+        except OSError:  # tmpfs has no O_DIRECT
+            return os.open(self.path, flags, 0o600)
+
+    def run(self):
+        fd, page = self.open(), mmap.mmap(-1, 4096)  # page-aligned, as O_DIRECT wants
+        page.write(b'p' * 4096)
+        try:
+            i = 0
+            while not self.stop.wait(0.005):
+                t = time.perf_counter()
+                os.pwrite(fd, page, (i % 256) * 4096)
+                self.lat.append(time.perf_counter() - t)
+                i += 1
+        finally:
+            os.close(fd)
+            os.unlink(self.path)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+    def summary(self):
+        lat = sorted(self.lat)
+        if not lat:
+            return 'the disk probe wrote nothing'
+        over = [x for x in lat if x > 0.02]
+        return (f'disk meanwhile: {len(lat)} synchronous 4 KiB writes, p50 '
+                f'{lat[len(lat) // 2] * 1e3:.2f} ms, {len(over)} over 20 ms, longest '
+                f'{lat[-1] * 1e3:.0f} ms')
+
+
 def accept_latency(lua, url, conns, what, data):
     """One wrk run of single POSTs; also what the disk took meanwhile (the
     store's WAL and checkpoints: the fsync stalls that make p99 grow with
-    it, docs/store.md) and the WAL's size and restarts."""
+    it, docs/store.md), how slow its own small synchronous writes were
+    (DiskProbe), and the WAL's size and restarts."""
     before = disk_written(data)
-    r = wrk(url + '/v1/notices', conns, lua)
+    with DiskProbe(os.path.dirname(data)) as probe:
+        r = wrk(url + '/v1/notices', conns, lua)
     after = disk_written(data)
     print(f'accept latency (wrk, {what}, 10 s, single POST /v1/notices, senders busy): '
           f'{r["rps"]:.0f} req/s, p50 {r["p50"]}, p99 {r["p99"]}')
@@ -263,6 +316,7 @@ def accept_latency(lua, url, conns, what, data):
         mb = (after - before) / 1e6
         disk = f'{mb:.0f} MB written to the disk ({mb * 1e3 / r["total"]:.0f} KB a request), '
     print(f'  {disk}WAL {walsz} MiB, {restarts} WAL restarts so far')
+    print(f'  {probe.summary()}')
 
 
 def e2e(tmp, procs):
