@@ -8,7 +8,10 @@ When at least four have for more than 80 ms, it dumps every thread's
 stack with gdb into OUT.N (N = 1, 2, 3) and goes on, up to three dumps or
 SECONDS (default 30). Run it as root beside `make bench`; gdb stops the
 process for about a second per dump, so the run's figures are not
-comparable to an untraced one.
+comparable to an untraced one. It sees only threads that wait; threads
+that spin on a lock (as on OpenSSL's RAND lock, docs/operations.md) are
+running, and `perf record -k CLOCK_MONOTONIC -a -g` beside the run finds
+them.
 """
 import os
 import subprocess
