@@ -95,7 +95,12 @@ static int seal_one(struct selo *app, struct item *it, struct selo_err *err)
 	int rc = -1;
 	if (render_payload(app, p, &r, err) != 0)
 		goto out;
-	if (store_attachments_of(app->store, it->rec.id, &att, &natt, err) != 0)
+	/* The payload lists the attachments (notice.c). Without any, no read:
+	 * this thread runs at nice 19, and every read takes SQLite's lock on
+	 * the WAL index, which the API threads and the writer wait for while a
+	 * preempted sender holds it. */
+	if (json_array_size(json_object_get(p, "attachments")) > 0 &&
+	    store_attachments_of(app->store, it->rec.id, &att, &natt, err) != 0)
 		goto out_r;
 	struct compose_in in = {
 		.notice_id = it->rec.id,

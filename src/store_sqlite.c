@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -586,8 +587,7 @@ struct job {
 	struct selo_err *err; /* the caller's (may be NULL) */
 	int rc;               /* run's result; -1 when the group did not commit */
 	int64_t ival;         /* small results: a new id, a row count */
-	int done;
-	pthread_cond_t cv;
+	sem_t done;           /* posted by the writer once rc is final */
 	struct job *next;
 };
 
@@ -601,7 +601,7 @@ struct store {
 	int64_t last_event_ms;
 	pthread_t writer;
 	int writer_started;
-	pthread_mutex_t qmu; /* guards the queue, stopping, and every job's done flag */
+	pthread_mutex_t qmu; /* guards the queue and stopping */
 	pthread_cond_t qcv;
 	struct job *qhead, *qtail;
 	int stopping;
@@ -1020,16 +1020,19 @@ int64_t store_wal_restarts(struct store *s)
 	return atomic_load(&s->restarts);
 }
 
+/* No lock is held while a job's submitter is woken, and a submitter holds
+ * qmu only to append its job: the senders run at nice 19, and one woken
+ * writer used to preempt a sender that still held qmu (it signalled inside
+ * it), so the writer and every API thread then waited 2-14 ms for the sender
+ * to get a CPU again (`perf trace`: the writer's futex waits on qmu). */
 static void *writer_main(void *arg)
 {
 	struct store *s = arg;
 	struct job *g[GROUP_MAX];
-	pthread_mutex_lock(&s->qmu);
 	for (;;) {
+		pthread_mutex_lock(&s->qmu);
 		while (!s->qhead && !s->stopping)
 			pthread_cond_wait(&s->qcv, &s->qmu);
-		if (!s->qhead)
-			break; /* stopping, and every queued job has run */
 		size_t n = 0;
 		while (s->qhead && n < GROUP_MAX) {
 			g[n++] = s->qhead;
@@ -1038,34 +1041,28 @@ static void *writer_main(void *arg)
 		if (!s->qhead)
 			s->qtail = NULL;
 		pthread_mutex_unlock(&s->qmu);
+		if (n == 0)
+			break; /* stopping, and every queued job has run */
 		group_run(s, g, n);
-		pthread_mutex_lock(&s->qmu);
-		for (size_t i = 0; i < n; i++) {
-			g[i]->done = 1;
-			pthread_cond_signal(&g[i]->cv);
-		}
-		if (atomic_exchange(&s->restart_wanted, 0)) {
-			pthread_mutex_unlock(&s->qmu);
+		for (size_t i = 0; i < n; i++)
+			sem_post(&g[i]->done); /* the job may be gone after this */
+		if (atomic_exchange(&s->restart_wanted, 0))
 			wal_restart(s);
-			pthread_mutex_lock(&s->qmu);
-		}
 	}
-	pthread_mutex_unlock(&s->qmu);
 	return NULL;
 }
 
 /* Queues j and sleeps until the writer has committed (or failed) it. */
 static int job_submit(struct store *s, struct job *j)
 {
-	j->done = 0;
 	j->rc = -1;
 	j->next = NULL;
-	if (pthread_cond_init(&j->cv, NULL) != 0)
-		return err_set(j->err, 500, "storage-failed", "store: cannot create a condition variable");
+	if (sem_init(&j->done, 0, 0) != 0)
+		return err_set(j->err, 500, "storage-failed", "store: cannot create a semaphore");
 	pthread_mutex_lock(&s->qmu);
 	if (s->stopping) {
 		pthread_mutex_unlock(&s->qmu);
-		pthread_cond_destroy(&j->cv);
+		sem_destroy(&j->done);
 		return err_set(j->err, 503, "store-closed", "store: the store is closing");
 	}
 	if (s->qtail)
@@ -1073,11 +1070,12 @@ static int job_submit(struct store *s, struct job *j)
 	else
 		s->qhead = j;
 	s->qtail = j;
-	pthread_cond_signal(&s->qcv);
-	while (!j->done)
-		pthread_cond_wait(&j->cv, &s->qmu);
 	pthread_mutex_unlock(&s->qmu);
-	pthread_cond_destroy(&j->cv);
+	/* After the unlock: the writer either saw the job or is already waiting. */
+	pthread_cond_signal(&s->qcv);
+	while (sem_wait(&j->done) != 0)
+		; /* EINTR only: the semaphore is valid */
+	sem_destroy(&j->done);
 	return j->rc;
 }
 
@@ -2045,8 +2043,8 @@ static void reader_give(struct store *s, struct conn *c)
 	pthread_mutex_lock(&s->rmu);
 	c->next = s->rfree;
 	s->rfree = c;
-	pthread_cond_signal(&s->rcv);
 	pthread_mutex_unlock(&s->rmu);
+	pthread_cond_signal(&s->rcv); /* outside the lock, as job_submit */
 }
 
 static void apikey_from_row(sqlite3_stmt *st, struct apikey *k)

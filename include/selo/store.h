@@ -29,6 +29,8 @@ struct store;
 /* Opens (creating if needed) the database at path, applies pending
  * migrations in order, starts the writer thread. */
 int store_open(const char *path, struct store **out, struct selo_err *err);
+/* Runs every queued write, then frees the store: no other thread may still
+ * be calling into it (the caller stops the API, senders and followers first). */
 void store_close(struct store *s);
 /* The schema version after migrations (for `selo status`/tests). */
 int store_schema_version(struct store *s);
