@@ -36,6 +36,7 @@ struct api {
 	atomic_int stopping;  /* api_drain was called: new requests get 503 */
 	atomic_int active;    /* requests begun and not yet answered and done */
 	struct exporter *exporter; /* PDF receipts; NULL without a ledger */
+	struct auth_cache *keys;   /* for accepts only (auth.h) */
 };
 
 struct req {
@@ -195,6 +196,16 @@ static int authenticate(struct api *a, struct MHD_Connection *c, struct apikey *
 	return r == 1 ? 0 : -1;
 }
 
+/* For accepts: the key may come from the cache, since the accept's own
+ * transaction checks it again (store_notices_accept). */
+static int authenticate_accept(struct api *a, struct MHD_Connection *c, struct apikey *key,
+			       struct selo_err *err)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	int r = auth_check_bearer_cached(a->keys, a->app->store, h, key, err);
+	return r == 1 ? 0 : -1;
+}
+
 static json_t *parse_body(const struct req *r, struct selo_err *err)
 {
 	json_error_t je;
@@ -246,12 +257,14 @@ static int idempotency_key(struct MHD_Connection *c, const char **out, struct se
 
 /* What every JSON POST checks first, in this order: the Bearer key, the
  * Content-Type, the Idempotency-Key header (only when idem is not NULL) and
- * the body's JSON. NULL, with err filled, at the first that fails. */
+ * the body's JSON. NULL, with err filled, at the first that fails. An
+ * accept (accept != 0) may take its key from the cache. */
 static json_t *json_request(struct api *a, struct MHD_Connection *c, const struct req *r,
-			    struct apikey *key, const char **idem, struct selo_err *err)
+			    int accept, struct apikey *key, const char **idem,
+			    struct selo_err *err)
 {
-	if (authenticate(a, c, key, err) || check_content_type(c, err) ||
-	    (idem && idempotency_key(c, idem, err)))
+	int bad = accept ? authenticate_accept(a, c, key, err) : authenticate(a, c, key, err);
+	if (bad || check_content_type(c, err) || (idem && idempotency_key(c, idem, err)))
 		return NULL;
 	return parse_body(r, err);
 }
@@ -291,6 +304,7 @@ static int accept_prepare(struct api *a, const json_t *item, const struct apikey
 	x->parsed = 1;
 	notice_prepare(&x->req, key->id, idem ? x->idem : NULL, sha, &x->n, &x->fields, &x->disc);
 	x->n.event_fields = x->fields;
+	x->n.key_active = 1; /* the key may be the cache's (authenticate_accept) */
 	return 0;
 }
 
@@ -300,7 +314,7 @@ static enum MHD_Result post_notice(struct api *a, struct MHD_Connection *c, stru
 	err_clear(&err);
 	struct apikey key;
 	const char *idem;
-	json_t *body = json_request(a, c, r, &key, &idem, &err);
+	json_t *body = json_request(a, c, r, 1, &key, &idem, &err);
 	if (!body)
 		return send_problem(a, c, &err);
 	uint8_t sha[32];
@@ -340,7 +354,7 @@ static enum MHD_Result post_batch(struct api *a, struct MHD_Connection *c, struc
 	err_clear(&err);
 	struct apikey key;
 	const char *idem;
-	json_t *body = json_request(a, c, r, &key, &idem, &err);
+	json_t *body = json_request(a, c, r, 1, &key, &idem, &err);
 	if (!body)
 		return send_problem(a, c, &err);
 	json_t *items = json_object_get(body, "notices");
@@ -848,7 +862,7 @@ static enum MHD_Result post_sequence(struct api *a, struct MHD_Connection *c, st
 	err_clear(&err);
 	struct apikey key;
 	const char *idem;
-	json_t *body = json_request(a, c, r, &key, &idem, &err);
+	json_t *body = json_request(a, c, r, 0, &key, &idem, &err);
 	if (!body)
 		return send_problem(a, c, &err);
 	struct sequence_req q;
@@ -893,7 +907,7 @@ static enum MHD_Result stop_sequence(struct api *a, struct MHD_Connection *c, co
 	struct selo_err err;
 	err_clear(&err);
 	struct apikey key;
-	json_t *body = json_request(a, c, r, &key, NULL, &err);
+	json_t *body = json_request(a, c, r, 0, &key, NULL, &err);
 	if (!body)
 		return send_problem(a, c, &err);
 	const char *reason = json_string_value(json_object_get(body, "reason"));
@@ -1111,6 +1125,7 @@ int api_start(struct selo *app, struct api **out, struct selo_err *err)
 		free(a);
 		return -1;
 	}
+	a->keys = auth_cache_new();
 	/* ITC: MHD_quiesce_daemon needs it to close the listener under the pool. */
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 	if (ss.ss_family == AF_INET6)
@@ -1125,6 +1140,7 @@ int api_start(struct selo *app, struct api **out, struct selo_err *err)
 				MHD_OPTION_END);
 	if (!a->d) {
 		exporter_close(a->exporter);
+		auth_cache_free(a->keys);
 		free(a);
 		return err_set(err, 500, "listen", "cannot listen on %s (api.listen): address in use or not allowed",
 			       app->cfg.api_listen);
@@ -1160,5 +1176,6 @@ void api_stop(struct api *a)
 		return;
 	MHD_stop_daemon(a->d);
 	exporter_close(a->exporter);
+	auth_cache_free(a->keys);
 	free(a);
 }

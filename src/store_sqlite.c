@@ -342,7 +342,7 @@ enum stmt_id {
 	S_CANCEL_GET, S_CANCEL, S_SEQ_ADD, S_SEQ_IDEM, S_SEQ_GET, S_SEQ_STEPS, S_SEQ_PENDING,
 	S_SEQ_STOP, S_SEQ_OF,
 	/* reads */
-	S_APIKEY_FIND, S_APIKEY_LIST, S_NOTICE_GET,
+	S_APIKEY_FIND, S_APIKEY_ACTIVE, S_APIKEY_LIST, S_NOTICE_GET,
 	S_LIST0, S_LIST7 = S_LIST0 + 7,
 	S_EVENTS_OF, S_CONFIRMATIONS_OF, S_EVENTS_AFTER, S_ATT_OF, S_MSG_GET, S_DISC_OF, S_NEXT_DUE, S_COUNTS,
 	S_EVENTS_MAX, S_QUICK_CHECK, S_CHEAP_CHECK,
@@ -444,6 +444,7 @@ static const char *const SQL[S_COUNT] = {
 	[S_SEQ_OF] = "SELECT sequence_id FROM notices WHERE id = ?1 AND sequence_id IS NOT NULL",
 	[S_APIKEY_FIND] = "SELECT id, name, prefix, created_ms, revoked_ms FROM apikeys"
 			  " WHERE hash = ?1 AND revoked_ms = 0",
+	[S_APIKEY_ACTIVE] = "SELECT 1 FROM apikeys WHERE id = ?1 AND revoked_ms = 0",
 	[S_APIKEY_LIST] = "SELECT id, name, prefix, created_ms, revoked_ms FROM apikeys ORDER BY id",
 	[S_NOTICE_GET] = "SELECT " NOTICE_COLS " FROM notices WHERE id = ?1"
 			 " AND (?2 < 0 OR apikey_id = ?2)",
@@ -1581,12 +1582,40 @@ struct accept_args {
 	struct accept_result *res;
 };
 
+/* key_active: the key is checked in the accept's own transaction, so `selo
+ * apikey revoke` (another process) takes effect at once even for a request
+ * that authenticated just before it, or from the API's cache (auth.h). */
+static int key_active(struct conn *c, int64_t id, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_APIKEY_ACTIVE, err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, id))
+		return bind_failed(c, st, err, "checking an API key");
+	int rc = sqlite3_step(st);
+	int r = rc == SQLITE_ROW ? 0
+		: rc == SQLITE_DONE ? err_set(err, 401, "unauthorized", "invalid or revoked API key")
+				    : db_err(err, c, "checking an API key");
+	stmt_done(st);
+	return r;
+}
+
 static int run_accept(struct store *s, struct job *j)
 {
 	struct accept_args *a = j->arg;
-	for (size_t i = 0; i < a->n; i++)
+	int64_t checked = 0;
+	int have = 0; /* checked holds a key found active */
+	for (size_t i = 0; i < a->n; i++) {
+		int64_t key = a->ns[i].apikey_id;
+		if (a->ns[i].key_active && !(have && key == checked)) {
+			if (key_active(s->w, key, j->err) != 0)
+				return -1;
+			checked = key;
+			have = 1;
+		}
 		if (accept_one(s, &a->ns[i], &a->res[i], j->err) != 0)
 			return -1;
+	}
 	return 0;
 }
 

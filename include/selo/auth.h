@@ -19,4 +19,18 @@ void auth_key_new(char key[AUTH_KEY_LEN + 1], uint8_t hash[32], char prefix[16])
 int auth_check_bearer(struct store *s, const char *header, struct apikey *key,
 		      struct selo_err *err);
 
+/* Keys found active in the last AUTH_CACHE_MS, kept in memory so that an
+ * accept does not open a read transaction for its key: each one takes
+ * SQLite's lock on the WAL index, the lock the API threads waited longest
+ * for under load (docs/operations.md). Only requests whose write checks the
+ * key again inside its transaction may use it (store_notices_accept does),
+ * so a revoked key still changes nothing from the moment it is revoked. */
+#define AUTH_CACHE_MS 1000
+struct auth_cache;
+struct auth_cache *auth_cache_new(void);
+void auth_cache_free(struct auth_cache *c);
+/* As auth_check_bearer, answered from c when the key is there and fresh. */
+int auth_check_bearer_cached(struct auth_cache *c, struct store *s, const char *header,
+			     struct apikey *key, struct selo_err *err);
+
 #endif

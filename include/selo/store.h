@@ -84,6 +84,9 @@ struct notice_new {
 	int64_t due_ms;              /* 0: send now; else status `scheduled` until then */
 	const char *sequence_id;     /* the sequence it is a step of, or NULL */
 	int step;                    /* its step's index in the sequence */
+	int key_active;              /* 1: accept only while apikey_id is an active key,
+					checked in the accept's transaction (the API's
+					keys may come from a cache, auth.h); else 401 */
 };
 
 struct accept_result {
@@ -95,7 +98,8 @@ struct accept_result {
 };
 
 /* Accepts n notices in one transaction; results[i] for each. Returns -1 only
- * when the storage itself failed (nothing was accepted). */
+ * when the storage itself failed or a notice's key_active check did (401):
+ * then nothing was accepted. */
 int store_notices_accept(struct store *s, const struct notice_new *ns, size_t n,
 			 struct accept_result *results, struct selo_err *err);
 

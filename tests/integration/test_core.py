@@ -4,7 +4,7 @@ real SMTP server on 127.0.0.1, notices through the HTTP API, and the message
 checked with tools Selo did not write: dkimpy for both DKIM signatures,
 `openssl cms -verify` for S/MIME, Python's email parser for every part. Also
 every kind of bad input, idempotency, batches, retries and the CLI."""
-import base64, email, email.policy, hashlib, json, os, stat, subprocess, sys, tempfile, time
+import base64, email, email.policy, hashlib, json, os, sqlite3, stat, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from selotest import *  # noqa: F401,F403
 import dkim
@@ -388,9 +388,21 @@ def cli_submit_status_apikeys_and_maildir():
         rc, out, _ = run(['apikey', 'list', '--data', s.data], check_rc=0)
         check('cobrador' in out and 'active' in out and key not in out, out)
         kid = [l.split('\t')[0] for l in out.splitlines() if 'cobrador' in l][0]
+        st, _, _ = s.api('POST', '/v1/notices', notice(), key=key)
+        eq(st, 202, 'the new key accepts (and is now in the API key cache)')
         run(['apikey', 'revoke', kid, '--data', s.data], check_rc=0)
         st, _, _ = s.api('GET', '/v1/notices', key=key)
         eq(st, 401, 'revoked key')
+        # at once for accepts too, though the key was cached a moment ago
+        st, _, j = s.api('POST', '/v1/notices', notice(), key=key)
+        eq(st, 401, f'accept with the revoked key {j}')
+        st, _, j = s.api('POST', '/v1/notices/batch', {'notices': [notice()]}, key=key,
+                         headers={'Idempotency-Key': 'after-revoke'})
+        eq(st, 401, f'batch with the revoked key {j}')
+        with sqlite3.connect(f'file:{s.data}/selo.db?mode=ro', uri=True) as db:
+            (count,) = db.execute('SELECT count(*) FROM notices WHERE apikey_id = ?',
+                                  (int(kid),)).fetchone()
+        eq(count, 1, 'nothing stored for the revoked key')
         rc, _, _ = run(['apikey', 'revoke', '999', '--data', s.data])
         eq(rc, 1, 'revoke unknown')
         rc, _, _ = run(['apikey', '--data', s.data])

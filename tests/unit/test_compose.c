@@ -696,7 +696,10 @@ TEST(text_only_notice)
 	in.track_opens = in.track_clicks = in.track_read = 0;
 	CHECK(compose_message(c, &in, &out, &err) == 0);
 	CHECK(out.ntokens == 0);
-	CHECK(strstr(out.eml.data, "/r/") == NULL);
+	/* The tracker's URL, not a bare "/r/": base64 (attachment, signature,
+	 * DKIM) holds "/r/" by chance in about one message of fifty. */
+	CHECK(strstr(out.eml.data, BASE "/r/") == NULL);
+	CHECK(strstr(out.eml.data, BASE) == NULL);
 	write_file(path, out.eml.data, out.eml.len);
 	CHECK(openssl_verifies(path));
 	j = py_read(path);

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "selo/auth.h"
 #include "selo/clock.h"
 #include "selo/crypto.h"
 #include "selo/event.h"
@@ -282,6 +283,92 @@ TEST(apikeys)
 	CHECK(n == 2 && list[0].revoked_ms > 0 && list[1].revoked_ms == 0);
 	free(list);
 	store_fx_close(&f);
+}
+
+/* The API's key cache: a hit for AUTH_CACHE_MS, then the store again. It
+ * may answer for a key revoked meanwhile; the accept's own check above is
+ * what keeps that from storing anything. */
+TEST(auth_cache_answers_for_a_second)
+{
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
+	if (!f.s)
+		return;
+	struct selo_err e;
+	err_clear(&e);
+	char key[AUTH_KEY_LEN + 1], prefix[16];
+	uint8_t h[32];
+	auth_key_new(key, h, prefix);
+	int64_t id = 0;
+	CHECK(store_apikey_add(f.s, "cobranca", h, prefix, &id, &e) == 0);
+	char hdr[64];
+	snprintf(hdr, sizeof(hdr), "Bearer %s", key);
+	struct auth_cache *c = auth_cache_new();
+	struct apikey k;
+	CHECK(auth_check_bearer_cached(c, f.s, hdr, &k, &e) == 1 && k.id == id);
+	CHECK(auth_check_bearer_cached(c, f.s, "Bearer selo_nope", &k, &e) == 0 && e.status == 401);
+	CHECK(auth_check_bearer_cached(c, f.s, NULL, &k, &e) == 0 && e.status == 401);
+	CHECK(store_apikey_revoke(f.s, id, &e) == 1);
+	CHECK(auth_check_bearer(f.s, hdr, &k, &e) == 0);
+	memset(&k, 0, sizeof(k));
+	CHECK(auth_check_bearer_cached(c, f.s, hdr, &k, &e) == 1 && k.id == id);
+	struct timespec ts = {AUTH_CACHE_MS / 1000, (AUTH_CACHE_MS % 1000 + 50) * 1000000L};
+	nanosleep(&ts, NULL);
+	err_clear(&e);
+	CHECK(auth_check_bearer_cached(c, f.s, hdr, &k, &e) == 0 && e.status == 401);
+	auth_cache_free(c);
+	store_fx_close(&f);
+}
+
+/* key_active: the accept checks the key in its own transaction, so a key
+ * revoked after the API authenticated it (or cached it) stores nothing. */
+TEST(accept_checks_the_key_when_asked)
+{
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
+	if (!f.s)
+		return;
+	struct selo_err e;
+	err_clear(&e);
+	uint8_t h[32];
+	sha256("key-active", 10, h);
+	int64_t id = 0;
+	CHECK(store_apikey_add(f.s, "cobranca", h, "selo_act", &id, &e) == 0);
+	struct notice_new b[2];
+	notice_make(&b[0], id, NULL, "one", "ref-a");
+	notice_make(&b[1], id, NULL, "two", "ref-a");
+	b[0].key_active = b[1].key_active = 1;
+	struct accept_result r[2];
+	memset(r, 0, sizeof(r));
+	CHECK(store_notices_accept(f.s, b, 2, r, &e) == 0);
+	CHECK(!r[0].failed && !r[1].failed);
+	CHECK(store_apikey_revoke(f.s, id, &e) == 1);
+	for (int i = 0; i < 2; i++) {
+		json_decref(b[i].event_fields);
+		notice_make(&b[i], id, i ? "idem-1" : NULL, "three", "ref-b");
+		b[i].key_active = 1;
+	}
+	err_clear(&e);
+	CHECK(store_notices_accept(f.s, b, 2, r, &e) == -1);
+	CHECK(e.status == 401);
+	CHECK_STR(e.type, "unauthorized");
+	/* An unknown key is refused the same way; without the flag (the CLI's
+	 * `selo submit`) no key is asked for. */
+	json_decref(b[0].event_fields);
+	notice_make(&b[0], id + 100, NULL, "four", "ref-b");
+	b[0].key_active = 1;
+	err_clear(&e);
+	CHECK(store_notices_accept(f.s, b, 1, r, &e) == -1 && e.status == 401);
+	b[0].key_active = 0;
+	CHECK(store_notices_accept(f.s, b, 1, r, &e) == 0 && !r[0].failed);
+	for (int i = 0; i < 2; i++)
+		json_decref(b[i].event_fields);
+	store_close(f.s);
+	f.s = NULL;
+	CHECK(raw_int(f.path, "SELECT count(*) FROM notices WHERE reference = 'ref-b'") == 1);
+	CHECK(raw_int(f.path, "SELECT count(*) FROM notices WHERE reference = 'ref-a'") == 2);
+	CHECK(raw_int(f.path, "SELECT count(*) FROM idempotency") == 0);
+	store_fx_remove(&f);
 }
 
 TEST(accept_single_and_batch)
