@@ -440,6 +440,20 @@ static enum MHD_Result post_batch(struct api *a, struct MHD_Connection *c, struc
 /* Authenticates the request and loads the caller's notice `id`. Returns 1
  * with *rec filled (notice_rec_free it), or 0 after sending the answer
  * (401, 404 for another key's or an unknown notice, 500). */
+/* Key key_id's notice id into rec: 1, or 0 with the answer sent (404, 500). */
+static int notice_of_key(struct api *a, struct MHD_Connection *c, const char *id, int64_t key_id,
+			 struct notice_rec *rec, enum MHD_Result *sent)
+{
+	struct selo_err err;
+	err_clear(&err);
+	int found = id_text_valid(id) ? store_notice_get(a->app->store, id, key_id, rec, &err) : 0;
+	if (found < 0)
+		*sent = send_problem(a, c, &err);
+	else if (found == 0)
+		*sent = send_error(a, c, 404, "not-found", "no notice with this id for this API key");
+	return found == 1;
+}
+
 static int owned_notice(struct api *a, struct MHD_Connection *c, const char *id,
 			struct notice_rec *rec, enum MHD_Result *sent)
 {
@@ -450,21 +464,18 @@ static int owned_notice(struct api *a, struct MHD_Connection *c, const char *id,
 		*sent = send_problem(a, c, &err);
 		return 0;
 	}
-	int found = id_text_valid(id) ? store_notice_get(a->app->store, id, key.id, rec, &err) : 0;
-	if (found < 0)
-		*sent = send_problem(a, c, &err);
-	else if (found == 0)
-		*sent = send_error(a, c, 404, "not-found", "no notice with this id for this API key");
-	return found == 1;
+	return notice_of_key(a, c, id, key.id, rec, sent);
 }
 
-static enum MHD_Result get_notice(struct api *a, struct MHD_Connection *c, const char *id)
+/* The notice as GET /v1/notices/{id} shows it, to a key already checked. */
+static enum MHD_Result send_notice(struct api *a, struct MHD_Connection *c, const char *id,
+				   int64_t key_id)
 {
 	struct selo_err err;
 	err_clear(&err);
 	struct notice_rec rec;
 	enum MHD_Result sent;
-	if (!owned_notice(a, c, id, &rec, &sent))
+	if (!notice_of_key(a, c, id, key_id, &rec, &sent))
 		return sent;
 	struct event_rec *ev = NULL;
 	size_t nev = 0;
@@ -476,6 +487,16 @@ static enum MHD_Result get_notice(struct api *a, struct MHD_Connection *c, const
 	notice_rec_free(&rec);
 	event_recs_free(ev, nev);
 	return send_json(c, 200, o, NULL);
+}
+
+static enum MHD_Result get_notice(struct api *a, struct MHD_Connection *c, const char *id)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	if (authenticate(a, c, &key, &err))
+		return send_problem(a, c, &err);
+	return send_notice(a, c, id, key.id);
 }
 
 static int query_int(struct MHD_Connection *c, const char *name, int def, int lo, int hi, int *out,
@@ -832,7 +853,7 @@ static enum MHD_Result delete_notice(struct api *a, struct MHD_Connection *c, co
 				  "reason must be one of paid, agreement, disputed, other");
 	if (store_notice_cancel(a->app->store, id, key.id, reason, &err) < 0)
 		return send_problem(a, c, &err);
-	return get_notice(a, c, id);
+	return send_notice(a, c, id, key.id);
 }
 
 static enum MHD_Result send_sequence(struct api *a, struct MHD_Connection *c, const char *id,
