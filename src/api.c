@@ -690,6 +690,7 @@ static enum MHD_Result get_metrics(struct api *a, struct MHD_Connection *c)
 		{"selo_webhook_failed_attempts_total", &m->webhooks_failed_attempts},
 		{"selo_webhook_gave_up_total", &m->webhooks_gave_up},
 		{"selo_webhooks_disabled_total", &m->webhooks_disabled},
+		{"selo_track_hits_folded_total", &m->track_hits_folded},
 	};
 	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++)
 		buf_printf(&b, "# TYPE %s counter\n%s %lld\n", ctr[i].name, ctr[i].name,

@@ -47,6 +47,8 @@ static const struct key KEYS[] = {
 	INT("track", "after_delivery_s", track_after_delivery_s, 0, 86400),
 	INT("track", "burst_window_ms", track_burst_window_ms, 0, 600000),
 	INT("track", "burst_links", track_burst_links, 2, 1000),
+	INT("track", "full_hits", track_full_hits, 1, 100000),
+	INT("track", "summary_window", track_summary_window_s, 1, 30 * 86400),
 	{"smtp", "mode", K_MODE, offsetof(struct selo_config, smtp_mode), sizeof(int), 0, 0},
 	STR("smtp", "relay", smtp_relay),
 	{"smtp", "starttls", K_TLS, offsetof(struct selo_config, starttls), sizeof(int), 0, 0},
@@ -114,6 +116,8 @@ void config_defaults(struct selo_config *c, const char *data_dir)
 	c->track_after_delivery_s = 30;
 	c->track_burst_window_ms = 2000;
 	c->track_burst_links = 2;
+	c->track_full_hits = 10;
+	c->track_summary_window_s = 3600;
 	c->smtp_mode = SMTP_MAILDIR;
 	c->smtp_mx_port = 25;
 	c->smtp_per_destination = 4;

@@ -90,21 +90,22 @@ enum str_id {
 	/* event labels */
 	L_SUBMITTED, L_SEALED, L_RELAYED, L_DELIVERED, L_DEFERRED, L_FAILED, L_BOUNCED,
 	L_NOT_SENT, L_OPEN_HUMAN, L_OPEN_PROXY, L_OPEN_SCANNER, L_CLICK_HUMAN, L_CLICK_PROXY,
-	L_CLICK_SCANNER, L_READ, L_READ_MACHINE, L_CANCELED, L_OTHER, L_UNREADABLE,
+	L_CLICK_SCANNER, L_READ, L_READ_MACHINE, L_CANCELED, L_SUMMARY, L_OTHER, L_UNREADABLE,
 	/* ETSI column notes */
 	E_PART_OF_SUBMISSION, E_TRANSPORT_LOG, E_NONE,
 	/* what each row proves, and what it does not */
 	P_SUBMITTED, N_SUBMITTED, P_SEALED, N_SEALED, P_RELAYED, N_RELAYED, P_DELIVERED,
 	N_DELIVERED, P_DEFERRED, N_DEFERRED, P_FAILED, N_FAILED, P_BOUNCED, P_NOT_SENT,
 	N_NOT_SENT, P_OPEN_HUMAN, N_OPEN, P_OPEN_MACHINE, N_MACHINE, P_CLICK_HUMAN, N_CLICK,
-	P_CLICK_MACHINE, P_READ, N_READ, P_READ_MACHINE, P_CANCELED, P_OTHER, N_OTHER,
+	P_CLICK_MACHINE, P_READ, N_READ, P_READ_MACHINE, P_CANCELED, P_SUMMARY, N_SUMMARY,
+	P_OTHER, N_OTHER,
 	P_UNREADABLE,
 	/* detail labels */
 	D_DIGEST, D_SIZE, D_MSGID, D_SMIME, D_CERT_SHA, D_SIG_TST, D_DKIM, D_SERVER, D_PEER,
 	D_REPLY, D_TLS, D_NO_TLS, D_QUEUE, D_ATTEMPT, D_RETRY, D_ERROR, D_REASON, D_CLASS,
 	D_RULE, D_DETAIL, D_IP, D_AGENT, D_LINK, D_AFTER, D_ARRIVED, D_METHOD, D_STATUS,
 	D_DIAG, D_REMOTE, D_REPORTING, D_FINAL_RCPT, D_TRANSPORT, D_API_KEY, D_TYPE, D_FIELDS,
-	D_LAST_ATTEMPT, D_DSN,
+	D_LAST_ATTEMPT, D_DSN, D_FIRST_HIT, D_LAST_HIT, D_OPENS, D_CLICKS, D_ADDRESSES, D_FOLDED_AFTER,
 	/* classifications and reasons */
 	C_HUMAN, C_PROXY, C_SCANNER, R_REJECTED, R_EXPIRED, R_BOUNCED,
 	/* the evidence */
@@ -206,6 +207,7 @@ static const char *const STR[S__COUNT][2] = {
 	[L_READ_MACHINE] = {"Confirmação enviada por um programa automático",
 			    "Confirmation sent by an automated client"},
 	[L_CANCELED] = {"Envio cancelado", "Sending canceled"},
+	[L_SUMMARY] = {"Resumo de acessos posteriores", "Summary of later hits"},
 	[L_OTHER] = {"Evento de outro tipo", "Event of another type"},
 	[L_UNREADABLE] = {"Registro ilegível", "Unreadable entry"},
 
@@ -270,6 +272,16 @@ static const char *const STR[S__COUNT][2] = {
 			    "An automated client sent the confirmation (see the rule)."},
 	[P_CANCELED] = {"O envio foi cancelado antes de a mensagem ser entregue ao SMTP.",
 			"Sending was canceled before the message was handed to SMTP."},
+	[P_SUMMARY] = {"Quantos acessos à imagem e aos links houve no período, por "
+		       "classificação, e de quantos endereços, além dos primeiros de cada tipo, "
+		       "registrados um a um acima.",
+		       "How many fetches of the image and the links there were in the period, "
+		       "by classification, and from how many addresses, besides the first ones "
+		       "of each kind, listed one by one above."},
+	[N_SUMMARY] = {"Quem fez os acessos: a imagem e os links podem ser acessados por "
+		       "qualquer pessoa ou programa que tenha uma cópia da mensagem.",
+		       "Who made them: the image and the links can be fetched by anyone, or "
+		       "any program, holding a copy of the message."},
 	[P_OTHER] = {"O evento está no registro público, na posição indicada.",
 		     "The event is in the public log at the position shown."},
 	[N_OTHER] = {"Este recibo não descreve este tipo de evento.",
@@ -314,6 +326,13 @@ static const char *const STR[S__COUNT][2] = {
 	[D_FIELDS] = {"Campos", "Fields"},
 	[D_LAST_ATTEMPT] = {"Última tentativa", "Last attempt"},
 	[D_DSN] = {"SHA-256 da notificação de falha", "SHA-256 of the failure notice"},
+	[D_FIRST_HIT] = {"Primeiro acesso resumido", "First hit summarized"},
+	[D_LAST_HIT] = {"Último acesso resumido", "Last hit summarized"},
+	[D_OPENS] = {"Imagem carregada", "Image fetched"},
+	[D_CLICKS] = {"Links acessados", "Links followed"},
+	[D_ADDRESSES] = {"Endereços IP distintos", "Distinct IP addresses"},
+	[D_FOLDED_AFTER] = {"Registrados um a um, por tipo e classificação, os primeiros",
+			    "Listed one by one, per kind and classification, the first"},
 
 	[C_HUMAN] = {"navegador (nenhuma regra de máquina)", "browser (no machine rule matched)"},
 	[C_PROXY] = {"proxy de e-mail", "mail proxy"},
@@ -469,6 +488,7 @@ static const struct event_kind KINDS[] = {
 	 N_MACHINE},
 	{EV_READ_CONFIRMED, NULL, NULL, L_READ, NULL, E_NONE, P_READ, N_READ},
 	{"canceled", NULL, NULL, L_CANCELED, NULL, E_NONE, P_CANCELED, N_NOT_SENT},
+	{EV_TRACKING_SUMMARY, NULL, NULL, L_SUMMARY, NULL, E_NONE, P_SUMMARY, N_SUMMARY},
 	{NULL, NULL, NULL, L_OTHER, NULL, E_NONE, P_OTHER, N_OTHER},
 };
 
@@ -2288,6 +2308,36 @@ static void details_hit(struct rich *r, const struct pager *p, const struct rdoc
 	}
 }
 
+/* "human 3, proxy 0, scanner 1" in the document's words. */
+static void put_class_counts(struct buf *b, const struct rdoc *d, const json_t *by)
+{
+	static const struct {
+		const char *key;
+		enum str_id name;
+	} cls[] = {{"human", C_HUMAN}, {"proxy", C_PROXY}, {"scanner", C_SCANNER}};
+	for (size_t i = 0; i < sizeof(cls) / sizeof(cls[0]); i++)
+		buf_printf(b, "%s%s: %lld", i ? "; " : "", tr(d, cls[i].name),
+			   (long long)json_integer_value(json_object_get(by, cls[i].key)));
+}
+
+/* tracking_summary (docs/tracking.md "Floods"): the period, the counts by
+ * kind and class, the distinct addresses, the rule that folded them. */
+static void details_summary(struct rich *r, const struct pager *p, const struct rdoc *d,
+			    const json_t *o)
+{
+	det_time(r, p, d, D_FIRST_HIT, o, "from");
+	det_time(r, p, d, D_LAST_HIT, o, "to");
+	struct buf b = BUF_INIT;
+	put_class_counts(&b, d, json_object_get(o, "opened"));
+	det(r, p, d, D_OPENS, buf_str(&b), F_SMALL);
+	buf_reset(&b);
+	put_class_counts(&b, d, json_object_get(o, "clicked"));
+	det(r, p, d, D_CLICKS, buf_str(&b), F_SMALL);
+	buf_free(&b);
+	det_int(r, p, d, D_ADDRESSES, o, "addresses");
+	det_int(r, p, d, D_FOLDED_AFTER, o, "first_logged");
+}
+
 /* Anything else: its type and the names of its fields. */
 static void details_other(struct rich *r, const struct pager *p, const struct rdoc *d,
 			  const struct ev_view *e)
@@ -2329,6 +2379,8 @@ static void details(struct rich *r, const struct pager *p, const struct rdoc *d,
 	} else if (!strcmp(e->type, EV_OPENED) || !strcmp(e->type, EV_CLICKED) ||
 		   !strcmp(e->type, EV_READ_CONFIRMED)) {
 		details_hit(r, p, d, o);
+	} else if (!strcmp(e->type, EV_TRACKING_SUMMARY)) {
+		details_summary(r, p, d, o);
 	} else if (!strcmp(e->type, "canceled")) {
 		det(r, p, d, D_REASON, jstr(o, "reason"), F_SMALL);
 	} else {

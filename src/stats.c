@@ -163,7 +163,7 @@ static void day_name(int32_t day, char out[16])
 /* ---- the follower */
 
 enum ev_kind { K_NONE, K_ACCEPTED, K_DELIVERED, K_DEFERRED, K_FAILED, K_CANCELED, K_OPENED,
-	       K_CLICKED, K_READ };
+	       K_CLICKED, K_READ, K_SUMMARY };
 enum hit_class { CL_HUMAN, CL_PROXY, CL_SCANNER };
 
 struct ev {
@@ -171,6 +171,7 @@ struct ev {
 	char id[27];
 	uint8_t kind, cls;
 	uint32_t slot; /* its notice in the batch map */
+	uint32_t hits; /* opened, clicked: how many hits (a summary's count) */
 };
 
 /* A notice during one batch. */
@@ -212,7 +213,7 @@ static enum ev_kind kind_of(const char *t)
 		{"relay_accepted", K_DELIVERED},     {"delivery_deferred", K_DEFERRED},
 		{"delivery_failed", K_FAILED},       {"canceled", K_CANCELED},
 		{"opened", K_OPENED},                {"clicked", K_CLICKED},
-		{"read_confirmed", K_READ},
+		{"read_confirmed", K_READ},          {"tracking_summary", K_SUMMARY},
 	};
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		if (!strcmp(t, kinds[i].name))
@@ -238,13 +239,9 @@ static enum hit_class class_of(const char *entry, size_t len)
 	return CL_SCANNER;
 }
 
-static int collect_event(void *arg, const struct stats_event *e)
+static struct ev *ev_push(struct stats_follower *f, const struct stats_event *e,
+			  enum ev_kind k, enum hit_class cls, uint32_t hits)
 {
-	struct stats_follower *f = arg;
-	f->last_seq = e->seq;
-	enum ev_kind k = kind_of(e->type);
-	if (k == K_NONE)
-		return 0;
 	if (f->nev == f->evcap) {
 		f->evcap = f->evcap ? f->evcap * 2 : 1024;
 		f->evs = xrealloc(f->evs, f->evcap * sizeof(*f->evs));
@@ -254,8 +251,40 @@ static int collect_event(void *arg, const struct stats_event *e)
 	v->t = e->time_ms;
 	memcpy(v->id, e->notice_id, sizeof(v->id));
 	v->kind = (uint8_t)k;
-	if (k == K_OPENED || k == K_CLICKED || k == K_READ)
-		v->cls = (uint8_t)class_of(e->entry, e->entry_len);
+	v->cls = (uint8_t)cls;
+	v->hits = hits;
+	return v;
+}
+
+/* A tracking_summary counts the hits it folded (docs/tracking.md "Floods"):
+ * one opened or clicked per kind and class it names, with their number. */
+static void collect_summary(struct stats_follower *f, const struct stats_event *e)
+{
+	static const char *const classes[] = {"human", "proxy", "scanner"};
+	json_t *o = json_loadb(e->entry, e->entry_len, 0, NULL);
+	for (int k = 0; k < 2; k++) {
+		json_t *by = json_object_get(o, k == 0 ? "opened" : "clicked");
+		for (int c = 0; c < 3; c++) {
+			json_int_t n = json_integer_value(json_object_get(by, classes[c]));
+			for (; n > 0; n -= UINT32_MAX)
+				ev_push(f, e, k == 0 ? K_OPENED : K_CLICKED, (enum hit_class)c,
+					n > UINT32_MAX ? UINT32_MAX : (uint32_t)n);
+		}
+	}
+	json_decref(o);
+}
+
+static int collect_event(void *arg, const struct stats_event *e)
+{
+	struct stats_follower *f = arg;
+	f->last_seq = e->seq;
+	enum ev_kind k = kind_of(e->type);
+	if (k == K_SUMMARY)
+		collect_summary(f, e);
+	else if (k == K_OPENED || k == K_CLICKED || k == K_READ)
+		ev_push(f, e, k, class_of(e->entry, e->entry_len), 1);
+	else if (k != K_NONE)
+		ev_push(f, e, k, CL_HUMAN, 0);
 	return 0;
 }
 
@@ -530,8 +559,8 @@ static int apply_event(struct stats_follower *f, const struct ev *v, struct selo
 	case K_CLICKED: {
 		int open = v->kind == K_OPENED;
 		int hit = (open ? 0 : 3) + v->cls;
-		x->hits[hit]++;
-		delta_of(f, x->dim, x->day)->c[SC_NOTICE_COUNTERS + hit]++;
+		x->hits[hit] += v->hits;
+		delta_of(f, x->dim, x->day)->c[SC_NOTICE_COUNTERS + hit] += v->hits;
 		b->dirty = 1;
 		int counter = (open ? SC_OPENED_HUMAN : SC_CLICKED_HUMAN) + v->cls;
 		first = !(x->flags & (1u << counter));

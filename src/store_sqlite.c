@@ -293,6 +293,29 @@ static const struct migration MIGRATIONS[] = {
 	{10, "webhook outbox pruning",
 	 "CREATE INDEX webhook_outbox_done ON webhook_outbox(done_ms)"
 	 " WHERE state != 'pending';"},
+	/* Tracker hits past the first ones of their kind and class are counted
+	 * here, not logged one by one (store.h "Tracker hits"): per notice,
+	 * the full events written so far, the summaries written, and the open
+	 * fold; the distinct addresses of the open fold beside it. A notice
+	 * without a row counts its events when first hit again. */
+	{11, "tracker hit folds",
+	 "CREATE TABLE hit_tally("
+	 " notice_id TEXT PRIMARY KEY,"
+	 " full_opened_human INTEGER NOT NULL, full_opened_proxy INTEGER NOT NULL,"
+	 " full_opened_scanner INTEGER NOT NULL, full_clicked_human INTEGER NOT NULL,"
+	 " full_clicked_proxy INTEGER NOT NULL, full_clicked_scanner INTEGER NOT NULL,"
+	 " summaries INTEGER NOT NULL,"
+	 " fold_first_ms INTEGER NOT NULL, fold_last_ms INTEGER NOT NULL,"
+	 " fold_due_ms INTEGER NOT NULL,"
+	 " fold_opened_human INTEGER NOT NULL, fold_opened_proxy INTEGER NOT NULL,"
+	 " fold_opened_scanner INTEGER NOT NULL, fold_clicked_human INTEGER NOT NULL,"
+	 " fold_clicked_proxy INTEGER NOT NULL, fold_clicked_scanner INTEGER NOT NULL,"
+	 " fold_addresses INTEGER NOT NULL) WITHOUT ROWID;"
+	 "CREATE INDEX hit_tally_due ON hit_tally(fold_due_ms) WHERE fold_due_ms > 0;"
+	 "CREATE TABLE hit_fold_addrs("
+	 " notice_id TEXT NOT NULL,"
+	 " addr BLOB NOT NULL,"
+	 " PRIMARY KEY(notice_id, addr)) WITHOUT ROWID;"},
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -325,6 +348,12 @@ static const char MIGRATIONS_TABLE[] =
 	" THEN r.first_index + events.seq - r.first_seq END FROM log_ranges r"             \
 	" WHERE r.first_seq <= events.seq ORDER BY r.first_seq DESC LIMIT 1), -1) END"
 #define EVENT_COLS "seq,notice_id,type,time_ms,entry," LOG_INDEX_OF_EVENT
+/* hit_tally's columns after notice_id, in the order struct tally reads them. */
+#define TALLY_COLS                                                                          \
+	"full_opened_human,full_opened_proxy,full_opened_scanner,full_clicked_human,"      \
+	"full_clicked_proxy,full_clicked_scanner,summaries,fold_first_ms,fold_last_ms,"    \
+	"fold_due_ms,fold_opened_human,fold_opened_proxy,fold_opened_scanner,"             \
+	"fold_clicked_human,fold_clicked_proxy,fold_clicked_scanner,fold_addresses"
 #define CHECKPOINT_COLS "size,note,created_ms,tst,coalesce(tst_time_ms,0)"
 #define WEBHOOK_COLS \
 	"id,apikey_id,url,events,secret,from_seq,created_ms,disabled_ms,disabled_reason"
@@ -351,7 +380,8 @@ enum stmt_id {
 	S_LOG_ENTRIES, S_LOG_UNINDEXED, S_CP_ADD, S_CP_TST, S_CP_FIND, S_CP_FIND_TST,
 	S_CP_UNTIMESTAMPED, S_CP_ALL,
 	/* tracker */
-	S_TOKEN_GET, S_BRIEF_SALT, S_BRIEF_ACCEPTED,
+	S_TOKEN_GET, S_BRIEF_SALT, S_BRIEF_ACCEPTED, S_TALLY_GET, S_TALLY_COUNT, S_TALLY_PUT,
+	S_FOLD_ADDR, S_FOLD_ADDRS_DROP, S_FOLDS_DUE,
 	/* webhooks */
 	S_WH_ADD, S_WH_LIST, S_WH_LIST_ALL, S_WH_COUNTS, S_WH_DELETE, S_WH_CURSOR, S_WH_MIN_FROM,
 	S_WH_CANDIDATES, S_WH_OUTBOX_ADD, S_WH_CURSOR_SET, S_WH_DUE, S_WH_RESULT, S_WH_DISABLE,
@@ -570,6 +600,21 @@ static const char *const SQL[S_COUNT] = {
 	[S_BRIEF_ACCEPTED] = "SELECT coalesce((SELECT time_ms FROM events WHERE notice_id = ?1"
 			     " AND type IN ('relay_accepted', 'delivery_accepted')"
 			     " ORDER BY seq LIMIT 1), 0)",
+	[S_TALLY_GET] = "SELECT " TALLY_COLS " FROM hit_tally WHERE notice_id = ?1",
+	/* A notice hit before migration 11 (or whose row is missing): what its
+	 * events say. A hit without a class we know is a scanner's, as in stats. */
+	[S_TALLY_COUNT] = "SELECT type, CASE json_extract(CAST(entry AS TEXT), '$.class')"
+			  " WHEN 'human' THEN 0 WHEN 'proxy' THEN 1 ELSE 2 END, count(*)"
+			  " FROM events WHERE notice_id = ?1"
+			  " AND type IN ('opened', 'clicked', 'tracking_summary') GROUP BY 1, 2",
+	[S_TALLY_PUT] = "INSERT OR REPLACE INTO hit_tally(notice_id, " TALLY_COLS ")"
+			" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+			" ?16, ?17, ?18)",
+	[S_FOLD_ADDR] = "INSERT INTO hit_fold_addrs(notice_id, addr) VALUES(?1, ?2)"
+			" ON CONFLICT DO NOTHING",
+	[S_FOLD_ADDRS_DROP] = "DELETE FROM hit_fold_addrs WHERE notice_id = ?1",
+	[S_FOLDS_DUE] = "SELECT notice_id FROM hit_tally WHERE fold_due_ms > 0"
+			" AND fold_due_ms <= ?1 ORDER BY fold_due_ms LIMIT ?2",
 };
 
 /* A connection and its statement cache. Used by one thread at a time. */
@@ -2627,6 +2672,296 @@ int store_events_add(struct store *s, const struct event_new *ev, size_t n, stru
 {
 	struct events_args a = {ev, n};
 	return n ? job_do(s, run_events_add, &a, err, NULL) : 0;
+}
+
+/* ---- Tracker hits and their folds (store.h "Tracker hits"). */
+
+/* Runs a statement whose one parameter is a key and that returns no row. */
+static int key_step(struct conn *c, enum stmt_id id, const char *key, struct selo_err *err,
+		    const char *what)
+{
+	sqlite3_stmt *st = stmt_get(c, id, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, key))
+		return bind_failed(c, st, err, what);
+	return step_done(c, st, err, what);
+}
+
+/* A notice's row of hit_tally, in memory while a job works on it. */
+struct tally {
+	int64_t full[HIT_KINDS][HIT_CLASSES];
+	int64_t summaries;
+	int64_t first_ms, last_ms, due_ms;   /* the open fold; due 0: none */
+	int64_t fold[HIT_KINDS][HIT_CLASSES];
+	int64_t addresses;
+};
+
+static void tally_from_row(sqlite3_stmt *st, struct tally *t)
+{
+	int col = 0;
+	for (int k = 0; k < HIT_KINDS; k++)
+		for (int c = 0; c < HIT_CLASSES; c++)
+			t->full[k][c] = sqlite3_column_int64(st, col++);
+	t->summaries = sqlite3_column_int64(st, col++);
+	t->first_ms = sqlite3_column_int64(st, col++);
+	t->last_ms = sqlite3_column_int64(st, col++);
+	t->due_ms = sqlite3_column_int64(st, col++);
+	for (int k = 0; k < HIT_KINDS; k++)
+		for (int c = 0; c < HIT_CLASSES; c++)
+			t->fold[k][c] = sqlite3_column_int64(st, col++);
+	t->addresses = sqlite3_column_int64(st, col);
+}
+
+/* The tally of a notice without a row: counted from its events. */
+static int tally_count(struct conn *c, const char *id, struct tally *t, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_TALLY_COUNT, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, id))
+		return bind_failed(c, st, err, "counting a notice's hits");
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *type = (const char *)sqlite3_column_text(st, 0);
+		int cls = sqlite3_column_int(st, 1);
+		int64_t n = sqlite3_column_int64(st, 2);
+		if (!type || cls < 0 || cls >= HIT_CLASSES)
+			continue;
+		if (!strcmp(type, EV_TRACKING_SUMMARY))
+			t->summaries += n;
+		else
+			t->full[strcmp(type, EV_OPENED) ? HIT_KIND_CLICKED : HIT_KIND_OPENED][cls] += n;
+	}
+	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "counting a notice's hits");
+	stmt_done(st);
+	return r;
+}
+
+static int tally_load(struct conn *c, const char *id, struct tally *t, struct selo_err *err)
+{
+	memset(t, 0, sizeof(*t));
+	sqlite3_stmt *st = stmt_get(c, S_TALLY_GET, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, id))
+		return bind_failed(c, st, err, "reading a notice's hit tally");
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		tally_from_row(st, t);
+	int r = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0
+						       : db_err(err, c, "reading a notice's hit tally");
+	stmt_done(st);
+	return r == 0 && rc == SQLITE_DONE ? tally_count(c, id, t, err) : r;
+}
+
+static int tally_put(struct conn *c, const char *id, const struct tally *t, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_TALLY_PUT, err);
+	if (!st)
+		return -1;
+	int64_t v[17], *p = v;
+	for (int k = 0; k < HIT_KINDS; k++)
+		for (int cl = 0; cl < HIT_CLASSES; cl++)
+			*p++ = t->full[k][cl];
+	*p++ = t->summaries;
+	*p++ = t->first_ms;
+	*p++ = t->last_ms;
+	*p++ = t->due_ms;
+	for (int k = 0; k < HIT_KINDS; k++)
+		for (int cl = 0; cl < HIT_CLASSES; cl++)
+			*p++ = t->fold[k][cl];
+	*p = t->addresses;
+	int bad = bind_text(st, 1, id);
+	for (int i = 0; i < 17; i++)
+		bad |= sqlite3_bind_int64(st, i + 2, v[i]);
+	if (bad)
+		return bind_failed(c, st, err, "storing a notice's hit tally");
+	return step_done(c, st, err, "storing a notice's hit tally");
+}
+
+/* How long a notice's next fold stays open: the rule's window, doubled for
+ * every summary the notice already has, up to the rule's longest. */
+static int64_t fold_window(const struct fold_rule *r, int64_t summaries)
+{
+	int64_t w = r->window_ms > 0 ? r->window_ms : 1;
+	for (int64_t i = 0; i < summaries && w < r->window_max_ms; i++)
+		w *= 2;
+	return w < r->window_max_ms ? w : r->window_max_ms;
+}
+
+/* Counts one hit in the notice's fold; a new address is remembered. */
+static int fold_add(struct conn *c, const char *id, struct tally *t, const struct hit_new *h,
+		    const struct fold_rule *rule, struct selo_err *err)
+{
+	if (t->due_ms == 0) {
+		t->first_ms = t->last_ms = h->arrived_ms;
+		t->due_ms = h->arrived_ms + fold_window(rule, t->summaries);
+	}
+	if (h->arrived_ms < t->first_ms)
+		t->first_ms = h->arrived_ms;
+	if (h->arrived_ms > t->last_ms)
+		t->last_ms = h->arrived_ms;
+	t->fold[h->kind][h->cls]++;
+	sqlite3_stmt *st = stmt_get(c, S_FOLD_ADDR, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, id) | bind_blob(st, 2, h->addr, sizeof(h->addr)))
+		return bind_failed(c, st, err, "counting a hit's address");
+	if (step_done(c, st, err, "counting a hit's address") != 0)
+		return -1;
+	t->addresses += sqlite3_changes(c->db) > 0;
+	return 0;
+}
+
+struct hits_args {
+	const struct hit_new *h;
+	size_t n;
+	const struct fold_rule *rule;
+	size_t folded;
+};
+
+/* One hit: its event while its (kind, class) has room, else the fold. */
+static int hit_add(struct store *s, struct hits_args *a, const struct hit_new *h, struct tally *t,
+		   struct buf *e, struct disc_memo *m, struct selo_err *err)
+{
+	if (h->kind < 0 || h->kind >= HIT_KINDS || h->cls < 0 || h->cls >= HIT_CLASSES)
+		return err_set(err, 500, "internal", "store: a hit of an unknown kind or class");
+	if (t->full[h->kind][h->cls] < a->rule->full_max) {
+		t->full[h->kind][h->cls]++;
+		return event_new_add(s, &h->ev, e, m, err) != 0 ? -1 : 0;
+	}
+	a->folded++;
+	return fold_add(s->w, h->ev.notice_id, t, h, a->rule, err);
+}
+
+static int run_hits_add(struct store *s, struct job *j)
+{
+	struct hits_args *a = j->arg;
+	struct buf e = BUF_INIT;
+	struct disc_memo memo = {0};
+	struct tally t;
+	int r = 0;
+	for (size_t i = 0; i < a->n && r == 0; i++) {
+		const char *id = a->h[i].ev.notice_id;
+		/* Hits come in runs of one notice: its tally is read once a run
+		 * and written back when the run ends. */
+		if (i == 0 || strcmp(id, a->h[i - 1].ev.notice_id) != 0) {
+			int exists = row_exists(s->w, S_NOTICE_EXISTS, id, j->err);
+			if (exists <= 0) {
+				r = exists < 0 ? -1 : err_set(j->err, 404, "not-found", "store: no notice %s",
+							      id);
+				break;
+			}
+			r = tally_load(s->w, id, &t, j->err);
+		}
+		if (r == 0)
+			r = hit_add(s, a, &a->h[i], &t, &e, &memo, j->err);
+		if (r == 0 && (i + 1 == a->n || strcmp(id, a->h[i + 1].ev.notice_id) != 0))
+			r = tally_put(s->w, id, &t, j->err);
+	}
+	buf_free(&e);
+	return r;
+}
+
+int store_hits_add(struct store *s, const struct hit_new *h, size_t n, const struct fold_rule *rule,
+		   size_t *folded, struct selo_err *err)
+{
+	struct hits_args a = {h, n, rule, 0};
+	int r = n ? job_do(s, run_hits_add, &a, err, NULL) : 0;
+	if (folded)
+		*folded = r == 0 ? a.folded : 0;
+	return r;
+}
+
+struct folds_args {
+	int64_t now_ms;
+	size_t max;
+	fold_fields_fn fields;
+	void *arg;
+	size_t closed;
+};
+
+/* Writes the summary of one notice's fold and empties it. */
+static int fold_close(struct store *s, const char *id, struct folds_args *a, struct selo_err *err)
+{
+	struct tally t;
+	if (tally_load(s->w, id, &t, err) != 0)
+		return -1;
+	if (t.due_ms == 0)
+		return 0;
+	struct hit_fold f = {.first_ms = t.first_ms, .last_ms = t.last_ms,
+			     .addresses = t.addresses, .summaries = t.summaries};
+	snprintf(f.notice_id, sizeof(f.notice_id), "%s", id);
+	memcpy(f.hits, t.fold, sizeof(f.hits));
+	json_t *fields = a->fields(&f, a->arg);
+	if (!fields)
+		return err_set(err, 500, "internal", "store: a hit summary cannot be made");
+	int r = event_add(s->w, id, EV_TRACKING_SUMMARY, writer_time(s), fields, NULL, err);
+	json_decref(fields);
+	if (r != 0)
+		return -1;
+	t.summaries++;
+	t.first_ms = t.last_ms = t.due_ms = t.addresses = 0;
+	memset(t.fold, 0, sizeof(t.fold));
+	if (tally_put(s->w, id, &t, err) != 0 || key_step(s->w, S_FOLD_ADDRS_DROP, id, err, "forgetting a fold's addresses") != 0)
+		return -1;
+	a->closed++;
+	return 0;
+}
+
+static int run_folds_close(struct store *s, struct job *j)
+{
+	struct folds_args *a = j->arg;
+	sqlite3_stmt *st = stmt_get(s->w, S_FOLDS_DUE, j->err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, a->now_ms) | sqlite3_bind_int64(st, 2, (int64_t)a->max))
+		return bind_failed(s->w, st, j->err, "finding hit folds due");
+	/* The ids first: the rows change as each fold closes. */
+	char (*ids)[27] = xcalloc(a->max ? a->max : 1, sizeof(*ids));
+	size_t n = 0;
+	int rc;
+	while (n < a->max && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		col_copy(st, 0, ids[n++], sizeof(ids[0]));
+	int r = n == a->max || rc == SQLITE_DONE ? 0 : db_err(j->err, s->w, "finding hit folds due");
+	stmt_done(st);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = fold_close(s, ids[i], a, j->err);
+	free(ids);
+	return r;
+}
+
+/* 1 when a fold is due at now_ms, 0 none, -1 error: one index probe on a
+ * reader, so the recorder's sweep costs the writer nothing while no fold
+ * is due (nearly always). */
+static int folds_due(struct store *s, int64_t now_ms, struct selo_err *err)
+{
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	sqlite3_stmt *st = stmt_get(c, S_FOLDS_DUE, err);
+	int r = -1;
+	if (st && !(sqlite3_bind_int64(st, 1, now_ms) | sqlite3_bind_int64(st, 2, 1))) {
+		int rc = sqlite3_step(st);
+		r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(err, c, "finding hit folds due");
+		stmt_done(st);
+	} else if (st) {
+		bind_failed(c, st, err, "finding hit folds due");
+	}
+	reader_give(s, c);
+	return r;
+}
+
+int store_folds_close(struct store *s, int64_t now_ms, size_t max, fold_fields_fn fields,
+		      void *arg, size_t *closed, struct selo_err *err)
+{
+	struct folds_args a = {now_ms, max, fields, arg, 0};
+	int due = max ? folds_due(s, now_ms, err) : 0;
+	int r = due > 0 ? job_do(s, run_folds_close, &a, err, NULL) : due;
+	if (closed)
+		*closed = r == 0 ? a.closed : 0;
+	return r;
 }
 
 /* ---- Ledger storage (see store.h "Ledger"). */

@@ -60,6 +60,12 @@
 #define RATE_WAYS 8
 #define BRIEF_SLOTS 1024    /* notices whose salt the recorder remembers */
 #define BRIEF_TTL_MS 5000   /* ... for this long, so acceptance times stay fresh */
+#define SWEEP_MS 1000       /* how often the recorder closes the hit folds that are due */
+#define SWEEP_MAX 256       /* folds closed in one transaction */
+#define FOLD_WINDOW_MAX_MS (30LL * 86400 * 1000) /* a fold stays open at most this long */
+#define RETRY_FIRST_MS 250  /* a batch the store refused is tried again after this, */
+#define RETRY_MAX_MS 5000   /* doubling up to this */
+#define RETRY_AT_STOP 3     /* attempts left for a batch once the tracker stops */
 
 /* ---- static bodies */
 
@@ -129,7 +135,14 @@ struct hit_queue {
 	struct hit_rec **ring;
 	size_t head, n;
 	unsigned long long refused; /* 503s for a full queue, since the last warning */
+	pthread_cond_t stop_cv;   /* CLOCK_MONOTONIC; the tracker stops */
 	int stopping;
+};
+
+struct log_every {
+	pthread_mutex_t mu;
+	int64_t last_ms;          /* monotonic; 0: never said */
+	unsigned long long repeats;
 };
 
 /* A token bucket per client address (IPv6 by /64: one host holds a whole
@@ -175,6 +188,7 @@ struct tracker {
 	int64_t log_last_ms;
 	unsigned long long log_suppressed;
 	atomic_llong store_calls;
+	struct log_every write_failed, sweep_failed;
 	struct MHD_Response *gif, *not_found, *too_many, *too_large, *internal, *no_ledger,
 		*busy, *form_page, *gone_page, *allow_get, *allow_post;
 };
@@ -525,15 +539,22 @@ static int record_hit(struct tracker *t, struct MHD_Connection *c, enum hit_kind
 	return h ? hit_enqueue(t, h) : -1;
 }
 
-/* Waits for hits, then up to FLUSH_MS more so they group (less when
- * BATCH_MAX wait or the tracker stops), and takes up to max of them.
- * Returns how many; 0 only when stopping with nothing left. */
-static size_t queue_take(struct hit_queue *q, struct hit_rec **out, size_t max)
+/* Waits up to SWEEP_MS for hits, then up to FLUSH_MS more so they group
+ * (less when BATCH_MAX wait or the tracker stops), and takes up to max of
+ * them. Returns how many; *done is set when stopping with nothing left. */
+static size_t queue_take(struct hit_queue *q, struct hit_rec **out, size_t max, int *done)
 {
 	pthread_mutex_lock(&q->mu);
-	while (q->n == 0 && !q->stopping)
-		pthread_cond_wait(&q->cv, &q->mu);
 	struct timespec dl;
+	deadline_after(&dl, SWEEP_MS);
+	while (q->n == 0 && !q->stopping)
+		if (pthread_cond_timedwait(&q->cv, &q->mu, &dl) == ETIMEDOUT)
+			break;
+	*done = q->n == 0 && q->stopping;
+	if (q->n == 0) {
+		pthread_mutex_unlock(&q->mu);
+		return 0;
+	}
 	deadline_after(&dl, FLUSH_MS);
 	while (!q->stopping && q->n < BATCH_WAKE)
 		if (pthread_cond_timedwait(&q->cv, &q->mu, &dl) == ETIMEDOUT)
@@ -638,28 +659,103 @@ static const char *event_type(enum hit_kind k)
 	return k == HIT_OPEN ? EV_OPENED : k == HIT_CLICK ? EV_CLICKED : EV_READ_CONFIRMED;
 }
 
+static int class_index(const char *cls)
+{
+	return !strcmp(cls, CLASS_HUMAN) ? HIT_CLASS_HUMAN
+	       : !strcmp(cls, CLASS_PROXY) ? HIT_CLASS_PROXY : HIT_CLASS_SCANNER;
+}
+
+static int tracker_stopping(struct tracker *t)
+{
+	pthread_mutex_lock(&t->q.mu);
+	int s = t->q.stopping;
+	pthread_mutex_unlock(&t->q.mu);
+	return s;
+}
+
+/* Sleeps ms, or less once the tracker stops (a stop retries at once). */
+static void pause_unless_stopping(struct tracker *t, int64_t ms)
+{
+	pthread_mutex_lock(&t->q.mu);
+	struct timespec dl;
+	deadline_after(&dl, (int)ms);
+	while (!t->q.stopping)
+		if (pthread_cond_timedwait(&t->q.stop_cv, &t->q.mu, &dl) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&t->q.mu);
+}
+
+/* A repeated failure is logged once, then once a minute with the count of
+ * its repeats, so a failing disk cannot fill the operator's log. */
+static void log_every(struct log_every *le, const char *what, size_t n, const char *why)
+{
+	int64_t now = clock_mono_ms();
+	pthread_mutex_lock(&le->mu);
+	unsigned long long more = ++le->repeats;
+	int say = le->last_ms == 0 || now - le->last_ms >= 60000;
+	if (say) {
+		le->last_ms = now;
+		le->repeats = 0;
+	}
+	pthread_mutex_unlock(&le->mu);
+	if (say && more > 1)
+		diag_error("tracker: %zu %s, trying again: %s (%llu times since the last line)", n,
+			   what, why, more);
+	else if (say)
+		diag_error("tracker: %zu %s, trying again: %s", n, what, why);
+}
+
+/* The store's rule for bounding a notice's hits (docs/tracking.md "Floods"). */
+static struct fold_rule fold_rule_of(const struct selo_config *cfg)
+{
+	int64_t w = (int64_t)cfg->track_summary_window_s * 1000;
+	return (struct fold_rule){cfg->track_full_hits, w,
+				  w > FOLD_WINDOW_MAX_MS ? w : FOLD_WINDOW_MAX_MS};
+}
+
+/* One store call for the batch: 0 written, 1 refused for an unknown
+ * notice (404), -1 the store failed. */
+static int hits_store(struct tracker *t, const struct hit_new *h, size_t n, struct selo_err *err)
+{
+	struct fold_rule rule = fold_rule_of(&t->app->cfg);
+	size_t folded = 0;
+	err_clear(err);
+	atomic_fetch_add(&t->store_calls, 1);
+	if (store_hits_add(t->app->store, h, n, &rule, &folded, err) == 0) {
+		atomic_fetch_add(&t->app->metrics.track_hits_folded, (long long)folded);
+		return 0;
+	}
+	return err->status == 404 ? 1 : -1;
+}
+
 /* Writes the batch in one commit. A notice erased between our read and the
- * write makes the store refuse the whole call (404); then each event is
- * written alone so the others still count. */
-static void events_write(struct tracker *t, const struct event_new *ev, size_t n)
+ * write makes the store refuse the whole call (404); then each hit is
+ * written alone so the others still count. A failing store (a full disk)
+ * is tried again, with a growing pause, until it takes the batch: every
+ * hit answered 200 or 302 is recorded, and meanwhile the queue fills and
+ * the handlers slow down to its pace. Only a stop gives up, after
+ * RETRY_AT_STOP more attempts, and says how many hits were lost. */
+static void hits_write(struct tracker *t, const struct hit_new *h, size_t n)
 {
 	struct selo_err err;
-	err_clear(&err);
+	int64_t pause = RETRY_FIRST_MS;
+	int left = RETRY_AT_STOP, r;
 	if (n == 0)
 		return;
-	atomic_fetch_add(&t->store_calls, 1);
-	if (store_events_add(t->app->store, ev, n, &err) == 0)
-		return;
-	if (err.status != 404) {
-		diag_error("tracker: %zu hit event(s) not recorded: %s", n, err.msg);
-		return;
+	while ((r = hits_store(t, h, n, &err)) < 0) {
+		log_every(&t->write_failed, "hit(s) not recorded yet", n, err.msg);
+		if (tracker_stopping(t) && --left <= 0) {
+			diag_error("tracker: stopping: %zu hit(s) were answered but not recorded: %s",
+				   n, err.msg);
+			return;
+		}
+		pause_unless_stopping(t, pause);
+		pause = pause * 2 < RETRY_MAX_MS ? pause * 2 : RETRY_MAX_MS;
 	}
-	for (size_t i = 0; i < n; i++) {
-		err_clear(&err);
-		atomic_fetch_add(&t->store_calls, 1);
-		if (store_events_add(t->app->store, &ev[i], 1, &err) != 0 && err.status != 404)
-			diag_error("tracker: a hit event was not recorded: %s", err.msg);
-	}
+	if (r == 0 || n == 1)
+		return;
+	for (size_t i = 0; i < n; i++)
+		hits_write(t, &h[i], 1);
 }
 
 /* The recorder's working space, allocated once: a fresh calloc of BATCH_MAX
@@ -667,8 +763,8 @@ static void events_write(struct tracker *t, const struct event_new *ev, size_t n
 struct batch_space {
 	struct hit_rec **hits;
 	size_t n;                 /* hits taken */
-	struct event_new *ev;
-	size_t m;                 /* events to write */
+	struct hit_new *hn;
+	size_t m;                 /* hits to write */
 	size_t *text_at;          /* where each event's fields start in text */
 	struct disclosures *disc;
 	struct buf text;          /* the batch's fields, one event after another */
@@ -700,20 +796,27 @@ static void batch_prepare(struct tracker *t, struct batch_space *bs)
 		hit_fields(h, &v, b->salt, b->accepted_ms, &bs->disc[m], &bs->one);
 		bs->text_at[m] = bs->text.len;
 		buf_append(&bs->text, bs->one.data, bs->one.len);
-		bs->ev[m] = (struct event_new){h->notice, event_type(h->kind), NULL, &bs->disc[m],
-					       NULL, bs->one.len};
+		struct hit_new *hn = &bs->hn[m];
+		hn->ev = (struct event_new){h->notice, event_type(h->kind), NULL, &bs->disc[m], NULL,
+					    bs->one.len};
+		hn->kind = h->kind == HIT_OPEN ? HIT_KIND_OPENED : HIT_KIND_CLICKED;
+		hn->cls = class_index(v.class_name);
+		/* Keyed by the notice's salt: the store counts distinct
+		 * addresses without keeping any. */
+		hmac_sha256(b->salt, sizeof(b->salt), h->ip, strlen(h->ip), hn->addr);
+		hn->arrived_ms = h->time_ms;
 		m++;
 	}
 	/* Only now: appending may have moved the text. */
 	for (size_t i = 0; i < m; i++)
-		bs->ev[i].fields_text = bs->text.data + bs->text_at[i];
+		bs->hn[i].ev.fields_text = bs->text.data + bs->text_at[i];
 	bs->m = m;
 }
 
 /* Writes a prepared batch (one group commit) and frees its hits. */
 static void batch_write(struct tracker *t, struct batch_space *bs)
 {
-	events_write(t, bs->ev, bs->m);
+	hits_write(t, bs->hn, bs->m);
 	for (size_t i = 0; i < bs->m; i++)
 		disclosures_free(&bs->disc[i]);
 	for (size_t i = 0; i < bs->n; i++)
@@ -724,21 +827,68 @@ static void batch_write(struct tracker *t, struct batch_space *bs)
 static void batch_space_init(struct batch_space *bs)
 {
 	*bs = (struct batch_space){malloc(BATCH_MAX * sizeof(*bs->hits)), 0,
-				   malloc(BATCH_MAX * sizeof(*bs->ev)), 0,
+				   malloc(BATCH_MAX * sizeof(*bs->hn)), 0,
 				   malloc(BATCH_MAX * sizeof(*bs->text_at)),
 				   malloc(BATCH_MAX * sizeof(*bs->disc)), BUF_INIT, BUF_INIT};
-	if (!bs->hits || !bs->ev || !bs->text_at || !bs->disc)
+	if (!bs->hits || !bs->hn || !bs->text_at || !bs->disc)
 		abort();
 }
 
 static void batch_space_free(struct batch_space *bs)
 {
 	free(bs->hits);
-	free(bs->ev);
+	free(bs->hn);
 	free(bs->text_at);
 	free(bs->disc);
 	buf_free(&bs->text);
 	buf_free(&bs->one);
+}
+
+/* ---- summaries of folded hits */
+
+static json_t *class_counts(const int64_t c[HIT_CLASSES])
+{
+	return json_pack("{sIsIsI}", CLASS_HUMAN, (json_int_t)c[HIT_CLASS_HUMAN], CLASS_PROXY,
+			 (json_int_t)c[HIT_CLASS_PROXY], CLASS_SCANNER,
+			 (json_int_t)c[HIT_CLASS_SCANNER]);
+}
+
+/* A tracking_summary's fields (docs/tracking.md "Floods"): the period the
+ * folded hits arrived in, their counts by kind and class, how many
+ * distinct addresses sent them, and the rule that folded them. No address
+ * or agent: a count is all a flood is worth in the log. */
+static json_t *summary_fields(const struct hit_fold *f, void *arg)
+{
+	const struct tracker *t = arg;
+	char from[32], to[32];
+	clock_rfc3339(f->first_ms, from);
+	clock_rfc3339(f->last_ms, to);
+	json_t *o = json_object();
+	json_object_set_new(o, "from", json_string(from));
+	json_object_set_new(o, "to", json_string(to));
+	json_object_set_new(o, EV_OPENED, class_counts(f->hits[HIT_KIND_OPENED]));
+	json_object_set_new(o, EV_CLICKED, class_counts(f->hits[HIT_KIND_CLICKED]));
+	json_object_set_new(o, "addresses", json_integer(f->addresses));
+	json_object_set_new(o, "summary", json_integer(f->summaries + 1));
+	json_object_set_new(o, "first_logged", json_integer(t->app->cfg.track_full_hits));
+	return o;
+}
+
+/* Closes the folds that are due, SWEEP_MAX per transaction. A failure is
+ * left for the next sweep: the folds stay in the store until written. */
+static void folds_sweep(struct tracker *t)
+{
+	size_t closed;
+	do {
+		struct selo_err err;
+		err_clear(&err);
+		if (store_folds_close(t->app->store, clock_now_ms(), SWEEP_MAX, summary_fields, t,
+				      &closed, &err) != 0) {
+			log_every(&t->sweep_failed, "hit summaries due not written yet", SWEEP_MAX,
+				  err.msg);
+			return;
+		}
+	} while (closed == SWEEP_MAX);
 }
 
 /* Recording is two stages on two threads: the recorder classifies and
@@ -819,12 +969,21 @@ static void *recorder_main(void *arg)
 	int staged = pthread_create(&th, NULL, batch_writer_main, &w) == 0;
 	if (!staged)
 		diag_warn("tracker: cannot start the recorder's writer thread; recording in one");
-	for (int cur = 0; (bs[cur].n = queue_take(&t->q, bs[cur].hits, BATCH_MAX)) > 0; cur ^= 1) {
-		batch_prepare(t, &bs[cur]);
-		if (staged)
-			batch_hand_over(&w.h, &bs[cur]);
-		else
-			batch_write(t, &bs[cur]);
+	int64_t sweep_at = clock_mono_ms() + SWEEP_MS;
+	for (int cur = 0, done = 0; !done;) {
+		bs[cur].n = queue_take(&t->q, bs[cur].hits, BATCH_MAX, &done);
+		if (bs[cur].n > 0) {
+			batch_prepare(t, &bs[cur]);
+			if (staged)
+				batch_hand_over(&w.h, &bs[cur]);
+			else
+				batch_write(t, &bs[cur]);
+			cur ^= 1;
+		}
+		if (!done && clock_mono_ms() >= sweep_at) {
+			folds_sweep(t);
+			sweep_at = clock_mono_ms() + SWEEP_MS;
+		}
 	}
 	if (staged)
 		batch_writer_stop(&w, th);
@@ -1309,6 +1468,7 @@ static void tracker_free(struct tracker *t)
 		pthread_mutex_lock(&t->q.mu);
 		t->q.stopping = 1;
 		pthread_cond_signal(&t->q.cv);
+		pthread_cond_broadcast(&t->q.stop_cv);
 		pthread_mutex_unlock(&t->q.mu);
 		pthread_join(t->recorder, NULL);
 	}
@@ -1319,6 +1479,9 @@ static void tracker_free(struct tracker *t)
 	pthread_mutex_destroy(&t->q.mu);
 	pthread_cond_destroy(&t->q.cv);
 	pthread_cond_destroy(&t->q.room);
+	pthread_cond_destroy(&t->q.stop_cv);
+	pthread_mutex_destroy(&t->write_failed.mu);
+	pthread_mutex_destroy(&t->sweep_failed.mu);
 	pthread_mutex_destroy(&t->rate.mu);
 	pthread_mutex_destroy(&t->post_mu);
 	pthread_mutex_destroy(&t->log_mu);
@@ -1348,6 +1511,9 @@ static struct tracker *tracker_alloc(struct selo *app)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&t->q.cv, &ca);
 	pthread_cond_init(&t->q.room, &ca);
+	pthread_cond_init(&t->q.stop_cv, &ca);
+	pthread_mutex_init(&t->write_failed.mu, NULL);
+	pthread_mutex_init(&t->sweep_failed.mu, NULL);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&t->rate.mu, NULL);
 	pthread_mutex_init(&t->post_mu, NULL);

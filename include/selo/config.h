@@ -36,6 +36,8 @@ struct selo_config {
 	int track_after_delivery_s;   /* hits this soon after delivery are a scanner's, default 30 */
 	int track_burst_window_ms;    /* distinct links of one notice within it: scanner, default 2000 */
 	int track_burst_links;        /* how many distinct links make a burst, default 2 */
+	int track_full_hits;          /* hits of one kind and class logged per notice, default 10 */
+	int track_summary_window_s;   /* a notice's first fold of further hits, default 3600 */
 
 	/* [smtp] */
 	enum smtp_mode smtp_mode;     /* maildir (default) | relay | mx */

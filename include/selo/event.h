@@ -20,6 +20,7 @@
 #define EV_CLICKED "clicked"
 #define EV_READ_CONFIRMED "read_confirmed"
 #define EV_CANCELED "canceled"
+#define EV_TRACKING_SUMMARY "tracking_summary" /* hits past the first ones, counted */
 
 /* Appends the entry bytes (no trailing newline) to out. fields is an object
  * whose keys keep insertion order (jansson preserves it with

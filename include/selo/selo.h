@@ -33,6 +33,7 @@ struct selo_metrics {
 	atomic_llong webhooks_failed_attempts; /* attempts to retry */
 	atomic_llong webhooks_gave_up;         /* deliveries whose schedule ran out */
 	atomic_llong webhooks_disabled;        /* 410 answers */
+	atomic_llong track_hits_folded;        /* hits counted in a summary, not logged alone */
 };
 
 struct selo {

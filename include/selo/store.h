@@ -246,6 +246,55 @@ struct event_new {
 };
 int store_events_add(struct store *s, const struct event_new *ev, size_t n, struct selo_err *err);
 
+/* ---- Tracker hits, bounded per notice (docs/tracking.md "Floods").
+ * Whoever holds a pixel or link URL can hit it without end, so a notice
+ * logs only the first full_max hits of each (kind, class) as their own
+ * events; the hits after them are counted in the notice's open fold
+ * (counts per kind and class, distinct client addresses, first and last
+ * arrival), which a tracking_summary event closes once it is due. The
+ * rule's numbers are the caller's; the backend applies them inside the
+ * transaction that writes the hits, so no two writers can exceed them. */
+enum { HIT_KIND_OPENED, HIT_KIND_CLICKED, HIT_KINDS };
+enum { HIT_CLASS_HUMAN, HIT_CLASS_PROXY, HIT_CLASS_SCANNER, HIT_CLASSES };
+
+struct hit_new {
+	struct event_new ev;   /* the hit's own event, written when not folded */
+	int kind, cls;         /* HIT_KIND_*, HIT_CLASS_* */
+	uint8_t addr[32];      /* a digest of the client address, keyed per notice */
+	int64_t arrived_ms;
+};
+
+struct fold_rule {
+	int full_max;          /* hits of one (kind, class) logged in full, >= 1 */
+	int64_t window_ms;     /* a notice's first fold is due this long after it opens... */
+	int64_t window_max_ms; /* ... each next one twice as long, up to this */
+};
+
+/* One notice's open fold, as a summary is made of it. */
+struct hit_fold {
+	char notice_id[27];
+	int64_t first_ms, last_ms;           /* arrival of the first and last hit folded */
+	int64_t hits[HIT_KINDS][HIT_CLASSES];
+	int64_t addresses;                   /* distinct addresses among them */
+	int64_t summaries;                   /* summaries this notice had before this one */
+};
+
+/* Writes each hit as its event or counts it in its notice's fold, in one
+ * transaction, durable on return. An unknown notice fails the whole call
+ * (404), as store_events_add. *folded (may be NULL) counts the hits folded. */
+int store_hits_add(struct store *s, const struct hit_new *h, size_t n, const struct fold_rule *rule,
+		   size_t *folded, struct selo_err *err);
+
+/* Makes a summary's fields from a fold: a jansson object the caller owns
+ * (NULL: out of memory). Called inside the writer: no store calls. */
+typedef json_t *(*fold_fields_fn)(const struct hit_fold *f, void *arg);
+
+/* Closes up to max folds due at now_ms: for each, one tracking_summary
+ * event with fields(f) is written and the fold emptied, in one transaction.
+ * *closed (may be NULL) says how many. */
+int store_folds_close(struct store *s, int64_t now_ms, size_t max, fold_fields_fn fields,
+		      void *arg, size_t *closed, struct selo_err *err);
+
 /* A bounce that came back after the notice was handed over (`selo bounce`,
  * docs/bounces.md): its delivery_failed event (fields with
  * "reason":"bounced", else 400) and status `failed` with last_error, in one

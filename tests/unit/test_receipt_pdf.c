@@ -664,6 +664,43 @@ TEST(failed_delivery)
 	free(json);
 }
 
+/* A flood's tracking_summary (docs/tracking.md "Floods") is a row of its
+ * own, with its counts, in both languages. */
+TEST(tracking_summary_row)
+{
+	FIXTURE();
+	struct notice n;
+	CHECK(make_failed(&n) == 0);
+	json_t *f = json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:{s:i,s:i,s:i},s:i,s:i,s:i}", "from",
+			      "2026-12-07T18:00:00.512Z", "to", "2026-12-07T18:07:41.930Z", "opened",
+			      "human", 19990, "proxy", 3, "scanner", 0, "clicked", "human", 0,
+			      "proxy", 0, "scanner", 7, "addresses", 19991, "summary", 1,
+			      "first_logged", 10);
+	struct event_new ev = {.notice_id = n.id, .type = EV_TRACKING_SUMMARY, .fields = f};
+	struct selo_err e;
+	err_clear(&e);
+	CHECK(store_events_add(fx.app.store, &ev, 1, &e) == 0);
+	json_decref(f);
+	char *json = receipt_of(&n, 0);
+	CHECK(json != NULL);
+	if (!json)
+		return;
+	struct pdf p;
+	CHECK(pdf_make(json, NULL, "summary-pt", &p) == 0);
+	static const char *const want[] = {"Entrega falhou", "Resumo de acessos posteriores",
+					   "Primeiro acesso resumido", "Último acesso resumido",
+					   "19990", "Endereços IP distintos: 19991"};
+	CHECK(in_order(&p, want, sizeof(want) / sizeof(want[0])));
+	CHECK(!has(&p, "Evento de outro tipo"));
+	pdf_free(&p);
+	CHECK(pdf_make(json, "en", "summary-en", &p) == 0);
+	static const char *const want_en[] = {"Summary of later hits", "Image fetched",
+					      "Links followed", "Distinct IP addresses: 19991"};
+	CHECK(in_order(&p, want_en, sizeof(want_en) / sizeof(want_en[0])));
+	pdf_free(&p);
+	free(json);
+}
+
 static void signed_receipt(const char *json, const char *id, int full, const char *name);
 
 static double ms_since(const struct timespec *t0)

@@ -1464,3 +1464,107 @@ TEST(acknowledged_accepts_survive_kill)
 	CHECK(store_ping(f.s, &e) == 0);
 	store_fx_close(&f);
 }
+
+/* ---- tracker hits and their folds */
+
+static struct hit_fold last_fold;
+
+static json_t *fold_fields(const struct hit_fold *f, void *arg)
+{
+	(void)arg;
+	last_fold = *f;
+	return json_pack("{s:I,s:I}", "opened_human", (json_int_t)f->hits[HIT_KIND_OPENED][HIT_CLASS_HUMAN],
+			 "addresses", (json_int_t)f->addresses);
+}
+
+static struct hit_new hit_of(const char *id, int kind, int cls, char addr, int64_t arrived)
+{
+	struct hit_new h;
+	memset(&h, 0, sizeof(h));
+	h.ev.notice_id = id;
+	h.ev.type = kind == HIT_KIND_OPENED ? EV_OPENED : EV_CLICKED;
+	/* the class in the entry, as the tracker writes it: a tally is
+	 * counted again from the entries */
+	static const char *const cls_text[] = {"\"class\":\"human\"", "\"class\":\"proxy\"",
+					       "\"class\":\"scanner\""};
+	h.ev.fields_text = cls_text[cls];
+	h.ev.fields_len = strlen(cls_text[cls]);
+	h.kind = kind;
+	h.cls = cls;
+	memset(h.addr, addr, sizeof(h.addr));
+	h.arrived_ms = arrived;
+	return h;
+}
+
+static size_t events_typed(struct store *s, const char *id, const char *type)
+{
+	struct event_rec *ev = NULL;
+	size_t n = 0, k = 0;
+	struct selo_err e;
+	err_clear(&e);
+	CHECK(store_events_of(s, id, &ev, &n, &e) == 0);
+	for (size_t i = 0; i < n; i++)
+		k += !strcmp(ev[i].type, type);
+	event_recs_free(ev, n);
+	return k;
+}
+
+TEST(hits_fold_past_the_first_of_each_kind_and_class)
+{
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
+	if (!f.s)
+		return;
+	struct accept_result r = accept1(f.s, 1, NULL, "x", NULL);
+	const char *id = r.id;
+	struct fold_rule rule = {2, 1000, 4000};
+	struct selo_err e;
+	err_clear(&e);
+	struct hit_new h[] = {
+		hit_of(id, HIT_KIND_OPENED, HIT_CLASS_HUMAN, 'a', 1000),
+		hit_of(id, HIT_KIND_OPENED, HIT_CLASS_HUMAN, 'a', 1001),
+		hit_of(id, HIT_KIND_OPENED, HIT_CLASS_HUMAN, 'b', 1002),
+		hit_of(id, HIT_KIND_OPENED, HIT_CLASS_PROXY, 'c', 1003),
+		hit_of(id, HIT_KIND_CLICKED, HIT_CLASS_SCANNER, 'd', 1004),
+	};
+	size_t folded = 99;
+	CHECK(store_hits_add(f.s, h, 5, &rule, &folded, &e) == 0 && folded == 1);
+	struct hit_new more[] = {
+		hit_of(id, HIT_KIND_OPENED, HIT_CLASS_HUMAN, 'a', 1500),
+		hit_of(id, HIT_KIND_OPENED, HIT_CLASS_HUMAN, 'e', 900), /* arrived out of order */
+	};
+	CHECK(store_hits_add(f.s, more, 2, &rule, &folded, &e) == 0 && folded == 2);
+	CHECK(events_typed(f.s, id, EV_OPENED) == 3 && events_typed(f.s, id, EV_CLICKED) == 1);
+	size_t closed = 99;
+	CHECK(store_folds_close(f.s, 2001, 10, fold_fields, NULL, &closed, &e) == 0 && closed == 0);
+	CHECK(store_folds_close(f.s, 2002, 10, fold_fields, NULL, &closed, &e) == 0 && closed == 1);
+	CHECK(last_fold.hits[HIT_KIND_OPENED][HIT_CLASS_HUMAN] == 3);
+	CHECK(last_fold.hits[HIT_KIND_CLICKED][HIT_CLASS_SCANNER] == 0);
+	CHECK(last_fold.addresses == 3); /* b, a, e */
+	CHECK(last_fold.first_ms == 900 && last_fold.last_ms == 1500 && last_fold.summaries == 0);
+	CHECK_STR(last_fold.notice_id, id);
+	CHECK(events_typed(f.s, id, EV_TRACKING_SUMMARY) == 1);
+	CHECK(store_folds_close(f.s, 99999, 10, fold_fields, NULL, &closed, &e) == 0 && closed == 0);
+	/* the next fold stays open twice as long */
+	struct hit_new late = hit_of(id, HIT_KIND_OPENED, HIT_CLASS_HUMAN, 'a', 5000);
+	CHECK(store_hits_add(f.s, &late, 1, &rule, &folded, &e) == 0 && folded == 1);
+	CHECK(store_folds_close(f.s, 6999, 10, fold_fields, NULL, &closed, &e) == 0 && closed == 0);
+	CHECK(store_folds_close(f.s, 7000, 10, fold_fields, NULL, &closed, &e) == 0 && closed == 1);
+	CHECK(last_fold.summaries == 1 && last_fold.addresses == 1);
+	/* a notice without its tally row counts its events again */
+	CHECK(raw_exec(f.path, "DELETE FROM hit_tally") == 0);
+	struct hit_new again[] = {hit_of(id, HIT_KIND_OPENED, HIT_CLASS_HUMAN, 'z', 8000),
+				  hit_of(id, HIT_KIND_OPENED, HIT_CLASS_PROXY, 'z', 8001),
+				  hit_of(id, HIT_KIND_OPENED, HIT_CLASS_PROXY, 'z', 8002)};
+	CHECK(store_hits_add(f.s, again, 3, &rule, &folded, &e) == 0 && folded == 2);
+	CHECK(events_typed(f.s, id, EV_OPENED) == 4);
+	CHECK(store_folds_close(f.s, 8000 + 4000, 10, fold_fields, NULL, &closed, &e) == 0 &&
+	      closed == 1);
+	CHECK(last_fold.summaries == 2 && last_fold.hits[HIT_KIND_OPENED][HIT_CLASS_PROXY] == 1);
+	/* an unknown notice refuses the call, and writes nothing */
+	struct hit_new ghost = hit_of("01JD0000000000000000000000", HIT_KIND_OPENED, HIT_CLASS_HUMAN,
+				      'a', 1);
+	err_clear(&e);
+	CHECK(store_hits_add(f.s, &ghost, 1, &rule, &folded, &e) == -1 && e.status == 404);
+	store_fx_close(&f);
+}

@@ -163,6 +163,7 @@ const EVENTS = {
   clicked: ['link clicado', 'link clicked'],
   read_confirmed: ['leitura confirmada pelo destinatário', 'reading confirmed by the recipient'],
   canceled: ['cancelada antes do envio', 'canceled before sending'],
+  tracking_summary: ['resumo de acessos posteriores (contagem)', 'summary of later hits (counts)'],
 };
 
 export function eventName(lang, type) {
