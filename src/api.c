@@ -1,10 +1,14 @@
 /* api.c: the private HTTP API (see api.h, docs/api.md). libmicrohttpd calls
  * api_access once after the headers, once per body chunk and once at the
- * end; bodies are collected up to api.max_body (413 beyond), then routed.
+ * end; bodies are collected up to api.max_body (413 beyond), their JSON
+ * structure checked as it arrives (jsonscan.h: refused at the first limit
+ * crossed, the rest discarded unread into memory), then routed. Bodies over
+ * api.large_body need a valid key and one of api.large_requests slots.
  * Handlers build a json_t or a struct selo_err; the responders turn those
  * into JSON or problem+json. Writes block their listener thread until the
  * store's group commit is durable, so a 202 means "on disk". */
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -20,6 +24,7 @@
 #include "selo/diag.h"
 #include "selo/export.h"
 #include "selo/id.h"
+#include "selo/jsonscan.h"
 #include "selo/ledger.h"
 #include "selo/notice.h"
 #include "selo/sender.h"
@@ -30,18 +35,35 @@
 #define PROBLEM_BASE "urn:selo:problem:"
 #define MAX_IDEM_KEY 255
 
+/* JSON limits of a request body (docs/api.md "Limits"). The deepest
+ * request is a batch's attachment, at depth 4. A notice at its largest has
+ * about 36 values besides its template variables and attachments (20 tags,
+ * track, the text fields); 128 leaves room for 90 variables, and each
+ * attachment is 4. A request other than a batch may hold 64 notices' worth
+ * (a sequence's 20 steps with their own variables fit). Parsed, a value
+ * costs jansson 40 to 250 bytes, so a batch of 1000 is at most ~40 MB. */
+#define API_JSON_DEPTH 16
+#define API_NOTICE_VALUES 128
+#define API_ATTACHMENT_VALUES 4
+#define API_SINGLE_NOTICES 64
+/* Seconds a client refused for too many large requests should wait. */
+#define API_BUSY_RETRY "2"
+
 struct api {
 	struct selo *app;
 	struct MHD_Daemon *d;
 	atomic_int stopping;  /* api_drain was called: new requests get 503 */
 	atomic_int active;    /* requests begun and not yet answered and done */
+	atomic_int large;     /* requests holding a large-body slot (api.large_requests) */
 	struct exporter *exporter; /* PDF receipts; NULL without a ledger */
 	struct auth_cache *keys;   /* for accepts only (auth.h) */
 };
 
 struct req {
 	struct buf body;
-	int too_big;
+	struct jsonscan scan;      /* the body's structure so far */
+	struct selo_err *refused;  /* set: the answer; the rest of the body is discarded */
+	int large;                 /* holds a large-body slot */
 };
 
 /* ---- responses */
@@ -175,6 +197,17 @@ static enum MHD_Result send_stopping(struct MHD_Connection *c)
 	err_set(&e, 503, "stopping", "selo is stopping; retry in a few seconds");
 	static const char *const hdrs[] = {"Retry-After", "5", "Connection", "close", NULL};
 	return send_problem_doc(c, &e, hdrs);
+}
+
+/* A request refused by the body limits: 503 busy with Retry-After, not
+ * logged (it is load, not a fault), or its 4xx (or a 500 of the key check). */
+static enum MHD_Result send_refusal(struct api *a, struct MHD_Connection *c, struct selo_err *e)
+{
+	if (e->status != 503)
+		return send_problem(a, c, e);
+	atomic_fetch_add(&a->app->metrics.http_5xx, 1);
+	static const char *const hdrs[] = {"Retry-After", API_BUSY_RETRY, NULL};
+	return send_problem_doc(c, e, hdrs);
 }
 
 static enum MHD_Result send_error(struct api *a, struct MHD_Connection *c, int status,
@@ -1039,6 +1072,173 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char
 	return send_error(a, c, 404, "not-found", "no such resource; see docs/api.md");
 }
 
+/* ---- request bodies: limits while they arrive */
+
+static void refuse_too_big(const struct api *a, struct selo_err *err)
+{
+	err_set(err, 413, "body-too-large", "the body is larger than the limit of %zu bytes",
+		a->app->cfg.api_max_body);
+}
+
+static void refuse_busy(const struct api *a, struct selo_err *err)
+{
+	err_set(err, 503, "busy",
+		"%d large requests (bodies over %zu bytes, or batches of very many values) are in "
+		"progress, the most at once; retry in a few seconds",
+		a->app->cfg.api_large_requests, a->app->cfg.api_large_body);
+}
+
+static void refuse_json(const struct jsonscan *s, struct selo_err *err)
+{
+	switch (s->result) {
+	case JSONSCAN_TOO_DEEP:
+		err_set(err, 413, "json-too-complex",
+			"the JSON nests deeper than %u levels; no request needs more", s->lim.max_depth);
+		break;
+	case JSONSCAN_TOO_MANY_ITEMS:
+		err_set(err, 413, "batch-too-large",
+			"a batch holds at most %zu notices; this one has more", s->lim.max_member_items);
+		err_field(err, "notices", "must hold at most %zu notices", s->lim.max_member_items);
+		break;
+	default:
+		err_set(err, 413, "json-too-complex",
+			"the JSON holds more than %zu values (objects, arrays, strings, numbers, "
+			"literals); see the limits in docs/api.md", s->lim.max_values);
+		break;
+	}
+}
+
+/* Takes a large-body slot: 1, or 0 when all api.large_requests are held. */
+static int large_take(struct api *a)
+{
+	int n = atomic_load(&a->large);
+	while (n < a->app->cfg.api_large_requests)
+		if (atomic_compare_exchange_weak(&a->large, &n, n + 1))
+			return 1;
+	return 0;
+}
+
+/* A body over api.large_body: only with a valid key (the accept's cache is
+ * enough, the handler checks the key again), so that no stranger can hold
+ * the slots, and only with a slot free. 0, or -1 with err filled. */
+static int large_admit(struct api *a, struct MHD_Connection *c, struct req *r,
+		       struct selo_err *err)
+{
+	struct apikey key;
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	if (auth_check_bearer_cached(a->keys, a->app->store, h, &key, err) != 1)
+		return -1;
+	if (!large_take(a)) {
+		refuse_busy(a, err);
+		return -1;
+	}
+	r->large = 1;
+	return 0;
+}
+
+static void large_release(struct api *a, struct req *r)
+{
+	if (r->large)
+		atomic_fetch_sub(&a->large, 1);
+	r->large = 0;
+}
+
+/* From now on the body is discarded as it arrives, its memory and slot
+ * given back; the answer is sent once the client has sent it all (0.9.75
+ * queues no response while a body is being received). */
+static struct selo_err *req_refuse(struct api *a, struct req *r)
+{
+	r->refused = xcalloc(1, sizeof(*r->refused));
+	buf_free(&r->body);
+	large_release(a, r);
+	return r->refused;
+}
+
+/* The JSON values one notice may need. */
+static size_t notice_values(const struct selo_config *cfg)
+{
+	return API_NOTICE_VALUES + API_ATTACHMENT_VALUES * cfg->max_attachments;
+}
+
+/* The JSON limits for a request to url (docs/api.md "Limits"). */
+static struct jsonscan_limits req_json_limits(const struct api *a, const char *url,
+					      const char *method)
+{
+	const struct selo_config *cfg = &a->app->cfg;
+	int batch = !strcmp(method, "POST") && !strcmp(url, "/v1/notices/batch");
+	struct jsonscan_limits lim = {
+		API_JSON_DEPTH, notice_values(cfg) * (batch ? cfg->max_batch : API_SINGLE_NOTICES),
+		batch ? cfg->max_batch : 0};
+	return lim;
+}
+
+/* Large: its body over api.large_body, or its JSON over what a request
+ * other than a batch may hold (a small body of many values can cost the
+ * parser 80 times its size). */
+static int req_is_large(const struct api *a, const struct req *r, size_t n)
+{
+	const struct selo_config *cfg = &a->app->cfg;
+	return r->body.len + n > cfg->api_large_body ||
+	       r->scan.values > notice_values(cfg) * API_SINGLE_NOTICES;
+}
+
+/* The first call, after the headers: the request's state, or an answer at
+ * once when the declared body is over a limit. */
+static enum MHD_Result req_begin(struct api *a, struct MHD_Connection *c, const char *url,
+				 const char *method, void **con_cls)
+{
+	atomic_fetch_add(&a->app->metrics.http_requests, 1);
+	if (atomic_load(&a->stopping))
+		return send_stopping(c);
+	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+	unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+	struct selo_err err;
+	err_clear(&err);
+	if (declared > a->app->cfg.api_max_body) {
+		refuse_too_big(a, &err);
+		return send_problem(a, c, &err);
+	}
+	struct req *r = xcalloc(1, sizeof(*r));
+	if (declared > a->app->cfg.api_large_body && large_admit(a, c, r, &err) != 0) {
+		free(r);
+		return send_refusal(a, c, &err);
+	}
+	/* Admitted large bodies get their exact size at once: no doubling to
+	 * twice the body, no copies as it grows. */
+	if (r->large)
+		buf_reserve(&r->body, (size_t)declared);
+	struct jsonscan_limits lim = req_json_limits(a, url, method);
+	jsonscan_init(&r->scan, &lim);
+	*con_cls = r;
+	atomic_fetch_add(&a->active, 1);
+	return MHD_YES;
+}
+
+/* One chunk of the body: kept only while every limit holds. */
+static void req_take_chunk(struct api *a, struct MHD_Connection *c, struct req *r,
+			   const char *p, size_t n)
+{
+	if (r->refused)
+		return;
+	if (n > a->app->cfg.api_max_body - r->body.len) {
+		refuse_too_big(a, req_refuse(a, r));
+		return;
+	}
+	if (jsonscan_feed(&r->scan, p, n) != JSONSCAN_OK) {
+		refuse_json(&r->scan, req_refuse(a, r));
+		return;
+	}
+	if (!r->large && req_is_large(a, r, n)) {
+		struct selo_err err;
+		err_clear(&err);
+		if (large_admit(a, c, r, &err) != 0) {
+			*req_refuse(a, r) = err;
+			return;
+		}
+	}
+	buf_append(&r->body, p, n);
+}
+
 static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
@@ -1046,38 +1246,15 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const cha
 	(void)version;
 	struct api *a = cls;
 	struct req *r = *con_cls;
-	if (!r) {
-		atomic_fetch_add(&a->app->metrics.http_requests, 1);
-		if (atomic_load(&a->stopping))
-			return send_stopping(c);
-		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-		if (cl && strtoull(cl, NULL, 10) > a->app->cfg.api_max_body) {
-			char msg[128];
-			snprintf(msg, sizeof(msg), "the body is larger than the limit of %zu bytes",
-				 a->app->cfg.api_max_body);
-			return send_error(a, c, 413, "body-too-large", msg);
-		}
-		r = calloc(1, sizeof(*r));
-		if (!r)
-			return MHD_NO;
-		*con_cls = r;
-		atomic_fetch_add(&a->active, 1);
-		return MHD_YES;
-	}
+	if (!r)
+		return req_begin(a, c, url, method, con_cls);
 	if (*upload_size) {
-		if (!r->too_big && r->body.len + *upload_size <= a->app->cfg.api_max_body)
-			buf_append(&r->body, upload, *upload_size);
-		else
-			r->too_big = 1;
+		req_take_chunk(a, c, r, upload, *upload_size);
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	if (r->too_big) {
-		char msg[128];
-		snprintf(msg, sizeof(msg), "the body is larger than the limit of %zu bytes",
-			 a->app->cfg.api_max_body);
-		return send_error(a, c, 413, "body-too-large", msg);
-	}
+	if (r->refused)
+		return send_refusal(a, c, r->refused);
 	return route(a, c, url, method, r);
 }
 
@@ -1089,9 +1266,17 @@ static void api_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	struct req *r = *con_cls;
 	if (!r)
 		return;
+	int large = r->large;
+	large_release(a, r);
 	buf_free(&r->body);
+	free(r->refused);
 	free(r);
 	*con_cls = NULL;
+	/* A large request's parse leaves the thread's malloc arena with tens of
+	 * MB of small free chunks; give their pages back rather than keep
+	 * each thread's peak for good. */
+	if (large)
+		malloc_trim(0);
 	atomic_fetch_sub(&a->active, 1);
 }
 

@@ -32,6 +32,8 @@ static const struct key KEYS[] = {
 	STR("api", "listen", api_listen),
 	SIZE("api", "max_body", api_max_body, 1024, 1LL << 30),
 	INT("api", "threads", api_threads, 1, 64),
+	SIZE("api", "large_body", api_large_body, 1024, 1LL << 30),
+	INT("api", "large_requests", api_large_requests, 1, 1024),
 	SIZE("limits", "max_attachments", max_attachments, 0, 100),
 	SIZE("limits", "max_attachment_bytes", max_attachment_bytes, 1, 1LL << 30),
 	SIZE("limits", "max_message_bytes", max_message_bytes, 1024, 1LL << 30),
@@ -97,6 +99,10 @@ void config_defaults(struct selo_config *c, const char *data_dir)
 	snprintf(c->api_listen, sizeof(c->api_listen), "127.0.0.1:8480");
 	c->api_max_body = 32u << 20;
 	c->api_threads = 16;
+	/* Four bodies of 32 MiB at once, each parsed, stay well under a GB
+	 * (docs/operations.md, "Memory"); smaller bodies are not counted. */
+	c->api_large_body = 1u << 20;
+	c->api_large_requests = 4;
 	c->max_attachments = 10;
 	c->max_attachment_bytes = 10u << 20;
 	c->max_message_bytes = 25u << 20;
