@@ -64,6 +64,7 @@ struct req {
 	struct jsonscan scan;      /* the body's structure so far */
 	struct selo_err *refused;  /* set: the answer; the rest of the body is discarded */
 	int large;                 /* holds a large-body slot */
+	int large_done;            /* held one until it was answered */
 };
 
 /* ---- responses */
@@ -1255,7 +1256,14 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const cha
 	}
 	if (r->refused)
 		return send_refusal(a, c, r->refused);
-	return route(a, c, url, method, r);
+	enum MHD_Result res = route(a, c, url, method, r);
+	/* Answered (responses copy what they send): the body and its slot are
+	 * free now, not only once libmicrohttpd has finished with the
+	 * connection, which a client that already has its answer may beat. */
+	buf_free(&r->body);
+	r->large_done = r->large;
+	large_release(a, r);
+	return res;
 }
 
 static void api_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -1266,7 +1274,7 @@ static void api_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	struct req *r = *con_cls;
 	if (!r)
 		return;
-	int large = r->large;
+	int large = r->large || r->large_done;
 	large_release(a, r);
 	buf_free(&r->body);
 	free(r->refused);
