@@ -1,7 +1,9 @@
 /* verify.c: `selo verify FILE.json|FILE.pdf [--key VERIFIER_KEY] [--tsa-ca FILE]`:
  * checks a receipt offline (receipt_verify) and prints one line per check,
  * "ok   name: detail", "FAIL name: detail" or "WARN name: detail", then
- * "verdict: VALID|INVALID|UNREADABLE" on stdout. Exit 0 valid, 1 invalid,
+ * "verdict: VALID|INVALID|UNREADABLE" on stdout. A PDF's own signature comes
+ * first (pdf_signature); when it does not cover the pages, "receipt:" and
+ * "pages:" lines say what is proven and what is not before the verdict. Exit 0 valid, 1 invalid,
  * 2 unreadable, unreadable input or usage error. Loud warnings go to stderr
  * when the log key or the TSA's CA was not given, since a receipt that
  * vouches for its own keys proves only that it is consistent. */
@@ -24,7 +26,9 @@ static const char HELP[] =
 	"timestamp, each event's inclusion proof, that the events belong to the\n"
 	"notice and are in order, the message digest and every disclosed value.\n"
 	"A PDF receipt is checked through the JSON receipt embedded in it, and its\n"
-	"own signature over the whole file (pdf_signature). FILE - reads standard input.\n"
+	"own signature over the whole file (pdf_signature): a PDF whose pages no valid\n"
+	"signature covers is INVALID, the embedded receipt's verdict said beside it.\n"
+	"FILE - reads standard input.\n"
 	"\n"
 	"  --key K      the log's verifier key (\"name+id+base64\") or a file holding\n"
 	"               it, e.g. DIR/keys/log.vkey; get it from the operator, not\n"
@@ -176,7 +180,7 @@ static int from_pdf(const char *file, struct buf *in, struct pdf_pages *pp)
 		printf("FAIL pdf_signature: %s\n", err.msg);
 	snprintf(pp->why, sizeof(pp->why), "%s",
 		 rc == 0 ? "" : err.status == 404 ? "the PDF is not signed"
-		 : !strcmp(err.type, "partial-signature") ? "bytes were added after it was signed"
+		 : !strcmp(err.type, "partial-signature") ? "bytes were added to the PDF after it was signed"
 		 : "its signature does not hold");
 	buf_free(in);
 	*in = json;
