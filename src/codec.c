@@ -1,6 +1,7 @@
-/* codec.c: hex and base64 encoders and strict decoders (see codec.h). The
- * decoders reject anything not canonical so that two different strings never
- * decode to the same bytes (receipts compare encodings). */
+/* codec.c: hex and base64 encoders and strict decoders, and the UTF-8 step
+ * (see codec.h). The decoders reject anything not canonical so that two
+ * different strings never decode to the same bytes (receipts compare
+ * encodings). */
 #include <string.h>
 #include "selo/codec.h"
 
@@ -154,4 +155,38 @@ ssize_t base64_decode_mime(const char *s, size_t slen, uint8_t *out, size_t outc
 ssize_t base64url_decode(const char *s, size_t slen, uint8_t *out, size_t outcap)
 {
 	return b64_symbols(s, slen, 1, out, outcap);
+}
+
+size_t utf8_decode(const uint8_t *s, size_t n, uint32_t *cp)
+{
+	if (n == 0)
+		return 0;
+	uint32_t c = s[0];
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	/* The lead byte fixes the length and the range of the second byte,
+	 * which is where overlong forms, surrogates and values past U+10FFFF
+	 * show (RFC 3629 section 4). */
+	size_t len;
+	uint8_t lo = 0x80, hi = 0xBF;
+	if (c >= 0xC2 && c <= 0xDF) {
+		len = 2, c &= 0x1F;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF, c &= 0x0F;
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF, c &= 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if (s[i] < 0x80 || s[i] > 0xBF)
+			return 0;
+		c = c << 6 | (s[i] & 0x3F);
+	}
+	*cp = c;
+	return len;
 }

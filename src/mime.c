@@ -5,6 +5,7 @@
  * useful written) any value the checks would refuse, so no CR, LF or NUL
  * from a value can ever start a header line of its own. */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include "selo/codec.h"
 #include "selo/crypto.h"
@@ -18,47 +19,13 @@
 
 /* ---- UTF-8 and character classes. */
 
-/* Length of the UTF-8 sequence at s (n bytes left), 0 if invalid: no
- * overlongs, no surrogates, nothing above U+10FFFF (RFC 3629 §4). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned c = s[0];
-	if (c < 0x80)
-		return 1;
-	size_t len;
-	unsigned lo = 0x80, hi = 0xBF;
-	if (c >= 0xC2 && c <= 0xDF)
-		len = 2;
-	else if (c >= 0xE0 && c <= 0xEF) {
-		len = 3;
-		if (c == 0xE0)
-			lo = 0xA0; /* overlong */
-		if (c == 0xED)
-			hi = 0x9F; /* surrogates */
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		len = 4;
-		if (c == 0xF0)
-			lo = 0x90; /* overlong */
-		if (c == 0xF4)
-			hi = 0x8F; /* > U+10FFFF */
-	} else
-		return 0;
-	if (n < len)
-		return 0;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xBF)
-			return 0;
-	return len;
-}
-
 int utf8_valid(const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t i = 0;
+	uint32_t cp;
 	while (i < n) {
-		size_t k = utf8_seq(p + i, n - i);
+		size_t k = utf8_decode(p + i, n - i, &cp);
 		if (!k)
 			return 0;
 		i += k;
@@ -176,6 +143,40 @@ int mime_addr_check(const char *addr, const char *field, struct selo_err *err)
 	return domain_check(at + 1, n - (size_t)(at - addr) - 1, field, err);
 }
 
+/* What a header text may not hold, besides invalid UTF-8: controls break a
+ * header line or hide text, the separators are line breaks to some
+ * readers, and the bidirectional embeddings, overrides and isolates make
+ * a name or subject display as something else than its characters (a
+ * "Maria" that reads backwards, an extension moved, Trojan Source).
+ * The implicit marks U+200E, U+200F and U+061C stay: they only settle
+ * the direction of what is next to them, as right-to-left names need. */
+static const struct {
+	uint32_t lo, hi;
+	const char *what;
+} TEXT_REFUSED[] = {
+	{0x0000, 0x001F, "a control character"},
+	{0x007F, 0x009F, "a control character"},
+	{0x2028, 0x2028, "LINE SEPARATOR"},
+	{0x2029, 0x2029, "PARAGRAPH SEPARATOR"},
+	{0x202A, 0x202A, "LEFT-TO-RIGHT EMBEDDING"},
+	{0x202B, 0x202B, "RIGHT-TO-LEFT EMBEDDING"},
+	{0x202C, 0x202C, "POP DIRECTIONAL FORMATTING"},
+	{0x202D, 0x202D, "LEFT-TO-RIGHT OVERRIDE"},
+	{0x202E, 0x202E, "RIGHT-TO-LEFT OVERRIDE"},
+	{0x2066, 0x2066, "LEFT-TO-RIGHT ISOLATE"},
+	{0x2067, 0x2067, "RIGHT-TO-LEFT ISOLATE"},
+	{0x2068, 0x2068, "FIRST STRONG ISOLATE"},
+	{0x2069, 0x2069, "POP DIRECTIONAL ISOLATE"},
+};
+
+const char *mime_text_refused(uint32_t cp)
+{
+	for (size_t i = 0; i < sizeof(TEXT_REFUSED) / sizeof(TEXT_REFUSED[0]); i++)
+		if (cp >= TEXT_REFUSED[i].lo && cp <= TEXT_REFUSED[i].hi)
+			return TEXT_REFUSED[i].what;
+	return NULL;
+}
+
 int mime_header_text_check(const char *s, size_t max, const char *field, struct selo_err *err)
 {
 	if (!s)
@@ -185,12 +186,23 @@ int mime_header_text_check(const char *s, size_t max, const char *field, struct 
 		err_field(err, field, "longer than %zu bytes", max);
 		return err_set(err, 422, "validation-failed", "%s: longer than %zu bytes", field, max);
 	}
-	if (!utf8_valid(s, n))
-		return addr_fail(err, field, "not valid UTF-8");
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c == 0x7F)
-			return addr_fail(err, field, "contains a line break, tab or other control character");
+	const uint8_t *p = (const uint8_t *)s;
+	uint32_t cp;
+	for (size_t i = 0, k; i < n; i += k) {
+		char why[224];
+		const char *what;
+		if (!(k = utf8_decode(p + i, n - i, &cp))) {
+			snprintf(why, sizeof(why), "not valid UTF-8 (byte %zu)", i);
+			return addr_fail(err, field, why);
+		}
+		if (!(what = mime_text_refused(cp)))
+			continue;
+		/* Fits a field error's 224 bytes. */
+		snprintf(why, sizeof(why),
+			 "contains U+%04X (%s) at byte %zu; refused are the control characters "
+			 "U+0000-U+001F and U+007F-U+009F, U+2028, U+2029 and the bidi controls "
+			 "U+202A-U+202E, U+2066-U+2069", (unsigned)cp, what, i);
+		return addr_fail(err, field, why);
 	}
 	return 0;
 }
@@ -284,8 +296,9 @@ static size_t ew_take(int q, const char *s, size_t n, size_t room)
 	if (room <= 12)
 		return 0;
 	size_t take = 0;
+	uint32_t cp;
 	while (take < n) {
-		size_t k = utf8_seq((const unsigned char *)s + take, n - take);
+		size_t k = utf8_decode((const uint8_t *)s + take, n - take, &cp);
 		if (!k)
 			k = 1; /* callers validated; never loop forever */
 		if (12 + ew_text_len(q, s, take + k) > room)

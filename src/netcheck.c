@@ -1,6 +1,7 @@
-/* netcheck.c: the address policy of webhooks (netcheck.h). Two tables of
- * prefixes that are never a webhook's target, one per family; IPv6 forms
- * that carry an IPv4 address are judged by that address. No I/O. */
+/* netcheck.c: the address policy of webhooks (netcheck.h). IPv4: a table
+ * of prefixes that are never a webhook's target. IPv6: global unicast only,
+ * less a table of its special ranges; forms that carry an IPv4 address are
+ * judged by that address. No I/O. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -38,16 +39,13 @@ struct prefix6 {
 	int len;
 };
 
+/* Inside global unicast 2000::/3, the entries of the IANA IPv6
+ * special-purpose registry that are not globally reachable. */
 static const struct prefix6 DENY6[] = {
-	{{0}, 96},                                   /* ::, ::1 and IPv4-compatible */
-	{{0x00, 0x64, 0xff, 0x9b, 0, 1}, 48},        /* NAT64 local use */
-	{{0x01, 0x00}, 64},                          /* discard-only */
-	{{0x20, 0x01, 0x00, 0x00}, 32},              /* Teredo */
-	{{0x20, 0x01, 0x0d, 0xb8}, 32},              /* documentation */
-	{{0xfc}, 7},                                 /* unique local */
-	{{0xfe, 0x80}, 10},                          /* link-local */
-	{{0xfe, 0xc0}, 10},                          /* site-local (deprecated) */
-	{{0xff}, 8},                                 /* multicast */
+	{{0x20, 0x01, 0x00, 0x00}, 23}, /* IETF protocol assignments: Teredo 2001::/32,
+					   benchmarking, ORCHID, AMT, AS112, anycast */
+	{{0x20, 0x01, 0x0d, 0xb8}, 32}, /* documentation */
+	{{0x3f, 0xff}, 20},             /* documentation (RFC 9637) */
 };
 
 static int v4_public(uint32_t a)
@@ -76,12 +74,23 @@ static uint32_t be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* IPv6 is judged the other way round: only global unicast (2000::/3) may
+ * be a target, less DENY6. Everything outside it is loopback, unspecified,
+ * IPv4-compatible, SIIT's IPv4-translated ::ffff:0:0:0/96, NAT64 local use
+ * 64:ff9b:1::/48, discard-only 100::/64, the dummy prefix 100:0:0:1::/64,
+ * SRv6 SIDs 5f00::/16, unique local, link-local, site-local, multicast, or
+ * space IANA keeps reserved (so a special range defined there later is
+ * refused already). The forms that carry an IPv4 address a host or a
+ * translator reaches are judged by that address: IPv4-mapped
+ * ::ffff:0:0/96, NAT64's well-known 64:ff9b::/96 and 6to4 2002::/16. */
 static int v6_public(const uint8_t *a)
 {
 	static const uint8_t MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 	static const uint8_t NAT64[12] = {0x00, 0x64, 0xff, 0x9b};
 	if (!memcmp(a, MAPPED, 12) || !memcmp(a, NAT64, 12))
 		return v4_public(be32(a + 12));
+	if ((a[0] & 0xe0) != 0x20)
+		return 0;
 	if (a[0] == 0x20 && a[1] == 0x02) /* 6to4: the IPv4 address follows */
 		return v4_public(be32(a + 2));
 	for (size_t i = 0; i < sizeof(DENY6) / sizeof(DENY6[0]); i++)

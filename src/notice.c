@@ -47,7 +47,9 @@ static const char *opt_string(const json_t *o, const char *name, struct selo_err
 	return json_string_value(v);
 }
 
-/* Body text: UTF-8, no NUL or control characters other than TAB, CR, LF. */
+/* Body text: UTF-8, no control characters (C0, DEL, C1) other than TAB,
+ * CR, LF. The line separators and bidirectional controls a header text
+ * refuses are text here: right-to-left paragraphs need them. */
 static void check_body_text(const char *s, size_t len, size_t max, const char *field,
 			    struct selo_err *err)
 {
@@ -55,14 +57,18 @@ static void check_body_text(const char *s, size_t len, size_t max, const char *f
 		err_field(err, field, "is %zu bytes; the limit is %zu", len, max);
 		return;
 	}
-	if (!utf8_valid(s, len)) {
-		err_field(err, field, "is not valid UTF-8");
-		return;
-	}
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if ((c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f) {
-			err_field(err, field, "contains a control character at byte %zu", i);
+	const uint8_t *p = (const uint8_t *)s;
+	uint32_t cp;
+	for (size_t i = 0, k; i < len; i += k) {
+		if (!(k = utf8_decode(p + i, len - i, &cp))) {
+			err_field(err, field, "is not valid UTF-8 (byte %zu)", i);
+			return;
+		}
+		if ((cp < 0x20 && cp != '\t' && cp != '\r' && cp != '\n') ||
+		    (cp >= 0x7f && cp <= 0x9f)) {
+			err_field(err, field, "contains U+%04X (a control character) at byte %zu: "
+				  "control characters other than TAB, CR and LF are refused",
+				  (unsigned)cp, i);
 			return;
 		}
 	}
@@ -288,9 +294,14 @@ static void check_rendered_subject(const struct template *t, const json_t *vars,
 		return;
 	}
 	size_t n = strlen(r.subject);
+	struct selo_err e3;
+	err_clear(&e3);
 	if (n > COMPOSE_HEADER_TEXT_MAX)
 		err_field(err, "vars", "the rendered subject is %zu bytes; the limit is %d", n,
 			  COMPOSE_HEADER_TEXT_MAX);
+	else if (mime_header_text_check(r.subject, COMPOSE_HEADER_TEXT_MAX, "subject", &e3) != 0)
+		err_field(err, "vars", "the rendered subject %s", e3.nfields ? e3.fields[0].msg
+			  : e3.msg);
 	rendered_free(&r);
 }
 

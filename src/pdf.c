@@ -4,6 +4,7 @@
  *                      on page 1, a PAdES signature over the whole file but
  *                      its /Contents
  *   pdf_embedded_file  copies an embedded file out of any PDF, untrusted
+ *   pdf_signature_check  whether a valid signature covers the whole file
  * Both read PDF syntax through one small parser: a value is a span of the
  * input (never copied into a tree), every offset is checked before use, and
  * nesting, reference chains, cross-reference sections, tree nodes and the
@@ -1266,9 +1267,11 @@ static int sig_dict_find(struct doc *d, struct span cat, struct span *sig)
 	return r < 0 ? -1 : 0;
 }
 
-/* /ByteRange [0 a b c]: the whole file but the /Contents string, which
- * must sit exactly in the gap (ISO 32000-1 12.8.1). */
-static int byte_range_read(struct doc *d, struct span sig, struct span contents, size_t r[4])
+/* /ByteRange [0 a b c]: the file but the /Contents string, which must sit
+ * exactly in the gap (ISO 32000-1 12.8.1). What follows b + c was added
+ * after signing (an incremental update): its length goes to *added. */
+static int byte_range_read(struct doc *d, struct span sig, struct span contents, size_t r[4],
+			   size_t *added)
 {
 	struct span br, v;
 	if (get_resolved(d, sig, "ByteRange", &br) != 1 || !is_array(d, br))
@@ -1283,9 +1286,10 @@ static int byte_range_read(struct doc *d, struct span sig, struct span contents,
 	}
 	if (rc < 0 || k != 4)
 		return fail(d, "the /ByteRange is not four offsets within the file");
-	if (r[0] != 0 || r[1] != contents.b || r[2] != contents.e || r[2] + r[3] != d->len)
-		return fail(d, "the signature does not cover the whole file but its /Contents "
-			    "(bytes were added or moved after signing)");
+	if (r[0] != 0 || r[1] != contents.b || r[2] != contents.e || r[2] + r[3] > d->len)
+		return fail(d, "the signature does not cover the file but its /Contents (its "
+			    "/ByteRange leaves other bytes out, or bytes were moved after signing)");
+	*added = d->len - (r[2] + r[3]);
 	return 0;
 }
 
@@ -1334,7 +1338,7 @@ int pdf_signature_check(const uint8_t *pdf, size_t len, char *signer, size_t sig
 	if (xref_load(&d) != 0)
 		d.why[0] = '\0';
 	struct span cat = {0, 0}, sig = {0, 0}, contents = {0, 0}, sub;
-	size_t r[4];
+	size_t r[4], added = 0;
 	int found = catalog_find(&d, &cat) == 0 ? sig_dict_find(&d, cat, &sig) : -1;
 	int rc = -1;
 	if (found == 0) {
@@ -1348,7 +1352,7 @@ int pdf_signature_check(const uint8_t *pdf, size_t len, char *signer, size_t sig
 		err_set(err, 422, "invalid-signature",
 			"the signature is not a detached CMS (/SubFilter ETSI.CAdES.detached)");
 	} else if (get_resolved(&d, sig, "Contents", &contents) != 1 || !is_string(&d, contents) ||
-		   d.p[contents.b] != '<' || byte_range_read(&d, sig, contents, r) != 0) {
+		   d.p[contents.b] != '<' || byte_range_read(&d, sig, contents, r, &added) != 0) {
 		err_set(err, 422, "invalid-signature", "%s",
 			d.why[0] ? d.why : "the signature has no hex /Contents");
 	} else {
@@ -1359,6 +1363,15 @@ int pdf_signature_check(const uint8_t *pdf, size_t len, char *signer, size_t sig
 		else
 			rc = cms_check(pdf, r, der, n, signer, signer_len, err);
 		free(der);
+	}
+	/* A signature over an earlier revision holds, but the revision a
+	 * reader shows is the last one: the pages are not what was signed. */
+	if (rc == 0 && added) {
+		rc = err_set(err, 422, "partial-signature",
+			     "the signature is valid but covers only the first %zu of the file's %zu "
+			     "bytes, not the whole file: %zu bytes were added after signing (an "
+			     "incremental update), and they can change what the pages show",
+			     r[2] + r[3], len, added);
 	}
 	doc_free(&d);
 	return rc;

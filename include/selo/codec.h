@@ -1,6 +1,7 @@
 /* codec.h: hex and base64 (RFC 4648 standard with padding, and base64url
- * without padding), strict decoders. Decoders return the decoded length or
- * -1 on any invalid character, bad padding or overflow of out. */
+ * without padding), strict decoders, and the one UTF-8 step. Decoders
+ * return the decoded length or -1 on any invalid character, bad padding or
+ * overflow of out. */
 #ifndef SELO_CODEC_H
 #define SELO_CODEC_H
 #include <stddef.h>
@@ -25,5 +26,11 @@ size_t base64_decoded_max(size_t slen);
 /* base64url without padding (RFC 4648 §5). */
 void base64url_encode(struct buf *out, const uint8_t *p, size_t n);
 ssize_t base64url_decode(const char *s, size_t slen, uint8_t *out, size_t outcap);
+
+/* One UTF-8 character at s (n bytes left): its length, 1 to 4, with its
+ * code point in *cp; 0 when the bytes there are not one (RFC 3629 section 4:
+ * no overlong forms, no surrogates, nothing past U+10FFFF, no truncated
+ * sequence) or n is 0. */
+size_t utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
 
 #endif

@@ -17,9 +17,17 @@
 int mime_addr_check(const char *addr, const char *field, struct selo_err *err);
 
 /* A value for one header line (subject, display name, filename): valid
- * UTF-8, no control characters (C0, DEL), at most max bytes. Field error and
- * -1 (422) otherwise. */
+ * UTF-8, at most max bytes, and none of the code points mime_text_refused
+ * names. Field error and -1 (422) otherwise, naming the code point and its
+ * byte offset. */
 int mime_header_text_check(const char *s, size_t max, const char *field, struct selo_err *err);
+
+/* What a header text may not hold: NULL when cp is fine, else what cp is
+ * ("a control character", "LINE SEPARATOR", ...). Refused: C0 and C1
+ * controls with DEL (U+0000-U+001F, U+007F-U+009F), U+2028 and U+2029, the
+ * bidirectional embeddings and overrides U+202A-U+202E and isolates
+ * U+2066-U+2069. */
+const char *mime_text_refused(uint32_t cp);
 
 /* Valid UTF-8 (no overlongs, no surrogates)? 1/0. */
 int utf8_valid(const char *s, size_t n);

@@ -81,11 +81,15 @@ int pdf_embedded_file(const uint8_t *pdf, size_t len, const char *suffix, struct
 		      char *name, size_t name_len, struct selo_err *err);
 
 /* The document signature of an untrusted PDF: the first signature field's
- * /ByteRange must cover the whole file but its /Contents, and the detached
- * CMS there must verify over those bytes. The signer's certificate chain is
- * not judged here (the operator's CA is a PDF reader's business): its
- * subject (RFC 2253) goes into signer. 0 valid; 404 "not-found" for an
- * unsigned PDF; 422 "invalid-pdf" or "invalid-signature" with the reason. */
+ * (of the catalog's /AcroForm) /ByteRange must cover the whole file but its
+ * /Contents, and the detached CMS there must verify over those bytes. The
+ * signer's certificate chain is not judged here (the operator's CA is a
+ * PDF reader's business): its subject (RFC 2253) goes into signer. 0 valid;
+ * 404 "not-found" for an unsigned PDF (no /AcroForm, no signature field, or
+ * no signature dictionary); 422 "invalid-pdf" or "invalid-signature" with
+ * the reason; 422 "partial-signature" when the signature verifies over the
+ * bytes it covers but more bytes follow them (an incremental update made
+ * after signing, which can change the pages a reader shows). */
 int pdf_signature_check(const uint8_t *pdf, size_t len, char *signer, size_t signer_len,
 			struct selo_err *err);
 

@@ -1,7 +1,9 @@
 /* verify.c: `selo verify FILE.json|FILE.pdf [--key VERIFIER_KEY] [--tsa-ca FILE]`:
  * checks a receipt offline (receipt_verify) and prints one line per check,
  * "ok   name: detail", "FAIL name: detail" or "WARN name: detail", then
- * "verdict: VALID|INVALID|UNREADABLE" on stdout. Exit 0 valid, 1 invalid,
+ * "verdict: VALID|INVALID|UNREADABLE" on stdout. A PDF's own signature comes
+ * first (pdf_signature); when it does not cover the pages, "receipt:" and
+ * "pages:" lines say what is proven and what is not before the verdict. Exit 0 valid, 1 invalid,
  * 2 unreadable, unreadable input or usage error. Loud warnings go to stderr
  * when the log key or the TSA's CA was not given, since a receipt that
  * vouches for its own keys proves only that it is consistent. */
@@ -24,7 +26,9 @@ static const char HELP[] =
 	"timestamp, each event's inclusion proof, that the events belong to the\n"
 	"notice and are in order, the message digest and every disclosed value.\n"
 	"A PDF receipt is checked through the JSON receipt embedded in it, and its\n"
-	"own signature over the whole file (pdf_signature). FILE - reads standard input.\n"
+	"own signature over the whole file (pdf_signature): a PDF whose pages no valid\n"
+	"signature covers is INVALID, the embedded receipt's verdict said beside it.\n"
+	"FILE - reads standard input.\n"
 	"\n"
 	"  --key K      the log's verifier key (\"name+id+base64\") or a file holding\n"
 	"               it, e.g. DIR/keys/log.vkey; get it from the operator, not\n"
@@ -118,29 +122,39 @@ static void warn_unpinned(int key, int ca)
 		      stderr);
 }
 
-static void print_report(const struct receipt_report *rep)
+static void print_checks(const struct receipt_report *rep)
 {
 	for (int i = 0; i < rep->n; i++) {
 		const struct receipt_check *k = &rep->checks[i];
 		const char *tag = k->ok > 0 ? "ok  " : k->ok == 0 ? "FAIL" : "WARN";
 		printf("%s %s: %s\n", tag, k->name, k->detail);
 	}
-	static const char *const names[] = {"VALID", "INVALID", "UNREADABLE"};
-	printf("verdict: %s\n", names[rep->verdict]);
 }
 
+static const char *const VERDICT[] = {"VALID", "INVALID", "UNREADABLE"};
+
+/* What a PDF receipt's own signature says of its pages. */
+struct pdf_pages {
+	int proven;     /* a valid signature covers the whole file */
+	char why[96];   /* when not, in a few words */
+	char name[256]; /* the embedded receipt's file name */
+};
+
 /* A PDF receipt carries the JSON receipt as an embedded file: that is what
- * is verified. The PDF's own signature is checked too (pdf_signature), so
- * that pages changed after signing do not pass with an intact receipt
- * inside; its certificate chain is for a PDF reader with the operator's CA. */
-static int from_pdf(const char *file, struct buf *in, int *pdf_bad)
+ * is verified. The PDF's own signature is checked too (pdf_signature): the
+ * receipt inside proves the events whatever the pages around it say, but a
+ * person reads the pages, so a PDF whose pages no valid signature covers
+ * (unsigned, signature removed or broken, bytes appended after signing) is
+ * not VALID as a document. The certificate chain is for a PDF reader with
+ * the operator's CA. */
+static int from_pdf(const char *file, struct buf *in, struct pdf_pages *pp)
 {
 	struct selo_err err;
 	err_clear(&err);
 	struct buf json = BUF_INIT;
-	char name[256] = "", signer[512] = "";
-	if (pdf_embedded_file((const uint8_t *)in->data, in->len, ".json", &json, name,
-			      sizeof(name), &err) != 0) {
+	char signer[512] = "";
+	if (pdf_embedded_file((const uint8_t *)in->data, in->len, ".json", &json, pp->name,
+			      sizeof(pp->name), &err) != 0) {
 		if (err.status == 404)
 			fprintf(stderr, "selo verify: %s is a PDF with no receipt inside (no embedded "
 				".json file): export one with selo receipt ID --pdf FILE.pdf\n", file);
@@ -149,26 +163,42 @@ static int from_pdf(const char *file, struct buf *in, int *pdf_bad)
 		buf_free(&json);
 		return -1;
 	}
-	printf("pdf: %s is a PDF receipt; verifying the receipt embedded in it (%s)\n", file,
-	       name);
+	printf("pdf: %s is a PDF receipt; verifying the receipt embedded in it (%s) and the "
+	       "PDF's own signature\n", file, pp->name);
 	err_clear(&err);
 	int rc = pdf_signature_check((const uint8_t *)in->data, in->len, signer, sizeof(signer),
 				     &err);
-	/* An unsigned wrapper is a warning (the receipt inside still proves
-	 * what it proves); a signature that no longer holds is a failure. */
-	*pdf_bad = rc != 0 && err.status != 404;
-	if (*pdf_bad)
-		printf("FAIL pdf_signature: %s\n", err.msg);
-	else if (rc != 0)
-		printf("WARN pdf_signature: the PDF is not signed: only the receipt inside it is "
-		       "checked, not the pages around it\n");
+	pp->proven = rc == 0;
+	if (rc == 0)
+		printf("ok   pdf_signature: the PDF is signed by %s and unchanged since: its pages "
+		       "are the ones signed (the certificate chain is not judged here: open it in a "
+		       "PDF reader that trusts the operator's CA)\n", signer);
+	else if (err.status == 404)
+		printf("FAIL pdf_signature: the PDF is not signed (no signature field of its "
+		       "/AcroForm leads to a signature): nothing proves what its pages say\n");
 	else
-		printf("ok   pdf_signature: the PDF is signed by %s and unchanged since (the "
-		       "certificate chain is not judged here: open it in a PDF reader that trusts "
-		       "the operator's CA)\n", signer);
+		printf("FAIL pdf_signature: %s\n", err.msg);
+	snprintf(pp->why, sizeof(pp->why), "%s",
+		 rc == 0 ? "" : err.status == 404 ? "the PDF is not signed"
+		 : !strcmp(err.type, "partial-signature") ? "bytes were added to the PDF after it was signed"
+		 : "its signature does not hold");
 	buf_free(in);
 	*in = json;
 	return 0;
+}
+
+/* Said plainly when the pages are not proven: the receipt inside keeps
+ * the verdict its own checks gave it, the PDF as a document does not. */
+static void print_pdf_summary(const struct pdf_pages *pp, enum receipt_verdict receipt)
+{
+	if (receipt == RECEIPT_VALID)
+		printf("receipt: VALID: the receipt embedded in the PDF (%s) passed every check after "
+		       "pdf_signature: the events it holds are proven\n", pp->name);
+	else
+		printf("receipt: %s: the receipt embedded in the PDF (%s) did not pass its checks\n",
+		       VERDICT[receipt], pp->name);
+	printf("pages: NOT PROVEN: %s, so what the PDF's pages say is not proven; only the "
+	       "embedded receipt is (take it out with pdfdetach and rely on it alone)\n", pp->why);
 }
 
 static int verify(const char *file, const char *key_arg, const char *ca_arg)
@@ -178,18 +208,23 @@ static int verify(const char *file, const char *key_arg, const char *ca_arg)
 	if ((key_arg && load_key(key_arg, &key) != 0) || (ca_arg && load_ca(ca_arg, &ca) != 0) ||
 	    read_input(file, &in) != 0)
 		goto out;
-	int pdf_bad = 0;
-	if (in.len >= 5 && !memcmp(in.data, "%PDF-", 5) && from_pdf(file, &in, &pdf_bad) != 0)
+	struct pdf_pages pp = {.proven = 1};
+	int is_pdf = in.len >= 5 && !memcmp(in.data, "%PDF-", 5);
+	if (is_pdf && from_pdf(file, &in, &pp) != 0)
 		goto out;
 	warn_unpinned(key_arg != NULL, ca_arg != NULL);
 	struct receipt_report rep;
 	receipt_verify(in.data ? in.data : "", in.len, key_arg ? buf_str(&key) : NULL,
 		       ca_arg ? buf_str(&ca) : NULL, ca.len, &rep);
-	if (pdf_bad && rep.verdict == RECEIPT_VALID)
-		rep.verdict = RECEIPT_INVALID;
-	print_report(&rep);
-	rc = rep.verdict == RECEIPT_VALID ? EXIT_OK
-	     : rep.verdict == RECEIPT_INVALID ? EXIT_NOTFOUND : EXIT_USAGE;
+	print_checks(&rep);
+	enum receipt_verdict v = rep.verdict;
+	if (!pp.proven) {
+		print_pdf_summary(&pp, v);
+		if (v == RECEIPT_VALID)
+			v = RECEIPT_INVALID;
+	}
+	printf("verdict: %s\n", VERDICT[v]);
+	rc = v == RECEIPT_VALID ? EXIT_OK : v == RECEIPT_INVALID ? EXIT_NOTFOUND : EXIT_USAGE;
 out:
 	buf_free(&in);
 	buf_free(&key);

@@ -11,8 +11,9 @@
 //    file dropped on the drop zone;
 //  - waits until the page says it is done (and, with ?checkpoint, until the
 //    public checkpoint is shown), then reads what a person sees.
-// Prints one JSON object: {cases: [{id, verdict, checks: [{name, status,
-// detail}], pdf, checkpoint, lang}], sweep: [{verdict, lines}] | null,
+// Prints one JSON object: {cases: [{id, verdict, receiptVerdict (a PDF's
+// embedded receipt), checks: [{name, status, detail}], pdf, pages (what the
+// page says of a PDF's pages), checkpoint, lang}], sweep: [{verdict, lines}] | null,
 // requests: [url...], errors: [...]}.
 // Exits non-zero on any failure to drive the page.
 import { chromium } from 'playwright-core';
@@ -41,9 +42,12 @@ async function readPage(page) {
       detail: li.querySelector('.detail').textContent,
     }));
     const pdf = q('#pdf-message');
+    const pages = q('#pdf-pages');
     const cmp = q('#cp-compare');
     return {
       verdict: q('#verdict') ? q('#verdict').dataset.verdict || null : null,
+      receiptVerdict: q('#verdict') ? q('#verdict').dataset.receipt || null : null,
+      pages: pages ? { status: pages.dataset.pages, text: pages.textContent } : null,
       verdictText: q('#verdict') ? q('#verdict').textContent.replace(/\s+/g, ' ').trim() : '',
       checks,
       pdf: pdf ? { kind: pdf.dataset.pdf, text: pdf.textContent } : null,

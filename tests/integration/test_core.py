@@ -238,6 +238,52 @@ def bad_input_is_refused_and_changes_nothing():
         smtp.stop()
 
 
+INVISIBLE = [
+    # (what, body, field, what the error says): issue 17, U+0085 and U+2028
+    # were accepted in names and subjects though docs/api.md said "no
+    # control characters"
+    ('nel_to_name', notice(to_name='Maria\u0085Souza'), 'to_name', 'U+0085 (a control character) at byte 5'),
+    ('ls_to_name', notice(to_name='Maria\u2028Bcc: x@evil.example'), 'to_name',
+     'U+2028 (LINE SEPARATOR) at byte 5'),
+    ('rlo_to_name', notice(to_name='\u202eazuoS airaM'), 'to_name', 'U+202E (RIGHT-TO-LEFT OVERRIDE) at byte 0'),
+    ('ps_subject', {'to': 'a@destino.example', 'subject': 'Aviso\u2029importante', 'text': 'corpo'},
+     'subject', 'U+2029 (PARAGRAPH SEPARATOR) at byte 5'),
+    ('c1_subject', {'to': 'a@destino.example', 'subject': 'Aviso\u0080', 'text': 'corpo'},
+     'subject', 'U+0080 (a control character)'),
+    ('isolate_reference', notice(reference='FAT\u2066-1'), 'reference', 'U+2066 (LEFT-TO-RIGHT ISOLATE)'),
+    ('rlo_filename', notice(attachments=[dict(LEMBRETE['attachments'][0], filename='boleto\u202efdp.exe')]),
+     'attachments[0].filename', 'U+202E (RIGHT-TO-LEFT OVERRIDE) at byte 6'),
+    ('nel_text', {'to': 'a@destino.example', 'subject': 'Aviso', 'text': 'linha\u0085linha'},
+     'text', 'U+0085 (a control character) at byte 5'),
+    ('ls_var_in_subject', notice(vars=dict(LEMBRETE['vars'], credor='Loja\u2028Bcc: x@evil.example')),
+     'vars', 'the rendered subject contains U+2028 (LINE SEPARATOR)'),
+]
+
+
+@test
+def invisible_and_bidi_characters_are_refused_by_code_point():
+    smtp = SMTPServer()
+    s = relay_selo(smtp)
+    try:
+        for name, body, field, says in INVISIBLE:
+            st, _, j = s.api('POST', '/v1/notices', body)
+            eq(st, 422, f'{name}: status ({j})')
+            errs = {e['field']: e['detail'] for e in j.get('errors', [])}
+            check(field in errs, f'{name}: {field} not in {errs}')
+            check(says in errs.get(field, ''), f'{name}: {errs.get(field)!r} lacks {says!r}')
+        eq(s.api('GET', '/v1/notices')[2]['notices'], [], 'nothing stored')
+        # what right-to-left names need is accepted: letters and the marks
+        # U+200F / U+200E; in a body the separators are text
+        st, _, j = s.api('POST', '/v1/notices', notice(to_name='\u05e9\u05e8\u05d4 \u200f(1)'))
+        eq(st, 202, f'a Hebrew name with RLM: {j}')
+        st, _, j = s.api('POST', '/v1/notices', {'to': 'a@destino.example', 'subject': 'Aviso',
+                                                 'text': 'linha\u2028linha \u202eabc'})
+        eq(st, 202, f'separators and bidi controls in a body: {j}')
+    finally:
+        s.cleanup()
+        smtp.stop()
+
+
 @test
 def idempotent_replay_never_sends_twice():
     smtp = SMTPServer()

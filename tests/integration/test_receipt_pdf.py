@@ -6,10 +6,14 @@ poppler's pdfsig (signature valid, document unmodified; one flipped byte
 breaks it), qpdf --check, pdfdetach (the embedded JSON is byte for byte
 `selo receipt -o`, the .eml is the delivered message), pdftotext (every
 event in order, the addresses, the checkpoint root, the labels in pt-BR and
-English, the ETSI evidence names), and `selo verify r.pdf`."""
+English, the ETSI evidence names), and `selo verify r.pdf`: a PDF whose pages
+no valid signature covers (signature hidden or removed and a page rewritten,
+then rewritten by qpdf; an update appended after signing) is INVALID as a
+document, exit 1, while its embedded receipt is said to be VALID."""
 import base64, email, email.policy, json, os, re, subprocess, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from selotest import *  # noqa: F401,F403
+from pdfforge import FORGED_TEXT, appended_update, qpdf_forgery
 
 OUT = os.path.join(ROOT, 'tests', 'out', 'receipt_pdf')
 
@@ -228,6 +232,61 @@ def altered_or_empty_pdfs_are_refused():
         check('no receipt inside' in err, err)
         rc, out, err = verify(s, os.path.join(s.dir, 'missing.pdf'))
         eq(rc, 2, 'a missing file')
+    finally:
+        s.cleanup()
+        smtp.stop()
+
+
+@test
+def pages_no_signature_covers_are_not_proven():
+    """Issue 17: /AcroForm renamed and page 1 rewritten to read "LEITURA
+    CONFIRMADA PELO DESTINATARIO", rewritten with qpdf, was VALID (exit 0,
+    WARN pdf_signature). Now that PDF, one whose signature dictionary was
+    removed, and one with an update appended after signing are INVALID as
+    documents (exit 1); each says plainly that the receipt inside is VALID
+    and the pages are not proven."""
+    smtp = SMTPServer()
+    s = Selo(smtp={'mode': 'relay', 'relay': f'127.0.0.1:{smtp.port}', 'starttls': 'no'}).start()
+    try:
+        nid = sent_notice(s, smtp)
+        _, pdf, _ = receipt_files(s, nid, 'genuine')
+        rc, out, err = verify(s, pdf)
+        eq(rc, 0, f'the genuine PDF: {out} {err}')
+        check('ok   pdf_signature:' in out and 'verdict: VALID' in out, out)
+        check('pages: NOT PROVEN' not in out, out)
+        forged = {k: os.path.join(s.dir, k + '.pdf') for k in ('renamed', 'nosig', 'appended')}
+        qpdf_forgery(pdf, forged['renamed'], 'rename')
+        qpdf_forgery(pdf, forged['nosig'], 'nosig')
+        appended_update(pdf, forged['appended'])
+        for k, path in forged.items():
+            save(f'forged-{k}.pdf', path)
+            # what a person sees: the forged page, the receipt still inside
+            ft = flat(pdftotext(path))
+            check(FORGED_TEXT in ft, f'{k}: the forged page reads {ft[:300]!r}')
+            rc, q = tool(['qpdf', '--check', path])
+            eq(rc, 0, f'{k}: qpdf --check: {q}')
+            check(f'receipt-{nid}.json' in detach(path, s.dir)[0], f'{k}: the receipt is inside')
+        with open(forged['nosig'], 'rb') as f:
+            raw = f.read()
+        check(b'/ByteRange' not in raw and not re.search(rb'/Type\s*/Sig\b', raw) and
+              b'/Adobe.PPKLite' not in raw, 'the signature dictionary is gone')
+        rc, ps = tool(['pdfsig', '-nocert', forged['appended']])
+        check('Signature is Valid' in ps and 'Not total document signed' in ps, ps)
+        why = {'renamed': 'FAIL pdf_signature: the PDF is not signed',
+               'nosig': 'FAIL pdf_signature: the PDF is not signed',
+               'appended': 'FAIL pdf_signature: the signature is valid but covers only the first'}
+        for k, path in forged.items():
+            rc, out, err = verify(s, path)
+            eq(rc, 1, f'{k}: selo verify exit: {out} {err}')
+            lines = out.splitlines()
+            check(why[k] in out, f'{k}: {out}')
+            check(f'receipt: VALID: the receipt embedded in the PDF (receipt-{nid}.json)' in out, out)
+            check('pages: NOT PROVEN' in out and 'only the embedded receipt is' in out, out)
+            eq(lines[-1], 'verdict: INVALID', f'{k}: {out}')
+            # the receipt's own checks are reported as they are: all pass
+            fails = [l for l in lines if l.startswith(('FAIL', 'WARN'))]
+            eq(fails, [l for l in lines if l.startswith('FAIL pdf_signature:')], f'{k}: {out}')
+            check(sum(l.startswith('ok   ') for l in lines) >= 12, out)
     finally:
         s.cleanup()
         smtp.stop()

@@ -11,7 +11,12 @@ verify.mjs). A real Selo sends a real notice; its receipt comes from
   file: every (status, name) line of the page equals selo verify's;
 - the short form passes; a PDF carrying the receipt as an embedded file
   (unfiltered, FlateDecode, and an incremental update that redefines the
-  embedded file object) is found and verified; a PDF without one, a file
+  embedded file object) is found and verified, and being unsigned it is
+  INVALID as a document while its receipt is VALID; Selo's own signed PDF
+  is VALID; forged ones (signature hidden or removed and page 1 rewritten,
+  an update appended after signing, a byte changed) fail pdf_signature
+  exactly as `selo verify` does and say that only the embedded receipt is
+  proven (issue 17); a PDF without one, a file
   that is not JSON, a JSON that is not a receipt, an empty and a 65 MiB
   file each get a clear verdict;
 - /verify?checkpoint shows the live /log/checkpoint, its signature checked
@@ -26,6 +31,7 @@ verify-page-tampered.png from there; a test run never writes into docs/)."""
 import base64, json, os, subprocess, sys, time, zlib
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from selotest import *  # noqa: F401,F403
+from pdfforge import FORGED_TEXT, appended_update, qpdf_forgery
 
 BROWSER_DIR = os.path.join(ROOT, 'tests', 'browser')
 OUT = os.path.join(ROOT, 'tests', 'out', 'verify-page')
@@ -100,9 +106,7 @@ class World:
         lines = []
         for l in out.splitlines():
             tag = {'ok  ': 'ok', 'FAIL': 'fail', 'WARN': 'warn'}.get(l[:4])
-            # the PDF's own signature is selo verify's alone: the page says
-            # it does not check it (docs/verify-page.md)
-            if tag and not l[5:].startswith('pdf_signature:'):
+            if tag:
                 lines.append((tag, l[5:].split(':')[0]))
         return rc, lines, out + err
 
@@ -436,9 +440,17 @@ def short_form_pdf_and_unreadable_files():
             res = got[k]
             eq(res['pdf']['kind'], 'found', k)
             check(name in res['pdf']['text'] and 'dentro do PDF' in res['pdf']['text'], res['pdf'])
-            eq(res['verdict'], 'VALID', f'{k}: {res["checks"]}')
-            if k != 'pdf-selo':
-                same_as_cli(w, res, w.receipt, True, k)
+            eq(res['receiptVerdict'], 'VALID', f'{k}: {res["checks"]}')
+            if k == 'pdf-selo':
+                eq(res['verdict'], 'VALID', f'{k}: {res["checks"]}')
+                eq(res['pages']['status'], 'ok', k)
+            else:
+                # unsigned: the receipt inside proven, the document not
+                eq(res['verdict'], 'INVALID', f'{k}: {res["checks"]}')
+                eq(res['pages']['status'], 'fail', k)
+                eq(lines(res)[0], ('fail', 'pdf_signature'), k)
+                rc, cli, _ = w.verify_cli(w.receipt, True)
+                eq(lines(res)[1:], cli, f'{k}: the embedded receipt\'s checks as selo verify r.json')
             # selo verify reads the PDF itself once it supports PDF receipts
             rc, cli, out = w.verify_cli(files[k], True)
             if out.startswith('pdf:'):
@@ -463,6 +475,123 @@ def short_form_pdf_and_unreadable_files():
             eq(cli, [('fail', 'format')], k)
         eq(got['big']['verdict'], 'UNREADABLE')
         check('64 MiB' in got['big']['checks'][0]['detail'], got['big'])
+    finally:
+        w.close()
+
+
+@test
+def pdfs_whose_pages_no_signature_covers_are_not_proven():
+    """Issue 17: Selo's signed PDF receipt, then forgeries of it (/AcroForm
+    renamed, or the signature dictionary removed, and page 1 rewritten to
+    read "LEITURA CONFIRMADA PELO DESTINATARIO", rewritten by qpdf; an
+    update appended after signing; one byte of the signed bytes changed).
+    The page checks the PDF's own signature (pdf_signature) as selo verify
+    does: every (status, name) line and the verdict agree; a forged PDF is
+    INVALID as a document and the page says plainly that its embedded
+    receipt is VALID and its pages are not proven."""
+    w = World()
+    try:
+        genuine = os.path.join(w.s.dir, 'selo-signed.pdf')
+        last = ['']
+
+        def made():
+            rc, _, err = run(['receipt', w.nid, '--data', w.s.data, '--pdf', genuine])
+            last[0] = err
+            return rc == 0
+        try:
+            wait_until(made, 30, 0.3, 'selo receipt --pdf')
+        except Fail:
+            raise Fail(f'selo receipt --pdf: {last[0]}')
+        files = {'genuine': genuine}
+        for k, mode in (('renamed', 'rename'), ('nosig', 'nosig')):
+            files[k] = os.path.join(w.s.dir, k + '.pdf')
+            qpdf_forgery(genuine, files[k], mode)
+        files['appended'] = os.path.join(w.s.dir, 'appended.pdf')
+        appended_update(genuine, files['appended'])
+        with open(genuine, 'rb') as f:
+            raw = bytearray(f.read())
+        at = raw.rindex(b'/Reason')  # in the second signed range, after /Contents
+        raw[at + 10] ^= 0x01
+        files['flipped'] = w.write('flipped.pdf', bytes(raw))
+        cases = [{'id': k, 'file': p, 'vkey': w.vkey, 'ca': w.ca_file} for k, p in files.items()]
+        cases[1]['screenshot'] = 'verify-page-pdf-not-proven.png'
+        cases.append({'id': 'renamed-en', 'file': files['renamed'], 'vkey': w.vkey, 'ca': w.ca_file,
+                      'query': '?lang=en'})
+        got, _ = browse(w, cases)
+        res = got['genuine']
+        eq(res['verdict'], 'VALID', res['checks'])
+        eq(res['receiptVerdict'], 'VALID')
+        eq(res['checks'][0]['name'], 'pdf_signature')
+        eq(res['checks'][0]['status'], 'ok', res['checks'][0])
+        check('CN=' in res['checks'][0]['detail'], res['checks'][0])
+        eq(res['pages']['status'], 'ok')
+        why = {'renamed': 'não está assinado', 'nosig': 'não está assinado',
+               'appended': 'bytes foram acrescentados depois da assinatura',
+               'flipped': 'alterado depois de assinado'}
+        for k, p in files.items():
+            res = got[k]
+            rc, cli, out = w.verify_cli(p, True)
+            eq(lines(res), cli, f'{k}: the page and selo verify disagree\nselo verify:\n{out}')
+            eq(res['verdict'] == 'VALID', rc == 0, f'{k}: verdict {res["verdict"]}, exit {rc}')
+            if k == 'genuine':
+                continue
+            eq(rc, 1, f'{k}: {out}')
+            eq(res['verdict'], 'INVALID', k)
+            eq(res['receiptVerdict'], 'VALID', k)
+            eq(lines(res)[0], ('fail', 'pdf_signature'), k)
+            eq([n for st, n in lines(res) if st != 'ok'], ['pdf_signature'], k)
+            detail = res['checks'][0]['detail']
+            check(why[k] in detail, f'{k}: {detail}')
+            # said plainly: the verdict and the note on the pages
+            check('PÁGINAS DO PDF NÃO COMPROVADAS' in res['verdictText'], res['verdictText'])
+            check('recibo embutido no PDF é VÁLIDO' in res['verdictText'], res['verdictText'])
+            eq(res['pages']['status'], 'fail', k)
+            check('NÃO estão comprovadas' in res['pages']['text'] and
+                  'Só o recibo embutido é prova' in res['pages']['text'], res['pages'])
+        en = got['renamed-en']
+        check('PDF PAGES NOT PROVEN' in en['verdictText'] and
+              'embedded in the PDF is VALID' in en['verdictText'], en['verdictText'])
+        check('the PDF is not signed' in en['checks'][0]['detail'], en['checks'][0])
+        print(f'   forged PDFs read "{FORGED_TEXT}" on page 1: the page and selo verify agree')
+        # bytes changed where the signature lives: the CMS in /Contents, the
+        # /ByteRange, the names that lead to the signature, and anywhere
+        muts = []
+        with open(genuine, 'rb') as f:
+            good = f.read()
+        lt = good.index(b'/Contents <3082') + 11
+        for i in range(lt, lt + 4000, 250):
+            b = bytearray(good)
+            b[i] = ord('0123456789abcdef'[(int(chr(b[i]), 16) + 7) % 16])
+            muts.append(bytes(b))
+        br = good.index(b'/ByteRange [')
+        for k in range(12, 40, 3):
+            b = bytearray(good)
+            if chr(b[br + k]).isdigit():
+                b[br + k] = ord(str((int(chr(b[br + k])) + 1) % 10))
+                muts.append(bytes(b))
+        for old, new in ((b'/ETSI.CAdES.detached', b'/ETSI.CAdES.detachex'), (b'/FT /Sig', b'/FT /Sih'),
+                         (b'/SigFlags 3', b'/SigFlags 1'), (b'/Fields [', b'/Fieldz ['),
+                         (b'/ByteRange', b'/ByteRangf'), (b'/Type /Sig', b'/Type /Sih')):
+            if old in good:
+                muts.append(good.replace(old, new, 1))
+        import random
+        rnd = random.Random(17)
+        for _ in range(8):
+            b = bytearray(good)
+            b[rnd.randrange(len(b))] ^= 1 << rnd.randrange(8)
+            muts.append(bytes(b))
+        mfiles = [w.write(f'pm{i}.pdf', m) for i, m in enumerate(muts)]
+        got, _ = browse(w, [{'id': f'pm{i}', 'file': p, 'vkey': w.vkey, 'ca': w.ca_file}
+                            for i, p in enumerate(mfiles)])
+        for i, p in enumerate(mfiles):
+            res = got[f'pm{i}']
+            rc, cli, out = w.verify_cli(p, True)
+            if rc == 2 and not out.startswith('pdf:'):  # no receipt inside any more
+                eq(res['verdict'], 'UNREADABLE', f'pm{i}: {out}')
+                continue
+            eq(lines(res), cli, f'pm{i}: the page and selo verify disagree\nselo verify:\n{out}')
+            eq(res['verdict'] == 'VALID', rc == 0, f'pm{i}: verdict {res["verdict"]}, exit {rc}')
+        print(f'   {len(mfiles)} PDFs changed where the signature lives: the page agrees with selo verify')
     finally:
         w.close()
 

@@ -10,8 +10,8 @@ receiver down then up, 500 twice then 200, a stall past webhooks.timeout_ms,
 SIGKILL of selo mid-retry, 410 disabling the webhook, giving up at the end
 of the schedule, a redirect that is not followed, API keys that only see
 their own webhooks and events, and with allow_private off: loopback, private,
-link-local and IPv4-mapped targets refused at registration (422) and at
-connection time. No packet leaves loopback: outside a namespace the public
+link-local, IPv4-mapped, SIIT (::ffff:0:0:0/96) and the other special IPv6
+targets refused at registration (422) and at connection time. No packet leaves loopback: outside a namespace the public
 URLs registered are IP literals (no DNS) and nothing is delivered to them;
 deliveries to a public address, and a name rebound to loopback after its
 registration, run inside `unshare -rnm` (only loopback, carrying that
@@ -566,6 +566,44 @@ def the_connected_address_is_checked_again():
         g = s.api('GET', f'/v1/webhooks/{wh["id"]}')[2]
         eq(g['deliveries']['pending'], 1)
         check('not a public address' in s.serve_log(), s.serve_log())
+    finally:
+        s.cleanup()
+        rcv.stop()
+
+
+@test
+def ipv6_special_ranges_refused_at_registration_and_at_connection():
+    """SIIT's IPv4-translated ::ffff:0:0:0/96 (issue 17: ::ffff:0:7f00:1 was
+    accepted with 201 and connected to) and the other IPv6 ranges that are
+    not global unicast, or are special inside it: 422 naming the address at
+    registration; a URL stored while allow_private was on is refused at
+    connection time once it is off."""
+    s = Selo(webhooks={'timeout_ms': '1000', 'retry_speedup': '2000'}).start()
+    try:
+        for addr in ['::ffff:0:7f00:1', '::ffff:0:808:808', '64:ff9b:1::a00:1', '64:ff9b::a9fe:a9fe',
+                     '2002:a00:1::1', '2001::1', '2001:2::1', '3fff::1', '100::1',
+                     '100:0:0:1::1', '5f00::1', 'fe00::1', '::2']:
+            st, _, j = s.api('POST', '/v1/webhooks', {'url': f'http://[{addr}]:8080/hook', 'events': ['*']})
+            eq(st, 422, f'{addr}: {j}')
+            eq([e['field'] for e in j['errors']], ['url'], addr)
+            msg = j['errors'][0]['detail']
+            check(f'{addr} is not a public address' in msg, f'{addr}: {msg}')
+        eq(s.api('GET', '/v1/webhooks')[2]['webhooks'], [], 'nothing stored')
+    finally:
+        s.cleanup()
+    rcv = Receiver()
+    s = fast_selo()
+    try:
+        wh = register(s, f'http://[::ffff:0:7f00:1]:{rcv.port}/siit', ['notice.submission_accepted'])
+        s.stop()
+        s.conf['webhooks']['allow_private'] = 'no'
+        s.write_conf()
+        s.start()
+        send(s)
+        wait_until(lambda: 'refused to connect to ::ffff:0:7f00:1' in s.serve_log_all(), 30, 0.2,
+                   'the delivery refused at connection time')
+        eq(rcv.on('/siit'), [], 'no request reached the receiver')
+        eq(s.api('GET', f'/v1/webhooks/{wh["id"]}')[2]['deliveries']['pending'], 1)
     finally:
         s.cleanup()
         rcv.stop()

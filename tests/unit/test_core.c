@@ -68,6 +68,34 @@ TEST(base64url_and_hex)
 	buf_free(&b);
 }
 
+/* codec.c's UTF-8 step: the code point and length, or 0 for what RFC
+ * 3629 forbids. */
+TEST(utf8_decode_code_points)
+{
+	static const struct {
+		const char *s;
+		size_t n, len;
+		uint32_t cp;
+	} cases[] = {
+		{"A", 1, 1, 0x41}, {"\xC2\x85", 2, 2, 0x85}, {"\xC3\xA3", 2, 2, 0xE3},
+		{"\xE2\x80\xA8", 3, 3, 0x2028}, {"\xE2\x81\xA9", 3, 3, 0x2069},
+		{"\xED\x9F\xBF", 3, 3, 0xD7FF}, {"\xF0\x9F\x98\x80", 4, 4, 0x1F600},
+		{"\xF4\x8F\xBF\xBF", 4, 4, 0x10FFFF},
+		{"\xC0\x80", 2, 0, 0}, {"\xC1\xBF", 2, 0, 0}, {"\xE0\x9F\xBF", 3, 0, 0},
+		{"\xED\xA0\x80", 3, 0, 0}, {"\xF0\x8F\xBF\xBF", 4, 0, 0},
+		{"\xF4\x90\x80\x80", 4, 0, 0}, {"\xF5\x80\x80\x80", 4, 0, 0},
+		{"\xE2\x80", 2, 0, 0}, {"\x80", 1, 0, 0}, {"\xC3\x28", 2, 0, 0}, {"", 0, 0, 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint32_t cp = 0xFFFFFFFF;
+		size_t len = utf8_decode((const uint8_t *)cases[i].s, cases[i].n, &cp);
+		if (len != cases[i].len || (len && cp != cases[i].cp))
+			fprintf(stderr, "  case %zu: len %zu cp %X\n", i, len, (unsigned)cp);
+		CHECK(len == cases[i].len);
+		CHECK(!len || cp == cases[i].cp);
+	}
+}
+
 TEST(sha256_and_commitment)
 {
 	char hex[65];
@@ -359,6 +387,50 @@ TEST(notice_parse_fields)
 	CHECK(parse("{\"to\":\"a@b.example\",\"subject\":\"S\",\"text\":\"T\\u0007\"}", &e) < 0 &&
 	      has_field(&e, "text"));
 	CHECK(parse("{\"to\":\"a@b.example\",\"subject\":\"S\",\"text\":\"linha\\r\\nlinha\\tx\"}", &e) == 0);
+}
+
+/* Issue 17: names, subjects, references, tags and filenames refuse C1
+ * controls, U+2028/U+2029 and the bidi controls, naming the field and the
+ * code point; body text refuses C1 but keeps the separators and bidi
+ * controls right-to-left text needs. */
+static int field_says(const struct selo_err *e, const char *f, const char *says)
+{
+	for (int i = 0; i < e->nfields; i++)
+		if (!strcmp(e->fields[i].field, f) && strstr(e->fields[i].msg, says))
+			return 1;
+	return 0;
+}
+
+TEST(notice_parse_refuses_invisible_and_bidi_characters)
+{
+	struct selo_err e;
+#define RAW(extra) "{\"to\":\"a@b.example\",\"subject\":\"S\",\"text\":\"T\"" extra "}"
+	CHECK(parse(RAW(",\"to_name\":\"Maria\\u0085Souza\""), &e) < 0 && e.status == 422 &&
+	      field_says(&e, "to_name", "U+0085 (a control character) at byte 5"));
+	CHECK(parse(RAW(",\"to_name\":\"Maria\\u2028Souza\""), &e) < 0 &&
+	      field_says(&e, "to_name", "U+2028 (LINE SEPARATOR)"));
+	CHECK(parse(RAW(",\"to_name\":\"\\u202eanitraM\""), &e) < 0 &&
+	      field_says(&e, "to_name", "U+202E (RIGHT-TO-LEFT OVERRIDE)"));
+	CHECK(parse(RAW(",\"reference\":\"CTR\\u2066-1\""), &e) < 0 &&
+	      field_says(&e, "reference", "U+2066"));
+	CHECK(parse(RAW(",\"tags\":[\"a\\u2029\"]"), &e) < 0 && field_says(&e, "tags[0]", "U+2029"));
+	CHECK(parse("{\"to\":\"a@b.example\",\"subject\":\"Aviso\\u2028Bcc\",\"text\":\"T\"}", &e) < 0 &&
+	      field_says(&e, "subject", "U+2028 (LINE SEPARATOR) at byte 5"));
+	CHECK(parse("{\"to\":\"a@b.example\",\"subject\":\"S\",\"text\":\"T\\u0085\"}", &e) < 0 &&
+	      field_says(&e, "text", "U+0085 (a control character) at byte 1"));
+	CHECK(parse(RAW(",\"attachments\":[{\"filename\":\"fatura\\u202efdp.exe\",\"content_type\":"
+			"\"application/pdf\",\"content_base64\":\"QUFB\"}]"), &e) < 0 &&
+	      field_says(&e, "attachments[0].filename", "U+202E"));
+	/* a variable that lands in the subject is judged there */
+	CHECK(parse("{\"to\":\"a@b.example\",\"template\":\"lembrete\",\"vars\":{\"nome\":\"A\","
+		    "\"valor\":1,\"vencimento\":\"2026-12-10\",\"credor\":\"C\\u2028X\"}}", &e) < 0 &&
+	      field_says(&e, "vars", "the rendered subject contains U+2028 (LINE SEPARATOR)"));
+	CHECK(parse("{\"to\":\"a@b.example\",\"template\":\"lembrete\",\"vars\":{\"nome\":\"A\","
+		    "\"valor\":1,\"vencimento\":\"2026-12-10\",\"credor\":\"C\"}}", &e) == 0);
+	/* accepted: right-to-left text with its marks; the separators in bodies */
+	CHECK(parse(RAW(",\"to_name\":\"\\u05e9\\u05e8\\u05d4 \\u200f(1)\""), &e) == 0);
+	CHECK(parse("{\"to\":\"a@b.example\",\"subject\":\"S\",\"text\":\"a\\u2028b\\u202ec\"}", &e) == 0);
+#undef RAW
 }
 
 TEST(backoff_doubles_and_caps)

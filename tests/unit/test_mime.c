@@ -182,6 +182,60 @@ TEST(header_text_check)
 	CHECK(mime_header_text_check(NULL, 5, "subject", NULL) == -1);
 }
 
+/* Issue 17: C1 controls, the Unicode line and paragraph separators and the
+ * bidi embeddings, overrides and isolates are refused with the code point
+ * and its byte offset named; the implicit marks and ordinary non-ASCII
+ * text are not. */
+TEST(header_text_refuses_c1_separators_and_bidi_controls)
+{
+	static const struct {
+		const char *s, *says;
+	} refused[] = {
+		{"Maria\xC2\x85Souza", "U+0085 (a control character) at byte 5"},
+		{"\xC2\x80", "U+0080 (a control character) at byte 0"},
+		{"x\xC2\x9F", "U+009F (a control character) at byte 1"},
+		{"Maria\xE2\x80\xA8" "Bcc", "U+2028 (LINE SEPARATOR) at byte 5"},
+		{"a\xE2\x80\xA9", "U+2029 (PARAGRAPH SEPARATOR)"},
+		{"\xE2\x80\xAA", "U+202A (LEFT-TO-RIGHT EMBEDDING)"},
+		{"\xE2\x80\xAB", "U+202B (RIGHT-TO-LEFT EMBEDDING)"},
+		{"\xE2\x80\xAC", "U+202C (POP DIRECTIONAL FORMATTING)"},
+		{"\xE2\x80\xAD", "U+202D (LEFT-TO-RIGHT OVERRIDE)"},
+		{"fatura\xE2\x80\xAE" "fdp.exe", "U+202E (RIGHT-TO-LEFT OVERRIDE) at byte 6"},
+		{"\xE2\x81\xA6", "U+2066 (LEFT-TO-RIGHT ISOLATE)"},
+		{"\xE2\x81\xA7", "U+2067 (RIGHT-TO-LEFT ISOLATE)"},
+		{"\xE2\x81\xA8", "U+2068 (FIRST STRONG ISOLATE)"},
+		{"\xE2\x81\xA9", "U+2069 (POP DIRECTIONAL ISOLATE)"},
+		{"a\nb", "U+000A (a control character) at byte 1"},
+		{"a\x7F", "U+007F (a control character)"},
+	};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		struct selo_err e;
+		err_clear(&e);
+		CHECK(mime_header_text_check(refused[i].s, 100, "to_name", &e) == -1);
+		CHECK(e.status == 422 && e.nfields == 1);
+		CHECK_STR(e.fields[0].field, "to_name");
+		if (!strstr(e.fields[0].msg, refused[i].says))
+			fprintf(stderr, "  %zu: %s\n", i, e.fields[0].msg);
+		CHECK(strstr(e.fields[0].msg, refused[i].says) != NULL);
+		CHECK(strstr(e.fields[0].msg, "U+202A-U+202E, U+2066-U+2069") != NULL);
+		struct buf out = BUF_INIT; /* the writers refuse what the check refuses */
+		CHECK(mime_write_header(&out, "Subject", refused[i].s) == -1);
+		CHECK(mime_write_address(&out, "To", refused[i].s, "a@b.example") == -1);
+		buf_free(&out);
+	}
+	static const char *const fine[] = {
+		"Jo\xC3\xA3o da Silva",           /* U+00E3 */
+		"\xC2\xA0nbsp",                    /* U+00A0, the first after C1 */
+		"\xD7\xA9\xD7\xA8\xD7\x94 \xE2\x80\x8F(1)", /* Hebrew and U+200F RLM */
+		"\xE2\x80\x8E\xD8\x9C",           /* U+200E LRM, U+061C ALM */
+		"\xE2\x80\xA7\xE2\x80\xAF",      /* U+2027, U+202F: next to the refused */
+		"\xE2\x81\xA5\xE2\x81\xAA",      /* U+2065, U+206A */
+		"\xF0\x9F\x98\x80",               /* U+1F600 */
+	};
+	for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++)
+		CHECK(mime_header_text_check(fine[i], 100, "subject", NULL) == 0);
+}
+
 TEST(content_type_check)
 {
 	CHECK(mime_content_type_check("application/pdf", "ct", NULL) == 0);

@@ -274,7 +274,7 @@ TEST(changed_byte_in_either_signed_range_breaks_the_signature)
 		err_clear(&err);
 		CHECK(pdf_signature_check((const uint8_t *)out.data, out.len, NULL, 0, &err) == -1);
 		CHECK(err.status == 422 && strstr(err.msg, "changed after it was signed"));
-		j[5] = '-';
+		j[5] = 'r';
 		why[0] = 'X';
 		CHECK(write_out("tampered-2.pdf", out.data, out.len) == 0);
 		CHECK(!pdfsig_valid("tampered-2.pdf", &log));
@@ -283,13 +283,36 @@ TEST(changed_byte_in_either_signed_range_breaks_the_signature)
 		CHECK(pdf_signature_check((const uint8_t *)out.data, out.len, NULL, 0, &err) == -1);
 		why[0] = 'R';
 	}
-	/* bytes added after signing (an update someone else appended) */
+	/* bytes added after signing (an update someone else appended): the
+	 * signature holds over what it covers, the file is not what it signed */
 	size_t was = out.len;
 	buf_puts(&out, "\n%%EOF\n");
 	err_clear(&err);
 	CHECK(pdf_signature_check((const uint8_t *)out.data, out.len, NULL, 0, &err) == -1);
-	CHECK(strstr(err.msg, "whole file") != NULL);
+	CHECK(err.status == 422 && !strcmp(err.type, "partial-signature"));
+	CHECK(strstr(err.msg, "whole file") != NULL && strstr(err.msg, "7 bytes were added"));
+	/* appended to a file that was also changed inside: not a valid signature */
+	if (j) {
+		j[5] = 'X';
+		err_clear(&err);
+		CHECK(pdf_signature_check((const uint8_t *)out.data, out.len, NULL, 0, &err) == -1);
+		CHECK(!strcmp(err.type, "invalid-signature"));
+		j[5] = 'r';
+	}
 	out.len = was;
+	/* a /ByteRange that ends past the file, or leaves bytes out before the end */
+	char *br = memmem(out.data, out.len, "/ByteRange [0 ", 14);
+	CHECK(br != NULL);
+	if (br) {
+		char *c = br + 14 + strcspn(br + 14, " ") + 1; /* b */
+		c += strcspn(c, " ") + 1;                       /* c */
+		char keep = c[0];
+		c[0] = c[0] == '9' ? '1' : (char)(c[0] + 1);   /* the last range changed */
+		err_clear(&err);
+		CHECK(pdf_signature_check((const uint8_t *)out.data, out.len, NULL, 0, &err) == -1);
+		CHECK(err.status == 422 && strcmp(err.type, "partial-signature") != 0);
+		c[0] = keep;
+	}
 	/* cairo's own file is not signed */
 	err_clear(&err);
 	CHECK(pdf_signature_check((const uint8_t *)in.data, in.len, NULL, 0, &err) == -1);

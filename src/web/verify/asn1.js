@@ -1,6 +1,7 @@
 // asn1.js: a small strict DER reader and what the page needs of X.509,
-// CMS SignedData and RFC 3161 TSTInfo: parsing, names as text, and
-// signature checks through WebCrypto (RSA PKCS #1 v1.5, ECDSA, Ed25519).
+// CMS SignedData (RFC 3161 tokens, PDF signatures) and TSTInfo: parsing,
+// names as text, and signature checks through WebCrypto (RSA PKCS #1 v1.5,
+// ECDSA, Ed25519).
 // Every length is checked against its container before use; any surprise
 // throws DerError, which the caller turns into a failed check.
 
@@ -257,6 +258,7 @@ export const OID = {
   sha1: '1.3.14.3.2.26', sha256: '2.16.840.1.101.3.4.2.1', sha384: '2.16.840.1.101.3.4.2.2',
   sha512: '2.16.840.1.101.3.4.2.3',
   signedData: '1.2.840.113549.1.7.2', tstInfo: '1.2.840.113549.1.9.16.1.4',
+  data: '1.2.840.113549.1.7.1',
   contentType: '1.2.840.113549.1.9.3', messageDigest: '1.2.840.113549.1.9.4',
   signingCert: '1.2.840.113549.1.9.16.2.12', signingCertV2: '1.2.840.113549.1.9.16.2.47',
   basicConstraints: '2.5.29.19', keyUsage: '2.5.29.15', extKeyUsage: '2.5.29.37',
@@ -554,10 +556,11 @@ export function parseTstInfo(b) {
     genText: latin1(genNode.content), tsaName };
 }
 
-// ContentInfo(SignedData(TSTInfo)) into its parts; throws on any
+// ContentInfo(SignedData) into its parts (RFC 5652 5.1): eContent is null
+// when the content is detached (a PDF signature's). Throws on any
 // structural problem.
-export function parseToken(der) {
-  const ci = expect(parseDer(der), T.SEQ, 'ContentInfo').kids();
+export function parseSignedData(ciNode) {
+  const ci = expect(ciNode, T.SEQ, 'ContentInfo').kids();
   if (ci.length !== 2 || oid(ci[0]) !== OID.signedData || ci[1].tag !== 0xa0)
     throw new DerError('not a SignedData');
   const inner = ci[1].kids();
@@ -569,17 +572,24 @@ export function parseToken(der) {
   const digestAlgs = digestAlgsNode.kids().map(algId);
   const eci = expect(k[i++], T.SEQ, 'EncapsulatedContentInfo').kids();
   const eType = oid(eci[0]);
-  if (!eci[1] || eci[1].tag !== 0xa0) throw new DerError('no encapsulated content');
-  const eContent = octets(eci[1].kids()[0]);
+  if (eci[1] && eci[1].tag !== 0xa0) throw new DerError('bad EncapsulatedContentInfo');
+  const eContent = eci[1] ? octets(eci[1].kids()[0]) : null;
   const certs = [];
   let crls = false;
   if (k[i] && k[i].tag === 0xa0) for (const c of k[i++].kids()) certs.push(c.der);
   if (k[i] && k[i].tag === 0xa1) { crls = true; i++; }
   const signers = expect(k[i++], T.SET, 'signerInfos').kids().map(parseSignerInfo);
   if (i !== k.length) throw new DerError('bad SignedData');
-  if (eType !== OID.tstInfo) throw new DerError('the content is not a TSTInfo');
-  return { version, digestAlgs, eType, eContent, tst: parseTstInfo(eContent), certs, crls,
-    signers };
+  return { version, digestAlgs, eType, eContent, certs, crls, signers };
+}
+
+// An RFC 3161 token: ContentInfo(SignedData(TSTInfo)).
+export function parseToken(der) {
+  const t = parseSignedData(parseDer(der));
+  if (t.eContent === null) throw new DerError('no encapsulated content');
+  if (t.eType !== OID.tstInfo) throw new DerError('the content is not a TSTInfo');
+  t.tst = parseTstInfo(t.eContent);
+  return t;
 }
 
 const OTHER_HASHES = { '2.16.840.1.101.3.4.2.4': 'SHA-224', '2.16.840.1.101.3.4.2.8': 'SHA3-256',

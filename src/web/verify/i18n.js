@@ -6,6 +6,8 @@
 export const LANGS = ['pt-BR', 'en'];
 
 const CHECK_INFO = {
+  pdf_signature: ['Verifica se uma assinatura digital válida (PAdES) cobre o PDF inteiro: só então as páginas são as que foram assinadas.',
+    'Checks that a valid digital signature (PAdES) covers the whole PDF: only then are its pages the ones signed.'],
   format: ['Verifica se o arquivo é um recibo selo-receipt/v1 completo e bem formado.',
     'Checks that the file is a complete, well-formed selo-receipt/v1.'],
   notice: ['Verifica a qual notificação o recibo se refere.', 'Checks which notice the receipt is about.'],
@@ -65,6 +67,9 @@ const UI = {
     'At least one check failed: the receipt was altered, is damaged or is not this log\'s.'],
   failedList: ['Falharam: {0}', 'Failed: {0}'],
   VD_UNREADABLE: ['O arquivo não é um recibo Selo.', 'The file is not a Selo receipt.'],
+  V_PDF_UNPROVEN: ['PÁGINAS DO PDF NÃO COMPROVADAS', 'PDF PAGES NOT PROVEN'],
+  VD_PDF_UNPROVEN: ['O recibo embutido no PDF é VÁLIDO: passou em todas as suas verificações, e o que ele traz está comprovado. Mas nenhuma assinatura válida cobre as páginas deste PDF: o que elas dizem NÃO está comprovado. Como documento, este PDF é inválido; só o recibo embutido vale como prova.',
+    'The receipt embedded in the PDF is VALID: it passed every one of its checks, and what it holds is proven. But no valid signature covers this PDF\'s pages: what they say is NOT proven. As a document this PDF is invalid; only the embedded receipt counts as proof.'],
   VD_INCOMPLETE: ['Nada falhou, mas uma parte não pôde ser verificada neste navegador: confira com selo verify.',
     'Nothing failed, but a part could not be checked in this browser: check it with selo verify.'],
   S_ok: ['ok', 'ok'],
@@ -72,10 +77,14 @@ const UI = {
   S_warn: ['aviso', 'warning'],
   S_skip: ['não verificado aqui', 'not checked here'],
   file: ['Arquivo', 'File'],
-  pdfFound: ['Recibo encontrado dentro do PDF ({0}); as verificações abaixo são as do recibo embutido.',
-    'Receipt found inside the PDF ({0}); the checks below are those of the embedded receipt.'],
-  pdfSig: ['A assinatura digital do próprio PDF não é verificada nesta página: abra-o num leitor de PDF (ou use pdfsig).',
-    'The PDF\'s own digital signature is not checked on this page: open it in a PDF reader (or use pdfsig).'],
+  pdfFound: ['Recibo encontrado dentro do PDF ({0}); abaixo, a assinatura do próprio PDF (pdf_signature) e as verificações do recibo embutido.',
+    'Receipt found inside the PDF ({0}); below, the PDF\'s own signature (pdf_signature) and the checks of the embedded receipt.'],
+  pdfPagesOk: ['Uma assinatura válida cobre o PDF inteiro: as páginas são as que foram assinadas. Quem assinou é julgado por um leitor de PDF que confie na AC do operador (esta página não julga a cadeia do certificado).',
+    'A valid signature covers the whole PDF: its pages are the ones signed. Who signed is for a PDF reader that trusts the operator\'s CA to judge (this page does not judge the certificate chain).'],
+  pdfPagesNot: ['As páginas deste PDF NÃO estão comprovadas: nenhuma assinatura válida cobre o arquivo inteiro. Só o recibo embutido é prova (as verificações abaixo de pdf_signature); o que as páginas dizem, não.',
+    'This PDF\'s pages are NOT proven: no valid signature covers the whole file. Only the embedded receipt is proof (the checks below pdf_signature); what the pages say is not.'],
+  pdfPagesSkip: ['A assinatura do PDF não pôde ser verificada neste navegador: as páginas não estão comprovadas aqui; confira com selo verify.',
+    'The PDF\'s signature could not be checked in this browser: its pages are not proven here; check with selo verify.'],
   pdfNone: ['Este PDF não contém um recibo Selo (nenhum arquivo .json embutido). Exporte o recibo com selo receipt ID --pdf, ou solte o r.json.',
     'This PDF holds no Selo receipt (no embedded .json file). Export one with selo receipt ID --pdf, or drop the r.json.'],
   pdfBad: ['Não foi possível ler o recibo dentro deste PDF: {0}.', 'The receipt inside this PDF cannot be read: {0}.'],
@@ -126,8 +135,8 @@ const UI = {
   cpNoProof: ['A prova de consistência entre os dois tamanhos não é verificada nesta página.',
     'The consistency proof between the two sizes is not checked on this page.'],
   notHead: ['O que esta página não verifica', 'What this page does not check'],
-  not1: ['A assinatura digital (PAdES) do PDF: use um leitor de PDF ou pdfsig.',
-    'The PDF\'s digital signature (PAdES): use a PDF reader or pdfsig.'],
+  not1: ['A cadeia do certificado que assinou o PDF (quem assinou): use um leitor de PDF ou pdfsig com a AC do operador. A assinatura em si, e que ela cobre o PDF inteiro, é verificada aqui (pdf_signature).',
+    'The certificate chain of the PDF\'s signer (who signed): use a PDF reader or pdfsig with the operator\'s CA. The signature itself, and that it covers the whole PDF, is checked here (pdf_signature).'],
   not2: ['Revogação de certificados (CRL/OCSP) — o selo verify também não verifica.',
     'Certificate revocation (CRL/OCSP) — selo verify does not either.'],
   not3: ['Que o recibo traga todos os eventos da notificação: cada evento mostrado é provado, mas quem exporta escolhe quais mostrar.',
@@ -291,10 +300,35 @@ const EN = {
   en_other: ['é um evento de outra notificação', 'it is an event of another notice'],
 };
 
+// Why a PDF's signature does not hold (pdf.js pdfSignature).
+const PS = {
+  ps_unreadable: ['o PDF não pode ser lido', 'the PDF cannot be read'],
+  ps_subfilter: ['a assinatura não é um CMS destacado (/SubFilter ETSI.CAdES.detached)', 'the signature is not a detached CMS (/SubFilter ETSI.CAdES.detached)'],
+  ps_contents: ['a assinatura não tem um /Contents hexadecimal no próprio arquivo', 'the signature has no hex /Contents in the file itself'],
+  ps_range: ['o /ByteRange não cobre o arquivo menos o seu /Contents (deixa bytes de fora, ou bytes foram movidos depois da assinatura)',
+    'its /ByteRange does not cover the file but its /Contents (it leaves bytes out, or bytes were moved after signing)'],
+  ps_cms: ['o /Contents não é um CMS SignedData que se possa verificar', 'the /Contents is not a CMS SignedData that can be checked'],
+  ps_nosigner: ['o certificado do signatário não está na assinatura', 'the signer\'s certificate is not in the signature'],
+  ps_digest: ['o resumo assinado não é o dos bytes assinados: o PDF foi alterado depois de assinado', 'the signed digest is not the signed bytes\': the PDF was changed after it was signed'],
+  ps_sig: ['a assinatura não confere com o certificado do signatário: o PDF foi alterado depois de assinado', 'the signature does not verify with the signer\'s certificate: the PDF was changed after it was signed'],
+};
+
 const whose = (l, w) => (w === 'given' ? ['a chave informada por você', 'the key given to the verifier']
   : ['a chave que está no próprio recibo', 'the key inside the receipt'])[l];
 
 const D = {
+  ps_ok: (a) => [`o PDF é assinado por ${a.signer} e não mudou desde então: suas páginas são as assinadas (a cadeia do certificado não é julgada aqui: abra-o num leitor de PDF que confie na AC do operador)`,
+    `the PDF is signed by ${a.signer} and unchanged since: its pages are the ones signed (the certificate chain is not judged here: open it in a PDF reader that trusts the operator's CA)`],
+  ps_none: () => ['o PDF não está assinado (nenhum campo de assinatura do seu /AcroForm leva a uma assinatura): nada comprova o que suas páginas dizem',
+    'the PDF is not signed (no signature field of its /AcroForm leads to a signature): nothing proves what its pages say'],
+  ps_partial: (a) => [`a assinatura é válida, mas cobre só os primeiros ${a.covered} dos ${a.size} bytes do arquivo, não o arquivo inteiro: ${a.added} bytes foram acrescentados depois da assinatura (uma atualização incremental), e podem mudar o que as páginas mostram`,
+    `the signature is valid but covers only the first ${a.covered} of the file's ${a.size} bytes, not the whole file: ${a.added} bytes were added after signing (an incremental update), and they can change what the pages show`],
+  ps_bad: (a) => {
+    const why = PS[a.why] || [a.why, a.why];
+    return [`a assinatura do PDF não vale: ${why[0]}`, `the PDF's signature does not hold: ${why[1]}`];
+  },
+  ps_skip: (a) => [`não verificado neste navegador (${a.what}): as páginas não estão comprovadas aqui, use selo verify`,
+    `not checked in this browser (${a.what}): the pages are not proven here, use selo verify`],
   internal: (a) => [`erro inesperado ao verificar: ${a.text}`, `unexpected error while checking: ${a.text}`],
   fmt_empty: () => ['não é um recibo: arquivo vazio', 'not a receipt: empty input'],
   fmt_big: () => ['não é um recibo: maior que 64 MiB', 'not a receipt: larger than 64 MiB'],

@@ -8,8 +8,19 @@
 //    order of the catalog's /EmbeddedFiles name tree, then in object order;
 //  - its /EF /F (or /UF) stream is read unfiltered or /FlateDecode
 //    (DecompressionStream), at most 64 MiB.
-// The PDF's own signature is not checked here (a PDF reader or pdfsig does
-// that). Errors are PdfError with code "none" (no receipt inside) or "bad".
+// pdfSignature judges the PDF's own signature as `selo verify` does
+// (src/pdf.c pdf_signature_check): the catalog's /AcroForm, its first
+// signature field's /V; /ByteRange [0 a b c] must leave out exactly the
+// hex /Contents and reach the end of the file; the detached CMS there must
+// verify over those bytes (messageDigest, then the signer's signature with
+// WebCrypto). Its certificate chain is a PDF reader's business, as there.
+// Errors are PdfError with code "none" (no receipt inside) or "bad".
+
+import {
+  DerError, Unsupported, OID, HASH_NAME, OTHER_SIG_ALGS, readTLV, parseDer, parseCert,
+  parseSignedData, octets, verifySig, hashWith, subjectText,
+} from './asn1.js';
+import { concat, equal } from './util.js';
 
 export class PdfError extends Error {
   constructor(code, text) {
@@ -24,7 +35,8 @@ const MAX_ITEMS = 100000;
 
 export class Name { constructor(n) { this.n = n; } }
 export class Ref { constructor(num, gen) { this.num = num; this.gen = gen; } }
-class Str { constructor(b) { this.b = b; } }
+// A string's bytes; a hex string also knows where it stands: [s, e) in src.
+class Str { constructor(b, at = null) { this.b = b; this.at = at; } }
 class Keyword { constructor(k) { this.k = k; } }
 
 const WS = new Set([0, 9, 10, 12, 13, 32]);
@@ -83,7 +95,7 @@ class Lexer {
   }
 
   hexString() {
-    const b = this.b, digits = [];
+    const b = this.b, digits = [], s = this.p;
     this.p++;
     while (this.p < this.end && b[this.p] !== 0x3e) {
       const c = b[this.p++];
@@ -97,7 +109,7 @@ class Lexer {
     if (digits.length % 2) digits.push(0);
     const out = new Uint8Array(digits.length / 2);
     for (let i = 0; i < out.length; i++) out[i] = digits[2 * i] * 16 + digits[2 * i + 1];
-    return new Str(out);
+    return new Str(out, { src: b, s, e: this.p });
   }
 
   name() {
@@ -384,4 +396,145 @@ export async function embeddedReceipt(bytes) {
     return { name, data: await pdf.data(def) };
   }
   throw new PdfError('none', 'no embedded .json file');
+}
+
+// ---- the PDF's own signature (pdf.c pdf_signature_check) -----------------
+
+function lastIndexOfBytes(b, pat, from) {
+  const first = pat.charCodeAt(0);
+  outer: for (let i = b.lastIndexOf(first, from); i >= 0; i = i ? b.lastIndexOf(first, i - 1) : -1) {
+    if (i + pat.length > b.length) continue;
+    for (let k = 1; k < pat.length; k++) if (b[i + k] !== pat.charCodeAt(k)) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+// The document catalog as selo verify finds it: the last trailer with a
+// /Root, else the last object of /Type /Catalog.
+function catalogOf(pdf) {
+  const b = pdf.b;
+  for (let at = lastIndexOfBytes(b, 'trailer', b.length - 1); at >= 0;
+    at = at ? lastIndexOfBytes(b, 'trailer', at - 1) : -1) {
+    let t;
+    try { t = new Lexer(b, at + 7).value(); } catch (e) { continue; }
+    const root = t instanceof Map ? pdf.get(t.get('Root')) : null;
+    if (root instanceof Map) return root;
+  }
+  let best = null;
+  for (const d of pdf.objs.values()) {
+    const ty = d.value instanceof Map ? pdf.get(d.value.get('Type')) : null;
+    if (ty instanceof Name && ty.n === 'Catalog' && (!best || d.pos >= best.pos)) best = d;
+  }
+  return best ? best.value : null;
+}
+
+// The first field of /AcroForm /Fields with /FT /Sig and a /V dictionary.
+function signatureDict(pdf, cat) {
+  const form = pdf.get(cat.get('AcroForm'));
+  const fields = form instanceof Map ? pdf.get(form.get('Fields')) : null;
+  if (!Array.isArray(fields)) return null;
+  for (const item of fields) {
+    const f = pdf.get(item);
+    if (!(f instanceof Map)) continue;
+    const ft = pdf.get(f.get('FT'));
+    const v = pdf.get(f.get('V'));
+    if (ft instanceof Name && ft.n === 'Sig' && v instanceof Map) return v;
+  }
+  return null;
+}
+
+const bad = (why, args = {}) => ({ status: 'fail', msg: 'ps_bad', args: { why, ...args } });
+
+// /ByteRange [0 a b c]: [a, b) must be exactly the hex /Contents; b + c at
+// most the file's size. The four offsets, or null.
+function byteRange(pdf, sig, contents) {
+  const br = pdf.get(sig.get('ByteRange'));
+  if (!Array.isArray(br) || br.length !== 4) return null;
+  const r = br.map((x) => pdf.get(x));
+  if (!r.every((x) => Number.isInteger(x) && x >= 0 && x <= pdf.b.length)) return null;
+  if (r[0] !== 0 || r[1] !== contents.at.s || r[2] !== contents.at.e || r[2] + r[3] > pdf.b.length)
+    return null;
+  return r;
+}
+
+function skidOf(c) {
+  const e = c.ext.get(OID.skid);
+  try { return e ? octets(parseDer(e.value)) : null; } catch (x) { return null; }
+}
+
+// CMS_verify(CMS_DETACHED | CMS_NO_SIGNER_CERT_VERIFY) over content: every
+// signer found among the certificates, its signed attributes (contentType
+// and messageDigest once each), the digest and the signature. {ok, signer}
+// or {why}; throws Unsupported for what WebCrypto cannot check.
+async function cmsVerify(der, content) {
+  let sd, certs;
+  try {
+    // The DER is padded with zeros up to the room /Contents reserves.
+    sd = parseSignedData(readTLV(der, 0, der.length));
+    certs = sd.certs.map((c) => parseCert(c));
+  } catch (e) {
+    if (e instanceof DerError) return { why: 'ps_cms' };
+    throw e;
+  }
+  if (!sd.signers.length) return { why: 'ps_cms' };
+  let first = null;
+  for (const si of sd.signers) {
+    const cert = certs.find((c) => (si.sid.serial ? equal(c.issuer, si.sid.issuer) &&
+      equal(c.serial, si.sid.serial) : skidOf(c) && equal(skidOf(c), si.sid.skid)));
+    if (!cert) return { why: 'ps_nosigner' };
+    if (OTHER_SIG_ALGS[si.sigAlg.oid]) throw new Unsupported(OTHER_SIG_ALGS[si.sigAlg.oid]);
+    const hash = HASH_NAME[si.digestAlg.oid];
+    const md = await hashWith(si.digestAlg.oid, content);
+    if (!hash) return { why: 'ps_sig' };
+    let signed = content;
+    if (si.signedAttrs) {
+      const one = (o) => si.attrs.filter((a) => a.oid === o);
+      const ct = one(OID.contentType), mdA = one(OID.messageDigest);
+      if (ct.length !== 1 || ct[0].values.length !== 1 || mdA.length !== 1 ||
+          mdA[0].values.length !== 1)
+        return { why: 'ps_cms' };
+      if (!equal(octets(mdA[0].values[0]), md)) return { why: 'ps_digest' };
+      signed = si.signedAttrs;
+    }
+    if (!(await verifySig(cert, cert.keyType, hash, signed, si.signature)))
+      return { why: si.signedAttrs ? 'ps_sig' : 'ps_digest' };
+    first = first || cert;
+  }
+  return { ok: true, signer: subjectText(first) };
+}
+
+// The check `pdf_signature` of `selo verify FILE.pdf`: {status, msg, args}.
+// ok only when a valid signature covers the whole file but its /Contents;
+// fail when the PDF is unsigned, its signature does not hold, or bytes
+// follow what it covers (an update appended after signing, which can
+// change what the pages show); skip when this browser cannot check it.
+export async function pdfSignature(bytes) {
+  let pdf;
+  try { pdf = new Pdf(bytes); } catch (e) { return bad('ps_unreadable'); }
+  const cat = catalogOf(pdf);
+  const sig = cat ? signatureDict(pdf, cat) : null;
+  if (!sig) return { status: 'fail', msg: 'ps_none', args: {} };
+  const sub = pdf.get(sig.get('SubFilter'));
+  if (!(sub instanceof Name) || !['ETSI.CAdES.detached', 'adbe.pkcs7.detached'].includes(sub.n))
+    return bad('ps_subfilter');
+  const contents = pdf.get(sig.get('Contents'));
+  if (!(contents instanceof Str) || !contents.at || contents.at.src !== bytes)
+    return bad('ps_contents');
+  const r = byteRange(pdf, sig, contents);
+  if (!r) return bad('ps_range');
+  let v;
+  try {
+    v = await cmsVerify(contents.b, concat(bytes.subarray(0, r[1]), bytes.subarray(r[2], r[2] + r[3])));
+  } catch (e) {
+    if (e instanceof Unsupported) return { status: 'skip', msg: 'ps_skip', args: { what: e.message } };
+    if (e instanceof DerError) return bad('ps_cms');
+    throw e;
+  }
+  if (!v.ok) return bad(v.why);
+  const covered = r[2] + r[3];
+  if (covered < bytes.length)
+    return { status: 'fail', msg: 'ps_partial', args: { covered, size: bytes.length,
+      added: bytes.length - covered } };
+  return { status: 'ok', msg: 'ps_ok', args: { signer: v.signer.slice(0, 200) } };
 }

@@ -1,13 +1,16 @@
 // verify.js: the verification page's behaviour (docs/verify-page.md). A
 // person drops or picks r.json or r.pdf; the receipt (or the one embedded
 // in the PDF) goes through every check of `selo verify` (checks.js), each
-// shown as it completes. Optional trust anchors: the log's verifier key
-// and the TSA's CA certificate. `?checkpoint` (the PDF's QR code) also
+// shown as it completes; for a PDF, its own signature first (pdf.js
+// pdfSignature): a PDF whose pages no valid signature covers is INVALID as
+// a document, and the page says that only its embedded receipt is proven.
+// Optional trust anchors: the log's verifier key and the TSA's CA
+// certificate. `?checkpoint` (the PDF's QR code) also
 // fetches this origin's /log/checkpoint; `?lang=en` switches to English.
 // The page makes no other request, and sends the file nowhere.
 
 import { verifyReceipt, MAX_RECEIPT_BYTES, vkeyParse, checkpointParse, idHex, noteOpen } from './checks.js';
-import { embeddedReceipt, isPdf, PdfError } from './pdf.js';
+import { embeddedReceipt, isPdf, PdfError, pdfSignature } from './pdf.js';
 import { certsFromBundle } from './tsa.js';
 import { subjectText } from './asn1.js';
 import { ui, detail, checkInfo, eventName } from './i18n.js';
@@ -20,7 +23,7 @@ const state = {
   lang: params.get('lang') === 'en' ? 'en' : 'pt-BR',
   bytes: null, // the file dropped
   fileName: '',
-  source: null, // {kind: 'json'} | {kind: 'pdf', name} | {kind: 'pdf', error, text}
+  source: null, // {kind: 'json'} | {kind: 'pdf', name, pages} | {kind: 'pdf', error, text}
   result: null,
   anchors: null, // CA certificates given
   caError: null,
@@ -111,10 +114,15 @@ function renderVerdict() {
     return;
   }
   const warned = r.checks.some((c) => c.status === 'warn');
+  // The receipt inside proven, the pages around it not: said as such.
+  const unproven = r.receiptVerdict === 'VALID' && r.pdfStatus === 'fail';
   v.className = 'verdict ' + (r.verdict === 'VALID' && warned ? 'warn' : VERDICT_CLASS[r.verdict]);
   v.dataset.verdict = r.verdict;
-  $('verdict-title').textContent = t('V_' + r.verdict);
-  $('verdict-text').textContent = t(r.verdict === 'VALID' && warned ? 'VD_VALID_WARN' : 'VD_' + r.verdict);
+  if (r.receiptVerdict) v.dataset.receipt = r.receiptVerdict;
+  else delete v.dataset.receipt;
+  $('verdict-title').textContent = t(unproven ? 'V_PDF_UNPROVEN' : 'V_' + r.verdict);
+  $('verdict-text').textContent = t(unproven ? 'VD_PDF_UNPROVEN'
+    : r.verdict === 'VALID' && warned ? 'VD_VALID_WARN' : 'VD_' + r.verdict);
   const failed = [...new Set(r.checks.filter((c) => c.status === 'fail').map((c) => c.name))];
   $('verdict-failed').textContent = failed.length ? t('failedList', failed.join(', ')) : '';
 }
@@ -127,11 +135,14 @@ function renderSource() {
   if (s.error) {
     box.append(el('p', { id: 'pdf-message', class: 'note fail', 'data-pdf': s.error,
       text: s.error === 'none' ? t('pdfNone') : t('pdfBad', s.text) }));
-  } else {
-    box.append(el('p', { id: 'pdf-message', class: 'note', 'data-pdf': 'found',
-      text: t('pdfFound', s.name) }));
+    return;
   }
-  box.append(el('p', { class: 'note', text: t('pdfSig') }));
+  box.append(el('p', { id: 'pdf-message', class: 'note', 'data-pdf': 'found',
+    text: t('pdfFound', s.name) }));
+  if (!s.pages) return;
+  const key = { ok: 'pdfPagesOk', fail: 'pdfPagesNot', skip: 'pdfPagesSkip' }[s.pages];
+  box.append(el('p', { id: 'pdf-pages', class: s.pages === 'ok' ? 'note' : `note ${s.pages}`,
+    'data-pages': s.pages, text: t(key) }));
 }
 
 function renderSummary() {
@@ -232,12 +243,15 @@ async function verify() {
     document.body.dataset.done = String(run);
     return;
   }
+  let pdfCheck = null;
   if (json.length <= MAX_RECEIPT_BYTES && isPdf(json)) {
     state.source = { kind: 'pdf' };
     try {
       const r = await embeddedReceipt(json);
+      pdfCheck = await pdfCheckOf(json);
       json = r.data;
       state.source.name = r.name;
+      state.source.pages = pdfCheck.status;
     } catch (e) {
       if (run !== state.run) return;
       state.source.error = e instanceof PdfError ? e.code : 'bad';
@@ -248,8 +262,10 @@ async function verify() {
       return;
     }
   }
+  if (run !== state.run) return;
   renderSource();
   let shown = 0;
+  if (pdfCheck) $('checks').append(checkRow(pdfCheck));
   state.lastKey = $('vkey').value.trim();
   const result = await verifyReceipt(json, {
     vkey: state.lastKey || null, anchors: state.anchors, caError: state.caError,
@@ -260,11 +276,34 @@ async function verify() {
     if (shown++ < 16) await pause(35);
   });
   if (run !== state.run) return;
+  if (pdfCheck) pdfVerdict(result, pdfCheck);
   state.result = result;
   if (state.cp && state.cp.text) await checkCheckpoint();
   renderResult();
   renderCheckpoint();
   document.body.dataset.done = String(run);
+}
+
+// The check pdf_signature of `selo verify FILE.pdf`; a surprise in the
+// PDF fails it, never passes it.
+async function pdfCheckOf(bytes) {
+  try {
+    return { name: 'pdf_signature', ...(await pdfSignature(bytes)) };
+  } catch (e) {
+    return { name: 'pdf_signature', status: 'fail', msg: 'internal',
+      args: { text: String((e && e.message) || e).slice(0, 200) } };
+  }
+}
+
+// As `selo verify` decides for a PDF: the receipt inside keeps its own
+// verdict (receiptVerdict); the file is INVALID when no valid signature
+// covers its pages, INCOMPLETE when this browser could not tell.
+function pdfVerdict(result, pdfCheck) {
+  result.checks.unshift(pdfCheck);
+  result.receiptVerdict = result.verdict;
+  result.pdfStatus = pdfCheck.status;
+  if (pdfCheck.status === 'fail' && result.verdict !== 'UNREADABLE') result.verdict = 'INVALID';
+  else if (pdfCheck.status === 'skip' && result.verdict === 'VALID') result.verdict = 'INCOMPLETE';
 }
 
 async function takeFile(file) {
