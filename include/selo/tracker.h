@@ -12,7 +12,9 @@
  * thread in group commits within about 100 ms; every hit is classified
  * (classify.h) and its IP and user agent enter the event as commitments.
  * Per-IP token buckets bound what one address can make us record; beyond it
- * the answer is 429 and nothing is recorded. docs/tracking.md. */
+ * the answer is 429 and nothing is recorded. A request must arrive within
+ * track.head_timeout, and room is kept for new clients, however many
+ * connections trickle (connguard.h). docs/tracking.md. */
 #ifndef SELO_TRACKER_H
 #define SELO_TRACKER_H
 #include "selo/err.h"
