@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include "selo/api.h"
@@ -1398,6 +1399,37 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 		diag_warn("tracker (libmicrohttpd): %s", msg);
 }
 
+/* Descriptors `selo serve` keeps for everything but the tracker's
+ * connections: the API's 1024 connections, the store, the ledger, SMTP
+ * sessions, webhooks, logs. */
+#define FD_RESERVE 1280u
+
+unsigned long tracker_fds_wanted(const struct selo_config *cfg)
+{
+	return (unsigned long)cfg->track_max_connections + FD_RESERVE;
+}
+
+/* track.max_connections, lowered to what the open-file limit can hold: past
+ * it accept(2) fails (EMFILE), libmicrohttpd stops accepting until some
+ * connection closes, and the store and the senders cannot open files. */
+static unsigned listener_limit(const struct selo_config *cfg)
+{
+	unsigned want = (unsigned)cfg->track_max_connections;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= tracker_fds_wanted(cfg))
+		return want;
+	rlim_t fit = rl.rlim_cur > FD_RESERVE + 64 ? rl.rlim_cur - FD_RESERVE : rl.rlim_cur / 4;
+	if (fit < 16)
+		fit = 16;
+	diag_warn("the open-file limit (%llu) cannot hold track.max_connections = %u and the "
+		  "rest of selo serve; the tracker takes at most %llu connections. Raise the "
+		  "limit to %lu or more (systemd LimitNOFILE=, or ulimit -n)",
+		  (unsigned long long)rl.rlim_cur, want, (unsigned long long)fit,
+		  tracker_fds_wanted(cfg));
+	return (unsigned)fit;
+}
+
 /* The listener's connections pass through a guard (connguard.h): each
  * request gets track.head_timeout to arrive, and above a soft limit under
  * `limit` a new connection evicts one still waiting for its request, so a
@@ -1468,7 +1500,7 @@ int tracker_start(struct selo *app, struct tracker **out, struct selo_err *err)
 		goto fail;
 	}
 	t->recorder_running = 1;
-	unsigned limit = (unsigned)app->cfg.track_max_connections;
+	unsigned limit = listener_limit(&app->cfg);
 	if (guard_start(t, limit, err) != 0)
 		goto fail;
 	t->d = daemon_start(t, &ss, limit);

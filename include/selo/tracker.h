@@ -28,6 +28,10 @@ int tracker_start(struct selo *app, struct tracker **out, struct selo_err *err);
 /* Stops accepting, records every hit still queued, frees. */
 void tracker_stop(struct tracker *t);
 
+/* Open files `selo serve` wants so the tracker can hold
+ * track.max_connections (serve raises its limit to this; docs/operations.md). */
+unsigned long tracker_fds_wanted(const struct selo_config *cfg);
+
 /* For tests: how many store (or ledger) calls the tracker has made so far,
  * from its handlers and its recorder. A request with a forged token must
  * leave it unchanged. */

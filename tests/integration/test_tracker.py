@@ -299,6 +299,41 @@ def trickling_connections_do_not_hold_the_tracker():
         w.close()
 
 
+def open_files_limit(pid):
+    with open(f'/proc/{pid}/limits') as f:
+        line = next(l for l in f if l.startswith('Max open files'))
+    return [int(x) if x.isdigit() else x for x in line.split()[3:5]]
+
+
+@test
+def serve_raises_its_open_file_limit():
+    """Each tracker connection is an open file. Started with a soft limit of
+    1024 (a shell's usual default), selo serve raises it to the hard limit;
+    when the hard limit is too low as well, it says so and the tracker takes
+    only the connections that fit, and still answers."""
+    import resource
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    check(hard == resource.RLIM_INFINITY or hard >= 4096 + 1280,
+          f'this test needs a hard open-file limit of at least 5376, not {hard}')
+    s = Selo()
+    try:
+        s.preexec_fn = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+        s.start()
+        soft_now, hard_now = open_files_limit(s.p.pid)
+        check(soft_now == hard_now and soft_now != 1024, f'limits {soft_now} {hard_now}')
+        check('open-file limit raised from 1024' in s.serve_log_all(), s.serve_log())
+        s.stop()
+        s.preexec_fn = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+        s.start()
+        log = s.serve_log_all()
+        check('cannot hold track.max_connections = 4096' in log and
+              'takes at most 256 connections' in log, log[-1500:])
+        st, _, _ = curl('GET', f'http://127.0.0.1:{s.track_port}/nowhere')
+        eq(st, 404, 'the tracker answers')
+    finally:
+        s.cleanup()
+
+
 @test
 def public_log_serves_checkpoint_tiles_and_entries():
     w = World()
