@@ -44,6 +44,7 @@ static const struct key KEYS[] = {
 	INT("track", "threads", track_threads, 1, 64),
 	INT("track", "max_connections", track_max_connections, 16, 1000000),
 	INT("track", "per_ip_connections", track_per_ip_connections, 1, 100000),
+	INT("track", "head_timeout", track_head_timeout_s, 1, 3600),
 	INT("track", "rate_per_ip", track_rate_per_ip, 1, 1000000),
 	INT("track", "rate_burst", track_rate_burst, 1, 1000000),
 	INT("track", "after_delivery_s", track_after_delivery_s, 0, 86400),
@@ -117,6 +118,7 @@ void config_defaults(struct selo_config *c, const char *data_dir)
 	c->track_threads = cores >= 4 ? (int)(cores / 2 > 64 ? 64 : cores / 2) : 1;
 	c->track_max_connections = 4096;
 	c->track_per_ip_connections = 64;
+	c->track_head_timeout_s = 5;
 	c->track_rate_per_ip = 20;
 	c->track_rate_burst = 100;
 	c->track_after_delivery_s = 30;

@@ -30,11 +30,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include "selo/api.h"
 #include "selo/classify.h"
 #include "selo/clock.h"
+#include "selo/connguard.h"
 #include "selo/crypto.h"
 #include "selo/diag.h"
 #include "selo/event.h"
@@ -176,6 +178,7 @@ struct brief_slot {
 struct tracker {
 	struct selo *app;
 	struct MHD_Daemon *d;
+	struct connguard *guard;  /* request deadline, room for new clients */
 	uint8_t token_key[TOKEN_KEY_LEN];
 	struct classifier *cls;
 	struct hit_queue q;
@@ -1433,29 +1436,38 @@ static enum MHD_Result tracker_access(void *cls, struct MHD_Connection *c, const
 {
 	(void)version, (void)upload;
 	struct tracker *t = cls;
-	if (*con_cls == &GET_TAG) {
+	if (*con_cls == &GET_TAG) { /* answered now: the request is over */
+		connguard_received(t->guard, c);
 		if (*upload_size) {
 			*upload_size = 0;
 			return send_shared(c, MHD_HTTP_CONTENT_TOO_LARGE, t->too_large);
 		}
 		return route(t, c, url, method, con_cls);
 	}
-	if (*con_cls)
+	if (*con_cls) {
+		if (!*upload_size) /* the form's body is in */
+			connguard_received(t->guard, c);
 		return confirm_continue(t, c, *con_cls, upload_size);
+	}
 	if (is_get(method)) {
 		*con_cls = (void *)&GET_TAG;
 		return MHD_YES;
 	}
-	return route(t, c, url, method, con_cls);
+	enum MHD_Result r = route(t, c, url, method, con_cls);
+	if (!*con_cls) /* answered on its head: no body to wait for */
+		connguard_received(t->guard, c);
+	return r;
 }
 
 static void tracker_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			      enum MHD_RequestTerminationCode toe)
 {
-	(void)cls, (void)c, (void)toe;
+	(void)toe;
+	struct tracker *t = cls;
 	if (*con_cls != &GET_TAG)
 		free(*con_cls);
 	*con_cls = NULL;
+	connguard_answered(t->guard, c); /* a keep-alive's next request: a new clock */
 }
 
 /* ---- lifetime */
@@ -1464,6 +1476,7 @@ static void tracker_free(struct tracker *t)
 {
 	if (t->d)
 		MHD_stop_daemon(t->d);
+	connguard_free(t->guard);
 	if (t->recorder_running) {
 		pthread_mutex_lock(&t->q.mu);
 		t->q.stopping = 1;
@@ -1552,7 +1565,55 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 		diag_warn("tracker (libmicrohttpd): %s", msg);
 }
 
-static struct MHD_Daemon *daemon_start(struct tracker *t, const struct sockaddr_storage *ss)
+/* Descriptors `selo serve` keeps for everything but the tracker's
+ * connections: the API's 1024 connections, the store, the ledger, SMTP
+ * sessions, webhooks, logs. */
+#define FD_RESERVE 1280u
+
+unsigned long tracker_fds_wanted(const struct selo_config *cfg)
+{
+	return (unsigned long)cfg->track_max_connections + FD_RESERVE;
+}
+
+/* track.max_connections, lowered to what the open-file limit can hold: past
+ * it accept(2) fails (EMFILE), libmicrohttpd stops accepting until some
+ * connection closes, and the store and the senders cannot open files. */
+static unsigned listener_limit(const struct selo_config *cfg)
+{
+	unsigned want = (unsigned)cfg->track_max_connections;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= tracker_fds_wanted(cfg))
+		return want;
+	rlim_t fit = rl.rlim_cur > FD_RESERVE + 64 ? rl.rlim_cur - FD_RESERVE : rl.rlim_cur / 4;
+	if (fit < 16)
+		fit = 16;
+	diag_warn("the open-file limit (%llu) cannot hold track.max_connections = %u and the "
+		  "rest of selo serve; the tracker takes at most %llu connections. Raise the "
+		  "limit to %lu or more (systemd LimitNOFILE=, or ulimit -n)",
+		  (unsigned long long)rl.rlim_cur, want, (unsigned long long)fit,
+		  tracker_fds_wanted(cfg));
+	return (unsigned)fit;
+}
+
+/* The listener's connections pass through a guard (connguard.h): each
+ * request gets track.head_timeout to arrive, and above a soft limit under
+ * `limit` a new connection evicts one still waiting for its request, so a
+ * crowd of trickling clients cannot hold every slot. */
+static int guard_start(struct tracker *t, unsigned limit, struct selo_err *err)
+{
+	const struct selo_config *cfg = &t->app->cfg;
+	struct connguard_config gc = {
+		.head_timeout_ms = cfg->track_head_timeout_s * 1000,
+		.max_connections = limit,
+		.threads = cfg->track_threads > 1 ? (unsigned)cfg->track_threads : 1u,
+		.name = "tracker",
+	};
+	return connguard_new(&gc, &t->guard, err);
+}
+
+static struct MHD_Daemon *daemon_start(struct tracker *t, const struct sockaddr_storage *ss,
+				       unsigned limit)
 {
 	const struct selo_config *cfg = &t->app->cfg;
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
@@ -1565,14 +1626,16 @@ static struct MHD_Daemon *daemon_start(struct tracker *t, const struct sockaddr_
 				/* one thread is MHD's own, not a pool of one (it warns) */
 				MHD_OPTION_THREAD_POOL_SIZE,
 				cfg->track_threads > 1 ? (unsigned)cfg->track_threads : 0u,
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->track_max_connections,
+				MHD_OPTION_CONNECTION_LIMIT, limit,
 				MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 				(unsigned)cfg->track_per_ip_connections,
+				/* idle time; the request's own deadline is the guard's */
 				MHD_OPTION_CONNECTION_TIMEOUT, 10u,
 				/* also bounds the request line and headers */
 				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
 				MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
 				MHD_OPTION_NOTIFY_COMPLETED, tracker_completed, t,
+				MHD_OPTION_NOTIFY_CONNECTION, connguard_notify, t->guard,
 				MHD_OPTION_END);
 }
 
@@ -1603,7 +1666,10 @@ int tracker_start(struct selo *app, struct tracker **out, struct selo_err *err)
 		goto fail;
 	}
 	t->recorder_running = 1;
-	t->d = daemon_start(t, &ss);
+	unsigned limit = listener_limit(&app->cfg);
+	if (guard_start(t, limit, err) != 0)
+		goto fail;
+	t->d = daemon_start(t, &ss, limit);
 	if (!t->d) {
 		err_set(err, 500, "listen", "cannot listen on %s (track.listen): address in use or "
 			"not allowed", app->cfg.track_listen);

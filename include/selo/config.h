@@ -33,6 +33,7 @@ struct selo_config {
 	int track_threads;            /* listener threads, default 2 */
 	int track_max_connections;    /* default 4096 */
 	int track_per_ip_connections; /* default 64 */
+	int track_head_timeout_s;     /* a request must arrive within it, default 5 */
 	int track_rate_per_ip;        /* recorded hits per second per IP, default 20 */
 	int track_rate_burst;         /* bucket size, default 100 */
 	int track_after_delivery_s;   /* hits this soon after delivery are a scanner's, default 30 */

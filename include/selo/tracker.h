@@ -12,7 +12,9 @@
  * thread in group commits within about 100 ms; every hit is classified
  * (classify.h) and its IP and user agent enter the event as commitments.
  * Per-IP token buckets bound what one address can make us record; beyond it
- * the answer is 429 and nothing is recorded. docs/tracking.md. */
+ * the answer is 429 and nothing is recorded. A request must arrive within
+ * track.head_timeout, and room is kept for new clients, however many
+ * connections trickle (connguard.h). docs/tracking.md. */
 #ifndef SELO_TRACKER_H
 #define SELO_TRACKER_H
 #include "selo/err.h"
@@ -25,6 +27,10 @@ struct tracker;
 int tracker_start(struct selo *app, struct tracker **out, struct selo_err *err);
 /* Stops accepting, records every hit still queued, frees. */
 void tracker_stop(struct tracker *t);
+
+/* Open files `selo serve` wants so the tracker can hold
+ * track.max_connections (serve raises its limit to this; docs/operations.md). */
+unsigned long tracker_fds_wanted(const struct selo_config *cfg);
 
 /* For tests: how many store (or ledger) calls the tracker has made so far,
  * from its handlers and its recorder. A request with a forged token must

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include "cli.h"
 #include "selo/api.h"
@@ -82,11 +83,35 @@ static int lock_data_dir(const struct selo_config *cfg, struct selo_err *err)
 	return fd;
 }
 
+/* Each tracker connection is a descriptor, and a shell or systemd often
+ * starts us with a soft limit of 1024: raise it to the hard limit when it
+ * is lower than track.max_connections needs (the tracker warns, and takes
+ * fewer connections, when even the hard limit is too low). */
+static void raise_open_files(const struct selo_config *cfg)
+{
+	struct rlimit rl;
+	unsigned long want = tracker_fds_wanted(cfg);
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= want || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rlim_t was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? (rlim_t)want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		diag_warn("cannot raise the open-file limit from %llu: %s", (unsigned long long)was,
+			  strerror(errno));
+		return;
+	}
+	diag_info("open-file limit raised from %llu to %llu: track.max_connections = %d wants "
+		  "about %lu", (unsigned long long)was, (unsigned long long)rl.rlim_cur,
+		  cfg->track_max_connections, want);
+}
+
 /* Opens and starts everything; 0 when running, else a message on stderr. */
 static int serve_start(struct selo *app)
 {
 	struct selo_err err;
 	err_clear(&err);
+	raise_open_files(&app->cfg);
 	if (composer_new(&app->cfg, &app->composer, &err) != 0 ||
 	    ledger_open(app, &app->ledger, &err) != 0 ||
 	    webhooks_open(app, &app->webhooks, &err) != 0)

@@ -182,6 +182,7 @@ class Selo:
         self.write_conf()
         self.p = None
         self.log = None
+        self.preexec_fn = None  # run in the child before exec (e.g. set an rlimit)
 
     def write_conf(self):
         with open(os.path.join(self.data, 'selo.conf'), 'w') as f:
@@ -220,7 +221,7 @@ class Selo:
     def _start_once(self):
         self.log = open(os.path.join(self.dir, 'serve.log'), 'ab')
         self.p = spawn([SELO, 'serve', '--data', self.data], stdout=self.log,
-                       stderr=subprocess.STDOUT)
+                       stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
 
         def up():
             if self.p.poll() is not None:
