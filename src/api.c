@@ -20,6 +20,7 @@
 #include "selo/auth.h"
 #include "selo/clock.h"
 #include "selo/codec.h"
+#include "selo/connguard.h"
 #include "selo/crypto.h"
 #include "selo/diag.h"
 #include "selo/export.h"
@@ -46,6 +47,7 @@
 #define API_NOTICE_VALUES 128
 #define API_ATTACHMENT_VALUES 4
 #define API_SINGLE_NOTICES 64
+#define API_CONNECTIONS 1024u
 /* Seconds a client refused for too many large requests should wait. */
 #define API_BUSY_RETRY "2"
 
@@ -57,6 +59,7 @@ struct api {
 	atomic_int large;     /* requests holding a large-body slot (api.large_requests) */
 	struct exporter *exporter; /* PDF receipts; NULL without a ledger */
 	struct auth_cache *keys;   /* for accepts only (auth.h) */
+	struct connguard *guard;   /* api.request_timeout, room for new clients */
 };
 
 struct req {
@@ -1254,6 +1257,7 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const cha
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	connguard_received(a->guard, c); /* the body is in: its deadline stops */
 	if (r->refused)
 		return send_refusal(a, c, r->refused);
 	enum MHD_Result res = route(a, c, url, method, r);
@@ -1269,9 +1273,10 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const cha
 static void api_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			  enum MHD_RequestTerminationCode toe)
 {
-	(void)c, (void)toe;
+	(void)toe;
 	struct api *a = cls;
 	struct req *r = *con_cls;
+	connguard_answered(a->guard, c); /* a keep-alive's next request: a new clock */
 	if (!r)
 		return;
 	int large = r->large || r->large_done;
@@ -1341,6 +1346,17 @@ int api_start(struct selo *app, struct api **out, struct selo_err *err)
 		return -1;
 	}
 	a->keys = auth_cache_new();
+	/* A request (its body too) must arrive within api.request_timeout: a
+	 * key holder trickling bodies could otherwise keep the large-body
+	 * slots, or every connection, for ever (connguard.h). */
+	struct connguard_config gc = {app->cfg.api_request_timeout_s * 1000, API_CONNECTIONS,
+				      (unsigned)app->cfg.api_threads, "api"};
+	if (connguard_new(&gc, &a->guard, err) != 0) {
+		exporter_close(a->exporter);
+		auth_cache_free(a->keys);
+		free(a);
+		return -1;
+	}
 	/* ITC: MHD_quiesce_daemon needs it to close the listener under the pool. */
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 	if (ss.ss_family == AF_INET6)
@@ -1350,10 +1366,12 @@ int api_start(struct selo *app, struct api **out, struct selo_err *err)
 				MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg.api_threads,
 				MHD_OPTION_NOTIFY_COMPLETED, api_completed, a,
 				MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-				MHD_OPTION_CONNECTION_LIMIT, 1024u,
+				MHD_OPTION_CONNECTION_LIMIT, API_CONNECTIONS,
 				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+				MHD_OPTION_NOTIFY_CONNECTION, connguard_notify, a->guard,
 				MHD_OPTION_END);
 	if (!a->d) {
+		connguard_free(a->guard);
 		exporter_close(a->exporter);
 		auth_cache_free(a->keys);
 		free(a);
@@ -1390,6 +1408,7 @@ void api_stop(struct api *a)
 	if (!a)
 		return;
 	MHD_stop_daemon(a->d);
+	connguard_free(a->guard);
 	exporter_close(a->exporter);
 	auth_cache_free(a->keys);
 	free(a);

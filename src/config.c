@@ -32,6 +32,7 @@ static const struct key KEYS[] = {
 	STR("api", "listen", api_listen),
 	SIZE("api", "max_body", api_max_body, 1024, 1LL << 30),
 	INT("api", "threads", api_threads, 1, 64),
+	INT("api", "request_timeout", api_request_timeout_s, 1, 3600),
 	SIZE("api", "large_body", api_large_body, 1024, 1LL << 30),
 	INT("api", "large_requests", api_large_requests, 1, 1024),
 	SIZE("limits", "max_attachments", max_attachments, 0, 100),
@@ -100,6 +101,7 @@ void config_defaults(struct selo_config *c, const char *data_dir)
 	snprintf(c->api_listen, sizeof(c->api_listen), "127.0.0.1:8480");
 	c->api_max_body = 32u << 20;
 	c->api_threads = 16;
+	c->api_request_timeout_s = 120;
 	/* Four bodies of 32 MiB at once, each parsed, stay well under a GB
 	 * (docs/operations.md, "Memory"); smaller bodies are not counted. */
 	c->api_large_body = 1u << 20;

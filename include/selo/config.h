@@ -17,6 +17,7 @@ struct selo_config {
 	char api_listen[128];         /* host:port, default 127.0.0.1:8480 */
 	size_t api_max_body;          /* bytes of one request body, default 32 MiB */
 	int api_threads;              /* listener threads, default 16 (each blocks on its commit) */
+	int api_request_timeout_s;    /* a request, body included, must arrive within it; 120 */
 	size_t api_large_body;        /* a body over this is large, default 1 MiB */
 	int api_large_requests;       /* large requests in flight at once (more: 503), default 4 */
 

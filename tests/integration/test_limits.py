@@ -270,5 +270,37 @@ def large_requests_beyond_the_bound_get_503():
         s.cleanup()
 
 
+@test
+def a_trickled_body_is_cut_and_frees_its_slot():
+    # a key holder sending a large body a byte at a time kept its slot (and
+    # its connection) for as long as it liked: each byte reset the idle
+    # timeout. api.request_timeout bounds the whole request.
+    s = Selo(api={'large_body': '64k', 'large_requests': '1', 'request_timeout': '2'}).start()
+    try:
+        big = json.dumps(dict(NOTICE, reference='T-1')).encode()[:-1] + b' ' * (100 << 10) + b'}'
+        slow = socket.create_connection(('127.0.0.1', s.api_port), timeout=30)
+        slow.sendall(request_head(s, '/v1/notices', len(big)) + big[:70 << 10])
+        t0, cut = time.time(), False
+        while time.time() - t0 < 8:
+            try:
+                slow.sendall(b' ')
+                slow.settimeout(0.5)
+                if slow.recv(4096) == b'':
+                    cut = True
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                cut = True
+                break
+        slow.close()
+        check(cut, 'the trickling request was cut')
+        check(time.time() - t0 < 6, f'within the deadline ({time.time() - t0:.1f} s)')
+        st, _, j, _ = post(s, '/v1/notices', big.replace(b'T-1', b'T-2'))
+        eq(st, 202, f'its slot is free again: {j}')
+    finally:
+        s.cleanup()
+
+
 if __name__ == '__main__':
     main()
