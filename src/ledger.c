@@ -501,13 +501,22 @@ static json_t *receipt_disclosure(struct ledger *l, const struct notice_rec *rec
 	return json_pack("{s:s,s:o}", "salt", salt, "values", values);
 }
 
-static json_t *receipt_message(struct ledger *l, const char *id, int short_form,
-			       struct selo_err *err)
+/* The notice's content_sealed event among its events, or NULL. */
+static const struct event_rec *sealed_of(const struct event_rec *ev, size_t nev)
+{
+	for (size_t i = 0; i < nev; i++)
+		if (!strcmp(ev[i].type, EV_CONTENT_SEALED))
+			return &ev[i];
+	return NULL;
+}
+
+static json_t *receipt_message(struct ledger *l, const char *id, const struct event_rec *ev,
+			       size_t nev, int short_form, struct selo_err *err)
 {
 	struct buf eml = BUF_INIT;
 	char hex[65];
 	/* hex is the digest the log seals, and the bytes are checked against it */
-	int found = evidence_message(l->app->store, id, &eml, hex, err);
+	int found = evidence_message_sealed(l->app->store, id, sealed_of(ev, nev), &eml, hex, err);
 	if (found <= 0) {
 		buf_free(&eml);
 		if (found == 0)
@@ -564,7 +573,7 @@ int ledger_receipt(struct ledger *l, const char *notice_id, int short_form, json
 		goto out;
 	}
 	if (!(log = receipt_log(l, &cp, err)) || !(events = receipt_events(l, ev, nev, cp.size, err)) ||
-	    !(msg = receipt_message(l, notice_id, short_form, err)) ||
+	    !(msg = receipt_message(l, notice_id, ev, nev, short_form, err)) ||
 	    !(disc = receipt_disclosure(l, &rec, ev, nev, short_form, err)))
 		goto out;
 	char now[32];
