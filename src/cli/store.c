@@ -1,9 +1,10 @@
 /* store.c: `selo store check --data DIR [--quick]`: is the database file
  * sound, and is every notice's evidence intact? SQLite's own check first
  * (integrity_check; quick_check with --quick, what `selo serve` runs at
- * start), on a connection that writes nothing, so it may run beside `selo
- * serve`; then, unless --quick, Selo's evidence checks of every notice
- * (evidence_audit, as `selo log verify`). Prints each finding; exit 0
+ * start), on a connection that writes nothing; then, unless --quick, Selo's
+ * evidence checks of every notice (evidence_audit, as `selo log verify`),
+ * through the store like any other command. Both may run beside `selo
+ * serve` (WAL readers). Prints each finding; exit 0
  * sound, 1 damage found, 2 usage or I/O error. docs/operations.md, "A
  * damaged store". (`selo store copy`, DESIGN's move to PostgreSQL, is to
  * come with that backend.) */
@@ -17,7 +18,8 @@
 static const char HELP[] =
 	"usage: selo store check --data DIR [--quick]\n"
 	"\n"
-	"Checks DIR/selo.db; safe while `selo serve` runs (it writes nothing):\n"
+	"Checks DIR/selo.db; it may run beside `selo serve` (the file check writes\n"
+	"nothing; the notices are read as `selo status` reads them):\n"
 	"  1. SQLite's PRAGMA integrity_check: every page, record and overflow chain,\n"
 	"     every index against its table (--quick: PRAGMA quick_check, pages only:\n"
 	"     what `selo serve` runs at start);\n"
