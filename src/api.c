@@ -23,6 +23,7 @@
 #include "selo/connguard.h"
 #include "selo/crypto.h"
 #include "selo/diag.h"
+#include "selo/evidence.h"
 #include "selo/export.h"
 #include "selo/id.h"
 #include "selo/jsonscan.h"
@@ -593,6 +594,17 @@ static enum MHD_Result list_notices(struct api *a, struct MHD_Connection *c)
 	return send_json(c, 200, json_pack("{s:o,s:o}", "notices", arr, "next", next), NULL);
 }
 
+/* Damaged evidence is the operator's failure, and the caller must know
+ * which notice it is and that nothing was handed out: the detail (it names
+ * the notice, never a path or a personal value) is kept, unlike other 5xx. */
+static enum MHD_Result send_evidence_damaged(struct api *a, struct MHD_Connection *c,
+					     const struct selo_err *e)
+{
+	diag_error("API: %s", e->msg);
+	atomic_fetch_add(&a->app->metrics.http_5xx, 1);
+	return send_problem_doc(c, e, NULL);
+}
+
 static enum MHD_Result get_message(struct api *a, struct MHD_Connection *c, const char *id)
 {
 	struct selo_err err;
@@ -604,9 +616,12 @@ static enum MHD_Result get_message(struct api *a, struct MHD_Connection *c, cons
 	notice_rec_free(&rec);
 	struct buf eml = BUF_INIT;
 	char hex[65];
-	int found = store_message_get(a->app->store, id, &eml, hex, &err);
+	/* hex: the digest the log seals, and the bytes were checked against it */
+	int found = evidence_message(a->app->store, id, &eml, hex, &err);
 	if (found <= 0) {
 		buf_free(&eml);
+		if (found < 0 && !strcmp(err.type, EVIDENCE_DAMAGED))
+			return send_evidence_damaged(a, c, &err);
 		if (found < 0)
 			return send_problem(a, c, &err);
 		return send_error(a, c, 404, "not-sealed",
@@ -634,6 +649,8 @@ static enum MHD_Result receipt_failed(struct api *a, struct MHD_Connection *c,
 		static const char *const retry[] = {"Retry-After", "2", NULL};
 		return send_problem_doc(c, err, retry);
 	}
+	if (!strcmp(err->type, EVIDENCE_DAMAGED))
+		return send_evidence_damaged(a, c, err);
 	return send_problem(a, c, err);
 }
 

@@ -15,7 +15,9 @@
 #include "selo/codec.h"
 #include "selo/crypto.h"
 #include "selo/diag.h"
+#include "selo/evidence.h"
 #include "selo/fileio.h"
+#include "selo/id.h"
 #include "selo/ledger.h"
 #include "selo/note.h"
 #include "selo/receipt.h"
@@ -479,7 +481,8 @@ static json_t *receipt_disclosure(struct ledger *l, const struct notice_rec *rec
 				  struct selo_err *err)
 {
 	struct disclosures d = DISCLOSURES_INIT;
-	if (store_disclosures_of(l->app->store, rec->id, &d, err) != 0) {
+	if (store_disclosures_of(l->app->store, rec->id, &d, err) != 0 ||
+	    evidence_disclosures(rec->id, rec->salt, &d, err) != 0) {
 		disclosures_free(&d);
 		return NULL;
 	}
@@ -498,12 +501,22 @@ static json_t *receipt_disclosure(struct ledger *l, const struct notice_rec *rec
 	return json_pack("{s:s,s:o}", "salt", salt, "values", values);
 }
 
-static json_t *receipt_message(struct ledger *l, const char *id, int short_form,
-			       struct selo_err *err)
+/* The notice's content_sealed event among its events, or NULL. */
+static const struct event_rec *sealed_of(const struct event_rec *ev, size_t nev)
+{
+	for (size_t i = 0; i < nev; i++)
+		if (!strcmp(ev[i].type, EV_CONTENT_SEALED))
+			return &ev[i];
+	return NULL;
+}
+
+static json_t *receipt_message(struct ledger *l, const char *id, const struct event_rec *ev,
+			       size_t nev, int short_form, struct selo_err *err)
 {
 	struct buf eml = BUF_INIT;
 	char hex[65];
-	int found = store_message_get(l->app->store, id, &eml, hex, err);
+	/* hex is the digest the log seals, and the bytes are checked against it */
+	int found = evidence_message_sealed(l->app->store, id, sealed_of(ev, nev), &eml, hex, err);
 	if (found <= 0) {
 		buf_free(&eml);
 		if (found == 0)
@@ -536,6 +549,12 @@ int ledger_receipt(struct ledger *l, const char *notice_id, int short_form, json
 	struct checkpoint_rec cp = {0};
 	if (store_events_of(l->app->store, notice_id, &ev, &nev, err) != 0)
 		goto out;
+	/* A receipt is only as good as its parts: each entry must be the one
+	 * the log holds, and the row it discloses must be the one the events
+	 * commit to (evidence.h). */
+	if (evidence_entries(l->app->store, ev, nev, err) != 0 ||
+	    evidence_notice(&rec, ev, nev, err) != 0)
+		goto out;
 	int64_t maxidx = -1;
 	for (size_t i = 0; i < nev; i++) {
 		if (ev[i].log_index < 0) {
@@ -554,7 +573,7 @@ int ledger_receipt(struct ledger *l, const char *notice_id, int short_form, json
 		goto out;
 	}
 	if (!(log = receipt_log(l, &cp, err)) || !(events = receipt_events(l, ev, nev, cp.size, err)) ||
-	    !(msg = receipt_message(l, notice_id, short_form, err)) ||
+	    !(msg = receipt_message(l, notice_id, ev, nev, short_form, err)) ||
 	    !(disc = receipt_disclosure(l, &rec, ev, nev, short_form, err)))
 		goto out;
 	char now[32];
@@ -586,8 +605,11 @@ struct audit {
 	struct note_verifier v;
 	struct buf ca;
 	struct log_state state; /* as read when the audit began: later growth is not audited */
-	int failed;
-	char line[600];
+	int failed;             /* the tree, a tile or a checkpoint: the walk stops */
+	uint64_t bad_entries;   /* events whose row disagrees with the log: reported, walk on */
+	struct tile_reader leaves; /* the level-0 tile of the entry in hand */
+	int64_t leaf_tile;
+	char line[700];
 };
 
 static void say(struct audit *a, int ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -601,6 +623,19 @@ static void say(struct audit *a, int ok, const char *fmt, ...)
 		a->failed = 1;
 	if (a->report)
 		a->report(a->arg, ok, a->line);
+}
+
+/* A damaged event row: a failure to report, after which the walk goes on. */
+static void say_entry(struct audit *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say_entry(struct audit *a, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(a->line, sizeof(a->line), fmt, ap);
+	va_end(ap);
+	a->bad_entries++;
+	if (a->report)
+		a->report(a->arg, 0, a->line);
 }
 
 /* A tile that filled while recomputing must equal the stored one. */
@@ -701,6 +736,39 @@ static int audit_trust(struct audit *a, struct selo_err *err)
 	return note_verifier_parse(ledger_vkey(a->l), &a->v, err);
 }
 
+/* An event row against the log: its columns against its entry's head, and
+ * its entry against the leaf the log holds. Each mismatch is reported by
+ * notice and the walk goes on; leaf gets the stored leaf hash, so the tree
+ * is still recomputed from what the log holds and the checkpoints tell
+ * whether the tiles are sound: the damage is then the event row alone. */
+static void audit_entry(struct audit *a, const struct event_rec *e, uint64_t index,
+			uint8_t leaf[32])
+{
+	struct selo_err err;
+	err_clear(&err);
+	if (evidence_entry_head(e, &err) != 0)
+		say_entry(a, "log entry %llu (seq %lld): the event row's type, notice or time is not "
+			  "what its entry says: the event row is damaged", (unsigned long long)index,
+			  (long long)e->seq);
+	tlog_leaf_hash(e->entry, e->len, leaf);
+	int64_t tile = (int64_t)(index / TLOG_TILE_WIDTH);
+	unsigned width = (unsigned)(index % TLOG_TILE_WIDTH) + 1;
+	const uint8_t *stored;
+	if (tile != a->leaf_tile || a->leaves.b.len < (size_t)width * TLOG_HASH_LEN) {
+		a->leaf_tile = -1;
+		if (read_tile(&a->leaves, 0, (uint64_t)tile, width, &stored, &err) != 0)
+			return; /* the tree's walk reports the missing tile */
+		a->leaf_tile = tile;
+	}
+	stored = (const uint8_t *)a->leaves.b.data + (index % TLOG_TILE_WIDTH) * TLOG_HASH_LEN;
+	if (memcmp(stored, leaf, 32) == 0)
+		return;
+	memcpy(leaf, stored, 32);
+	say_entry(a, "log entry %llu (notice %s, %s, seq %lld): the stored event does not hash to "
+		  "its leaf in the log: the event row is damaged", (unsigned long long)index,
+		  id_text_valid(e->notice_id) ? e->notice_id : "?", e->type, (long long)e->seq);
+}
+
 /* Streams the entries in index order, recomputing tiles and roots. */
 static int audit_entries(struct audit *a, const struct checkpoint_rec *cps, size_t ncp,
 			 struct tlog_edge *edge, struct selo_err *err)
@@ -720,7 +788,7 @@ static int audit_entries(struct audit *a, const struct checkpoint_rec *cps, size
 				break;
 			}
 			uint8_t leaf[32];
-			tlog_leaf_hash(ev[i].entry, ev[i].len, leaf);
+			audit_entry(a, &ev[i], next, leaf);
 			if (tlog_edge_append(edge, leaf, compare_full, a) != 0)
 				break;
 			while (ci < ncp && cps[ci].size == edge->size) {
@@ -768,9 +836,44 @@ static void audit_state(struct audit *a, const struct tlog_edge *edge)
 	if (store_log_unindexed(a->l->app->store, stored.last_seq, &unindexed, &err) != 0 || unindexed)
 		say(a, 0, "%lld recorded event(s) before the last integrated one are not in the log",
 		    (long long)unindexed);
-	if (!a->failed)
+	if (!a->failed && !a->bad_entries)
 		say(a, 1, "%llu entries: every tile and the tree state match the stored entries",
 		    (unsigned long long)edge->size);
+	else if (!a->failed)
+		say(a, 1, "%llu entries: every tile and the tree state match the log's leaves (the "
+		    "event rows listed above do not)", (unsigned long long)edge->size);
+}
+
+/* Events recorded after the last integrated one have no leaf yet: only
+ * their rows against their entries' heads can be checked. */
+static int audit_tail(struct audit *a, struct selo_err *err)
+{
+	int64_t after = a->state.last_seq;
+	uint64_t seen = 0;
+	for (;;) {
+		struct event_rec *ev = NULL;
+		size_t n = 0;
+		if (store_events_after(a->l->app->store, after, 10000, &ev, &n, err) != 0)
+			return -1;
+		for (size_t i = 0; i < n; i++) {
+			struct selo_err e;
+			err_clear(&e);
+			if (evidence_entry_head(&ev[i], &e) != 0)
+				say_entry(a, "event seq %lld (not in the log yet): its row's type, "
+					  "notice or time is not what its entry says: the event row "
+					  "is damaged", (long long)ev[i].seq);
+		}
+		seen += n;
+		if (n)
+			after = ev[n - 1].seq;
+		event_recs_free(ev, n);
+		if (n < 10000)
+			break;
+	}
+	if (seen)
+		say(a, 1, "%llu event(s) recorded after the last integrated one: not in the log yet "
+		    "(`selo serve` integrates them within a second)", (unsigned long long)seen);
+	return 0;
 }
 
 int ledger_audit(struct ledger *l, void (*report)(void *arg, int ok, const char *line), void *arg,
@@ -782,6 +885,8 @@ int ledger_audit(struct ledger *l, void (*report)(void *arg, int ok, const char 
 	a.report = report;
 	a.arg = arg;
 	a.rd.s = l->app->store;
+	a.leaves.s = l->app->store;
+	a.leaf_tile = -1;
 	struct checkpoint_rec *cps = NULL;
 	size_t ncp = 0;
 	struct tlog_edge *edge = malloc(sizeof(*edge));
@@ -801,11 +906,14 @@ int ledger_audit(struct ledger *l, void (*report)(void *arg, int ok, const char 
 		ncovered++;
 	if (!a.failed)
 		audit_consistency(&a, cps, ncovered);
-	r = a.failed ? 1 : 0;
+	if (audit_tail(&a, err) != 0)
+		goto out;
+	r = a.failed || a.bad_entries ? 1 : 0;
 out:
 	pthread_mutex_unlock(&l->mu);
 	checkpoint_recs_free(cps, ncp);
 	buf_free(&a.rd.b);
+	buf_free(&a.leaves.b);
 	buf_free(&a.ca);
 	free(edge);
 	return r;

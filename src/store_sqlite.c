@@ -34,6 +34,7 @@
 #include "selo/diag.h"
 #include "selo/event.h"
 #include "selo/id.h"
+#include "selo/mime.h"
 #include "selo/store.h"
 #include "selo/suppress.h"
 
@@ -374,7 +375,7 @@ enum stmt_id {
 	S_APIKEY_FIND, S_APIKEY_ACTIVE, S_APIKEY_LIST, S_NOTICE_GET,
 	S_LIST0, S_LIST7 = S_LIST0 + 7,
 	S_EVENTS_OF, S_CONFIRMATIONS_OF, S_EVENTS_AFTER, S_ATT_OF, S_MSG_GET, S_DISC_OF, S_NEXT_DUE, S_COUNTS,
-	S_EVENTS_MAX, S_QUICK_CHECK, S_CHEAP_CHECK,
+	S_EVENTS_MAX, S_QUICK_CHECK, S_CHEAP_CHECK, S_EVENT_FIRST, S_NOTICE_SCAN,
 	/* ledger */
 	S_LOG_STATE, S_LOG_STATE_SET, S_LOG_RANGE_ADD, S_LOG_RANGE_COUNT, S_LOG_TILE_SET, S_LOG_TILE_GET,
 	S_LOG_ENTRIES, S_LOG_UNINDEXED, S_CP_ADD, S_CP_TST, S_CP_FIND, S_CP_FIND_TST,
@@ -502,6 +503,15 @@ static const char *const SQL[S_COUNT] = {
 	[S_EVENTS_MAX] = "SELECT coalesce(max(seq), 0) FROM events",
 	[S_QUICK_CHECK] = "PRAGMA quick_check",
 	[S_CHEAP_CHECK] = "SELECT count(*) FROM schema_migrations",
+	/* Walks the notice's events by (notice_id, seq) and stops at the first
+	 * of the type: content_sealed is a notice's second event. */
+	[S_EVENT_FIRST] = "SELECT " EVENT_COLS " FROM events WHERE notice_id = ?1 AND type = ?2"
+			  " ORDER BY seq LIMIT 1",
+	/* The table in storage order: independent of any index and of the id
+	 * column, either of which may be what is damaged. rowid comes last so
+	 * that notice_from_row's column numbers hold. */
+	[S_NOTICE_SCAN] = "SELECT " NOTICE_COLS ", rowid FROM notices WHERE rowid > ?1"
+			  " ORDER BY rowid LIMIT ?2",
 	[S_LOG_STATE] = "SELECT size, root, last_seq FROM log_state WHERE id = 1",
 	[S_LOG_STATE_SET] = "INSERT INTO log_state(id, size, root, last_seq) VALUES(1, ?1, ?2, ?3)"
 			    " ON CONFLICT(id) DO UPDATE SET size = ?1, root = ?2, last_seq = ?3",
@@ -687,8 +697,21 @@ static void *grow(void *p, size_t n, size_t *cap, size_t size)
 	return xrealloc(p, *cap * size);
 }
 
+/* SQLite found the file's bytes inconsistent: not a failure to retry but
+ * damage, which the operator must repair (docs/operations.md). */
+static int damaged_file(int rc)
+{
+	return (rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB;
+}
+
 static int db_err(struct selo_err *err, struct conn *c, const char *what)
 {
+	if (damaged_file(sqlite3_extended_errcode(c->db)))
+		return err_set(err, 500, "store-damaged",
+			       "store: %s: the database file is damaged (%s); run `selo store check "
+			       "--data DIR` and restore it from a backup (docs/operations.md, \"A "
+			       "damaged store\")",
+			       what, sqlite3_errmsg(c->db));
 	return err_set(err, 500, "storage-failed", "store: %s: %s", what, sqlite3_errmsg(c->db));
 }
 
@@ -1288,6 +1311,94 @@ static void notice_from_row(sqlite3_stmt *st, struct notice_rec *r)
 	r->send_at_ms = sqlite3_column_int64(st, 17);
 	r->sequence_id = col_text(st, 18);
 	r->step = sqlite3_column_int(st, 19);
+}
+
+/* How each column of NOTICE_COLS is stored: T text, t text or NULL, I
+ * integer, S the 32-byte salt, H 64 hex digits or NULL, D a notice id.
+ * SQLite keeps any value in any column, so a flipped bit in a row's header
+ * turns a text into a blob, a number or NULL, or its bytes into invalid
+ * UTF-8, and the row still reads: each of those is damage to report, never
+ * a value to pass on (a JSON writer drops text that is not UTF-8 without a
+ * word). */
+static const struct {
+	const char *name;
+	char kind;
+} NOTICE_SHAPE[] = {
+	{"id", 'D'}, {"apikey_id", 'I'}, {"status", 'T'}, {"to_addr", 'T'}, {"template", 't'},
+	{"reference", 't'}, {"segment", 't'}, {"tags_json", 't'}, {"payload_json", 'T'},
+	{"salt", 'S'}, {"attempts", 'I'}, {"created_ms", 'I'}, {"updated_ms", 'I'},
+	{"next_attempt_ms", 'I'}, {"message_id", 't'}, {"sha256", 'H'}, {"last_error", 't'},
+	{"send_at_ms", 'I'}, {"sequence_id", 't'}, {"step", 'I'},
+};
+
+#define NOTICE_NCOLS ((int)(sizeof(NOTICE_SHAPE) / sizeof(NOTICE_SHAPE[0])))
+
+static const char *const TYPE_NAMES[] = {"?", "an integer", "a real", "text", "a blob", "NULL"};
+
+/* Why column i (of kind k) cannot be what the schema says, or NULL. */
+static const char *column_wrong(sqlite3_stmt *st, int i, char k)
+{
+	int type = sqlite3_column_type(st, i);
+	if (type == SQLITE_NULL)
+		return k == 't' || k == 'H' ? NULL : "is NULL";
+	if (k == 'I')
+		return type == SQLITE_INTEGER ? NULL : "is not an integer";
+	if (k == 'S') {
+		int ok = type == SQLITE_BLOB && sqlite3_column_bytes(st, i) == 32;
+		return ok ? NULL : "is not 32 bytes";
+	}
+	if (type != SQLITE_TEXT)
+		return "is not text";
+	const char *t = (const char *)sqlite3_column_text(st, i);
+	size_t n = (size_t)sqlite3_column_bytes(st, i);
+	if (!utf8_valid(t, n) || memchr(t, 0, n))
+		return "is not valid UTF-8 text";
+	if (k == 'D' && !id_text_valid(t))
+		return "is not a notice id";
+	if (k == 'H' && (n != 64 || strspn(t, "0123456789abcdef") != 64))
+		return "is not a SHA-256 in hex";
+	return NULL;
+}
+
+/* 0 when the row holds what the schema says; else 1 and why (which column,
+ * how) in out. Must run before any sqlite3_column_* call converts a value. */
+static int notice_row_damage(sqlite3_stmt *st, char *out, size_t n)
+{
+	for (int i = 0; i < NOTICE_NCOLS; i++) {
+		int type = sqlite3_column_type(st, i);
+		const char *why = column_wrong(st, i, NOTICE_SHAPE[i].kind);
+		if (why) {
+			snprintf(out, n, "column %s %s (stored as %s)", NOTICE_SHAPE[i].name, why,
+				 TYPE_NAMES[type >= 1 && type <= 5 ? type : 0]);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* A damaged row is an error that names the notice: the id asked for, or the
+ * row's own id when that reads. */
+static int notice_damaged(struct selo_err *err, sqlite3_stmt *st, const char *asked,
+			  const char *why)
+{
+	const unsigned char *t = sqlite3_column_text(st, 0);
+	const char *id = asked ? asked : t && id_text_valid((const char *)t) ? (const char *)t : "?";
+	return err_set(err, 500, "store-damaged",
+		       "store: the row of notice %s is damaged: %s; run `selo store check --data "
+		       "DIR` and restore the store from a backup (docs/operations.md, \"A damaged "
+		       "store\")",
+		       id, why);
+}
+
+/* Reads a notice row, refusing a damaged one. 0 or -1. */
+static int notice_read(sqlite3_stmt *st, const char *asked, struct notice_rec *r,
+		       struct selo_err *err)
+{
+	char why[160];
+	if (notice_row_damage(st, why, sizeof(why)))
+		return notice_damaged(err, st, asked, why);
+	notice_from_row(st, r);
+	return 0;
 }
 
 /* ---- API keys. */
@@ -2202,9 +2313,9 @@ static int notice_get_on(struct conn *c, const char *id, int64_t apikey_id,
 	if (bind_text(st, 1, id) | sqlite3_bind_int64(st, 2, apikey_id))
 		return bind_failed(c, st, err, "reading a notice");
 	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		notice_from_row(st, out);
 	int r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(err, c, "reading a notice");
+	if (r == 1 && notice_read(st, id, out, err) != 0)
+		r = -1;
 	stmt_done(st);
 	return r;
 }
@@ -2240,7 +2351,11 @@ static int notice_list_on(struct conn *c, const struct notice_filter *f, struct 
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		*out = grow(*out, *n, &cap, sizeof(**out));
-		notice_from_row(st, &(*out)[(*n)++]);
+		if (notice_read(st, NULL, &(*out)[*n], err) != 0) {
+			stmt_done(st);
+			return -1;
+		}
+		(*n)++;
 	}
 	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "listing notices");
 	stmt_done(st);
@@ -2256,6 +2371,49 @@ int store_notice_list(struct store *s, const struct notice_filter *f, struct not
 	if (!c)
 		return -1;
 	int r = notice_list_on(c, f, out, n, err);
+	reader_give(s, c);
+	if (r != 0) {
+		notice_recs_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+	}
+	return r;
+}
+
+static int notice_scan_on(struct conn *c, int64_t *cursor, size_t max, struct notice_rec **out,
+			  size_t *n, struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_NOTICE_SCAN, err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, *cursor) | sqlite3_bind_int64(st, 2, (int64_t)max))
+		return bind_failed(c, st, err, "scanning notices");
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*out = grow(*out, *n, &cap, sizeof(**out));
+		struct notice_rec *r = &(*out)[(*n)++];
+		char why[160];
+		int bad = notice_row_damage(st, why, sizeof(why));
+		notice_from_row(st, r);
+		if (bad)
+			r->damage = xmemdup(why, strlen(why));
+		*cursor = sqlite3_column_int64(st, NOTICE_NCOLS);
+	}
+	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "scanning notices");
+	stmt_done(st);
+	return r;
+}
+
+int store_notice_scan(struct store *s, int64_t *cursor, size_t max, struct notice_rec **out,
+		      size_t *n, struct selo_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	int r = notice_scan_on(c, cursor, max < 1 ? 1 : max > LIST_MAX ? LIST_MAX : max, out, n, err);
 	reader_give(s, c);
 	if (r != 0) {
 		notice_recs_free(*out, *n);
@@ -2325,6 +2483,43 @@ int store_events_of(struct store *s, const char *notice_id, struct event_rec **o
 		return 0;
 	}
 	return events_query(s, S_EVENTS_OF, notice_id, 0, 0, out, n, err);
+}
+
+static int event_first_on(struct conn *c, const char *id, const char *type, struct event_rec *out,
+			  struct selo_err *err)
+{
+	sqlite3_stmt *st = stmt_get(c, S_EVENT_FIRST, err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, id) | bind_text(st, 2, type))
+		return bind_failed(c, st, err, "reading an event");
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		event_from_row(st, out);
+	int r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(err, c, "reading an event");
+	stmt_done(st);
+	return r;
+}
+
+int store_event_first(struct store *s, const char *notice_id, const char *type,
+		      struct event_rec *out, struct selo_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	struct conn *c = reader_take(s, err);
+	if (!c)
+		return -1;
+	int r = event_first_on(c, notice_id, type, out, err);
+	reader_give(s, c);
+	return r;
+}
+
+void event_rec_free(struct event_rec *e)
+{
+	if (!e)
+		return;
+	free(e->entry);
+	e->entry = NULL;
+	e->len = 0;
 }
 
 int store_confirmations_of(struct store *s, const char *notice_id, struct event_rec **out,
@@ -2579,6 +2774,63 @@ int store_ping(struct store *s, struct selo_err *err)
 	return r;
 }
 
+/* Hands each line of a check's finding to line(), up to max in all. */
+static void check_lines(const char *t, int *lines, int max,
+			void (*line)(void *arg, const char *text), void *arg)
+{
+	while (line && *t && *lines < max) {
+		size_t n = strcspn(t, "\n");
+		char one[512];
+		snprintf(one, sizeof(one), "%.*s", (int)n, t);
+		if (one[0])
+			line(arg, one);
+		(*lines)++;
+		t += n + (t[n] == '\n');
+	}
+}
+
+/* Runs the check on a connection of its own: a fresh one sees the file as
+ * it is (the pool's may hold pages in their caches), and query_only makes
+ * sure the check writes nothing. The check's own failure to read a page
+ * that is damaged is a finding too, not an error. */
+int store_check_file(const char *path, int full, int max_lines,
+		     void (*line)(void *arg, const char *text), void *arg, struct selo_err *err)
+{
+	if (access(path, F_OK) != 0)
+		return err_set(err, 500, "storage-failed", "store: %s: %s", path, strerror(errno));
+	struct conn *c = conn_open(path, SQLITE_OPEN_READWRITE, err);
+	if (!c)
+		return -1;
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_exec(c->db, "PRAGMA query_only=1", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(c->db, full ? "PRAGMA integrity_check" : "PRAGMA quick_check",
+					-1, &st, NULL);
+	int found = 0, lines = 0;
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = SQLITE_OK; /* on to the next row */
+		const char *t = (const char *)sqlite3_column_text(st, 0);
+		if (t && !strcmp(t, "ok"))
+			continue;
+		found = 1;
+		check_lines(t ? t : "(no text)", &lines, max_lines, line, arg);
+	}
+	int r = found;
+	if (rc != SQLITE_DONE && rc != SQLITE_OK) {
+		int code = sqlite3_extended_errcode(c->db);
+		if (damaged_file(code)) {
+			check_lines(sqlite3_errmsg(c->db), &lines, max_lines, line, arg);
+			r = 1;
+		} else {
+			r = err_set(err, 500, "storage-failed", "store: checking %s: %s", path,
+				    sqlite3_errmsg(c->db));
+		}
+	}
+	sqlite3_finalize(st);
+	conn_close(c);
+	return r;
+}
+
 /* ---- Freeing results. */
 
 void notice_rec_free(struct notice_rec *r)
@@ -2594,8 +2846,10 @@ void notice_rec_free(struct notice_rec *r)
 	free(r->message_id);
 	free(r->last_error);
 	free(r->sequence_id);
+	free(r->damage);
 	r->to = r->template_name = r->reference = r->segment = NULL;
 	r->tags_json = r->payload_json = r->message_id = r->last_error = r->sequence_id = NULL;
+	r->damage = NULL;
 }
 
 void notice_recs_free(struct notice_rec *r, size_t n)
@@ -3701,7 +3955,11 @@ static int sequence_get_on(struct conn *c, const char *id, int64_t apikey_id,
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		out->steps = grow(out->steps, out->nsteps, &cap, sizeof(*out->steps));
-		notice_from_row(st, &out->steps[out->nsteps++]);
+		if (notice_read(st, NULL, &out->steps[out->nsteps], err) != 0) {
+			stmt_done(st);
+			return -1;
+		}
+		out->nsteps++;
 	}
 	r = rc == SQLITE_DONE ? 1 : db_err(err, c, "reading a sequence's steps");
 	stmt_done(st);

@@ -52,12 +52,15 @@ int ledger_latest_checkpoint(struct ledger *l, struct buf *note, struct selo_err
 int ledger_receipt(struct ledger *l, const char *notice_id, int short_form, json_t **out,
 		   struct selo_err *err);
 
-/* `selo log verify`: recomputes the whole tree from the stored entries and
- * compares every stored tile, the state, every checkpoint (signature, root,
- * timestamp) and consistency between consecutive checkpoints, and that every
- * event up to the last integrated one is in the log. Calls report(arg, ok,
- * line) for each finding; returns 0 when all is consistent, 1 on the first
- * mismatch (reported), -1 when it could not run. */
+/* `selo log verify`'s audit of the log: recomputes the whole tree from the
+ * stored entries and compares every stored tile, the state, every
+ * checkpoint (signature, root, timestamp) and consistency between
+ * consecutive checkpoints, and that every event up to the last integrated
+ * one is in the log; checks each event row against its entry's head and its
+ * leaf (evidence.h), reporting each damaged row by notice and walking on.
+ * Calls report(arg, ok, line) for each finding; returns 0 when all is
+ * consistent, 1 when something is not (a tile or checkpoint mismatch stops
+ * the walk), -1 when it could not run. */
 int ledger_audit(struct ledger *l, void (*report)(void *arg, int ok, const char *line), void *arg,
 		 struct selo_err *err);
 

@@ -35,6 +35,17 @@ void store_close(struct store *s);
 /* The schema version after migrations (for `selo status`/tests). */
 int store_schema_version(struct store *s);
 
+/* SQLite's own check of the database file at path, on a connection of its
+ * own that writes nothing (it may run beside `selo serve`): full = 0 runs
+ * PRAGMA quick_check (every page's structure, records and overflow chains;
+ * linear in the file's size), full = 1 PRAGMA integrity_check (also every
+ * index against its table and the UNIQUE constraints). line(arg, text) is
+ * called for each problem found, at most max_lines (SQLite stops at 100).
+ * Returns 0 sound, 1 damage found, -1 with err when the check could not run
+ * (no such file, I/O). docs/operations.md, "A damaged store". */
+int store_check_file(const char *path, int full, int max_lines,
+		     void (*line)(void *arg, const char *text), void *arg, struct selo_err *err);
+
 /* ---- API keys: only SHA-256 of the key is stored; prefix is the first
  * characters of the key, shown by `apikey list` to tell keys apart. */
 struct apikey {
@@ -124,11 +135,18 @@ struct notice_rec {
 	int64_t send_at_ms;    /* when it was first due (its acceptance, unless scheduled) */
 	char *sequence_id;     /* NULL: not a sequence step */
 	int step;
+	char *damage;          /* store_notice_scan only: NULL, or why the row could not be
+				* decoded (a column of the wrong type, not UTF-8, ...) */
 };
 void notice_rec_free(struct notice_rec *r);
 void notice_recs_free(struct notice_rec *r, size_t n);
 
-/* apikey_id < 0: any key (CLI); otherwise only that key's notices. */
+/* apikey_id < 0: any key (CLI); otherwise only that key's notices. A row
+ * that cannot be decoded as the schema says (a column of another type or
+ * NULL where none belongs, text that is not UTF-8, a salt that is not 32
+ * bytes: what a damaged file reads as) is never returned as a notice: -1
+ * with err 500 "store-damaged" naming the notice and the column. The same
+ * holds for store_notice_list and store_sequence_get. */
 int store_notice_get(struct store *s, const char *id, int64_t apikey_id, struct notice_rec *out,
 		     struct selo_err *err);
 
@@ -153,9 +171,24 @@ struct event_rec {
 	int64_t log_index;     /* its index in the Merkle log, -1 until integrated */
 };
 void event_recs_free(struct event_rec *e, size_t n);
+/* Every notice row in storage order, for audits (`selo log verify`): up to
+ * max rows after *cursor (0: from the first), read in one snapshot; *cursor
+ * moves past them, and *n = 0 means the end. A row that cannot be decoded
+ * comes back with rec.damage set (its other fields as far as they read),
+ * so that one damaged row never hides the next. *out malloc'd,
+ * notice_recs_free(). */
+int store_notice_scan(struct store *s, int64_t *cursor, size_t max, struct notice_rec **out,
+		      size_t *n, struct selo_err *err);
+
 /* A notice's events, ordered by seq. *out malloc'd, event_recs_free(). */
 int store_events_of(struct store *s, const char *notice_id, struct event_rec **out, size_t *n,
 		    struct selo_err *err);
+/* The notice's first event of this type (by seq): 1 and *out (free its
+ * entry with event_rec_free), 0 none. Reads only the notice's events up to
+ * that one, however many opens follow it. */
+int store_event_first(struct store *s, const char *notice_id, const char *type,
+		      struct event_rec *out, struct selo_err *err);
+void event_rec_free(struct event_rec *e);
 /* The notice's read_confirmed events only, in log order (an index of their
  * own: the confirmation page asks on every view, however many opens the
  * notice has). */

@@ -25,7 +25,6 @@ static int add_notices(struct selo *app, size_t n, char (*ids)[27])
 {
 	struct notice_new *ns = calloc(n, sizeof(*ns));
 	struct accept_result *res = calloc(n, sizeof(*res));
-	json_t *fields = json_pack("{s:s}", "to", "sha256:00");
 	struct selo_err err;
 	err_clear(&err);
 	for (size_t i = 0; i < n; i++) {
@@ -36,14 +35,18 @@ static int add_notices(struct selo *app, size_t n, char (*ids)[27])
 		ns[i].apikey_id = 1;
 		ns[i].to = "devedor@destino.example";
 		ns[i].payload_json = "{}";
-		ns[i].event_fields = fields;
+		/* what a real submission commits to: receipts check the row against it */
+		char c[SELO_COMMIT_LEN + 1];
+		commitment(ns[i].salt, 32, ns[i].to, strlen(ns[i].to), c);
+		ns[i].event_fields = json_pack("{s:i,s:s}", "api_key", 1, "to", c);
 		if (ids)
 			memcpy(ids[i], ns[i].id, 27);
 	}
 	int r = store_notices_accept(app->store, ns, n, res, &err);
 	if (r != 0)
 		fprintf(stderr, "accept: %s\n", err.msg);
-	json_decref(fields);
+	for (size_t i = 0; i < n; i++)
+		json_decref(ns[i].event_fields);
 	free(ns);
 	free(res);
 	return r;
@@ -56,6 +59,8 @@ static void seal(struct selo *app, const char *id)
 	char hex[65];
 	sha256_hex(eml, sizeof(eml) - 1, hex);
 	json_object_set_new(f, "sha256", json_string(hex));
+	json_object_set_new(f, "size", json_integer((json_int_t)sizeof(eml) - 1));
+	json_object_set_new(f, "message_id", json_string("m@b.example"));
 	struct seal_rec r = {id, eml, sizeof(eml) - 1, {0}, "m@b.example", NULL, 0, f, NULL};
 	memcpy(r.sha256, hex, 65);
 	struct selo_err err;

@@ -23,6 +23,8 @@ static const char USAGE[] =
 	"          record a bounce (DSN) of one of our notices; for the MTA\n"
 	"  stats   --data DIR [--from D] [--to D] [--group-by G] [--json]\n"
 	"          delivery, open and read indicators (docs/stats.md)\n"
+	"  store   check --data DIR [--quick]   is the database file sound, and every\n"
+	"          notice's evidence intact? exit 0 sound, 1 damage found\n"
 	"\n"
 	"`selo <command> --help` for details. Exit codes: 0 ok, 1 not found or\n"
 	"verification failed, 2 usage or I/O error.\n";
@@ -101,7 +103,7 @@ int main(int argc, char **argv)
 		{"init", cmd_init}, {"serve", cmd_serve}, {"apikey", cmd_apikey},
 		{"submit", cmd_submit}, {"status", cmd_status}, {"receipt", cmd_receipt},
 		{"log", cmd_log}, {"verify", cmd_verify}, {"bounce", cmd_bounce},
-		{"stats", cmd_stats},
+		{"stats", cmd_stats}, {"store", cmd_store},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(cmd, cmds[i].name))

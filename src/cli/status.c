@@ -1,9 +1,11 @@
 /* status.c: `selo status ID --data DIR`: the notice and its events as one
  * JSON document on stdout (the same form as GET /v1/notices/{id}); exit 1
- * when there is no such notice. */
+ * when there is no such notice, 2 when its row is damaged (it cannot be
+ * decoded, or disagrees with what its events commit to: evidence.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include "cli.h"
+#include "selo/evidence.h"
 #include "selo/id.h"
 #include "selo/notice.h"
 #include "selo/selo.h"
@@ -29,6 +31,14 @@ static int show(struct selo *app, const char *id)
 	size_t nev = 0;
 	if (store_events_of(app->store, id, &ev, &nev, &err) != 0) {
 		notice_rec_free(&rec);
+		fprintf(stderr, "selo status: %s\n", err.msg);
+		return EXIT_USAGE;
+	}
+	/* A row that disagrees with what its events commit to is damage, told
+	 * as such: never a document with a value silently wrong or missing. */
+	if (evidence_notice(&rec, ev, nev, &err) != 0) {
+		notice_rec_free(&rec);
+		event_recs_free(ev, nev);
 		fprintf(stderr, "selo status: %s\n", err.msg);
 		return EXIT_USAGE;
 	}

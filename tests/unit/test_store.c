@@ -1,7 +1,8 @@
 /* test_store.c: the SQLite store (store.h) against a fresh database in a
  * temporary directory per test: migrations, API keys, accepting (batches,
  * idempotency, concurrency), claiming, sealing, delivery results, listing
- * and scoping, the exact bytes of events. Prints accepts/s with 8 threads. */
+ * and scoping, the exact bytes of events, damaged rows and files. Prints
+ * accepts/s with 8 threads. */
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdint.h>
@@ -1396,6 +1397,103 @@ TEST(reads_on_empty_store)
 	CHECK(store_next_due(f.s) == 0);
 	CHECK(store_ping(f.s, &e) == 0);
 	store_fx_close(&f);
+}
+
+static void count_line(void *arg, const char *text)
+{
+	(void)text;
+	(*(int *)arg)++;
+}
+
+/* A notices row whose bytes no longer match the schema (what a flipped bit
+ * in a record reads as) is an error that names the notice and the column on
+ * the read paths, and a row marked damaged in the audit's scan, which goes
+ * on to the next row. */
+TEST(damaged_rows_are_reported_not_read)
+{
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
+	if (!f.s)
+		return;
+	char ids[3][27];
+	for (int i = 0; i < 3; i++) {
+		struct accept_result r = accept1(f.s, 1, NULL, "{}", NULL);
+		CHECK(!r.failed);
+		memcpy(ids[i], r.id, 27);
+	}
+	char sql[300];
+	snprintf(sql, sizeof(sql), "UPDATE notices SET message_id = CAST(x'41ff42' AS TEXT) WHERE "
+		 "id = '%s'; UPDATE notices SET attempts = 'x' WHERE id = '%s'", ids[1], ids[2]);
+	CHECK(raw_exec(f.path, sql) == 0);
+	struct selo_err e;
+	err_clear(&e);
+	struct notice_rec rec;
+	CHECK(store_notice_get(f.s, ids[0], -1, &rec, &e) == 1);
+	notice_rec_free(&rec);
+	CHECK(store_notice_get(f.s, ids[1], -1, &rec, &e) == -1);
+	CHECK_STR(e.type, "store-damaged");
+	CHECK(strstr(e.msg, ids[1]) && strstr(e.msg, "column message_id is not valid UTF-8"));
+	err_clear(&e);
+	struct notice_rec *recs = NULL;
+	size_t n = 0;
+	struct notice_filter all = {-1, NULL, NULL, NULL, 100};
+	CHECK(store_notice_list(f.s, &all, &recs, &n, &e) == -1 && !recs && n == 0);
+	/* ids made in one millisecond need not sort in the order made */
+	CHECK(strstr(e.msg, "column message_id") || strstr(e.msg, "column attempts"));
+	int64_t cursor = 0;
+	CHECK(store_notice_scan(f.s, &cursor, 2, &recs, &n, &e) == 0 && n == 2);
+	CHECK(n == 2 && !recs[0].damage && recs[1].damage &&
+	      strstr(recs[1].damage, "message_id") && !strcmp(recs[1].id, ids[1]));
+	notice_recs_free(recs, n);
+	CHECK(store_notice_scan(f.s, &cursor, 2, &recs, &n, &e) == 0 && n == 1);
+	CHECK(n == 1 && recs[0].damage && strstr(recs[0].damage, "column attempts is not an integer"));
+	notice_recs_free(recs, n);
+	CHECK(store_notice_scan(f.s, &cursor, 2, &recs, &n, &e) == 0 && n == 0 && cursor == 3);
+	struct event_rec ev;
+	CHECK(store_event_first(f.s, ids[0], EV_SUBMISSION_ACCEPTED, &ev, &e) == 1);
+	CHECK_STR(ev.notice_id, ids[0]);
+	static const char head[] = "{\"v\":1,\"type\":\"submission_accepted\"";
+	CHECK(ev.entry && !strncmp(ev.entry, head, sizeof(head) - 1));
+	event_rec_free(&ev);
+	CHECK(store_event_first(f.s, ids[0], EV_CONTENT_SEALED, &ev, &e) == 0 && !ev.entry);
+	int lines = 0;
+	CHECK(store_check_file(f.path, 1, 10, count_line, &lines, &e) == 0 && lines == 0);
+	CHECK(store_check_file(f.path, 0, 10, count_line, &lines, &e) == 0 && lines == 0);
+	store_fx_close(&f);
+}
+
+/* A damaged page is a finding of the file check, with SQLite's own lines. */
+TEST(file_check_finds_a_damaged_page)
+{
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "store") == 0);
+	if (!f.s)
+		return;
+	for (int i = 0; i < 3; i++)
+		CHECK(!accept1(f.s, 1, NULL, "{}", NULL).failed);
+	int64_t page = raw_int(f.path, "SELECT rootpage FROM sqlite_schema WHERE name = "
+			       "'notices_by_status'");
+	store_close(f.s);
+	f.s = NULL;
+	CHECK(page > 1);
+	FILE *db = fopen(f.path, "r+b");
+	CHECK(db != NULL);
+	if (db) {
+		/* the page's type byte: no b-tree page has type 0x0b */
+		CHECK(fseek(db, (long)(page - 1) * 4096, SEEK_SET) == 0 && fputc(0x0b, db) == 0x0b);
+		fclose(db);
+	}
+	struct selo_err e;
+	err_clear(&e);
+	int lines = 0;
+	CHECK(store_check_file(f.path, 0, 10, count_line, &lines, &e) == 1 && lines >= 1);
+	lines = 0;
+	CHECK(store_check_file(f.path, 1, 3, count_line, &lines, &e) == 1 && lines >= 1 &&
+	      lines <= 3);
+	char none[160];
+	snprintf(none, sizeof(none), "%s/none.db", f.dir);
+	CHECK(store_check_file(none, 0, 10, count_line, &lines, &e) == -1);
+	store_fx_remove(&f);
 }
 
 /* A process killed at any moment keeps every notice it acknowledged: the
