@@ -1264,7 +1264,7 @@ TEST(log_indexes_by_runs_of_seqs)
 	f.s = NULL;
 	/* Later migrations go too: a database of before migration 3 has none of
 	 * their tables (4: webhooks, 7: suppressions, 8: sequences, 9:
-	 * statistics), columns
+	 * statistics, 11: hit folds), columns
 	 * (8: scheduling) or indexes (6: read confirmations). */
 	CHECK(raw_exec(f.path, "DROP TABLE log_ranges; DELETE FROM schema_migrations WHERE version >= 3;"
 			       " DROP TABLE webhook_outbox; DROP TABLE webhook_cursor; DROP TABLE webhooks;"
@@ -1275,6 +1275,7 @@ TEST(log_indexes_by_runs_of_seqs)
 			       " ALTER TABLE notices DROP COLUMN step;"
 			       " DROP TABLE stats_cursor; DROP TABLE stats_dims; DROP TABLE stats_notices;"
 			       " DROP TABLE stats_rollup; DROP TABLE stats_delays;"
+			       " DROP TABLE hit_tally; DROP TABLE hit_fold_addrs;"
 			       " UPDATE events SET log_index = seq - 1 WHERE seq <= 4;"
 			       " UPDATE events SET log_index = 4 WHERE seq = 6;") == 0);
 	err_clear(&e);
