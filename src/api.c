@@ -61,6 +61,7 @@ struct api {
 	struct exporter *exporter; /* PDF receipts; NULL without a ledger */
 	struct auth_cache *keys;   /* for accepts only (auth.h) */
 	struct connguard *guard;   /* api.request_timeout, room for new clients */
+	struct diag_limit fail_log; /* 5xx answers (a full disk fails every accept): diag.h */
 };
 
 struct req {
@@ -181,7 +182,7 @@ static enum MHD_Result send_problem(struct api *a, struct MHD_Connection *c, str
 {
 	int status = e->status ? e->status : 500;
 	if (status >= 500)
-		diag_error("API request failed: %s", e->msg);
+		diag_error_limited(&a->fail_log, "API request failed: %s", e->msg);
 	if (status >= 500) {
 		atomic_fetch_add(&a->app->metrics.http_5xx, 1);
 		/* Storage errors can name paths; the caller gets a generic detail. */
@@ -697,16 +698,49 @@ static enum MHD_Result get_receipt(struct api *a, struct MHD_Connection *c, cons
 	return ret;
 }
 
+/* 503 when the database does not answer, or when its writes fail (a full
+ * disk: the store's health, store.h). The reason is a class, never a path. */
 static enum MHD_Result get_health(struct api *a, struct MHD_Connection *c)
 {
 	struct selo_err err;
 	err_clear(&err);
-	int ok = store_ping(a->app->store, &err) == 0;
+	int answers = store_ping(a->app->store, &err) == 0;
+	struct store_health h;
+	store_health(a->app->store, &h);
+	int ok = answers && !h.failing;
 	json_t *o = json_pack("{s:s,s:s,s:s}", "status", ok ? "ok" : "unavailable", "store",
 			      ok ? "ok" : "failing", "transport",
 			      a->app->cfg.smtp_mode == SMTP_RELAY ? "relay"
 			      : a->app->cfg.smtp_mode == SMTP_MX ? "mx" : "maildir");
+	if (h.failing) {
+		char since[32];
+		clock_rfc3339(h.failing_since_ms, since);
+		json_object_set_new(o, "store_reason", json_string(store_fault_name(h.fault)));
+		json_object_set_new(o, "store_failing_since", json_string(since));
+	} else if (!answers) {
+		json_object_set_new(o, "store_reason", json_string("unreadable"));
+	}
 	return send_json(c, ok ? 200 : 503, o, NULL);
+}
+
+/* The store's health of writes. /metrics answers 200 even then: a
+ * Prometheus scrape that failed would lose every other figure too, and
+ * these gauges are what an alert needs. */
+static void metrics_store_health(struct api *a, struct buf *b)
+{
+	struct store_health h;
+	store_health(a->app->store, &h);
+	buf_printf(b,
+		   "# HELP selo_store_failing 1 while the store's writes fail (a full disk).\n"
+		   "# TYPE selo_store_failing gauge\nselo_store_failing %d\n"
+		   "# HELP selo_store_failing_since_seconds When the writes began to fail (Unix "
+		   "time), 0 while they succeed.\n"
+		   "# TYPE selo_store_failing_since_seconds gauge\n"
+		   "selo_store_failing_since_seconds %.3f\n"
+		   "# HELP selo_store_write_failures_total Writes of the store that failed.\n"
+		   "# TYPE selo_store_write_failures_total counter\n"
+		   "selo_store_write_failures_total %lld\n",
+		   h.failing, (double)h.failing_since_ms / 1000.0, (long long)h.failures);
 }
 
 static enum MHD_Result get_metrics(struct api *a, struct MHD_Connection *c)
@@ -751,6 +785,7 @@ static enum MHD_Result get_metrics(struct api *a, struct MHD_Connection *c)
 			   (long long)atomic_load(ctr[i].v));
 	buf_printf(&b, "# TYPE selo_store_wal_restarts_total counter\nselo_store_wal_restarts_total %lld\n",
 		   (long long)store_wal_restarts(a->app->store));
+	metrics_store_health(a, &b);
 	enum MHD_Result r = send_bytes(c, 200, "text/plain; version=0.0.4", b.data, b.len, NULL);
 	buf_free(&b);
 	return r;

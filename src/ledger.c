@@ -334,7 +334,7 @@ int ledger_sync(struct ledger *l, int force, struct selo_err *err)
 static void *sequencer(void *arg)
 {
 	struct ledger *l = arg;
-	int64_t last_warn = 0;
+	struct diag_limit fail_log = DIAG_LIMIT_INIT; /* a round fails every second on a full disk */
 	for (;;) {
 		pthread_mutex_lock(&l->smu);
 		if (!l->stop) {
@@ -351,11 +351,13 @@ static void *sequencer(void *arg)
 		pthread_mutex_unlock(&l->smu);
 		struct selo_err err;
 		err_clear(&err);
-		/* On stop, one last round so that what was recorded is integrated. */
-		if (ledger_sync(l, stop, &err) < 0 && clock_mono_ms() - last_warn > 10000) {
-			diag_warn("ledger: %s (will retry)", err.msg);
-			last_warn = clock_mono_ms();
-		}
+		/* On stop, one last round so that what was recorded is integrated.
+		 * A failed round changed nothing (integrate keeps its edge): the
+		 * next one tries the same events again. */
+		if (ledger_sync(l, stop, &err) < 0)
+			diag_warn_limited(&fail_log, "ledger: %s (will retry)", err.msg);
+		else
+			diag_ended(&fail_log, "ledger: integrating works again");
 		if (stop)
 			break;
 	}

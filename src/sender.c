@@ -3,7 +3,14 @@
  * sealed bytes are stored and committed BEFORE anything is sent, so a resend
  * after a crash sends the very same bytes), send the batch, record the
  * outcomes in one transaction. Idle workers sleep until sender_notify or
- * the next deferred notice is due (at most a second). */
+ * the next deferred notice is due (at most a second).
+ *
+ * When the store fails (a full disk), a worker keeps what it holds and
+ * tries again with backoff, claiming nothing meanwhile: the seals before
+ * sending (a stop gives up on them: nothing was sent), the results after
+ * (never given up while the process may still record them: a message
+ * handed to SMTP whose result is lost would be sent again at the next
+ * start). Repeated errors are logged once per interval (diag.h). */
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -32,7 +39,20 @@ struct sender {
 	int running;             /* workers that have not exited */
 	int busy;                /* workers holding a claimed batch */
 	size_t held;             /* notices in those batches: `sending` until recorded */
+	int64_t stop_ms;         /* clock_mono_ms when claiming stopped */
+	/* Errors that repeat per batch or per notice (diag.h). */
+	struct diag_limit claim_log, compose_log, seal_log, record_log;
 };
+
+/* Retrying writes the store refused: the first retry after RETRY_FIRST_MS,
+ * doubling up to RETRY_MAX_MS, so the work goes on within a second of the
+ * space coming back (a retry that fails costs a transaction that fails
+ * at its first write: nothing to spare a worker from). */
+#define RETRY_FIRST_MS 200
+#define RETRY_MAX_MS 1000
+/* After naming the results it could not record at a stop, a worker tries
+ * this much longer before it lets go (`selo serve` has exited by then). */
+#define RECORD_GRACE_MS 10000
 
 /* One notice's way through a batch. */
 struct item {
@@ -130,8 +150,9 @@ out:
 }
 
 /* Gets the bytes to send: the stored message, or a newly composed one. */
-static void prepare_item(struct selo *app, struct item *it)
+static void prepare_item(struct sender *s, struct item *it)
 {
+	struct selo *app = s->app;
 	struct selo_err err;
 	err_clear(&err);
 	if (it->rec.sha256[0]) {
@@ -147,10 +168,10 @@ static void prepare_item(struct selo *app, struct item *it)
 	it->unsealed_retry = err.status == 503;
 	snprintf(it->fail_reason, sizeof(it->fail_reason), "the message could not be composed: %.250s",
 		 err.msg);
-	diag_error("notice %s: %s", it->rec.id, it->fail_reason);
+	diag_error_limited(&s->compose_log, "notice %s: %s", it->rec.id, it->fail_reason);
 }
 
-static int store_seals(struct selo *app, struct item *items, size_t n)
+static int store_seals(struct selo *app, struct item *items, size_t n, struct selo_err *err)
 {
 	struct seal_rec *seals = calloc(n, sizeof(*seals));
 	struct token_rec **toks = calloc(n, sizeof(*toks));
@@ -173,12 +194,8 @@ static int store_seals(struct selo *app, struct item *items, size_t n)
 		memcpy(seals[ns].sha256, o->sha256, 65);
 		ns++;
 	}
-	struct selo_err err;
-	err_clear(&err);
-	int r = ns ? store_notices_sealed(app->store, seals, ns, &err) : 0;
-	if (r != 0)
-		diag_error("cannot store sealed messages: %s", err.msg);
-	else
+	int r = ns ? store_notices_sealed(app->store, seals, ns, err) : 0;
+	if (r == 0)
 		atomic_fetch_add(&app->metrics.messages_sealed, (long long)ns);
 	for (size_t i = 0; i < ns; i++)
 		free(toks[i]);
@@ -310,21 +327,158 @@ static const char *envelope_from(struct selo *app, struct item *it)
 	return app->cfg.mail_return_path;
 }
 
-static void process_batch(struct selo *app, struct transport *t, struct notice_rec *recs,
+/* Sleeps ms, or less when a stop begins during the sleep (a stop that had
+ * begun before does not cut it short). Returns whether the sender stops. */
+static int retry_sleep(struct sender *s, int64_t ms)
+{
+	pthread_mutex_lock(&s->mu);
+	int was = s->stop;
+	int64_t until = clock_mono_ms() + ms;
+	while (s->stop == was) {
+		int64_t left = until - clock_mono_ms();
+		if (left <= 0)
+			break;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+	}
+	int stop = s->stop;
+	pthread_mutex_unlock(&s->mu);
+	return stop;
+}
+
+/* Whether a write failed because the store does (store.h "Health of
+ * writes"): worth trying again. Another failure would fail the same way. */
+static int store_failing(struct selo *app, const struct selo_err *err)
+{
+	if (err->status != 500)
+		return 0;
+	struct store_health h;
+	store_health(app->store, &h);
+	return h.failing;
+}
+
+static int64_t retry_next(int64_t *delay)
+{
+	int64_t d = *delay;
+	*delay = d * 2 < RETRY_MAX_MS ? d * 2 : RETRY_MAX_MS;
+	return d;
+}
+
+/* The seals of the batch must be durable before anything is sent. While
+ * the store fails, the worker keeps the composed messages and tries again.
+ * A stop ends the tries: nothing of the batch was sent, so its notices,
+ * left `sending`, are sent once, by the next start. */
+static int seals_store(struct sender *s, struct item *items, size_t n)
+{
+	int64_t delay = RETRY_FIRST_MS;
+	struct selo_err err;
+	for (int tries = 1;; tries++) {
+		err_clear(&err);
+		if (store_seals(s->app, items, n, &err) == 0) {
+			if (tries > 1)
+				diag_ended(&s->seal_log, "sealed messages stored on try %d; sending", tries);
+			return 0;
+		}
+		if (!store_failing(s->app, &err)) {
+			diag_error("cannot store sealed messages: %s", err.msg);
+			return -1; /* not the storage's fault: trying again would not help */
+		}
+		diag_error_limited(&s->seal_log, "cannot store the sealed messages of a batch of %zu "
+				   "notice(s); nothing is sent before they are stored; trying again: %s",
+				   n, err.msg);
+		pthread_mutex_lock(&s->mu);
+		int stop = s->stop;
+		pthread_mutex_unlock(&s->mu);
+		if (stop || retry_sleep(s, retry_next(&delay))) {
+			diag_warn("stopping: the sealed messages of a batch of %zu notice(s) could not be "
+				  "stored; none was sent; they stay `sending` and the next start sends them",
+				  n);
+			return -1;
+		}
+	}
+}
+
+/* When a stopping worker names the results it could not record: a second
+ * before `selo serve`'s deadline (sender.stop_timeout), so the names are
+ * in the log before it exits. INT64_MAX while not stopping. */
+static int64_t name_time(struct sender *s)
+{
+	pthread_mutex_lock(&s->mu);
+	int stop = s->stop;
+	int64_t at = s->stop_ms;
+	pthread_mutex_unlock(&s->mu);
+	if (!stop)
+		return INT64_MAX;
+	int64_t bound = (int64_t)s->app->cfg.sender_stop_timeout_s * 1000;
+	return at + bound - (bound / 2 < 1000 ? bound / 2 : 1000);
+}
+
+static void results_name(const struct result_rec *res, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		diag_error("stopping: notice %s was handed to SMTP (%s) but its result cannot be "
+			   "recorded (the store fails); it stays `sending` and the next start sends "
+			   "it again", res[i].id, res[i].event_type);
+}
+
+/* The messages were handed to SMTP: a result lost means a second copy
+ * after the next start. So while the store fails the worker keeps the
+ * results and tries again until they are recorded, claiming nothing
+ * meanwhile. A stop makes it try every RETRY_FIRST_MS; shortly before the
+ * stop's deadline it names each notice still unrecorded, and it lets go
+ * RECORD_GRACE_MS later (the process has exited by then). */
+static void results_record(struct sender *s, const struct result_rec *res, size_t n)
+{
+	int64_t delay = RETRY_FIRST_MS;
+	int named = 0;
+	struct selo_err err;
+	for (int tries = 1;; tries++) {
+		err_clear(&err);
+		if (store_delivery_results(s->app->store, res, n, &err) == 0) {
+			if (tries > 1)
+				diag_ended(&s->record_log, "delivery results of %zu notice(s) recorded on "
+					   "try %d", n, tries);
+			if (named)
+				diag_warn("stopping: the results named above were recorded after all");
+			return;
+		}
+		if (!store_failing(s->app, &err)) {
+			diag_error("cannot record delivery results: %s", err.msg);
+			return;
+		}
+		diag_error_limited(&s->record_log, "cannot record delivery results of %zu notice(s) "
+				   "handed to SMTP; kept, and tried again until recorded: %s", n, err.msg);
+		int64_t now = clock_mono_ms(), at = name_time(s);
+		if (!named && now >= at) {
+			results_name(res, n);
+			named = 1;
+		}
+		if (named && now >= at + RECORD_GRACE_MS)
+			return;
+		retry_sleep(s, at == INT64_MAX ? retry_next(&delay) : RETRY_FIRST_MS);
+	}
+}
+
+static void process_batch(struct sender *s, struct transport *t, struct notice_rec *recs,
 			  size_t n)
 {
+	struct selo *app = s->app;
 	struct item *items = calloc(n, sizeof(*items));
 	if (!items)
 		abort();
 	for (size_t i = 0; i < n; i++) {
 		items[i].rec = recs[i];
-		prepare_item(app, &items[i]);
+		prepare_item(s, &items[i]);
 	}
-	if (store_seals(app, items, n) != 0) {
-		/* Nothing sealed was stored: send nothing; the notices stay in
-		 * `sending` and go back to the queue at the next start. */
+	if (seals_store(s, items, n) != 0)
 		goto out;
-	}
 	struct transport_msg *msgs = calloc(n, sizeof(*msgs));
 	size_t *which = calloc(n, sizeof(*which));
 	if (!msgs || !which)
@@ -355,10 +509,7 @@ static void process_batch(struct selo *app, struct transport *t, struct notice_r
 	int64_t now = clock_now_ms();
 	for (size_t i = 0; i < n; i++)
 		decide(app, t, &items[i], now, &res[i]);
-	struct selo_err err;
-	err_clear(&err);
-	if (store_delivery_results(app->store, res, n, &err) != 0)
-		diag_error("cannot record delivery results: %s", err.msg);
+	results_record(s, res, n);
 	for (size_t i = 0; i < n; i++)
 		if (res[i].last_error && res[i].last_error != items[i].fail_reason)
 			free((char *)res[i].last_error);
@@ -419,10 +570,11 @@ static void worker_loop(struct sender *s, struct transport *t)
 		err_clear(&err);
 		if (store_claim_due(app->store, clock_now_ms(), (size_t)app->cfg.sender_batch, &recs, &n,
 				    &err) != 0) {
-			diag_error("cannot claim notices: %s", err.msg);
+			diag_error_limited(&s->claim_log, "cannot claim notices: %s", err.msg);
 			wait_for_work(s, seen);
 			continue;
 		}
+		diag_ended(&s->claim_log, "claiming notices works again");
 		if (n == 0) {
 			free(recs);
 			wait_for_work(s, seen);
@@ -432,7 +584,7 @@ static void worker_loop(struct sender *s, struct transport *t)
 		s->busy++;
 		s->held += n;
 		pthread_mutex_unlock(&s->mu);
-		process_batch(app, t, recs, n);
+		process_batch(s, t, recs, n);
 		pthread_mutex_lock(&s->mu);
 		s->busy--;
 		s->held -= n;
@@ -513,6 +665,8 @@ void sender_stop_claiming(struct sender *s)
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->mu);
+	if (!s->stop)
+		s->stop_ms = clock_mono_ms();
 	s->stop = 1;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);

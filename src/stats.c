@@ -31,6 +31,7 @@
 #define CACHE_SLOTS 65536   /* notices whose facts the follower keeps in memory */
 #define DIMS_MAX 1000000    /* dims remembered by the follower before it forgets them all */
 #define STATS_IDLE_MS 250   /* the thread's pause once caught up */
+#define STATS_FAIL_MAX_MS 5000 /* its longest pause between failed tries (a full disk) */
 #define ZONE_MAX 64
 
 /* ---- small pieces */
@@ -693,7 +694,8 @@ static struct {
 static void *stats_main(void *arg)
 {
 	(void)arg;
-	int64_t warned = 0;
+	struct diag_limit fail_log = DIAG_LIMIT_INIT;
+	int64_t delay = STATS_IDLE_MS;
 	/* Counting may lag; the tracker and the API may not: when they compete
 	 * for the cores the follower waits (nice 19, as the senders). It
 	 * catches up when the flood ends; as_of says how far it is. */
@@ -706,16 +708,22 @@ static void *stats_main(void *arg)
 		err_clear(&err);
 		size_t n = 0;
 		int r = stats_follow(RUN.f, STATS_BATCH, &n, &err);
-		if (r != 0 && clock_mono_ms() - warned > 60000) {
-			diag_warn("stats: counting events failed (retried): %s", err.msg);
-			warned = clock_mono_ms();
+		/* A failed batch wrote nothing and is counted again; while the
+		 * store fails (a full disk) the tries slow down to one every
+		 * STATS_FAIL_MAX_MS, as reading and counting a batch is not free. */
+		if (r != 0) {
+			diag_warn_limited(&fail_log, "stats: counting events failed (retried): %s", err.msg);
+			delay = delay * 2 < STATS_FAIL_MAX_MS ? delay * 2 : STATS_FAIL_MAX_MS;
+		} else {
+			diag_ended(&fail_log, "stats: counting events works again");
+			delay = STATS_IDLE_MS;
 		}
 		pthread_mutex_lock(&RUN.mu);
 		if (r == 0 && n >= STATS_BATCH)
 			continue; /* behind: the next batch at once */
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)STATS_IDLE_MS * 1000000L;
+		ts.tv_nsec += (long)delay * 1000000L;
 		ts.tv_sec += ts.tv_nsec / 1000000000L;
 		ts.tv_nsec %= 1000000000L;
 		if (!RUN.stop)

@@ -632,6 +632,7 @@ struct conn {
 	sqlite3 *db;
 	sqlite3_stmt *st[S_COUNT];
 	int last_rc;       /* extended code of the last failed step: tells constraints apart */
+	int last_errno;    /* the system's errno behind it (ENOSPC tells a full disk) */
 	struct conn *next; /* reader free list */
 };
 
@@ -671,6 +672,16 @@ struct store {
 	int ckpt_started;
 	struct conn *ck;
 
+	/* Health of writes (store_health). The writer keeps what the group it
+	 * runs has learned in g_*, then publishes it under hmu. */
+	enum store_fault g_fault; /* the first fault of the group, NONE: none */
+	int g_rc;                 /* its SQLite code */
+	int g_wrote;              /* a commit of the group wrote to the WAL (wal hook) */
+	int64_t tried_ms;         /* clock_mono_ms of the last write tried (probe or group) */
+	pthread_mutex_t hmu;
+	struct store_health health;
+	struct diag_limit fail_log;
+
 	pthread_mutex_t rmu; /* guards the reader pool and the ping cache */
 	pthread_cond_t rcv;
 	struct conn *rfree;
@@ -704,9 +715,13 @@ static int damaged_file(int rc)
 	return (rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB;
 }
 
+/* Keeps the failure's codes on the connection (the writer's health needs
+ * them after the statement is reset) and fills err. */
 static int db_err(struct selo_err *err, struct conn *c, const char *what)
 {
-	if (damaged_file(sqlite3_extended_errcode(c->db)))
+	c->last_rc = sqlite3_extended_errcode(c->db);
+	c->last_errno = sqlite3_system_errno(c->db);
+	if (damaged_file(c->last_rc))
 		return err_set(err, 500, "store-damaged",
 			       "store: %s: the database file is damaged (%s); run `selo store check "
 			       "--data DIR` and restore it from a backup (docs/operations.md, \"A "
@@ -997,8 +1012,181 @@ static int savepoint_end(struct conn *c, enum stmt_id release, enum stmt_id undo
 	return 1;
 }
 
+/* ---- Health of writes (store.h "Health of writes"). */
+
+/* The class of a failure from SQLite's extended code and the errno behind
+ * it; NONE for codes that are not the storage's fault (a constraint, a
+ * blob too big, a bug's SQL error). */
+static enum store_fault fault_of(int rc, int sys_errno)
+{
+	switch (rc & 0xff) {
+	case SQLITE_FULL:
+		return STORE_FAULT_DISK_FULL;
+	case SQLITE_IOERR:
+	case SQLITE_CANTOPEN:
+		if (sys_errno == ENOSPC || sys_errno == EDQUOT)
+			return STORE_FAULT_DISK_FULL;
+		return sys_errno == EROFS ? STORE_FAULT_READ_ONLY : STORE_FAULT_IO;
+	case SQLITE_READONLY:
+		return STORE_FAULT_READ_ONLY;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_PROTOCOL:
+		return STORE_FAULT_LOCKED;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return STORE_FAULT_DAMAGED;
+	case SQLITE_NOMEM:
+		return STORE_FAULT_OTHER;
+	default:
+		return STORE_FAULT_NONE;
+	}
+}
+
+const char *store_fault_name(enum store_fault f)
+{
+	static const char *const names[] = {
+		[STORE_FAULT_NONE] = "",           [STORE_FAULT_DISK_FULL] = "disk-full",
+		[STORE_FAULT_IO] = "io-error",     [STORE_FAULT_READ_ONLY] = "read-only",
+		[STORE_FAULT_LOCKED] = "locked",   [STORE_FAULT_DAMAGED] = "damaged",
+		[STORE_FAULT_OTHER] = "other",
+	};
+	return (unsigned)f < sizeof(names) / sizeof(names[0]) ? names[f] : "other";
+}
+
+/* Notes the writer connection's last failure as the group's fault, when
+ * it is the storage's and the group has none yet. */
+static void group_fault(struct store *s)
+{
+	enum store_fault f = fault_of(s->w->last_rc, s->w->last_errno);
+	if (f == STORE_FAULT_NONE || s->g_fault != STORE_FAULT_NONE)
+		return;
+	s->g_fault = f;
+	s->g_rc = s->w->last_rc;
+}
+
+/* Called by SQLite inside a commit that wrote frames to the WAL: that
+ * commit proves that writes reach the disk. */
+static int writer_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	(void)db;
+	(void)name;
+	(void)frames;
+	struct store *s = arg;
+	s->g_wrote = 1;
+	return SQLITE_OK;
+}
+
+/* What store_health reports: failing while the last write that proved
+ * anything failed, and for STORE_HEALTHY_AFTER_MS after any failure (h:
+ * the writer's record, whose `failing` is the last outcome). */
+static int health_failing(const struct store_health *h, int64_t now)
+{
+	return h->failing || (h->last_failure_ms && now - h->last_failure_ms < STORE_HEALTHY_AFTER_MS);
+}
+
+/* Publishes what the last group (or probe) learned: a fault makes the
+ * store failing; a commit that wrote and met no fault ends the run of
+ * failures (store_health still says failing for a while: health_failing). */
+static void health_note(struct store *s, int probe)
+{
+	enum store_fault f = s->g_fault;
+	if (f == STORE_FAULT_NONE && !s->g_wrote && !probe)
+		return;
+	s->tried_ms = clock_mono_ms();
+	if (f == STORE_FAULT_NONE && !s->g_wrote)
+		return; /* a probe that committed without writing: cannot happen, proves nothing */
+	int64_t now = clock_now_ms();
+	pthread_mutex_lock(&s->hmu);
+	struct store_health *h = &s->health;
+	if (f != STORE_FAULT_NONE) {
+		if (!health_failing(h, now))
+			h->failing_since_ms = now;
+		h->fault = f;
+		h->last_failure_ms = now;
+		h->failures += !probe;
+		h->failing = 1;
+	} else {
+		h->failing = 0;
+	}
+	pthread_mutex_unlock(&s->hmu);
+	if (f != STORE_FAULT_NONE)
+		diag_error_limited(&s->fail_log, "store: a write failed (%s: %s); /healthz answers 503 "
+				   "until one succeeds", store_fault_name(f), sqlite3_errstr(s->g_rc));
+	else
+		diag_ended(&s->fail_log, "store: writes succeed again");
+}
+
+void store_health(struct store *s, struct store_health *out)
+{
+	int64_t now = clock_now_ms();
+	pthread_mutex_lock(&s->hmu);
+	*out = s->health;
+	pthread_mutex_unlock(&s->hmu);
+	out->failing = health_failing(out, now);
+	if (!out->failing)
+		out->failing_since_ms = 0;
+}
+
+static int probe_int_cb(void *arg, int ncol, char **vals, char **names)
+{
+	(void)names;
+	if (ncol > 0 && vals[0])
+		*(int *)arg = atoi(vals[0]);
+	return 0;
+}
+
+/* The probe: rewrites the header's user_version with the value it has (one
+ * page written and committed; no row changes, nothing a reader sees). */
+static void write_probe(struct store *s)
+{
+	sqlite3 *db = s->w->db;
+	s->g_fault = STORE_FAULT_NONE;
+	s->g_wrote = 0;
+	int v = 0;
+	char sql[48];
+	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "PRAGMA user_version", probe_int_cb, &v, NULL);
+	if (rc == SQLITE_OK) {
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v);
+		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		s->w->last_rc = sqlite3_extended_errcode(db);
+		s->w->last_errno = sqlite3_system_errno(db);
+		group_fault(s);
+		if (s->g_fault == STORE_FAULT_NONE) {
+			s->g_fault = STORE_FAULT_OTHER;
+			s->g_rc = s->w->last_rc;
+		}
+		if (!sqlite3_get_autocommit(db))
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	health_note(s, 1);
+}
+
+static int writes_failing(struct store *s)
+{
+	pthread_mutex_lock(&s->hmu);
+	int f = s->health.failing;
+	pthread_mutex_unlock(&s->hmu);
+	return f;
+}
+
+/* ---- Running a group. */
+
+/* A group that cannot commit failed for the storage's reason, whichever
+ * it was (OTHER when SQLite's code names none). */
 static void group_abort(struct store *s, struct job **g, size_t n, const char *why)
 {
+	group_fault(s);
+	if (s->g_fault == STORE_FAULT_NONE) {
+		s->g_fault = STORE_FAULT_OTHER;
+		s->g_rc = s->w->last_rc;
+	}
 	if (!sqlite3_get_autocommit(s->w->db))
 		sqlite3_exec(s->w->db, "ROLLBACK", NULL, NULL, NULL);
 	for (size_t i = 0; i < n; i++) {
@@ -1007,25 +1195,33 @@ static void group_abort(struct store *s, struct job **g, size_t n, const char *w
 	}
 }
 
-/* One transaction for the whole group, one savepoint per job. */
+/* One transaction for the whole group, one savepoint per job. A job that
+ * fails for the storage's reason is the group's fault even when the others
+ * commit (s->g_fault, for health_note). */
 static void group_run(struct store *s, struct job **g, size_t n)
 {
 	struct selo_err e;
 	err_clear(&e);
+	s->g_fault = STORE_FAULT_NONE;
+	s->g_wrote = 0;
 	if (run_simple(s->w, S_BEGIN, &e, "starting a transaction") != 0) {
 		group_abort(s, g, n, e.msg);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = g[i];
+		s->w->last_rc = SQLITE_OK;
 		j->rc = run_simple(s->w, S_JOB_SAVE, j->err, "opening a savepoint");
 		if (j->rc == 0)
 			j->rc = j->run(s, j);
+		if (j->rc != 0)
+			group_fault(s);
 		int end = savepoint_end(s->w, S_JOB_RELEASE, S_JOB_UNDO, j->rc == 0, &e);
 		if (end == 1 && j->rc == 0) {
 			j->rc = -1;
 			if (j->err)
 				*j->err = e;
+			group_fault(s);
 		}
 		/* An I/O error can end the transaction under us; then nothing of
 		 * the group is left to commit. */
@@ -1089,6 +1285,32 @@ int64_t store_wal_restarts(struct store *s)
 	return atomic_load(&s->restarts);
 }
 
+/* How long the writer may wait before its next probe: -1 no probe (writes
+ * are not failing), 0 now. A group that tried to write counts as a probe;
+ * groups that write nothing (a claim with nothing due) do not, so the
+ * probe also comes between them. */
+static int64_t probe_wait_ms(struct store *s)
+{
+	if (!writes_failing(s))
+		return -1;
+	int64_t left = s->tried_ms + STORE_PROBE_MS - clock_mono_ms();
+	return left > 0 ? left : 0;
+}
+
+/* With qmu held: waits for a job at most ms. */
+static void writer_timed_wait(struct store *s, int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&s->qcv, &s->qmu, &ts);
+}
+
 /* No lock is held while a job's submitter is woken, and a submitter holds
  * qmu only to append its job: the senders run at nice 19, and one woken
  * writer used to preempt a sender that still held qmu (it signalled inside
@@ -1100,8 +1322,13 @@ static void *writer_main(void *arg)
 	struct job *g[GROUP_MAX];
 	for (;;) {
 		pthread_mutex_lock(&s->qmu);
-		while (!s->qhead && !s->stopping)
-			pthread_cond_wait(&s->qcv, &s->qmu);
+		int64_t wait;
+		while (!s->qhead && !s->stopping && (wait = probe_wait_ms(s)) != 0) {
+			if (wait < 0)
+				pthread_cond_wait(&s->qcv, &s->qmu);
+			else
+				writer_timed_wait(s, wait);
+		}
 		size_t n = 0;
 		while (s->qhead && n < GROUP_MAX) {
 			g[n++] = s->qhead;
@@ -1109,12 +1336,18 @@ static void *writer_main(void *arg)
 		}
 		if (!s->qhead)
 			s->qtail = NULL;
+		int stopping = s->stopping;
 		pthread_mutex_unlock(&s->qmu);
-		if (n == 0)
-			break; /* stopping, and every queued job has run */
-		group_run(s, g, n);
-		for (size_t i = 0; i < n; i++)
-			sem_post(&g[i]->done); /* the job may be gone after this */
+		if (n == 0 && stopping)
+			break; /* every queued job has run */
+		if (n > 0) {
+			group_run(s, g, n);
+			health_note(s, 0); /* before the callers hear: a 500 shows in /healthz */
+			for (size_t i = 0; i < n; i++)
+				sem_post(&g[i]->done); /* the job may be gone after this */
+		}
+		if (probe_wait_ms(s) == 0)
+			write_probe(s);
 		if (atomic_exchange(&s->restart_wanted, 0))
 			wal_restart(s);
 	}
@@ -2061,6 +2294,7 @@ static void store_free(struct store *s)
 	pthread_cond_destroy(&s->qcv);
 	pthread_mutex_destroy(&s->rmu);
 	pthread_cond_destroy(&s->rcv);
+	pthread_mutex_destroy(&s->hmu);
 	free(s->path);
 	free(s);
 }
@@ -2142,6 +2376,7 @@ int store_open(const char *path, struct store **out, struct selo_err *err)
 	pthread_cond_init(&s->qcv, NULL);
 	pthread_mutex_init(&s->rmu, NULL);
 	pthread_cond_init(&s->rcv, NULL);
+	pthread_mutex_init(&s->hmu, NULL);
 	s->w = conn_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err);
 	pthread_cond_init(&s->ckcv, NULL);
 	if (!s->w || writer_setup(s->w, err) || migrate(s, err) || last_event_time_load(s, err))
@@ -2152,6 +2387,9 @@ int store_open(const char *path, struct store **out, struct selo_err *err)
 	atomic_init(&s->restart_wanted, 0);
 	atomic_init(&s->restart_frames, RESTART_FRAMES);
 	atomic_init(&s->restarts, 0);
+	/* Tells a commit that wrote from one that had nothing to write (the
+	 * health of writes); wal_autocheckpoint=0 left no hook to replace. */
+	sqlite3_wal_hook(s->w->db, writer_wal_hook, s);
 	int rc = pthread_create(&s->writer, NULL, writer_main, s);
 	if (rc != 0) {
 		err_set(err, 500, "storage-failed", "store: cannot start the writer thread: %s",

@@ -96,6 +96,8 @@ struct webhooks {
 	pthread_t deliverer;
 	pthread_t *workers;
 	int nworkers;
+	/* Errors that repeat each round or each delivery (diag.h). */
+	struct diag_limit round_log, record_log;
 };
 
 /* ---- sealing the secrets */
@@ -703,16 +705,65 @@ static void result_count(struct webhooks *w, const struct webhook_result *r)
 	atomic_fetch_add(c, 1);
 }
 
-static void result_record(struct webhooks *w, const struct webhook_delivery *d,
-			  const struct webhook_result *r)
+static int stopping_now(struct webhooks *w)
 {
+	pthread_mutex_lock(&w->mu);
+	int stop = w->stopping;
+	pthread_mutex_unlock(&w->mu);
+	return stop;
+}
+
+/* Sleeps ms in steps of 100, less when the deliverer stops; 1 when it does. */
+static int record_pause(struct webhooks *w, int64_t ms)
+{
+	for (int64_t t = 0; t < ms; t += 100) {
+		if (stopping_now(w))
+			return 1;
+		usleep(100 * 1000);
+	}
+	return stopping_now(w);
+}
+
+/* The attempt's result is written before its row may be picked again.
+ * While the store fails (a full disk) the worker keeps the result and tries
+ * again, the row staying in flight, so a delivered message is not POSTed
+ * again every round meanwhile. A stop lets go: the row stays pending and is
+ * sent again after the restart, with the same webhook-id (at least once). */
+static void result_store(struct webhooks *w, const struct webhook_delivery *d,
+			 const struct webhook_result *r)
+{
+	int64_t delay = 200;
 	struct selo_err err;
-	err_clear(&err);
-	result_count(w, r);
-	if (store_webhook_results(w->app->store, r, 1, &err) != 0)
+	for (int tries = 1;; tries++) {
+		err_clear(&err);
+		if (store_webhook_results(w->app->store, r, 1, &err) == 0) {
+			if (tries > 1)
+				diag_ended(&w->record_log, "webhooks: attempts are recorded again");
+			return;
+		}
+		struct store_health h;
+		store_health(w->app->store, &h);
+		if (err.status == 500 && h.failing) {
+			diag_error_limited(&w->record_log, "webhook %s, message msg_%lld: recording the "
+					   "attempt failed; kept, and tried again: %s", d->webhook_id,
+					   (long long)d->outbox_id, err.msg);
+			if (!record_pause(w, delay)) {
+				delay = delay * 2 < 1000 ? delay * 2 : 1000;
+				continue;
+			}
+		}
 		diag_error("webhook %s, message msg_%lld: recording the attempt failed (it stays "
 			   "pending and is sent again): %s", d->webhook_id, (long long)d->outbox_id,
 			   err.msg);
+		return;
+	}
+}
+
+static void result_record(struct webhooks *w, const struct webhook_delivery *d,
+			  const struct webhook_result *r)
+{
+	result_count(w, r);
+	result_store(w, d, r);
 	if (r->outcome == WEBHOOK_GONE)
 		diag_warn("webhook %s answered 410 Gone: disabled", d->webhook_id);
 	else if (r->outcome == WEBHOOK_GAVE_UP)
@@ -801,14 +852,12 @@ static void queue_due(struct webhooks *w, struct webhook_delivery *d, size_t n)
 	free(d);
 }
 
-/* Logs a failing round at most once a minute. */
-static void round_failed(int64_t *warned_ms, const char *what, const struct selo_err *err)
+/* A failing round (the store fails) comes back every POLL_MS: logged once
+ * per interval, with the count (diag.h). */
+static void round_failed(struct webhooks *w, const char *what, const struct selo_err *err)
 {
-	int64_t now = clock_mono_ms();
-	if (now - *warned_ms < 60000)
-		return;
-	*warned_ms = now;
-	diag_error("webhooks: %s failed (retried every %d ms): %s", what, POLL_MS, err->msg);
+	diag_error_limited(&w->round_log, "webhooks: %s failed (retried every %d ms): %s", what,
+			   POLL_MS, err->msg);
 }
 
 /* How many more deliveries of this webhook may start now (its cap and the
@@ -829,14 +878,14 @@ static size_t room_for(struct webhooks *w, const char *id, size_t *mine)
 /* Due rows are read webhook by webhook, starting one further each round,
  * so a webhook with a backlog (a receiver that stalls) cannot hide the
  * others' rows behind its own. */
-static void queue_round(struct webhooks *w, size_t *next, int64_t *warned_ms)
+static void queue_round(struct webhooks *w, size_t *next)
 {
 	struct selo_err err;
 	err_clear(&err);
 	char (*ids)[32] = NULL;
 	size_t n = 0;
 	if (store_webhook_active(w->app->store, &ids, &n, &err) != 0) {
-		round_failed(warned_ms, "listing webhooks", &err);
+		round_failed(w, "listing webhooks", &err);
 		return;
 	}
 	int64_t now = clock_now_ms();
@@ -849,7 +898,7 @@ static void queue_round(struct webhooks *w, size_t *next, int64_t *warned_ms)
 		size_t nd = 0;
 		/* Rows in flight come back from the query too: ask for enough. */
 		if (store_webhook_due(w->app->store, id, now, room + mine, &d, &nd, &err) != 0) {
-			round_failed(warned_ms, "reading due deliveries", &err);
+			round_failed(w, "reading due deliveries", &err);
 			break;
 		}
 		queue_due(w, d, nd);
@@ -864,7 +913,7 @@ static void queue_round(struct webhooks *w, size_t *next, int64_t *warned_ms)
 #define PRUNE_MAX 5000
 #define PRUNE_EVERY_MS (60 * 1000)
 
-static void prune_round(struct webhooks *w, int64_t *due_ms, int64_t *warned_ms)
+static void prune_round(struct webhooks *w, int64_t *due_ms)
 {
 	int64_t now = clock_mono_ms();
 	if (now < *due_ms)
@@ -874,34 +923,36 @@ static void prune_round(struct webhooks *w, int64_t *due_ms, int64_t *warned_ms)
 	size_t n = 0;
 	int64_t keep = (int64_t)w->app->cfg.webhooks_keep_days * 86400 * 1000;
 	if (store_webhook_prune(w->app->store, clock_now_ms() - keep, PRUNE_MAX, &n, &err) != 0)
-		round_failed(warned_ms, "pruning finished deliveries", &err);
+		round_failed(w, "pruning finished deliveries", &err);
 	*due_ms = now + (n == PRUNE_MAX ? POLL_MS * 10 : PRUNE_EVERY_MS);
 }
 
-static void deliverer_round(struct webhooks *w, size_t *next, int64_t *warned_ms)
+static void deliverer_round(struct webhooks *w, size_t *next)
 {
 	struct selo_err err;
 	err_clear(&err);
 	size_t added = 0;
 	if (store_webhook_fanout(w->app->store, FANOUT_MAX, &added, &err) != 0)
-		round_failed(warned_ms, "writing deliveries", &err);
+		round_failed(w, "writing deliveries", &err);
+	else
+		diag_ended(&w->round_log, "webhooks: writing deliveries works again");
 	pthread_mutex_lock(&w->mu);
 	int busy = w->ninflight >= (size_t)w->nworkers;
 	pthread_mutex_unlock(&w->mu);
 	if (!busy)
-		queue_round(w, next, warned_ms);
+		queue_round(w, next);
 }
 
 static void *deliverer_main(void *arg)
 {
 	struct webhooks *w = arg;
-	int64_t warned_ms = -60000, prune_ms = 0;
+	int64_t prune_ms = 0;
 	size_t next = 0;
 	pthread_mutex_lock(&w->mu);
 	while (!w->stopping) {
 		pthread_mutex_unlock(&w->mu);
-		deliverer_round(w, &next, &warned_ms);
-		prune_round(w, &prune_ms, &warned_ms);
+		deliverer_round(w, &next);
+		prune_round(w, &prune_ms);
 		pthread_mutex_lock(&w->mu);
 		if (w->stopping)
 			break;

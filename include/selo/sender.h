@@ -3,7 +3,11 @@
  * content_sealed), hands the batch to its own transport (one SMTP session
  * per batch), and records each outcome: relay_accepted/delivery_accepted,
  * delivery_deferred with the next attempt on an exponential backoff, or
- * delivery_failed (5xx, or past the lifetime). */
+ * delivery_failed (5xx, or past the lifetime). When the store fails (a
+ * full disk), a worker keeps its batch and tries again until the seals,
+ * then the results, are stored: nothing is sent before its seal is
+ * durable, and nothing handed to SMTP is sent again because its result
+ * was lost (docs/operations.md "A full disk"). */
 #ifndef SELO_SENDER_H
 #define SELO_SENDER_H
 #include <stddef.h>
@@ -16,7 +20,10 @@ int sender_start(struct selo *app, struct sender **out, struct selo_err *err);
 void sender_notify(struct sender *s);
 /* The first step of a graceful stop: no worker claims another batch; each
  * finishes the batch it holds (seal, send, record the results) and exits.
- * Returns at once. */
+ * Returns at once. A worker whose seals cannot be stored gives up at once
+ * (nothing of its batch was sent); one whose results cannot be recorded
+ * keeps trying, names each such notice in the log a second before
+ * sender.stop_timeout has passed, and lets go 10 s after that. */
 void sender_stop_claiming(struct sender *s);
 /* Notices held by workers right now (claimed, so `sending`, and not yet
  * recorded), and in *workers (may be NULL) how many workers hold them. */

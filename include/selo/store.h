@@ -519,6 +519,41 @@ int store_disclosures_of(struct store *s, const char *notice_id, struct disclosu
 /* Runs `PRAGMA quick_check`; 0 when the database answers and is sane. */
 int store_ping(struct store *s, struct selo_err *err);
 
+/* ---- Health of writes (docs/operations.md "A full disk"). The writer
+ * knows whether its transactions commit. A write that fails for a reason
+ * of the storage (the disk is full, an I/O error, a read-only file, damage,
+ * the database locked by another process for too long) makes the store
+ * `failing` until a transaction that writes commits again and no write has
+ * failed for STORE_HEALTHY_AFTER_MS: on a disk with a little room left,
+ * small writes pass while large ones (a sealed message) fail, and the
+ * store is failing then. A mistake of the caller (a 4xx) and a transaction
+ * that writes nothing prove nothing either way. While its last write
+ * failed, the writer tries a one-page write of its own whenever nothing
+ * else tried to write for STORE_PROBE_MS, so health clears without
+ * traffic. The writer logs the change both ways (rate-limited, diag.h). */
+#define STORE_PROBE_MS 1000
+#define STORE_HEALTHY_AFTER_MS 10000
+enum store_fault {
+	STORE_FAULT_NONE,
+	STORE_FAULT_DISK_FULL, /* ENOSPC, EDQUOT, SQLITE_FULL */
+	STORE_FAULT_IO,        /* another I/O error, or the file cannot be opened */
+	STORE_FAULT_READ_ONLY, /* EROFS, SQLITE_READONLY */
+	STORE_FAULT_LOCKED,    /* another process held the write lock past the busy timeout */
+	STORE_FAULT_DAMAGED,   /* SQLITE_CORRUPT, SQLITE_NOTADB */
+	STORE_FAULT_OTHER,     /* a commit failed for another reason */
+};
+struct store_health {
+	int failing;              /* 1: failing (see above) */
+	enum store_fault fault;   /* the last fault seen (NONE: never since open) */
+	int64_t failing_since_ms; /* wall clock of the first failure of this run; 0: not failing */
+	int64_t last_failure_ms;  /* wall clock of the last failed write; 0: none since open */
+	int64_t failures;         /* writes (groups of jobs) that failed since open; not the probes */
+};
+void store_health(struct store *s, struct store_health *out);
+/* The fault's name for /healthz and logs: "disk-full", "io-error",
+ * "read-only", "locked", "damaged", "other"; "" for STORE_FAULT_NONE. */
+const char *store_fault_name(enum store_fault f);
+
 /* ---- Webhooks (webhook.h; docs/api.md "Webhooks", docs/store.md "The
  * webhook outbox"). A webhook belongs to the API key that registered it and
  * receives events of that key's notices recorded after its registration.

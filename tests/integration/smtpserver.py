@@ -28,6 +28,11 @@ Command line:
                         connection after the data of the next one, without
                         a reply: the client cannot know whether it arrived
     --stall SECONDS     wait this long before answering the end of DATA
+    --hold-file PATH    while PATH exists, hold the answer to the end of DATA
+                        (the message is stored once it is answered); the
+                        first message held creates PATH.held, so a test can
+                        tell that a client waits (test_disk.py fills the
+                        client's disk then)
     --verbose           aiosmtpd's debug log on stderr
   Exits cleanly on SIGTERM or SIGINT.
 
@@ -111,6 +116,7 @@ class _Handler:
             return '421 4.3.2 closing (not sent: connection already closed)'
         if self.srv.stall:
             await asyncio.sleep(self.srv.stall)
+        await self.srv.hold()
         if self.srv.reply:
             return self.srv.reply
         self.srv.store(session, envelope)
@@ -122,7 +128,8 @@ class SMTPTestServer:
 
     def __init__(self, host='127.0.0.1', port=0, maildir=None, reply=None,
                  rcpt_reply=None, tls=None, require_tls=False, auth=None,
-                 auth_mech=None, pipelining=False, drop_in_data=None, stall=0.0):
+                 auth_mech=None, pipelining=False, drop_in_data=None, stall=0.0,
+                 hold_file=None):
         self.host = host
         self.port = port
         self.maildir = maildir
@@ -135,6 +142,7 @@ class SMTPTestServer:
         self.pipelining = pipelining
         self.drop_in_data = drop_in_data
         self.stall = float(stall or 0)
+        self.hold_file = hold_file
         self.messages = []
         self.data_seen = 0
         self._lock = threading.Lock()
@@ -173,6 +181,18 @@ class SMTPTestServer:
             kwargs.update(authenticator=self._authenticator, auth_required=True,
                           auth_require_tls=False, auth_exclude_mechanism=exclude)
         return lambda: SMTP(handler, **kwargs)
+
+    async def hold(self):
+        """Waits while the hold file exists (--hold-file)."""
+        if not self.hold_file:
+            return
+        marked = False
+        while os.path.exists(self.hold_file):
+            if not marked:
+                with open(self.hold_file + '.held', 'w'):
+                    pass
+                marked = True
+            await asyncio.sleep(0.05)
 
     # -- storing -------------------------------------------------------------
     def store(self, session, envelope):
@@ -272,6 +292,7 @@ def _parse_args(argv):
     p.add_argument('--drop-in-data', type=int, nargs='?', const=0, default=None,
                    metavar='N')
     p.add_argument('--stall', type=float, default=0.0)
+    p.add_argument('--hold-file', metavar='PATH')
     p.add_argument('--verbose', action='store_true', help="log aiosmtpd's debug output")
     a = p.parse_args(argv)
     if a.verbose:
@@ -293,7 +314,8 @@ async def _main_async(a):
     srv = SMTPTestServer(host=a.host, port=a.port, maildir=a.maildir, reply=a.reply,
                          rcpt_reply=a.rcpt_reply, tls=a.tls, require_tls=a.require_tls,
                          auth=a.auth, auth_mech=a.auth_mech, pipelining=a.pipelining,
-                         drop_in_data=a.drop_in_data, stall=a.stall)
+                         drop_in_data=a.drop_in_data, stall=a.stall,
+                         hold_file=a.hold_file)
     port = await srv.serve()
     print(f'PORT {port}', flush=True)
     stop = asyncio.Event()

@@ -1,6 +1,9 @@
 /* test_core.c: unit tests of the small shared modules (codec, id, clock,
- * event, config) and of the submission validator (notice) and backoff. */
+ * event, config, diag's limiters) and of the submission validator (notice)
+ * and backoff. */
 #include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -8,6 +11,7 @@
 #include "selo/codec.h"
 #include "selo/config.h"
 #include "selo/crypto.h"
+#include "selo/diag.h"
 #include "selo/event.h"
 #include "selo/fileio.h"
 #include "selo/id.h"
@@ -441,4 +445,100 @@ TEST(backoff_doubles_and_caps)
 	CHECK(sender_backoff_s(9, 60, 14400) == 14400);
 	CHECK(sender_backoff_s(1000, 60, 14400) == 14400);
 	CHECK(sender_backoff_s(3, 1, 2) == 2);
+}
+
+/* ---- diag's limiters: stderr goes to a file while fn runs; returns what
+ * was written (malloc'd). */
+static char *stderr_of(void (*fn)(void *), void *arg)
+{
+	char path[] = "/tmp/selo-diag-XXXXXX";
+	int fd = mkstemp(path);
+	int saved = dup(STDERR_FILENO);
+	if (fd < 0 || saved < 0)
+		return NULL;
+	fflush(stderr);
+	dup2(fd, STDERR_FILENO);
+	fn(arg);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	off_t n = lseek(fd, 0, SEEK_END);
+	char *out = calloc((size_t)n + 1, 1);
+	if (out && n > 0 && pread(fd, out, (size_t)n, 0) != n)
+		out[0] = '\0';
+	close(fd);
+	unlink(path);
+	return out;
+}
+
+static int lines_in(const char *s)
+{
+	int n = 0;
+	for (; s && *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+static void fail_1000(void *arg)
+{
+	for (int i = 0; i < 1000; i++)
+		diag_error_limited(arg, "disk full, request %d", i);
+}
+
+static void end_run(void *arg)
+{
+	diag_ended(arg, "works again");
+}
+
+TEST(diag_limited_writes_once_per_interval)
+{
+	struct diag_limit l = DIAG_LIMIT_INIT;
+	char *out = stderr_of(fail_1000, &l);
+	CHECK(lines_in(out) == 1 && strstr(out, "disk full, request 0"));
+	free(out);
+	out = stderr_of(end_run, &l);
+	CHECK(lines_in(out) == 1 && strstr(out, "info") && strstr(out, "works again (after 1000 failures since") &&
+	      strstr(out, "999 of them not logged one by one"));
+	free(out);
+	/* Ended: nothing more to say. */
+	out = stderr_of(end_run, &l);
+	CHECK(out && out[0] == '\0');
+	free(out);
+	/* Within the interval of the last line, a new run is counted, not
+	 * written; once the interval has passed the next line says how many. */
+	out = stderr_of(fail_1000, &l);
+	CHECK(out && out[0] == '\0');
+	free(out);
+	out = stderr_of(end_run, &l); /* nobody was told of this run: silent */
+	CHECK(out && out[0] == '\0');
+	free(out);
+	atomic_fetch_sub(&l.last_ms, DIAG_REPEAT_MS);
+	out = stderr_of(fail_1000, &l);
+	CHECK(lines_in(out) == 1 && strstr(out, "request 0 [1000 more like this since the last line]"));
+	free(out);
+}
+
+static void *fail_thread(void *arg)
+{
+	for (int i = 0; i < 20000; i++)
+		diag_warn_limited(arg, "round %d failed", i);
+	return NULL;
+}
+
+static void four_threads(void *arg)
+{
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, fail_thread, arg);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+}
+
+TEST(diag_limited_across_threads)
+{
+	struct diag_limit l = DIAG_LIMIT_INIT;
+	char *out = stderr_of(four_threads, &l);
+	CHECK(lines_in(out) == 1);
+	free(out);
+	CHECK(atomic_load(&l.count) == 80000 && atomic_load(&l.held) == 79999);
 }

@@ -1,13 +1,15 @@
 /* test_store.c: the SQLite store (store.h) against a fresh database in a
  * temporary directory per test: migrations, API keys, accepting (batches,
  * idempotency, concurrency), claiming, sealing, delivery results, listing
- * and scoping, the exact bytes of events, damaged rows and files. Prints
+ * and scoping, the exact bytes of events, damaged rows and files, the
+ * health of writes, tracker hits and their folds. Prints
  * accepts/s with 8 threads. */
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1666,4 +1668,89 @@ TEST(hits_fold_past_the_first_of_each_kind_and_class)
 	err_clear(&e);
 	CHECK(store_hits_add(f.s, &ghost, 1, &rule, &folded, &e) == -1 && e.status == 404);
 	store_fx_close(&f);
+}
+
+/* Accepts a notice with a 1 MiB attachment: 0 stored, -1 refused. */
+static int accept_large(struct store *s, struct selo_err *e)
+{
+	static uint8_t data[1 << 20];
+	struct notice_new n;
+	notice_make(&n, 1, NULL, "large", NULL);
+	struct attachment_in att = {"grande.pdf", "application/pdf", data, sizeof(data)};
+	n.att = &att;
+	n.natt = 1;
+	struct accept_result r;
+	memset(&r, 0, sizeof(r));
+	int rc = store_notices_accept(s, &n, 1, &r, e);
+	json_decref(n.event_fields);
+	return rc;
+}
+
+/* In a child (the file size limit is the process's): with RLIMIT_FSIZE at
+ * 0 every write to the files fails, as on a full disk. The store says
+ * failing, with the class; the writer's probes keep trying (and failing)
+ * with no other write; once writes succeed the probe finds out, and the
+ * store says healthy STORE_HEALTHY_AFTER_MS after the last failure. A
+ * caller's mistake never counts. */
+static void health_child(const char *path)
+{
+	struct store *s = NULL;
+	struct selo_err e;
+	err_clear(&e);
+	if (store_open(path, &s, &e) != 0)
+		_exit(2);
+	struct store_health h;
+	CHECK(!accept1(s, 1, NULL, "a", NULL).failed);
+	CHECK(!accept1(s, 1, "k", "one", NULL).failed);
+	CHECK(accept1(s, 1, "k", "two", NULL).failed); /* 422: the key came with another body */
+	store_health(s, &h);
+	CHECK(!h.failing && h.failures == 0 && h.fault == STORE_FAULT_NONE && !h.failing_since_ms);
+	signal(SIGXFSZ, SIG_IGN);
+	struct rlimit rl;
+	getrlimit(RLIMIT_FSIZE, &rl);
+	struct rlimit none = {0, rl.rlim_max};
+	/* The limit holds for stderr too when it is a file: the checks come
+	 * after it is lifted. */
+	int limited = setrlimit(RLIMIT_FSIZE, &none) == 0;
+	int refused = accept_large(s, &e) != 0 && e.status == 500;
+	struct store_health h1, h2;
+	store_health(s, &h1);
+	usleep(2500 * 1000);
+	store_health(s, &h2);
+	CHECK(setrlimit(RLIMIT_FSIZE, &rl) == 0);
+	CHECK(limited && refused);
+	CHECK(h1.failing && h1.failures == 1 && h1.failing_since_ms > 0 && h1.last_failure_ms > 0);
+	CHECK(h1.fault == STORE_FAULT_IO || h1.fault == STORE_FAULT_DISK_FULL);
+	CHECK(!strcmp(store_fault_name(h1.fault), "io-error") ||
+	      !strcmp(store_fault_name(h1.fault), "disk-full"));
+	CHECK(h2.failing && h2.failures == 1 && h2.last_failure_ms >= h1.last_failure_ms + STORE_PROBE_MS);
+	h = h2;
+	int64_t t0 = clock_now_ms();
+	while (h.failing && clock_now_ms() - t0 < 60000) {
+		usleep(100 * 1000);
+		store_health(s, &h);
+	}
+	int64_t took = clock_now_ms() - t0;
+	CHECK(!h.failing && !h.failing_since_ms && took >= STORE_HEALTHY_AFTER_MS - STORE_PROBE_MS - 500);
+	CHECK(h.failures == 1); /* the probes are not counted */
+	CHECK(accept_large(s, &e) == 0);
+	store_close(s);
+	_exit(t_failed_now ? 1 : 0);
+}
+
+TEST(health_follows_failing_writes)
+{
+	struct store_fx f;
+	CHECK(store_fx_open(&f, "health") == 0);
+	if (!f.s)
+		return;
+	store_close(f.s);
+	f.s = NULL;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0)
+		health_child(f.path);
+	int st = 0;
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	store_fx_remove(&f);
 }
