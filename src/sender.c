@@ -21,6 +21,7 @@
 #include "selo/compose.h"
 #include "selo/diag.h"
 #include "selo/dsn.h"
+#include "selo/evidence.h"
 #include "selo/event.h"
 #include "selo/notice.h"
 #include "selo/schedule.h"
@@ -149,7 +150,10 @@ out:
 	return rc;
 }
 
-/* Gets the bytes to send: the stored message, or a newly composed one. */
+/* Gets the bytes to send: the stored message, or a newly composed one. A
+ * stored message (a retry, a resend after a crash) is sent only if it is
+ * still the one its content_sealed event seals (evidence.h): damaged bytes
+ * never leave, the notice fails naming why. */
 static void prepare_item(struct sender *s, struct item *it)
 {
 	struct selo *app = s->app;
@@ -157,8 +161,11 @@ static void prepare_item(struct sender *s, struct item *it)
 	err_clear(&err);
 	if (it->rec.sha256[0]) {
 		char hex[65];
-		if (store_message_get(app->store, it->rec.id, &it->eml, hex, &err) == 1)
+		if (evidence_message(app->store, it->rec.id, &it->eml, hex, &err) == 1)
 			return;
+		if (!err.msg[0])
+			err_set(&err, 500, EVIDENCE_DAMAGED, "notice %s: its sealed message is missing",
+				it->rec.id);
 	} else if (seal_one(app, it, &err) == 0) {
 		return;
 	}

@@ -276,6 +276,32 @@ def overflow_page_damage_never_served():
 
 
 @test
+def a_damaged_message_is_never_sent_again():
+    # a notice recovered after a crash (or deferred) is sent again from its
+    # stored bytes: damaged ones must not leave, and the notice says why
+    s = Copy('resend')
+    try:
+        victim = base_store()['ids'][1]
+        (eml,) = query(s.db, 'SELECT eml FROM messages WHERE notice_id = ?', victim)[0]
+        chunk = eml[2 * PAGE:2 * PAGE + 64]
+        at = find_in_pages(s.db, chunk, pages(s.db, 'messages', 'overflow'))
+        check(at is not None, 'the message bytes are on an overflow page')
+        flip(s.db, at + 10)
+        c = sqlite3.connect(s.db)
+        c.execute("UPDATE notices SET status = 'queued' WHERE id = ?", (victim,))
+        c.commit()
+        c.close()
+        outbox = os.path.join(s.data, 'outbox', 'new')
+        before = set(os.listdir(outbox))
+        s.start()
+        j = s.wait_status(victim, ['failed'])
+        check('damaged' in json.dumps(j), f'the notice says why: {j}')
+        eq(set(os.listdir(outbox)), before, 'nothing was sent again')
+    finally:
+        s.cleanup()
+
+
+@test
 def notices_row_damage_not_silent():
     s = Copy('row')
     try:
