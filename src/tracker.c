@@ -141,11 +141,7 @@ struct hit_queue {
 	int stopping;
 };
 
-struct log_every {
-	pthread_mutex_t mu;
-	int64_t last_ms;          /* monotonic; 0: never said */
-	unsigned long long repeats;
-};
+
 
 /* A token bucket per client address (IPv6 by /64: one host holds a whole
  * /64). Set-associative: an address hashes to one set of RATE_WAYS slots
@@ -191,7 +187,7 @@ struct tracker {
 	int64_t log_last_ms;
 	unsigned long long log_suppressed;
 	atomic_llong store_calls;
-	struct log_every write_failed, sweep_failed;
+	struct diag_limit write_failed, sweep_failed; /* a failing store, said once per interval */
 	struct MHD_Response *gif, *not_found, *too_many, *too_large, *internal, *no_ledger,
 		*busy, *form_page, *gone_page, *allow_get, *allow_post;
 };
@@ -688,26 +684,6 @@ static void pause_unless_stopping(struct tracker *t, int64_t ms)
 	pthread_mutex_unlock(&t->q.mu);
 }
 
-/* A repeated failure is logged once, then once a minute with the count of
- * its repeats, so a failing disk cannot fill the operator's log. */
-static void log_every(struct log_every *le, const char *what, size_t n, const char *why)
-{
-	int64_t now = clock_mono_ms();
-	pthread_mutex_lock(&le->mu);
-	unsigned long long more = ++le->repeats;
-	int say = le->last_ms == 0 || now - le->last_ms >= 60000;
-	if (say) {
-		le->last_ms = now;
-		le->repeats = 0;
-	}
-	pthread_mutex_unlock(&le->mu);
-	if (say && more > 1)
-		diag_error("tracker: %zu %s, trying again: %s (%llu times since the last line)", n,
-			   what, why, more);
-	else if (say)
-		diag_error("tracker: %zu %s, trying again: %s", n, what, why);
-}
-
 /* The store's rule for bounding a notice's hits (docs/tracking.md "Floods"). */
 static struct fold_rule fold_rule_of(const struct selo_config *cfg)
 {
@@ -716,8 +692,9 @@ static struct fold_rule fold_rule_of(const struct selo_config *cfg)
 				  w > FOLD_WINDOW_MAX_MS ? w : FOLD_WINDOW_MAX_MS};
 }
 
-/* One store call for the batch: 0 written, 1 refused for an unknown
- * notice (404), -1 the store failed. */
+/* One store call for the batch: 0 written, 1 refused (a hit's notice was
+ * erased meanwhile: 404; or a hit the store will not take: 4xx), -1 the
+ * store failed (5xx: a full disk, an I/O error), which a retry may cure. */
 static int hits_store(struct tracker *t, const struct hit_new *h, size_t n, struct selo_err *err)
 {
 	struct fold_rule rule = fold_rule_of(&t->app->cfg);
@@ -728,16 +705,17 @@ static int hits_store(struct tracker *t, const struct hit_new *h, size_t n, stru
 		atomic_fetch_add(&t->app->metrics.track_hits_folded, (long long)folded);
 		return 0;
 	}
-	return err->status == 404 ? 1 : -1;
+	return err->status >= 400 && err->status < 500 ? 1 : -1;
 }
 
-/* Writes the batch in one commit. A notice erased between our read and the
- * write makes the store refuse the whole call (404); then each hit is
- * written alone so the others still count. A failing store (a full disk)
- * is tried again, with a growing pause, until it takes the batch: every
- * hit answered 200 or 302 is recorded, and meanwhile the queue fills and
- * the handlers slow down to its pace. Only a stop gives up, after
- * RETRY_AT_STOP more attempts, and says how many hits were lost. */
+/* Writes the batch in one commit. A refused batch (a notice erased between
+ * our read and the write: 404) is written a hit at a time, so the others
+ * still count; a single refused hit is dropped (logged unless its notice
+ * is gone). A failing store (a full disk) is tried again, with a growing
+ * pause, until it takes the batch: every hit answered 200 or 302 is
+ * recorded, and meanwhile the queue fills and the handlers slow down to
+ * its pace. Only a stop gives up, after RETRY_AT_STOP more attempts, and
+ * says how many hits were lost. */
 static void hits_write(struct tracker *t, const struct hit_new *h, size_t n)
 {
 	struct selo_err err;
@@ -746,7 +724,8 @@ static void hits_write(struct tracker *t, const struct hit_new *h, size_t n)
 	if (n == 0)
 		return;
 	while ((r = hits_store(t, h, n, &err)) < 0) {
-		log_every(&t->write_failed, "hit(s) not recorded yet", n, err.msg);
+		diag_error_limited(&t->write_failed, "tracker: %zu hit(s) not recorded yet, trying "
+				   "again: %s", n, err.msg);
 		if (tracker_stopping(t) && --left <= 0) {
 			diag_error("tracker: stopping: %zu hit(s) were answered but not recorded: %s",
 				   n, err.msg);
@@ -755,8 +734,14 @@ static void hits_write(struct tracker *t, const struct hit_new *h, size_t n)
 		pause_unless_stopping(t, pause);
 		pause = pause * 2 < RETRY_MAX_MS ? pause * 2 : RETRY_MAX_MS;
 	}
-	if (r == 0 || n == 1)
+	diag_ended(&t->write_failed, "tracker: hits are recorded again");
+	if (r == 0)
 		return;
+	if (n == 1) {
+		if (err.status != 404)
+			diag_error("tracker: a hit was not recorded: %s", err.msg);
+		return;
+	}
 	for (size_t i = 0; i < n; i++)
 		hits_write(t, &h[i], 1);
 }
@@ -887,10 +872,11 @@ static void folds_sweep(struct tracker *t)
 		err_clear(&err);
 		if (store_folds_close(t->app->store, clock_now_ms(), SWEEP_MAX, summary_fields, t,
 				      &closed, &err) != 0) {
-			log_every(&t->sweep_failed, "hit summaries due not written yet", SWEEP_MAX,
-				  err.msg);
+			diag_error_limited(&t->sweep_failed, "tracker: hit summaries due not written "
+					   "yet, trying again: %s", err.msg);
 			return;
 		}
+		diag_ended(&t->sweep_failed, "tracker: hit summaries are written again");
 	} while (closed == SWEEP_MAX);
 }
 
@@ -1493,8 +1479,6 @@ static void tracker_free(struct tracker *t)
 	pthread_cond_destroy(&t->q.cv);
 	pthread_cond_destroy(&t->q.room);
 	pthread_cond_destroy(&t->q.stop_cv);
-	pthread_mutex_destroy(&t->write_failed.mu);
-	pthread_mutex_destroy(&t->sweep_failed.mu);
 	pthread_mutex_destroy(&t->rate.mu);
 	pthread_mutex_destroy(&t->post_mu);
 	pthread_mutex_destroy(&t->log_mu);
@@ -1525,8 +1509,6 @@ static struct tracker *tracker_alloc(struct selo *app)
 	pthread_cond_init(&t->q.cv, &ca);
 	pthread_cond_init(&t->q.room, &ca);
 	pthread_cond_init(&t->q.stop_cv, &ca);
-	pthread_mutex_init(&t->write_failed.mu, NULL);
-	pthread_mutex_init(&t->sweep_failed.mu, NULL);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&t->rate.mu, NULL);
 	pthread_mutex_init(&t->post_mu, NULL);

@@ -473,5 +473,50 @@ def health_clears_without_traffic():
         s.cleanup()
 
 
+@test
+def tracker_hits_wait_for_space():
+    # pixel hits answered while the disk is full are recorded once space is
+    # back: the recorder keeps its batch and tries again, it drops nothing
+    namespaces_work()
+    s = DiskSelo(track={'summary_window': '1'})
+    try:
+        s.start()
+        st, _, j = s.api('POST', '/v1/notices', {'to': 'devedor@destino.example',
+                                                 'subject': 'Aviso', 'text': 'Fatura.',
+                                                 'html': '<p>Fatura em aberto.</p>'})
+        eq(st, 202, f'POST: {j}')
+        nid = j['id']
+        s.wait_status(nid, ['relayed', 'delivered'])
+        box = s.inside('outbox/new')
+        eml = open(os.path.join(box, os.listdir(box)[0]), 'rb').read().decode('latin-1')
+        eml = re.sub(r'=\r?\n', '', eml).replace('=3D', '=')
+        pixel = re.search(r'http://127\.0\.0\.1:\d+/o/[A-Za-z0-9_-]+\.gif', eml).group(0)
+        fill(s.inside('filler'))
+        post_until_refused(s)
+        ua = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0'
+        for _ in range(30):
+            p = subprocess.run(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-A', ua,
+                                '--max-time', '10', pixel], stdout=subprocess.PIPE, timeout=30)
+            eq(p.stdout, b'200', 'the pixel is answered while the disk is full')
+        time.sleep(1.5)
+        eq(health(s)[0], 503, 'the store still fails')
+        os.unlink(s.inside('filler'))
+
+        def recorded():
+            ev = s.notice(nid)['events']
+            opened = sum(1 for e in ev if e['type'] == 'opened')
+            folded = sum(e['entry']['opened']['human'] for e in ev
+                         if e['type'] == 'tracking_summary')
+            return (opened, folded) if opened + folded >= 30 else None
+        eq(wait_until(recorded, 30 * SLOW, 0.3, 'the 30 hits recorded'), (10, 20),
+           'every hit answered is recorded: 10 in full, 20 counted')
+        log = s.serve_log_all()
+        check(log.count('hit(s) not recorded yet') <= 4, 'the failing recorder is logged '
+              f'once per interval: {log.count("hit(s) not recorded yet")} lines')
+        check('hits are recorded again' in log, 'and says when it works again')
+    finally:
+        s.cleanup()
+
+
 if __name__ == '__main__':
     main()
