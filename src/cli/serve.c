@@ -227,8 +227,9 @@ static void serve_stop(struct selo *app, int sig)
 	if (sender_wait(app->sender, deadline) > 0) {
 		held = sender_inflight(app->sender, &workers);
 		diag_warn("after %d s, %d worker(s) still hold %zu notice(s) (an SMTP session or a "
-			  "timestamp that has not ended); they stay `sending` and are sent again, "
-			  "with the same bytes if sealed, at the next start", timeout_s, workers, held);
+			  "timestamp that has not ended, or results the store cannot write: the log "
+			  "names those); they stay `sending` and are sent again, with the same bytes "
+			  "if sealed, at the next start", timeout_s, workers, held);
 		ledger_stop(app->ledger); /* a last round integrates what was recorded */
 		diag_info("stopped");
 		/* The stuck workers still use the store and the composer: nothing can
@@ -237,7 +238,8 @@ static void serve_stop(struct selo *app, int sig)
 	}
 	sender_stop(app->sender);
 	app->sender = NULL;
-	diag_info("sender workers finished; every notice they held has its result recorded");
+	diag_info("sender workers finished; every notice they sent has its result recorded (one "
+		  "whose seal the store could not take was not sent and is sent at the next start)");
 }
 
 static int serve_run(struct selo *app)

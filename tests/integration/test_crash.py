@@ -208,7 +208,7 @@ def graceful_stop_finishes_sessions_in_flight():
         check(dt < 10, f'stopped in {dt:.1f} s')
         log = s.serve_log()
         check('waiting up to 20 s' in log and '2 worker(s) to send 4 notice(s)' in log, log)
-        check('every notice they held has its result recorded' in log, log)
+        check('every notice they sent has its result recorded' in log, log)
         st = collections.Counter(statuses(s).values())
         eq(st['relayed'], 4, f'the sessions in flight finished: {st}')
         eq(st['sending'], 0, f'nothing left in flight: {st}')
