@@ -3413,7 +3413,7 @@ static int run_folds_close(struct store *s, struct job *j)
 	/* The ids first: the rows change as each fold closes. */
 	char (*ids)[27] = xcalloc(a->max ? a->max : 1, sizeof(*ids));
 	size_t n = 0;
-	int rc;
+	int rc = SQLITE_DONE;
 	while (n < a->max && (rc = sqlite3_step(st)) == SQLITE_ROW)
 		col_copy(st, 0, ids[n++], sizeof(ids[0]));
 	int r = n == a->max || rc == SQLITE_DONE ? 0 : db_err(j->err, s->w, "finding hit folds due");
