@@ -200,15 +200,17 @@ def tracker(tmp):
         serve.wait(60)
     db = os.path.join(data, 'selo.db')
     # the first hits are events of their own, the rest counted in summaries
-    # (docs/tracking.md "Floods"): both are the hits recorded
+    # (docs/tracking.md "Floods"), and the last ones in the notice's fold
+    # still open at the stop (its summary is due later): all are recorded
     q = ("SELECT (SELECT count(*) FROM events WHERE type='opened') + (SELECT coalesce(sum("
          "json_extract(CAST(entry AS TEXT), '$.opened.human') + json_extract(CAST(entry AS TEXT),"
          " '$.opened.proxy') + json_extract(CAST(entry AS TEXT), '$.opened.scanner')), 0) FROM "
-         "events WHERE type='tracking_summary')")
+         "events WHERE type='tracking_summary') + (SELECT coalesce(sum(fold_opened_human + "
+         "fold_opened_proxy + fold_opened_scanner), 0) FROM hit_tally)")
     n = int(subprocess.run(['sqlite3', db, q], stdout=subprocess.PIPE).stdout.decode().strip() or 0)
     print(f'tracker pixel (wrk, 64 connections, 10 s, every hit recorded): {rps:.0f} req/s, '
-          f'p50 {p50}, p99 {p99}; {total} requests, {bad} non-2xx, {n} opens recorded (events '
-          f'and summaries\' counts; {"none lost" if n >= total - bad else f"{total - bad - n} missing"}'
+          f'p50 {p50}, p99 {p99}; {total} requests, {bad} non-2xx, {n} opens recorded (events, '
+          f'summaries\' counts and the open fold; {"none lost" if n >= total - bad else f"{total - bad - n} missing"}'
           f'; wrk does not count requests still in flight when it stops, so there can be a few more)')
     if not shutil.which('nginx'):
         print('nginx empty_gif: nginx not installed')
