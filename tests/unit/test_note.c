@@ -1,5 +1,5 @@
 /* test_note.c: C2SP signed notes and checkpoints (note.h). Runs every case
- * of ../shared/vectors/tlog/signed_notes.json (open, vkey and deterministic
+ * of tests/vectors/tlog/signed_notes.json (open, vkey and deterministic
  * sign cases, the private keys also loaded through log.key files),
  * checkpoints.json and witness_requests.json; checks that Selo's signatures
  * verify with `openssl pkeyutl -verify -rawin`, that flipping any bit of the
@@ -22,7 +22,7 @@
 #include "selo/note.h"
 #include "t.h"
 
-#define VECTORS "../shared/vectors/tlog/"
+#define VECTORS "tests/vectors/tlog/"
 #define DASH "\xE2\x80\x94 "
 
 /* ---- helpers --------------------------------------------------------------- */

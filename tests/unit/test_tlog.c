@@ -1,5 +1,5 @@
 /* test_tlog.c: the Merkle tree module (tlog.h) against the conformance
- * vectors in ../shared/vectors/tlog/ (RFC 6962 hashes and reference proofs,
+ * vectors in tests/vectors/tlog/ (RFC 6962 hashes and reference proofs,
  * transparency-dev inclusion and consistency probes, the MTC subtree
  * accumulators, C2SP tile paths and contents), against an independent
  * recursive RFC 9162 implementation written here, and by properties: trees
@@ -22,7 +22,7 @@
 #include "selo/tlog.h"
 #include "t.h"
 
-#define VECTORS "../shared/vectors/tlog/"
+#define VECTORS "tests/vectors/tlog/"
 
 typedef uint8_t hash_t[32];
 
