@@ -18,6 +18,18 @@ int64_t clock_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+struct timespec clock_deadline(clockid_t clock, int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(clock, &ts);
+	if (ms < 0)
+		ms = 0;
+	int64_t ns = ts.tv_nsec + (ms % 1000) * 1000000;
+	ts.tv_sec += (time_t)(ms / 1000 + ns / 1000000000);
+	ts.tv_nsec = (long)(ns % 1000000000);
+	return ts;
+}
+
 static void put_digits(char *p, int v, int n)
 {
 	for (int i = n - 1; i >= 0; i--, v /= 10)

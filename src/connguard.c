@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include "selo/clock.h"
 #include "selo/connguard.h"
 #include "selo/crypto.h"
 #include "selo/diag.h"
@@ -322,14 +323,7 @@ static void guard_log_due(struct connguard *g, int64_t now, char *line, size_t n
 
 static void guard_sleep(struct connguard *g, int64_t ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	struct timespec ts = clock_deadline(CLOCK_MONOTONIC, ms);
 	pthread_cond_timedwait(&g->wake, &g->mu, &ts);
 }
 

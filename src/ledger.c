@@ -338,13 +338,7 @@ static void *sequencer(void *arg)
 	for (;;) {
 		pthread_mutex_lock(&l->smu);
 		if (!l->stop) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += ROUND_MS * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
+			struct timespec ts = clock_deadline(CLOCK_REALTIME, ROUND_MS);
 			pthread_cond_timedwait(&l->scv, &l->smu, &ts);
 		}
 		int stop = l->stop;

@@ -345,14 +345,7 @@ static int retry_sleep(struct sender *s, int64_t ms)
 		int64_t left = until - clock_mono_ms();
 		if (left <= 0)
 			break;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		struct timespec ts = clock_deadline(CLOCK_REALTIME, left);
 		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 	}
 	int stop = s->stop;
@@ -543,14 +536,7 @@ static void wait_for_work(struct sender *s, unsigned long seen)
 	int64_t wait = 1000;
 	if (due > 0 && due - now < wait)
 		wait = due - now > 10 ? due - now : 10;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += wait / 1000;
-	ts.tv_nsec += (wait % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	struct timespec ts = clock_deadline(CLOCK_REALTIME, wait);
 	pthread_mutex_lock(&s->mu);
 	while (!s->stop && s->gen == seen)
 		if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) != 0)

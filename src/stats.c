@@ -721,11 +721,7 @@ static void *stats_main(void *arg)
 		pthread_mutex_lock(&RUN.mu);
 		if (r == 0 && n >= STATS_BATCH)
 			continue; /* behind: the next batch at once */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)delay * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
+		struct timespec ts = clock_deadline(CLOCK_REALTIME, delay);
 		if (!RUN.stop)
 			pthread_cond_timedwait(&RUN.cv, &RUN.mu, &ts);
 	}

@@ -1300,14 +1300,7 @@ static int64_t probe_wait_ms(struct store *s)
 /* With qmu held: waits for a job at most ms. */
 static void writer_timed_wait(struct store *s, int64_t ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	struct timespec ts = clock_deadline(CLOCK_REALTIME, ms);
 	pthread_cond_timedwait(&s->qcv, &s->qmu, &ts);
 }
 
@@ -2320,13 +2313,7 @@ static void *checkpointer_main(void *arg)
 	struct store *s = arg;
 	for (;;) {
 		pthread_mutex_lock(&s->qmu);
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += CKPT_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = clock_deadline(CLOCK_REALTIME, CKPT_MS);
 		if (!s->stopping)
 			pthread_cond_timedwait(&s->ckcv, &s->qmu, &ts);
 		int stop = s->stopping;

@@ -493,14 +493,6 @@ static struct hit_rec *hit_capture(struct MHD_Connection *c, enum hit_kind kind,
 	return h;
 }
 
-static void deadline_after(struct timespec *ts, int ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_nsec += (long)ms * 1000000L;
-	ts->tv_sec += ts->tv_nsec / 1000000000L;
-	ts->tv_nsec %= 1000000000L;
-}
-
 /* Hands h to the recorder: 0, or -1 (h freed) when the queue stayed full
  * for QUEUE_WAIT_MS or the tracker is stopping. A full queue slows the
  * handlers down to the recorder's pace instead of losing hits: every hit
@@ -510,8 +502,7 @@ static int hit_enqueue(struct tracker *t, struct hit_rec *h)
 	struct hit_queue *q = &t->q;
 	pthread_mutex_lock(&q->mu);
 	if (q->n == QUEUE_CAP && !q->stopping) {
-		struct timespec dl;
-		deadline_after(&dl, QUEUE_WAIT_MS);
+		struct timespec dl = clock_deadline(CLOCK_MONOTONIC, QUEUE_WAIT_MS);
 		while (q->n == QUEUE_CAP && !q->stopping)
 			if (pthread_cond_timedwait(&q->room, &q->mu, &dl) == ETIMEDOUT)
 				break;
@@ -544,8 +535,7 @@ static int record_hit(struct tracker *t, struct MHD_Connection *c, enum hit_kind
 static size_t queue_take(struct hit_queue *q, struct hit_rec **out, size_t max, int *done)
 {
 	pthread_mutex_lock(&q->mu);
-	struct timespec dl;
-	deadline_after(&dl, SWEEP_MS);
+	struct timespec dl = clock_deadline(CLOCK_MONOTONIC, SWEEP_MS);
 	while (q->n == 0 && !q->stopping)
 		if (pthread_cond_timedwait(&q->cv, &q->mu, &dl) == ETIMEDOUT)
 			break;
@@ -554,7 +544,7 @@ static size_t queue_take(struct hit_queue *q, struct hit_rec **out, size_t max, 
 		pthread_mutex_unlock(&q->mu);
 		return 0;
 	}
-	deadline_after(&dl, FLUSH_MS);
+	dl = clock_deadline(CLOCK_MONOTONIC, FLUSH_MS);
 	while (!q->stopping && q->n < BATCH_WAKE)
 		if (pthread_cond_timedwait(&q->cv, &q->mu, &dl) == ETIMEDOUT)
 			break;
@@ -676,8 +666,7 @@ static int tracker_stopping(struct tracker *t)
 static void pause_unless_stopping(struct tracker *t, int64_t ms)
 {
 	pthread_mutex_lock(&t->q.mu);
-	struct timespec dl;
-	deadline_after(&dl, (int)ms);
+	struct timespec dl = clock_deadline(CLOCK_MONOTONIC, ms);
 	while (!t->q.stopping)
 		if (pthread_cond_timedwait(&t->q.stop_cv, &t->q.mu, &dl) == ETIMEDOUT)
 			break;

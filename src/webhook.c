@@ -956,11 +956,7 @@ static void *deliverer_main(void *arg)
 		pthread_mutex_lock(&w->mu);
 		if (w->stopping)
 			break;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += POLL_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L)
-			ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+		struct timespec ts = clock_deadline(CLOCK_REALTIME, POLL_MS);
 		pthread_cond_timedwait(&w->wake, &w->mu, &ts);
 	}
 	pthread_mutex_unlock(&w->mu);

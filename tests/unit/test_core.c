@@ -208,6 +208,27 @@ TEST(clock_formats)
 	CHECK_STR(d, "Mon, 23 Nov 2026 18:07:41 +0000");
 }
 
+/* A deadline is ms after now on the clock asked, normalized, never before
+ * now (a negative wait is none). */
+TEST(clock_deadline_adds_and_normalizes)
+{
+	static const int64_t waits[] = {0, 1, 999, 1000, 1500, 2999, 86400000, -5};
+	for (size_t i = 0; i < sizeof(waits) / sizeof(waits[0]); i++) {
+		struct timespec before, after;
+		clock_gettime(CLOCK_MONOTONIC, &before);
+		struct timespec d = clock_deadline(CLOCK_MONOTONIC, waits[i]);
+		clock_gettime(CLOCK_MONOTONIC, &after);
+		CHECK(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+		int64_t at = (int64_t)d.tv_sec * 1000000000 + d.tv_nsec;
+		int64_t lo = (int64_t)before.tv_sec * 1000000000 + before.tv_nsec;
+		int64_t hi = (int64_t)after.tv_sec * 1000000000 + after.tv_nsec;
+		int64_t w = waits[i] > 0 ? waits[i] * 1000000 : 0;
+		CHECK(at >= lo + w && at <= hi + w);
+	}
+	struct timespec r = clock_deadline(CLOCK_REALTIME, 250);
+	CHECK((int64_t)r.tv_sec * 1000 + r.tv_nsec / 1000000 >= clock_now_ms() + 200);
+}
+
 TEST(event_entry_key_order)
 {
 	json_t *f = json_object();
