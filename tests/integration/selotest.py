@@ -159,6 +159,8 @@ class SMTPServer:
 class Selo:
     """A data directory made by `selo init`, and `selo serve` on it."""
 
+    preexec_fn = None   # run in `selo serve`'s child before exec (e.g. set an rlimit)
+
     def __init__(self, domain='cobranca.example', **conf):
         self.dir = tempfile.mkdtemp(prefix='selo-test-')
         self.data = os.path.join(self.dir, 'data')
@@ -182,7 +184,6 @@ class Selo:
         self.write_conf()
         self.p = None
         self.log = None
-        self.preexec_fn = None  # run in the child before exec (e.g. set an rlimit)
 
     def write_conf(self):
         with open(os.path.join(self.data, 'selo.conf'), 'w') as f:
@@ -218,10 +219,16 @@ class Selo:
             f':{old_track}', f':{self.track_port}')
         self.write_conf()
 
+    start_timeout = 30  # seconds for `selo serve` to answer /healthz
+
+    def serve_argv(self):
+        """The command that runs `selo serve` (a subclass may wrap it)."""
+        return [SELO, 'serve', '--data', self.data]
+
     def _start_once(self):
         self.log = open(os.path.join(self.dir, 'serve.log'), 'ab')
-        self.p = spawn([SELO, 'serve', '--data', self.data], stdout=self.log,
-                       stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
+        self.p = spawn(self.serve_argv(), stdout=self.log, stderr=subprocess.STDOUT,
+                       preexec_fn=self.preexec_fn)
 
         def up():
             if self.p.poll() is not None:
@@ -230,7 +237,7 @@ class Selo:
                 return curl('GET', self.url + '/healthz')[0] == 200
             except Fail:
                 return False
-        wait_until(up, 30, what='selo serve to answer /healthz')
+        wait_until(up, self.start_timeout, what='selo serve to answer /healthz')
         return self
 
     def serve_log(self):

@@ -80,7 +80,7 @@ class Copy(Selo):
         self.conf['track']['listen'] = f'127.0.0.1:{self.track_port}'
         self.conf['track']['base_url'] = f'http://127.0.0.1:{self.track_port}'
         self.write_conf()
-        self.p = self.log = self.preexec_fn = None
+        self.p = self.log = None
         self.db = os.path.join(self.data, 'selo.db')
 
 

@@ -45,22 +45,13 @@ class DiskSelo(Selo):
         os.mkdir(self.mnt)
         self.size_mb = size_mb
 
-    def _start_once(self):
-        self.log = open(os.path.join(self.dir, 'serve.log'), 'ab')
+    start_timeout = 30 * SLOW
+
+    def serve_argv(self):
         script = ('mount -t tmpfs -o size="$1"m selo-disk "$2" && cp -a "$3"/. "$2"/ '
                   '&& exec "$4" serve --data "$2"')
-        self.p = spawn(['unshare', '-rm', 'sh', '-c', script, 'sh', str(self.size_mb),
-                        self.mnt, self.data, SELO], stdout=self.log, stderr=subprocess.STDOUT)
-
-        def up():
-            if self.p.poll() is not None:
-                raise Fail(f'selo serve exited {self.p.returncode}: {self.serve_log()}')
-            try:
-                return curl('GET', self.url + '/healthz')[0] == 200
-            except Fail:
-                return False
-        wait_until(up, 30 * SLOW, what='selo serve to answer /healthz')
-        return self
+        return ['unshare', '-rm', 'sh', '-c', script, 'sh', str(self.size_mb), self.mnt,
+                self.data, SELO]
 
     def inside(self, name=''):
         """The path of a file of the tmpfs data directory, from outside."""
@@ -156,6 +147,35 @@ class Load(threading.Thread):
         self.join(180)
 
 
+class HoldingSink(SMTPServer):
+    """smtpserver.py with --hold-file: while hold() is in force the server
+    holds its answers to DATA (it touches PATH.held once it holds one);
+    release() lets them go. stop() removes the files too."""
+
+    def __init__(self):
+        self.hold_dir = tempfile.mkdtemp(prefix='selo-hold-')
+        self.hold_path = os.path.join(self.hold_dir, 'hold')
+        super().__init__('--hold-file', self.hold_path)
+
+    def hold(self):
+        open(self.hold_path, 'w').close()
+
+    def wait_held(self, what):
+        wait_until(lambda: os.path.exists(self.hold_path + '.held'), 60 * SLOW, 0.05, what)
+
+    def release(self):
+        os.unlink(self.hold_path)
+
+    def stop(self):
+        super().stop()
+        shutil.rmtree(self.hold_dir, ignore_errors=True)
+
+
+def relay_to(sink):
+    return {'mode': 'relay', 'relay': f'127.0.0.1:{sink.port}', 'starttls': 'no',
+            'timeout_ms': '120000'}
+
+
 def health(s):
     st, _, body = curl('GET', s.url + '/healthz')
     return st, json.loads(body)
@@ -226,10 +246,8 @@ def namespaces_work():
 @test
 def full_disk_under_load_recovers_without_restart():
     namespaces_work()
-    hold = os.path.join(tempfile.mkdtemp(prefix='selo-hold-'), 'hold')
-    sink = SMTPServer('--hold-file', hold)
-    s = DiskSelo(smtp={'mode': 'relay', 'relay': f'127.0.0.1:{sink.port}', 'starttls': 'no',
-                       'timeout_ms': '120000'},
+    sink = HoldingSink()
+    s = DiskSelo(smtp=relay_to(sink),
                  sender={'workers': '2', 'batch': '25', 'stop_timeout': '30'})
     load = Load(s, 'disk')
     problems = []
@@ -237,15 +255,14 @@ def full_disk_under_load_recovers_without_restart():
         # Every DATA is held at the server from the start: a first batch of
         # 50 notices goes to the two workers, 25 each, sealed and handed
         # over, their results not yet written, while the load queues more.
-        open(hold, 'w').close()
+        sink.hold()
         s.start()
         first = items(50, 'lote')
         st, _, j = s.api('POST', '/v1/notices/batch', {'notices': first})
         eq((st, j.get('accepted')), (200, 50), f'the first batch: {j}')
         load.accepted += [r['id'] for r in j['results']]
         load.start()
-        wait_until(lambda: os.path.exists(hold + '.held'), 60 * SLOW, 0.05,
-                   'a batch held at the SMTP server')
+        sink.wait_held('a batch held at the SMTP server')
         wait_until(lambda: sending(s) >= 50, 60 * SLOW, 0.1, 'both batches claimed')
         at_fill = log_size(s)
         filled = fill(s.inside('filler'))
@@ -261,7 +278,7 @@ def full_disk_under_load_recovers_without_restart():
                 not m.get('selo_store_write_failures_total'):
             problems.append(f'/metrics on a full disk: {st} {m}')
         # The held batch is answered now, while its results cannot be written.
-        os.unlink(hold)
+        sink.release()
         wait_until(lambda: 'cannot record delivery results' in log_tail(s, at_fill),
                    60 * SLOW, 0.1, 'the results of the held batch to fail')
         time.sleep(3)  # a few more failed requests and retries
@@ -323,10 +340,6 @@ def full_disk_under_load_recovers_without_restart():
         load.halt.set()
         s.cleanup()
         sink.stop()
-        for f in (hold, hold + '.held'):
-            if os.path.exists(f):
-                os.unlink(f)
-        os.rmdir(os.path.dirname(hold))
 
 
 @test
@@ -335,19 +348,17 @@ def sealed_messages_wait_for_space():
     message stored (a 3 MB attachment: the claim fits in the space left,
     the seal does not); it is sent only once the seal is durable, once."""
     namespaces_work()
-    hold = os.path.join(tempfile.mkdtemp(prefix='selo-hold-'), 'hold')
-    sink = SMTPServer('--hold-file', hold)
-    s = DiskSelo(smtp={'mode': 'relay', 'relay': f'127.0.0.1:{sink.port}', 'starttls': 'no',
-                       'timeout_ms': '120000'},
+    sink = HoldingSink()
+    s = DiskSelo(smtp=relay_to(sink),
                  sender={'workers': '1', 'batch': '25', 'stop_timeout': '30'})
     try:
-        open(hold, 'w').close()
+        sink.hold()
         s.start()
         # The only worker waits at the server with a small notice...
         st, _, j = s.api('POST', '/v1/notices', items(1, 'pequeno')[0])
         eq(st, 202, f'small notice: {j}')
         small = j['id']
-        wait_until(lambda: os.path.exists(hold + '.held'), 60 * SLOW, 0.05, 'the worker held')
+        sink.wait_held('the worker held')
         # ...while a notice with a large attachment is queued behind it.
         big = dict(items(1, 'grande')[0], attachments=[{
             'filename': 'boleto.pdf', 'content_type': 'application/pdf',
@@ -360,7 +371,7 @@ def sealed_messages_wait_for_space():
         n = fill(filler)
         os.truncate(filler, n - 256 * 1024)  # room for a claim and a result, not a seal
         at_fill = log_size(s)
-        os.unlink(hold)
+        sink.release()
         wait_until(lambda: re.search('cannot store (the )?sealed messages', log_tail(s, at_fill)),
                    60 * SLOW, 0.1, 'the seal to fail for lack of space')
         st, h = health(s)
@@ -378,10 +389,6 @@ def sealed_messages_wait_for_space():
     finally:
         s.cleanup()
         sink.stop()
-        for f in (hold, hold + '.held'):
-            if os.path.exists(f):
-                os.unlink(f)
-        os.rmdir(os.path.dirname(hold))
 
 
 @test
@@ -391,23 +398,20 @@ def stop_names_results_it_could_not_record():
     every such notice (the next start sends them again), and the stop stays
     within its bound."""
     namespaces_work()
-    hold = os.path.join(tempfile.mkdtemp(prefix='selo-hold-'), 'hold')
-    sink = SMTPServer('--hold-file', hold)
-    s = DiskSelo(smtp={'mode': 'relay', 'relay': f'127.0.0.1:{sink.port}', 'starttls': 'no',
-                       'timeout_ms': '120000'},
+    sink = HoldingSink()
+    s = DiskSelo(smtp=relay_to(sink),
                  sender={'workers': '1', 'batch': '25', 'stop_timeout': '3'})
     try:
-        open(hold, 'w').close()
+        sink.hold()
         s.start()
         st, _, j = s.api('POST', '/v1/notices/batch', {'notices': items(25, 'parada')})
         eq((st, j.get('accepted')), (200, 25), f'batch: {j}')
         ids = [r['id'] for r in j['results']]
-        wait_until(lambda: os.path.exists(hold + '.held'), 60 * SLOW, 0.05,
-                   'the batch at the server')
+        sink.wait_held('the batch at the server')
         at_fill = log_size(s)
         fill(s.inside('filler'))
         post_until_refused(s)
-        os.unlink(hold)
+        sink.release()
         try:
             wait_until(lambda: 'cannot record delivery results' in log_tail(s, at_fill),
                        60 * SLOW, 0.1, 'the results to fail')
@@ -428,10 +432,6 @@ def stop_names_results_it_could_not_record():
     finally:
         s.cleanup()
         sink.stop()
-        for f in (hold, hold + '.held'):
-            if os.path.exists(f):
-                os.unlink(f)
-        os.rmdir(os.path.dirname(hold))
 
 
 @test
