@@ -191,6 +191,15 @@ static int message_check(struct store *s, const char *id, const struct event_rec
 	return r;
 }
 
+/* The first of the events of this type, or NULL. */
+static const struct event_rec *first_of(const struct event_rec *ev, size_t n, const char *type)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(ev[i].type, type))
+			return &ev[i];
+	return NULL;
+}
+
 int evidence_message(struct store *s, const char *notice_id, struct buf *eml, char sha256[65],
 		     struct selo_err *err)
 {
@@ -206,23 +215,15 @@ int evidence_message(struct store *s, const char *notice_id, struct buf *eml, ch
 	return r;
 }
 
-int evidence_message_sealed(struct store *s, const char *notice_id,
-			    const struct event_rec *sealed, struct buf *eml, char sha256[65],
-			    struct selo_err *err)
+int evidence_message_sealed(struct store *s, const char *notice_id, const struct event_rec *ev,
+			    size_t n, struct buf *eml, char sha256[65], struct selo_err *err)
 {
 	sha256[0] = '\0';
-	return message_check(s, notice_id, sealed, NULL, eml, sha256, NULL, err);
+	return message_check(s, notice_id, first_of(ev, n, EV_CONTENT_SEALED), NULL, eml, sha256,
+			     NULL, err);
 }
 
 /* ---- The notice's row against its events */
-
-static const struct event_rec *first_of(const struct event_rec *ev, size_t n, const char *type)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(ev[i].type, type))
-			return &ev[i];
-	return NULL;
-}
 
 /* The entry's commitment under key against value under the row's salt:
  * absent when the row has no value. 1 agree, 0 not. */

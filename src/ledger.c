@@ -497,22 +497,13 @@ static json_t *receipt_disclosure(struct ledger *l, const struct notice_rec *rec
 	return json_pack("{s:s,s:o}", "salt", salt, "values", values);
 }
 
-/* The notice's content_sealed event among its events, or NULL. */
-static const struct event_rec *sealed_of(const struct event_rec *ev, size_t nev)
-{
-	for (size_t i = 0; i < nev; i++)
-		if (!strcmp(ev[i].type, EV_CONTENT_SEALED))
-			return &ev[i];
-	return NULL;
-}
-
 static json_t *receipt_message(struct ledger *l, const char *id, const struct event_rec *ev,
 			       size_t nev, int short_form, struct selo_err *err)
 {
 	struct buf eml = BUF_INIT;
 	char hex[65];
 	/* hex is the digest the log seals, and the bytes are checked against it */
-	int found = evidence_message_sealed(l->app->store, id, sealed_of(ev, nev), &eml, hex, err);
+	int found = evidence_message_sealed(l->app->store, id, ev, nev, &eml, hex, err);
 	if (found <= 0) {
 		buf_free(&eml);
 		if (found == 0)

@@ -3123,6 +3123,16 @@ static int event_new_add(struct store *s, const struct event_new *ev, struct buf
 	return event_row_add(s->w, ev->notice_id, ev->type, t, e, ev->disc, m, err);
 }
 
+/* Inside the writer: 0 when the notice exists, else -1 (404 when it does
+ * not: the caller's whole call is refused). */
+static int notice_known(struct store *s, const char *id, struct selo_err *err)
+{
+	int exists = row_exists(s->w, S_NOTICE_EXISTS, id, err);
+	if (exists > 0)
+		return 0;
+	return exists < 0 ? -1 : err_set(err, 404, "not-found", "store: no notice %s", id);
+}
+
 static int run_events_add(struct store *s, struct job *j)
 {
 	struct events_args *a = j->arg;
@@ -3133,14 +3143,9 @@ static int run_events_add(struct store *s, struct job *j)
 		const struct event_new *ev = &a->ev[i];
 		/* Hits come in runs of one notice: one look-up per run (the
 		 * transaction holds the write lock, so it cannot vanish meanwhile). */
-		if (i == 0 || strcmp(ev->notice_id, a->ev[i - 1].notice_id) != 0) {
-			int exists = row_exists(s->w, S_NOTICE_EXISTS, ev->notice_id, j->err);
-			if (exists <= 0) {
-				r = exists < 0 ? -1 : err_set(j->err, 404, "not-found", "store: no notice %s",
-							      ev->notice_id);
-				break;
-			}
-		}
+		if ((i == 0 || strcmp(ev->notice_id, a->ev[i - 1].notice_id) != 0) &&
+		    (r = notice_known(s, ev->notice_id, j->err)) != 0)
+			break;
 		r = event_new_add(s, ev, &e, &memo, j->err) != 0 ? -1 : 0;
 	}
 	buf_free(&e);
@@ -3326,12 +3331,8 @@ static int run_hits_add(struct store *s, struct job *j)
 		/* Hits come in runs of one notice: its tally is read once a run
 		 * and written back when the run ends. */
 		if (i == 0 || strcmp(id, a->h[i - 1].ev.notice_id) != 0) {
-			int exists = row_exists(s->w, S_NOTICE_EXISTS, id, j->err);
-			if (exists <= 0) {
-				r = exists < 0 ? -1 : err_set(j->err, 404, "not-found", "store: no notice %s",
-							      id);
+			if ((r = notice_known(s, id, j->err)) != 0)
 				break;
-			}
 			r = tally_load(s->w, id, &t, j->err);
 		}
 		if (r == 0)

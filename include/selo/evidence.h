@@ -32,12 +32,11 @@
 int evidence_message(struct store *s, const char *notice_id, struct buf *eml, char sha256[65],
 		     struct selo_err *err);
 
-/* As evidence_message, with the notice's content_sealed event in hand
- * (sealed; NULL: it has none), already checked against its leaf
- * (evidence_entries): a receipt has every event of the notice anyway. */
-int evidence_message_sealed(struct store *s, const char *notice_id,
-			    const struct event_rec *sealed, struct buf *eml, char sha256[65],
-			    struct selo_err *err);
+/* As evidence_message, with the notice's events in hand (ev, n: its
+ * content_sealed among them, or none), already checked against their
+ * leaves (evidence_entries): a receipt has every event of the notice anyway. */
+int evidence_message_sealed(struct store *s, const char *notice_id, const struct event_rec *ev,
+			    size_t n, struct buf *eml, char sha256[65], struct selo_err *err);
 
 /* Each event's entry against its leaf in the log (the level-0 tile that
  * holds it); events not yet in the log (log_index < 0) have no leaf to
