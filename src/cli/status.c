@@ -17,22 +17,24 @@ static int show(struct selo *app, const char *id)
 {
 	struct selo_err err;
 	err_clear(&err);
-	struct notice_rec rec;
-	int found = id_text_valid(id) ? store_notice_get(app->store, id, -1, &rec, &err) : 0;
-	if (found < 0) {
-		fprintf(stderr, "selo status: %s\n", err.msg);
-		return EXIT_USAGE;
-	}
-	if (found == 0) {
-		fprintf(stderr, "selo status: no notice %s\n", id);
-		return EXIT_NOTFOUND;
-	}
+	/* The events first, then the row: a running `selo serve` writes a
+	 * seal's row and event in one transaction, so a row read after the
+	 * events is at least as new as they are and never seems to disagree. */
 	struct event_rec *ev = NULL;
 	size_t nev = 0;
-	if (store_events_of(app->store, id, &ev, &nev, &err) != 0) {
-		notice_rec_free(&rec);
+	if (id_text_valid(id) && store_events_of(app->store, id, &ev, &nev, &err) != 0) {
 		fprintf(stderr, "selo status: %s\n", err.msg);
 		return EXIT_USAGE;
+	}
+	struct notice_rec rec;
+	int found = id_text_valid(id) ? store_notice_get(app->store, id, -1, &rec, &err) : 0;
+	if (found <= 0) {
+		event_recs_free(ev, nev);
+		if (found < 0)
+			fprintf(stderr, "selo status: %s\n", err.msg);
+		else
+			fprintf(stderr, "selo status: no notice %s\n", id);
+		return found < 0 ? EXIT_USAGE : EXIT_NOTFOUND;
 	}
 	/* A row that disagrees with what its events commit to is damage, told
 	 * as such: never a document with a value silently wrong or missing. */
