@@ -783,6 +783,10 @@ static enum MHD_Result get_metrics(struct api *a, struct MHD_Connection *c)
 	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++)
 		buf_printf(&b, "# TYPE %s counter\n%s %lld\n", ctr[i].name, ctr[i].name,
 			   (long long)atomic_load(ctr[i].v));
+	/* Requests begun and not yet finished, besides this one: what a stop
+	 * waits for (api_stop). */
+	buf_printf(&b, "# TYPE selo_http_requests_in_progress gauge\nselo_http_requests_in_progress %d\n",
+		   atomic_load(&a->active) - 1);
 	buf_printf(&b, "# TYPE selo_store_wal_restarts_total counter\nselo_store_wal_restarts_total %lld\n",
 		   (long long)store_wal_restarts(a->app->store));
 	metrics_store_health(a, &b);

@@ -3,7 +3,7 @@
 Each test file drives the real `selo` binary ($SELO_BIN) against real peers
 started here on 127.0.0.1 (the scripted SMTP server in smtpserver.py, curl
 for HTTP), registers test functions with @test, and ends with the line
-"N passed, N failed". Every process a test starts is recorded and stopped by
+"N passed, N failed, N skipped" (skip(why) in a test). Every process a test starts is recorded and stopped by
 its PID when the test ends, whatever happens. Run with /usr/bin/python3
 (Debian's modules: aiosmtpd, dkim, dnslib)."""
 import grp, json, os, pwd, re, shutil, signal, socket, subprocess, sys, tempfile, time, traceback
@@ -22,6 +22,14 @@ def test(fn):
 
 class Fail(Exception):
     pass
+
+
+class Skip(Exception):
+    """A test that cannot run here: counted as skipped, never as passed."""
+
+
+def skip(why):
+    raise Skip(why)
 
 
 def check(cond, msg='check failed'):
@@ -71,6 +79,15 @@ def wait_until(pred, timeout=20, step=0.05, what='condition'):
             return v
         time.sleep(step)
     raise Fail(f'timed out waiting for {what}')
+
+
+def metric(s, name):
+    """The value of one /metrics sample NAME (summed over its labels), 0 when absent."""
+    import urllib.request
+    with urllib.request.urlopen(s.url + '/metrics', timeout=10) as r:
+        text = r.read().decode()
+    return sum(float(m.group(1)) for m in
+               re.finditer(r'^' + re.escape(name) + r'(?:\{[^}]*\})? (\S+)$', text, re.M))
 
 
 def run(args, input=None, check_rc=None):
@@ -400,7 +417,7 @@ biff = no
 
 def main():
     only = sys.argv[1] if len(sys.argv) > 1 else ''
-    passed = failed = 0
+    passed = failed = skipped = 0
     for fn in _tests:
         if only and only not in fn.__name__:
             continue
@@ -409,6 +426,9 @@ def main():
             fn()
             passed += 1
             print(f'ok   {fn.__name__} ({time.time() - t0:.1f}s)', flush=True)
+        except Skip as e:
+            skipped += 1
+            print(f'skip {fn.__name__}: {e}', flush=True)
         except Exception as e:
             failed += 1
             print(f'FAIL {fn.__name__}: {e}', flush=True)
@@ -417,5 +437,5 @@ def main():
         finally:
             for p in list(_procs):
                 stop(p, signal.SIGKILL)
-    print(f'{passed} passed, {failed} failed')
+    print(f'{passed} passed, {failed} failed, {skipped} skipped')
     sys.exit(1 if failed else 0)

@@ -125,8 +125,8 @@ def notice_end_to_end_signed_and_verified():
         m = email.message_from_bytes(eml, policy=email.policy.default)
         eq(m.get_content_type(), 'multipart/signed')
         eq(str(m['To']), 'João da Silva <devedor@destino.example>')
-        check('1.234,56' in str(m['Subject']) or 'Lembrete' in str(m['Subject']) or
-              str(m['Subject']), 'subject')
+        eq(str(m['Subject']), 'Lembrete de pagamento: vencimento em 01/12/2026 – Loja Exemplo Ltda',
+           'the subject as the template renders it')
         check(m['Message-ID'] and m['Date'] and m['From'], 'Message-ID, Date, From')
         kinds = [p.get_content_type() for p in m.walk()]
         for want in ('text/plain', 'text/html', 'application/pdf', 'application/pkcs7-signature'):
@@ -334,9 +334,17 @@ def batch_has_per_item_results():
         st, _, j = s.api('POST', '/v1/notices/batch', {'notices': [notice()] * 3},
                          headers={})
         eq(st, 200)
-        s.conf['limits'] = {'max_batch': '2'}
         st, _, j = s.api('POST', '/v1/notices/batch', {'notices': []})
         eq(st, 422, 'empty batch')
+        # the documented 413 batch-too-large: a server whose limit is 2
+        s.stop()
+        s.conf['limits'] = {'max_batch': '2'}
+        s.write_conf()
+        s.start()
+        st, _, j = s.api('POST', '/v1/notices/batch', {'notices': [notice()] * 3})
+        eq((st, j['type']), (413, 'urn:selo:problem:batch-too-large'), f'3 items over 2: {j}')
+        st, _, j = s.api('POST', '/v1/notices/batch', {'notices': [notice()] * 2})
+        eq((st, j['accepted']), (200, 2), f'2 items, the limit: {j}')
     finally:
         s.cleanup()
         smtp.stop()

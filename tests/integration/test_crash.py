@@ -258,9 +258,11 @@ def stop_answers_requests_in_progress_and_refuses_new_ones():
                      b'Authorization: Bearer ' + s.key.encode() + b'\r\n'
                      b'Content-Type: application/json\r\n'
                      b'Content-Length: ' + str(len(body)).encode() + b'\r\n\r\n' + body[:10])
-        time.sleep(0.2)
+        wait_until(lambda: metric(s, 'selo_http_requests_in_progress') >= 1, 30, 0.02,
+                   'the POST begun by the server')
         os.kill(s.p.pid, signal.SIGTERM)
-        time.sleep(0.3)
+        wait_until(lambda: 'waiting for 1 API request(s) in progress' in s.serve_log(), 30, 0.02,
+                   'the stop begun')
         idle.sendall(get)
         refused = read_response(idle)
         check(refused.startswith(b'HTTP/1.1 503'), refused[:200])

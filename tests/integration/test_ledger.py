@@ -280,10 +280,10 @@ def tsa_down_delays_timestamps_never_the_log():
     try:
         st, _, j = s.api('POST', '/v1/notices', NOTICE)
         eq(st, 202)
-        time.sleep(2.5)
-        n = int(sql(s, INDEXED).strip())
-        check(n >= 1, 'events reach the log while the TSA is down')
-        check(int(sql(s, 'SELECT count(*) FROM checkpoints').strip()) >= 1, 'checkpoints signed')
+        wait_until(lambda: int(sql(s, INDEXED).strip()) >= 1, 30, 0.1,
+                   'events to reach the log while the TSA is down')
+        wait_until(lambda: int(sql(s, 'SELECT count(*) FROM checkpoints').strip()) >= 1, 30, 0.1,
+                   'a checkpoint signed while the TSA is down')
         eq(sql(s, 'SELECT count(*) FROM checkpoints WHERE tst IS NOT NULL').strip(), '0')
         st, _, body = s.api('GET', f'/v1/notices/{j["id"]}/receipt')
         eq(st, 503, f'no receipt without a timestamp: {body}')
@@ -309,9 +309,8 @@ def cli_and_serve_share_the_log():
         s.wait_status(k['id'], ['relayed'])
         r = fetch_receipt(s, k['id'])
         eq(len(r['events']), 3, 'the last notice reached the log through serve')
-        time.sleep(1.5)
-        n = int(sql(s, UNINDEXED).strip())
-        eq(n, 0, 'serve kept integrating after the CLI appended')
+        wait_until(lambda: int(sql(s, UNINDEXED).strip()) == 0, 30, 0.1,
+                   'serve to keep integrating after the CLI appended')
         s.stop()
         rc, out, _ = run(['log', 'verify', '--data', s.data])
         eq(rc, 0, out)
@@ -337,7 +336,8 @@ def kill_9_during_a_burst_loses_no_event():
             st, _, l = s.api('GET', '/v1/notices?reference=K-199')
             return all(s.notice(i)['status'] == 'relayed' for i in ids[-5:])
         wait_until(all_done, 60, 0.5, 'the burst to be sent after the restart')
-        time.sleep(1.5)
+        wait_until(lambda: int(sql(s, UNINDEXED).strip()) == 0, 30, 0.1,
+                   'every event integrated')
         s.stop()
         rc, out, _ = run(['log', 'verify', '--data', s.data])
         eq(rc, 0, out)

@@ -300,16 +300,25 @@ def a_crash_while_counting_neither_loses_nor_doubles():
         notices, events = generate(s.data, [1, 1], 30000)
         f = facts(notices, events)
         db = os.path.join(s.data, 'selo.db')
-        cursors = []
-        for delay in (0.4, 0.3):
+
+        def cursor():
+            c = sqlite3.connect(db, timeout=10)
+            try:
+                return c.execute('SELECT coalesce((SELECT seq FROM stats_cursor), 0)').fetchone()[0]
+            finally:
+                c.close()
+        # Each kill lands once the follower has moved past where the last
+        # one stopped (it counted and committed something) and before it is
+        # done: that is "while counting", checked rather than hoped for.
+        cursors = [0]
+        for _ in range(2):
             s.start()
-            time.sleep(delay)
+            wait_until(lambda: cursor() > cursors[-1], 60, 0.005, 'the follower to count a batch')
             s.stop(signal.SIGKILL)
-            c = sqlite3.connect(db)
-            cursors.append(c.execute('SELECT coalesce((SELECT seq FROM stats_cursor), 0)')
-                           .fetchone()[0])
-            c.close()
-        print(f'  killed with the cursor at {cursors} of {len(events)} events')
+            cursors.append(cursor())
+        print(f'  killed with the cursor at {cursors[1:]} of {len(events)} events')
+        check(cursors[1] < cursors[2] < len(events),
+              f'both kills landed while counting: cursor at {cursors[1:]} of {len(events)}')
         s.start()
 
         def done():

@@ -71,6 +71,15 @@ class World:
         return wait_until(lambda: (lambda ev: ev if len(ev) >= n else None)(self.events(types)),
                           10, 0.1, f'{n} tracker events')
 
+    def barrier(self):
+        """Every hit made before this call has been recorded, or never will
+        be: one more pixel goes through the same first-in first-out queue,
+        and its open appearing means the recorder has passed them all."""
+        before = len(self.events(('opened',)))
+        st, _ = hit(self.pixel)
+        eq(st, 200, 'the barrier pixel')
+        wait_until(lambda: len(self.events(('opened',))) > before, 30, 0.05, 'the barrier pixel')
+
     def close(self):
         self.s.cleanup()
         self.smtp.stop()
@@ -111,11 +120,11 @@ def pixel_click_and_confirmation():
         ev = wait_until(lambda: (lambda e: e if {'opened', 'clicked', 'read_confirmed'} <=
                                                 {x['type'] for x in e} else None)(w.events()),
                         10, 0.1, 'opened, clicked and read_confirmed')
-        time.sleep(0.5)
+        w.barrier()
         ev = w.events()
         types = [e['type'] for e in ev]
         eq(types.count('read_confirmed'), 1, f'read_confirmed once: {types}')
-        eq(types.count('opened'), 5, 'five pixel fetches, five opens')
+        eq(types.count('opened'), 6, 'five pixel fetches and the barrier, six opens')
         by = {}
         for e in ev:
             by.setdefault(e['type'], e)
@@ -193,7 +202,7 @@ def forged_tokens_and_open_redirects():
         for q in ['?url=https://evil.example', '?next=//evil.example', '?u=%2F%2Fevil.example']:
             st, hd = hit(w.clicks[0] + q)
             eq((st, hd.get('location')), (302, 'https://pagar.example/boleto?id=7&v=1'), q)
-        time.sleep(1.0)
+        w.barrier()
         eq([e['type'] for e in w.events()].count('clicked'), 3, 'only the genuine clicks were recorded')
     finally:
         w.close()
@@ -438,7 +447,9 @@ def public_log_serves_checkpoint_tiles_and_entries():
     w = World()
     try:
         hit(w.pixel)
-        time.sleep(2.0)
+        # the open integrated and a checkpoint signed over it (4 entries)
+        wait_until(lambda: (lambda r: r[0] == 200 and int(r[2].decode().split('\n')[1]) >= 4)(
+            curl('GET', w.base + '/log/checkpoint')), 30, 0.1, 'a checkpoint over the open')
         st, hd, note = curl('GET', w.base + '/log/checkpoint')
         eq(st, 200)
         check(hd.get('content-type', '').startswith('text/plain'), hd)

@@ -351,6 +351,15 @@ static int fixture(void)
 	return 1;
 }
 
+/* A test that cannot make its fixture fails: it never passes by testing nothing. */
+#define NEED_FIXTURE()                                                          \
+	do {                                                                    \
+		if (!fixture()) {                                               \
+			CHECK(!"the fixture (keys and a receipt) could be made");    \
+			return;                                                 \
+		}                                                               \
+	} while (0)
+
 /* ---- verifying ----------------------------------------------------------- */
 
 static char *dump(json_t *doc)
@@ -468,10 +477,7 @@ static void flip_b64_at(json_t *doc, const char *parent, const char *key, long p
 
 TEST(genuine_pinned_valid)
 {
-	if (!fixture()) {
-		CHECK(!"fixture");
-		return;
-	}
+	NEED_FIXTURE();
 	static struct receipt_report rep;
 	enum receipt_verdict v = verify_doc(fx.receipt, 1, &rep);
 	CHECK(v == RECEIPT_VALID);
@@ -493,8 +499,7 @@ TEST(genuine_pinned_valid)
 
 TEST(genuine_unpinned_valid_with_two_warnings)
 {
-	if (!fixture())
-		return;
+	NEED_FIXTURE();
 	static struct receipt_report rep;
 	CHECK(verify_doc(fx.receipt, 0, &rep) == RECEIPT_VALID);
 	CHECK(count(&rep, NULL, 0) == 0);
@@ -505,8 +510,7 @@ TEST(genuine_unpinned_valid_with_two_warnings)
 
 TEST(short_form_valid)
 {
-	if (!fixture())
-		return;
+	NEED_FIXTURE();
 	json_t *d = copy();
 	json_object_del(at(d, "message"), "eml_base64");
 	static struct receipt_report rep;
@@ -524,8 +528,7 @@ TEST(short_form_valid)
  * the rest one summary line; a tree of 300 entries also has a full tile. */
 TEST(many_events_share_a_summary_line)
 {
-	if (!fixture())
-		return;
+	NEED_FIXTURE();
 	char notice[SELO_ID_TEXT + 1];
 	json_t *d = make_receipt(notice, NMANY, 1);
 	CHECK(d != NULL);
@@ -562,8 +565,7 @@ TEST(unreadable_inputs)
 		CHECK(rep.n == 1 && !strcmp(rep.checks[0].name, "format") && rep.checks[0].ok == 0);
 	}
 	CHECK(receipt_verify(NULL, 0, NULL, NULL, 0, &rep) == RECEIPT_UNREADABLE);
-	if (!fixture())
-		return;
+	NEED_FIXTURE();
 	json_t *d = copy();
 	set_str(d, "", "format", "selo-receipt/v2");
 	expect(d, 1, RECEIPT_UNREADABLE, "format", "format v2");
@@ -571,8 +573,7 @@ TEST(unreadable_inputs)
 
 TEST(tamper_top_level)
 {
-	if (!fixture())
-		return;
+	NEED_FIXTURE();
 	json_t *d = copy();
 	char other[SELO_ID_TEXT + 1];
 	snprintf(other, sizeof(other), "%s", fx.notice);
@@ -604,8 +605,7 @@ TEST(tamper_top_level)
 
 TEST(tamper_checkpoint_and_key)
 {
-	if (!fixture())
-		return;
+	NEED_FIXTURE();
 	struct note_signer *s = NULL;
 	struct selo_err err;
 	uint8_t seed[32] = {7};
@@ -665,8 +665,7 @@ TEST(tamper_checkpoint_and_key)
 
 TEST(tamper_timestamp_and_certs)
 {
-	if (!fixture())
-		return;
+	NEED_FIXTURE();
 	json_t *d = copy();
 	flip_b64_at(d, "log", "timestamp", -1);
 	expect(d, 1, RECEIPT_INVALID, "checkpoint_timestamp", "the token's last byte");
@@ -718,8 +717,7 @@ TEST(tamper_timestamp_and_certs)
 
 TEST(tamper_events)
 {
-	if (!fixture())
-		return;
+	NEED_FIXTURE();
 	static const char *check_of[] = {"inclusion", "inclusion", "inclusion"};
 	for (size_t i = 0; i < 3; i++) {
 		char parent[32];
@@ -776,8 +774,7 @@ TEST(tamper_events)
 
 TEST(tamper_message_and_disclosure)
 {
-	if (!fixture())
-		return;
+	NEED_FIXTURE();
 	json_t *d = copy();
 	flip_b64_at(d, "message", "eml_base64", 10);
 	expect(d, 1, RECEIPT_INVALID, "message_digest", "a byte of the message");
@@ -877,8 +874,7 @@ static void sweep(json_t *j, const char *path, int *tried)
 
 TEST(every_byte_changed_fails)
 {
-	if (!fixture())
-		return;
+	NEED_FIXTURE();
 	int tried = 0;
 	sweep(fx.receipt, "receipt", &tried);
 	CHECK(tried > 500);
@@ -889,8 +885,7 @@ TEST(every_byte_changed_fails)
 /* Each byte of the timestamp token flipped. */
 TEST(every_token_byte_flipped_fails)
 {
-	if (!fixture())
-		return;
+	NEED_FIXTURE();
 	const char *b64 = json_string_value(at(fx.receipt, "log.timestamp"));
 	size_t cap = base64_decoded_max(strlen(b64));
 	uint8_t *der = malloc(cap);
@@ -923,12 +918,9 @@ static void write_doc(json_t *doc, const char *path)
 
 TEST(selo_verify_command)
 {
-	if (!fixture())
-		return;
-	if (!fx.bin[0]) {
-		fprintf(stderr, "  (no selo binary next to the tests: skipped)\n");
-		return;
-	}
+	NEED_FIXTURE();
+	if (!fx.bin[0])
+		SKIP("no selo binary next to the tests");
 	char good[256], bad[256], pdf[256], cmd[2048];
 	snprintf(good, sizeof(good), "%s/good.json", fx.root);
 	snprintf(bad, sizeof(bad), "%s/bad.json", fx.root);
@@ -1002,8 +994,7 @@ TEST(doc_script_is_the_script)
 
 TEST(python_script_and_openssl)
 {
-	if (!fixture())
-		return;
+	NEED_FIXTURE();
 	char good[256], bad[256], dir[256], cmd[2048];
 	snprintf(good, sizeof(good), "%s/py-good.json", fx.root);
 	snprintf(bad, sizeof(bad), "%s/py-bad.json", fx.root);
