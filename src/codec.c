@@ -1,5 +1,5 @@
-/* codec.c: hex and base64 encoders and strict decoders, and the UTF-8 step
- * (see codec.h). The decoders reject anything not canonical so that two
+/* codec.c: hex and base64 encoders and strict decoders, the UTF-8 step and
+ * encoder, and quoted-printable decoding (see codec.h). The decoders reject anything not canonical so that two
  * different strings never decode to the same bytes (receipts compare
  * encodings). */
 #include <string.h>
@@ -18,7 +18,7 @@ void hex_encode(const uint8_t *p, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static int hexval(char c)
+int hex_digit_value(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -34,7 +34,7 @@ ssize_t hex_decode(const char *s, size_t slen, uint8_t *out, size_t outcap)
 	if (slen % 2 || slen / 2 > outcap)
 		return -1;
 	for (size_t i = 0; i < slen / 2; i++) {
-		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+		int hi = hex_digit_value(s[2 * i]), lo = hex_digit_value(s[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return -1;
 		out[i] = (uint8_t)(hi << 4 | lo);
@@ -189,4 +189,58 @@ size_t utf8_decode(const uint8_t *s, size_t n, uint32_t *cp)
 	}
 	*cp = c;
 	return len;
+}
+
+int utf8_valid(const char *s, size_t n)
+{
+	const uint8_t *p = (const uint8_t *)s;
+	size_t i = 0;
+	uint32_t cp;
+	while (i < n) {
+		size_t k = utf8_decode(p + i, n - i, &cp);
+		if (!k)
+			return 0;
+		i += k;
+	}
+	return 1;
+}
+
+void utf8_put(struct buf *out, uint32_t cp)
+{
+	char u[4];
+	size_t n;
+	if (cp < 0x80) {
+		u[0] = (char)cp, n = 1;
+	} else if (cp < 0x800) {
+		u[0] = (char)(0xc0 | cp >> 6), u[1] = (char)(0x80 | (cp & 0x3f)), n = 2;
+	} else if (cp < 0x10000) {
+		u[0] = (char)(0xe0 | cp >> 12), u[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+		u[2] = (char)(0x80 | (cp & 0x3f)), n = 3;
+	} else {
+		u[0] = (char)(0xf0 | cp >> 18), u[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+		u[2] = (char)(0x80 | (cp >> 6 & 0x3f)), u[3] = (char)(0x80 | (cp & 0x3f)), n = 4;
+	}
+	buf_append(out, u, n);
+}
+
+void qp_decode(const char *s, size_t n, struct buf *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] != '=') {
+			buf_putc(out, s[i]);
+			continue;
+		}
+		int hi = i + 2 < n ? hex_digit_value(s[i + 1]) : -1;
+		int lo = i + 2 < n ? hex_digit_value(s[i + 2]) : -1;
+		if (i + 1 < n && s[i + 1] == '\n') {
+			i += 1;
+		} else if (i + 2 < n && s[i + 1] == '\r' && s[i + 2] == '\n') {
+			i += 2;
+		} else if (hi >= 0 && lo >= 0) {
+			buf_putc(out, (char)(hi << 4 | lo));
+			i += 2;
+		} else {
+			buf_putc(out, '=');
+		}
+	}
 }

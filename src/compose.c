@@ -180,25 +180,6 @@ static void put_attr(struct buf *out, const char *s)
 
 /* ---- HTML links. */
 
-static void put_utf8(struct buf *out, unsigned long cp)
-{
-	char u[4];
-	if (cp < 0x80) {
-		buf_putc(out, (char)cp);
-	} else if (cp < 0x800) {
-		u[0] = (char)(0xC0 | cp >> 6), u[1] = (char)(0x80 | (cp & 0x3F));
-		buf_append(out, u, 2);
-	} else if (cp < 0x10000) {
-		u[0] = (char)(0xE0 | cp >> 12), u[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-		u[2] = (char)(0x80 | (cp & 0x3F));
-		buf_append(out, u, 3);
-	} else {
-		u[0] = (char)(0xF0 | cp >> 18), u[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-		u[2] = (char)(0x80 | (cp >> 6 & 0x3F)), u[3] = (char)(0x80 | (cp & 0x3F));
-		buf_append(out, u, 4);
-	}
-}
-
 /* One character reference at s (n bytes, s[0] == '&'): its length, and its
  * text appended to out; 0 when it is not one we decode (then '&' is
  * literal, as browsers treat unknown references). */
@@ -238,7 +219,7 @@ static size_t entity_decode(const char *s, size_t n, struct buf *out)
 		return 0;
 	if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
 		cp = 0xFFFD; /* as the HTML parser does */
-	put_utf8(out, cp);
+	utf8_put(out, (uint32_t)cp);
 	return i + 1;
 }
 

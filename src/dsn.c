@@ -462,36 +462,6 @@ static int multipart_split(struct span body, const char *boundary, struct span *
 	return 0;
 }
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)toupper((unsigned char)c);
-	return c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* Quoted-printable, leniently (RFC 2045 §6.7 note): a '=' that starts no
- * valid escape is kept as it is. */
-static void qp_decode(struct span s, struct buf *out)
-{
-	for (size_t i = 0; i < s.n; i++) {
-		if (s.p[i] != '=') {
-			buf_putc(out, s.p[i]);
-			continue;
-		}
-		if (i + 2 < s.n && s.p[i + 1] == '\r' && s.p[i + 2] == '\n') {
-			i += 2;
-		} else if (i + 1 < s.n && s.p[i + 1] == '\n') {
-			i += 1;
-		} else if (i + 2 < s.n && hex_digit(s.p[i + 1]) >= 0 && hex_digit(s.p[i + 2]) >= 0) {
-			buf_putc(out, (char)(hex_digit(s.p[i + 1]) << 4 | hex_digit(s.p[i + 2])));
-			i += 2;
-		} else {
-			buf_putc(out, '=');
-		}
-	}
-}
-
 /* A part's body as its sender meant it. The decoded bytes live in out;
  * *res points into out or into the input. */
 static int body_decode(struct span body, const char *cte, struct buf *out, struct span *res,
@@ -502,7 +472,7 @@ static int body_decode(struct span body, const char *cte, struct buf *out, struc
 		return 0;
 	}
 	if (!strcmp(cte, "quoted-printable")) {
-		qp_decode(body, out);
+		qp_decode(body.p, body.n, out);
 	} else if (!strcmp(cte, "base64")) {
 		buf_reserve(out, base64_decoded_max(body.n) + 1);
 		ssize_t n = base64_decode_mime(body.p, body.n, (uint8_t *)out->data, out->cap - 1);

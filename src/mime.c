@@ -19,20 +19,6 @@
 
 /* ---- UTF-8 and character classes. */
 
-int utf8_valid(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
-	uint32_t cp;
-	while (i < n) {
-		size_t k = utf8_decode(p + i, n - i, &cp);
-		if (!k)
-			return 0;
-		i += k;
-	}
-	return 1;
-}
-
 static int is_printable_ascii(const char *s)
 {
 	for (; *s; s++)

@@ -34,40 +34,6 @@ struct note_signer {
 
 /* ---- text rules ------------------------------------------------------- */
 
-/* Length of the UTF-8 sequence at p (n > 0 bytes left) and its code point
- * in *cp; 0 when invalid (truncated, overlong, surrogate, beyond
- * U+10FFFF), the same judgement as Go's utf8.DecodeRune. */
-static size_t utf8_next(const unsigned char *p, size_t n, uint32_t *cp)
-{
-	unsigned char b = p[0];
-	size_t len;
-	uint32_t min, v;
-	if (b < 0x80) {
-		*cp = b;
-		return 1;
-	}
-	if ((b & 0xE0) == 0xC0) {
-		len = 2, min = 0x80, v = b & 0x1F;
-	} else if ((b & 0xF0) == 0xE0) {
-		len = 3, min = 0x800, v = b & 0x0F;
-	} else if ((b & 0xF8) == 0xF0) {
-		len = 4, min = 0x10000, v = b & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-		v = v << 6 | (p[i] & 0x3F);
-	}
-	if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-		return 0;
-	*cp = v;
-	return len;
-}
-
 /* Note text and signature lines: valid UTF-8 with no control character
  * below U+0020 except "\n" (so no "\r" either). */
 static int text_chars_ok(const char *s, size_t n)
@@ -75,7 +41,7 @@ static int text_chars_ok(const char *s, size_t n)
 	const unsigned char *p = (const unsigned char *)s;
 	for (size_t i = 0; i < n;) {
 		uint32_t cp;
-		size_t k = utf8_next(p + i, n - i, &cp);
+		size_t k = utf8_decode(p + i, n - i, &cp);
 		if (k == 0 || (cp < 0x20 && cp != '\n'))
 			return 0;
 		i += k;
@@ -105,7 +71,7 @@ static int sig_name_ok(const char *s, size_t n)
 		return 0;
 	for (size_t i = 0; i < n;) {
 		uint32_t cp;
-		size_t k = utf8_next(p + i, n - i, &cp);
+		size_t k = utf8_decode(p + i, n - i, &cp);
 		if (k == 0 || unicode_space(cp) || cp == '+')
 			return 0;
 		i += k;

@@ -348,11 +348,6 @@ static int span_int(const struct doc *d, struct span s, int64_t *v)
 	return 0;
 }
 
-static int hexval(uint8_t c)
-{
-	return isdigit(c) ? c - '0' : (tolower(c) - 'a' + 10);
-}
-
 /* The name s (with its #XX escapes decoded) is want. */
 static int name_is(const struct doc *d, struct span s, const char *want)
 {
@@ -364,7 +359,7 @@ static int name_is(const struct doc *d, struct span s, const char *want)
 			return 0;
 		int c = d->p[i];
 		if (c == '#' && i + 2 < s.e && isxdigit(d->p[i + 1]) && isxdigit(d->p[i + 2])) {
-			c = hexval(d->p[i + 1]) * 16 + hexval(d->p[i + 2]);
+			c = hex_digit_value(d->p[i + 1]) * 16 + hex_digit_value(d->p[i + 2]);
 			i += 3;
 		} else {
 			i++;
@@ -791,12 +786,12 @@ static int string_bytes(const struct doc *d, struct span s, uint8_t *out, size_t
 			if (is_ws(p[i]))
 				continue;
 			if (half < 0) {
-				half = hexval(p[i]);
+				half = hex_digit_value(p[i]);
 				continue;
 			}
 			if (k == cap)
 				return -1;
-			out[k++] = (uint8_t)(half * 16 + hexval(p[i]));
+			out[k++] = (uint8_t)(half * 16 + hex_digit_value(p[i]));
 			half = -1;
 		}
 		if (half >= 0) {
@@ -887,26 +882,14 @@ static int put_cp(char *out, size_t cap, size_t *k, uint32_t cp)
 	return 0;
 }
 
-/* Strict UTF-8 (no overlongs, surrogates or values past U+10FFFF): the
- * code point at s[*i], or -1. */
-static int utf8_next(const uint8_t *s, size_t n, size_t *i, uint32_t *cp)
+/* The code point at s[*i] (codec.h's strict step), moving *i past it; -1
+ * when the bytes there are not one. */
+static int pdf_utf8_next(const uint8_t *s, size_t n, size_t *i, uint32_t *cp)
 {
-	uint8_t c = s[*i];
-	size_t need = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
-		    : (c & 0xf8) == 0xf0 ? 3 : 4;
-	static const uint32_t min[] = {0, 0x80, 0x800, 0x10000};
-	if (need == 4 || n - *i <= need)
+	size_t k = utf8_decode(s + *i, n - *i, cp);
+	if (!k)
 		return -1;
-	uint32_t v = need ? c & (0x3f >> need) : c;
-	for (size_t k = 1; k <= need; k++) {
-		if ((s[*i + k] & 0xc0) != 0x80)
-			return -1;
-		v = v << 6 | (s[*i + k] & 0x3f);
-	}
-	if (v < min[need] || v > 0x10ffff || (v >= 0xd800 && v < 0xe000))
-		return -1;
-	*i += need + 1;
-	*cp = v;
+	*i += k;
 	return 0;
 }
 
@@ -934,7 +917,7 @@ static int text_utf8(const uint8_t *s, size_t n, char *out, size_t cap)
 	if (n >= 3 && s[0] == 0xef && s[1] == 0xbb && s[2] == 0xbf) {
 		for (size_t i = 3; i < n;) {
 			uint32_t cp;
-			if (utf8_next(s, n, &i, &cp) != 0) {
+			if (pdf_utf8_next(s, n, &i, &cp) != 0) {
 				cp = 0xfffd;
 				i++;
 			}
@@ -1430,7 +1413,7 @@ static int text_bytes(const char *s, struct buf *raw)
 	buf_append(raw, "\xfe\xff", 2);
 	for (i = 0; i < n;) {
 		uint32_t cp;
-		if (utf8_next(u, n, &i, &cp) != 0)
+		if (pdf_utf8_next(u, n, &i, &cp) != 0)
 			return -1;
 		if (cp >= 0x10000) {
 			cp -= 0x10000;
@@ -1451,17 +1434,6 @@ static void put_text(struct buf *b, const char *s)
 	if (text_bytes(s, &raw) == 0) /* checked by opts_check before */
 		put_string(b, (const uint8_t *)raw.data, raw.len);
 	buf_free(&raw);
-}
-
-static int utf8_valid(const char *s)
-{
-	const uint8_t *u = (const uint8_t *)s;
-	size_t n = strlen(s), i = 0;
-	uint32_t cp;
-	while (i < n)
-		if (utf8_next(u, n, &i, &cp) != 0)
-			return 0;
-	return 1;
 }
 
 /* D:YYYYMMDDHHmmSS+00'00' (7.9.4), in UTC. */
@@ -1652,7 +1624,7 @@ static void write_embedded(struct update *u, const struct plan_att *p, const cha
 	const uint8_t *s = (const uint8_t *)a->name;
 	for (size_t i = 0, n = strlen(a->name); i < n;) {
 		uint32_t cp = '_';
-		if (utf8_next(s, n, &i, &cp) != 0)
+		if (pdf_utf8_next(s, n, &i, &cp) != 0)
 			i++;
 		buf_putc(&ascii, cp >= 0x20 && cp < 0x7f ? (char)cp : '_');
 	}
@@ -1937,7 +1909,7 @@ static int attachments_check(const struct pdf_attachment *att, size_t n, struct 
 	for (size_t i = 0; i < n; i++) {
 		const struct pdf_attachment *a = &att[i];
 		const char *m = a->mime ? a->mime : "";
-		if (!a->name || !a->name[0] || strlen(a->name) > 255 || !utf8_valid(a->name))
+		if (!a->name || !a->name[0] || strlen(a->name) > 255 || !utf8_valid(a->name, strlen(a->name)))
 			return err_set(err, 500, "internal", "attachment %zu: its name must be 1 to "
 				       "255 bytes of UTF-8", i);
 		if (!strchr(m, '/') || strlen(m) > 127 || strspn(m, "abcdefghijklmnopqrstuvwxyz"
@@ -1949,7 +1921,7 @@ static int attachments_check(const struct pdf_attachment *att, size_t n, struct 
 			    strlen(a->relationship)))
 			return err_set(err, 500, "internal", "attachment %s: bad /AFRelationship",
 				       a->name);
-		if ((a->description && !utf8_valid(a->description)) || (a->len && !a->data) ||
+		if ((a->description && !utf8_valid(a->description, strlen(a->description))) || (a->len && !a->data) ||
 		    a->len > PDF_MAX_INPUT)
 			return err_set(err, 500, "internal", "attachment %s: bad description or data",
 				       a->name);
@@ -1969,7 +1941,7 @@ static int opts_check(const struct pdf_sign_opts *so, struct selo_err *err)
 		return err_set(err, 500, "internal", "pdf_finish: a signer and a TSA are required");
 	const char *t[] = {so->name, so->reason, so->location};
 	for (int i = 0; i < 3; i++)
-		if (t[i] && !utf8_valid(t[i]))
+		if (t[i] && !utf8_valid(t[i], strlen(t[i])))
 			return err_set(err, 500, "internal", "pdf_finish: a signature text is not UTF-8");
 	return 0;
 }

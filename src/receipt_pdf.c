@@ -494,51 +494,6 @@ static const struct event_kind KINDS[] = {
 
 /* ---- text fit for a page -------------------------------------------------- */
 
-/* The code point at s[0..n) and its length, or -1 with *len 1 for a byte
- * that does not start a valid UTF-8 sequence (overlong forms, surrogates
- * and values past U+10FFFF included). */
-static long utf8_next(const unsigned char *s, size_t n, size_t *len)
-{
-	*len = 1;
-	unsigned c = s[0];
-	if (c < 0x80)
-		return (long)c;
-	size_t k = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
-		: c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-	if (!k || k > n)
-		return -1;
-	long cp = (long)(c & (0x7f >> k));
-	for (size_t i = 1; i < k; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return -1;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if ((k == 3 && cp < 0x800) || (k == 4 && cp < 0x10000) || cp > 0x10ffff ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return -1;
-	*len = k;
-	return cp;
-}
-
-static void put_utf8(struct buf *out, long cp)
-{
-	if (cp < 0x80) {
-		buf_putc(out, (char)cp);
-	} else if (cp < 0x800) {
-		buf_putc(out, (char)(0xc0 | cp >> 6));
-		buf_putc(out, (char)(0x80 | (cp & 0x3f)));
-	} else if (cp < 0x10000) {
-		buf_putc(out, (char)(0xe0 | cp >> 12));
-		buf_putc(out, (char)(0x80 | (cp >> 6 & 0x3f)));
-		buf_putc(out, (char)(0x80 | (cp & 0x3f)));
-	} else {
-		buf_putc(out, (char)(0xf0 | cp >> 18));
-		buf_putc(out, (char)(0x80 | (cp >> 12 & 0x3f)));
-		buf_putc(out, (char)(0x80 | (cp >> 6 & 0x3f)));
-		buf_putc(out, (char)(0x80 | (cp & 0x3f)));
-	}
-}
-
 /* Characters that would make the page read differently from the bytes
  * stored: bidirectional embeddings, overrides and isolates. */
 static int bidi_control(long cp)
@@ -556,9 +511,10 @@ static void put_clean(struct buf *out, const char *s, size_t n, size_t cap, int 
 	const unsigned char *p = (const unsigned char *)s;
 	size_t start = out->len;
 	for (size_t i = 0; i < n;) {
-		size_t k;
-		long cp = utf8_next(p + i, n - i, &k);
-		i += k;
+		uint32_t u;
+		size_t k = utf8_decode(p + i, n - i, &u);
+		long cp = k ? (long)u : -1; /* a byte that starts no character: U+FFFD */
+		i += k ? k : 1;
 		if (out->len - start + 4 > cap) {
 			buf_puts(out, "\xe2\x80\xa6");
 			return;
@@ -570,9 +526,9 @@ static void put_clean(struct buf *out, const char *s, size_t n, size_t cap, int 
 		else if (cp == '\t')
 			buf_putc(out, ' ');
 		else if (cp < 0)
-			put_utf8(out, 0xfffd);
+			utf8_put(out, 0xfffd);
 		else if (cp >= 0x20 && cp != 0x7f && !(cp >= 0x80 && cp < 0xa0) && !bidi_control(cp))
-			put_utf8(out, cp);
+			utf8_put(out, (uint32_t)cp);
 	}
 }
 
@@ -1029,34 +985,6 @@ static void media_type(const char *v, char *out, size_t n)
 		snprintf(out, n, "text/plain");
 }
 
-static int hexval(int c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10
-		: c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Quoted-printable (RFC 2045 §6.7): soft line breaks dropped, =XX
- * decoded, anything malformed kept as it is. */
-static void qp_decode(const char *s, size_t n, struct buf *out)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] != '=') {
-			buf_putc(out, s[i]);
-			continue;
-		}
-		if (i + 1 < n && s[i + 1] == '\n') {
-			i += 1;
-		} else if (i + 2 < n && s[i + 1] == '\r' && s[i + 2] == '\n') {
-			i += 2;
-		} else if (i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-			buf_putc(out, (char)(hexval(s[i + 1]) << 4 | hexval(s[i + 2])));
-			i += 2;
-		} else {
-			buf_putc(out, '=');
-		}
-	}
-}
-
 /* A part's body decoded per its Content-Transfer-Encoding; -1 when base64
  * does not decode. */
 static int body_decode(const char *s, size_t n, const char *cte, struct buf *out)
@@ -1090,7 +1018,7 @@ static void to_utf8(const char *s, size_t n, const char *charset, struct buf *ou
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
-		put_utf8(out, (unsigned char)s[i]);
+		utf8_put(out, (unsigned char)s[i]);
 }
 
 /* One RFC 2047 encoded word at s ("=?charset?B|Q?text?="): decoded into
@@ -1126,8 +1054,8 @@ static size_t encoded_word(const char *s, size_t n, struct buf *out)
 		for (const char *p = text; p < end; p++) {
 			if (*p == '_')
 				buf_putc(&raw, ' ');
-			else if (*p == '=' && p + 2 < end && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
-				buf_putc(&raw, (char)(hexval(p[1]) << 4 | hexval(p[2])));
+			else if (*p == '=' && p + 2 < end && hex_digit_value(p[1]) >= 0 && hex_digit_value(p[2]) >= 0) {
+				buf_putc(&raw, (char)(hex_digit_value(p[1]) << 4 | hex_digit_value(p[2])));
 				p += 2;
 			} else
 				buf_putc(&raw, *p);
@@ -1209,7 +1137,7 @@ static long entity(const char *s, size_t n, size_t *len)
 		if (i >= end)
 			return -1;
 		for (; i < end; i++) {
-			int v = hex ? hexval(s[i]) : (s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : -1);
+			int v = hex ? hex_digit_value(s[i]) : (s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : -1);
 			if (v < 0)
 				return -1;
 			cp = cp * (hex ? 16 : 10) + v;
@@ -1233,7 +1161,7 @@ static void put_html_text(struct buf *out, const char *s, size_t n)
 		size_t k = 1;
 		long cp = s[i] == '&' ? entity(s + i, n - i, &k) : -1;
 		if (cp >= 0) {
-			put_utf8(out, cp);
+			utf8_put(out, (uint32_t)cp);
 			i += k;
 		} else {
 			buf_putc(out, s[i++]);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include "selo/codec.h"
 #include "selo/fileio.h"
 #include "selo/template.h"
 
@@ -100,40 +101,6 @@ static char *xstrndup(const char *s, size_t n)
 
 /* ------------------------------------------------------------ text checks */
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when it is
- * not one: no overlong forms, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	if (n == 0)
-		return 0;
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	size_t len;
-	uint32_t c, min;
-	if ((s[0] & 0xE0) == 0xC0) {
-		len = 2, c = s[0] & 0x1F, min = 0x80;
-	} else if ((s[0] & 0xF0) == 0xE0) {
-		len = 3, c = s[0] & 0x0F, min = 0x800;
-	} else if ((s[0] & 0xF8) == 0xF0) {
-		len = 4, c = s[0] & 0x07, min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		c = (c << 6) | (s[i] & 0x3F);
-	}
-	if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-		return 0;
-	*cp = c;
-	return len;
-}
-
 /* Offset of the first byte that is not valid UTF-8, or n when all is. */
 static size_t utf8_invalid_at(const char *s, size_t n)
 {
@@ -141,7 +108,7 @@ static size_t utf8_invalid_at(const char *s, size_t n)
 	size_t i = 0;
 	uint32_t cp;
 	while (i < n) {
-		size_t l = utf8_seq(u + i, n - i, &cp);
+		size_t l = utf8_decode(u + i, n - i, &cp);
 		if (!l)
 			return i;
 		i += l;
@@ -157,7 +124,7 @@ static size_t control_at(const char *s, size_t n, uint32_t *cp)
 	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0;
 	while (i < n) {
-		size_t l = utf8_seq(u + i, n - i, cp);
+		size_t l = utf8_decode(u + i, n - i, cp);
 		if (!l)
 			l = 1, *cp = u[i];
 		if (*cp < 0x20 || (*cp >= 0x7F && *cp <= 0x9F))
@@ -1125,7 +1092,7 @@ static void field_name(char *out, size_t cap, const char *name)
 	const unsigned char *s = (const unsigned char *)name;
 	while (*s) {
 		uint32_t cp;
-		size_t l = utf8_seq(s, strnlen((const char *)s, 4), &cp);
+		size_t l = utf8_decode(s, strnlen((const char *)s, 4), &cp);
 		int ok = l > 0 && cp >= 0x20 && !(cp >= 0x7F && cp <= 0x9F);
 		if (!ok)
 			l = 1;

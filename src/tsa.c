@@ -503,7 +503,7 @@ int tsa_response_accept(const char *who, const uint8_t *req, size_t req_len,
 /* ---- offline checks ---------------------------------------------------- */
 
 /* A DER token (ContentInfo SignedData of a TSTInfo), no trailing bytes. */
-static PKCS7 *token_parse(const uint8_t *der, size_t len, TS_TST_INFO **tst, struct selo_err *err)
+static PKCS7 *tsa_token_parse(const uint8_t *der, size_t len, TS_TST_INFO **tst, struct selo_err *err)
 {
 	*tst = NULL;
 	if (!der || len == 0 || len > TSA_MAX_DER) {
@@ -593,7 +593,7 @@ int tsa_verify_token(const uint8_t *der, size_t len, const uint8_t digest[32],
 		     struct selo_err *err)
 {
 	TS_TST_INFO *tst;
-	PKCS7 *p7 = token_parse(der, len, &tst, err);
+	PKCS7 *p7 = tsa_token_parse(der, len, &tst, err);
 	if (!p7)
 		return -1;
 	STACK_OF(X509) *untrusted;
@@ -673,7 +673,7 @@ int tsa_token_chain_pem(const uint8_t *der, size_t len, const char *ca_pem, size
 			struct buf *certs, struct selo_err *err)
 {
 	TS_TST_INFO *tst;
-	PKCS7 *p7 = token_parse(der, len, &tst, err);
+	PKCS7 *p7 = tsa_token_parse(der, len, &tst, err);
 	if (!p7)
 		return -1;
 	int rc = -1;

@@ -1,5 +1,7 @@
 /* codec.h: hex and base64 (RFC 4648 standard with padding, and base64url
- * without padding), strict decoders, and the one UTF-8 step. Decoders
+ * without padding), strict decoders, the one UTF-8 step and its encoder,
+ * and the one quoted-printable decoder: every module decodes with these,
+ * so there is one judgement of what is valid. Decoders
  * return the decoded length or -1 on any invalid character, bad padding or
  * overflow of out. */
 #ifndef SELO_CODEC_H
@@ -11,6 +13,8 @@
 
 /* Lowercase hex of n bytes into out (2n+1 bytes, NUL-terminated). */
 void hex_encode(const uint8_t *p, size_t n, char *out);
+/* The value of one hex digit, either case, or -1 for any other byte. */
+int hex_digit_value(int c);
 ssize_t hex_decode(const char *s, size_t slen, uint8_t *out, size_t outcap);
 
 /* Standard base64 with padding; line_len > 0 inserts CRLF every line_len
@@ -32,5 +36,15 @@ ssize_t base64url_decode(const char *s, size_t slen, uint8_t *out, size_t outcap
  * no overlong forms, no surrogates, nothing past U+10FFFF, no truncated
  * sequence) or n is 0. */
 size_t utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
+/* Valid UTF-8 throughout (utf8_decode's judgement)? 1/0. */
+int utf8_valid(const char *s, size_t n);
+/* Appends cp as UTF-8 (1 to 4 bytes); callers pass a code point they
+ * decoded or checked (at most U+10FFFF). */
+void utf8_put(struct buf *out, uint32_t cp);
+
+/* Quoted-printable (RFC 2045 section 6.7), leniently as its note advises:
+ * soft line breaks (=CRLF, =LF) dropped, =XX decoded (either case), and a
+ * '=' that starts neither kept as it is. Appends to out. */
+void qp_decode(const char *s, size_t n, struct buf *out);
 
 #endif

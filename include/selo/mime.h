@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "selo/buf.h"
+#include "selo/codec.h" /* utf8_valid, once declared here */
 #include "selo/err.h"
 
 /* An SMTP mailbox we are willing to send to (RFC 5321 §4.1.2, §4.5.3.1):
@@ -28,9 +29,6 @@ int mime_header_text_check(const char *s, size_t max, const char *field, struct 
  * bidirectional embeddings and overrides U+202A-U+202E and isolates
  * U+2066-U+2069. */
 const char *mime_text_refused(uint32_t cp);
-
-/* Valid UTF-8 (no overlongs, no surrogates)? 1/0. */
-int utf8_valid(const char *s, size_t n);
 
 /* "Name: value\r\n" for an unstructured value: plain when it is printable
  * ASCII, else RFC 2047 encoded words (UTF-8, B or Q), folded so that no line
