@@ -412,7 +412,8 @@ int notice_parse(const json_t *body, const struct selo_config *cfg, const struct
 			snprintf(err->type, sizeof(err->type), "validation-failed");
 		err->status = 422;
 		if (!strcmp(err->type, "unknown-template"))
-			snprintf(err->msg, sizeof(err->msg), "the template named in the request does not exist");
+			snprintf(err->msg, sizeof(err->msg), "the template named in the request does not "
+				 "exist; the field error lists the known ones");
 		else
 			snprintf(err->msg, sizeof(err->msg), "the notice has %d invalid field%s; nothing was stored",
 				 err->nfields, err->nfields > 1 ? "s" : "");
