@@ -139,7 +139,7 @@ int baseurl_warn(const struct selo_config *cfg)
 	diag_warn("QR code of every PDF receipt, point at that address: recipients cannot reach it,");
 	diag_warn("so no open, click or read confirmation will be recorded.");
 	diag_warn("Set track.base_url in %s/selo.conf to the tracker's public URL", cfg->data_dir);
-	diag_warn("(https://track.example.com.br; docs/operations.md, \"track.base_url\").");
+	diag_warn("(https://track.example.com.br; docs/first-run.md, \"track.base_url\").");
 	diag_warn("**************************************************************************");
 	return 1;
 }

@@ -4,7 +4,7 @@
  * private network (the default http://127.0.0.1:8481 among them) while
  * smtp.mode sends mail to the outside world, recipients get links that lead
  * nowhere, and no open, click or confirmation is ever recorded. `selo serve`
- * says so, loudly, at start (docs/operations.md, "track.base_url"). */
+ * says so, loudly, at start (docs/first-run.md, "track.base_url"). */
 #ifndef SELO_BASEURL_H
 #define SELO_BASEURL_H
 #include <stddef.h>
