@@ -173,7 +173,7 @@ struct parse_ctx {
 	struct selo_err *err;
 	const char *path;
 	int failed;
-	char why[320];
+	char why[400];
 };
 
 static int parse_number(const char *v, long long min, long long max, long long *out)
