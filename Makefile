@@ -2,6 +2,12 @@
 # (plain and under ASan+UBSan); `make run` starts the service on embedded
 # defaults; `make bench` prints performance figures.
 # BUILD selects the build directory, so several builds can coexist.
+#
+# Packages (scripts/install-deps.sh): `make` / `make build` never call
+# apt-get and never need root; when a build dependency is missing they name
+# it and the command that installs it, and fail. `make run` installs what
+# building and running need; `make check`, `check-plain`, `bench`, `demo`
+# and `fuzz` install the test peers too (as root, or say what to run).
 
 BUILD    ?= build
 PREFIX   ?= /usr/local
@@ -38,15 +44,35 @@ TEMPLATE_FILES := $(sort $(wildcard templates/*/*))
 WEB_FILES := $(sort $(wildcard src/web/*/*))
 LIB_OBJ  += $(BUILD)/gen/web_embed.o
 
-.PHONY: all deps build run check check-plain unit bench clean install fuzz demo
+.PHONY: all deps deps-test build build-deps-ok run check check-plain unit bench clean install \
+	fuzz demo FORCE
 
-# Public targets first install missing Debian packages (apt-get, as root), then
-# run make again so pkg-config sees the freshly installed libraries.
-all: deps
-	@$(MAKE) --no-print-directory build
+# `make` builds only: no package is installed here (see build-deps-ok).
+all: build
+# The targets that install first (apt-get, as root) run make again after, so
+# that pkg-config sees the freshly installed libraries.
 deps:
-	@./scripts/install-deps.sh
+	@./scripts/install-deps.sh build
+deps-test:
+	@./scripts/install-deps.sh test
 build: $(BUILD)/selo
+
+# Every compile waits for this check: with a library's headers missing, say
+# which packages and how to install them, instead of a compiler error.
+build-deps-ok:
+ifneq ($(DEPS_OK),yes)
+	@missing=$$(./scripts/install-deps.sh --check build); \
+	echo "selo: cannot build: missing build dependencies:$${missing:- (pkg-config finds no $(PKGS))}" >&2; \
+	echo "selo: install them with: sudo scripts/install-deps.sh build" >&2; \
+	exit 2
+endif
+
+# The version `selo --version` reports, from git describe (scripts/version.sh);
+# the header is rewritten only when the version changes.
+$(BUILD)/gen/version.h: FORCE
+	@./scripts/version.sh $@
+$(BUILD)/src/cli/version.o: $(BUILD)/gen/version.h
+FORCE:
 
 $(BUILD)/selo: $(CLI_OBJ) $(BUILD)/libselo.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libselo.a $(LDLIBS)
@@ -54,7 +80,7 @@ $(BUILD)/selo: $(CLI_OBJ) $(BUILD)/libselo.a
 $(BUILD)/libselo.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c | build-deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -84,31 +110,32 @@ $(BUILD)/bench/ledger_bench: scripts/bench/ledger_bench.c $(BUILD)/libselo.a
 
 # One runner for unit and integration tests: the plain build, then the same
 # suite on an ASan+UBSan build. T=pattern limits the tests run.
-check: deps
+check: deps-test
 	@$(MAKE) --no-print-directory BUILD=build unit
 	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 unit
 	@tests/run build build-san
 
 # The plain build only (faster, for development).
-check-plain: deps
+check-plain: deps-test
 	@$(MAKE) --no-print-directory BUILD=build unit
 	@tests/run build
 
+# DOMAIN (optional) is the mail domain the first run's `selo init` is given.
 run: deps
 	@$(MAKE) --no-print-directory build
-	@test -f "$(DATA)/selo.conf" || $(BUILD)/selo init --data "$(DATA)"
+	@test -f "$(DATA)/selo.conf" || $(BUILD)/selo init --data "$(DATA)" $(if $(DOMAIN),--domain "$(DOMAIN)")
 	$(BUILD)/selo serve --data "$(DATA)"
 
-bench: deps
+bench: deps-test
 	@$(MAKE) --no-print-directory build $(BUILD)/bench/ledger_bench
 	@scripts/bench.sh $(BUILD)
 
 # The whole loop locally: serve, send, play the recipient, receipt, verify.
-demo: deps
+demo: deps-test
 	@$(MAKE) --no-print-directory build
 	@/usr/bin/python3 scripts/demo.py $(BUILD)
 
-fuzz: deps
+fuzz: deps-test
 	@scripts/fuzz.sh
 
 install: all

@@ -25,12 +25,36 @@ void auth_key_new(char key[AUTH_KEY_LEN + 1], uint8_t hash[32], char prefix[16])
 	prefix[AUTH_PREFIX_LEN] = '\0';
 }
 
+/* Why a present Authorization header is not a Bearer one. Says which
+ * scheme was sent (Basic, Token...) when it is one short word, never the
+ * credentials, which may be a real secret. */
+static void bearer_missing(const char *header, struct selo_err *err)
+{
+	while (*header == ' ')
+		header++;
+	size_t word = strspn(header, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-");
+	if (word == 6 && !strncasecmp(header, "Bearer", 6))
+		err_set(err, 401, "unauthorized", "the Authorization header says Bearer but no key "
+			"follows: send Authorization: Bearer <key>");
+	else if (!strncmp(header, "selo_", 5))
+		err_set(err, 401, "unauthorized", "the Authorization header holds the key without "
+			"the word Bearer: send Authorization: Bearer <key>");
+	else if (word > 0 && word <= 16 && (header[word] == ' ' || !header[word]))
+		err_set(err, 401, "unauthorized", "the Authorization header uses the scheme "
+			"\"%.*s\", not Bearer: send Authorization: Bearer <key>", (int)word, header);
+	else
+		err_set(err, 401, "unauthorized", "the Authorization header does not start with "
+			"\"Bearer \": send Authorization: Bearer <key>");
+}
+
 /* The presented key's hash; 0 (err set, 401) when the header is not a key. */
 static int bearer_hash(const char *header, uint8_t hash[32], struct selo_err *err)
 {
-	if (!header || strncasecmp(header, "Bearer ", 7) != 0)
+	if (!header)
 		return err_set(err, 401, "unauthorized",
 			       "missing API key: send the header Authorization: Bearer <key>"), 0;
+	if (strncasecmp(header, "Bearer ", 7) != 0)
+		return bearer_missing(header, err), 0;
 	const char *k = header + 7;
 	while (*k == ' ')
 		k++;

@@ -173,7 +173,7 @@ struct parse_ctx {
 	struct selo_err *err;
 	const char *path;
 	int failed;
-	char why[320];
+	char why[400];
 };
 
 static int parse_number(const char *v, long long min, long long max, long long *out)
@@ -241,22 +241,90 @@ static int set_value(const struct key *k, struct selo_config *c, const char *v, 
 	return -1;
 }
 
+/* Levenshtein distance of a and b (each cut at 63 bytes: keys are shorter). */
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t n = strnlen(a, 63), m = strnlen(b, 63);
+	size_t row[64];
+	for (size_t j = 0; j <= m; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= n; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= m; j++) {
+			size_t up = row[j];
+			size_t best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[m];
+}
+
+static int section_known(const char *section)
+{
+	for (size_t i = 0; i < sizeof(KEYS) / sizeof(KEYS[0]); i++)
+		if (!strcmp(KEYS[i].section, section))
+			return 1;
+	return 0;
+}
+
+/* The key a typo most likely meant, for "did you mean ...?": the same name
+ * in another section when there is one (a key put under the wrong
+ * heading), else the nearest "section.name" by edit distance, if it is near
+ * enough to be a typo (at most a third of its length, and 3 edits). */
+static const struct key *key_nearest(const char *section, const char *name)
+{
+	for (size_t i = 0; i < sizeof(KEYS) / sizeof(KEYS[0]); i++)
+		if (!strcmp(KEYS[i].name, name))
+			return &KEYS[i];
+	char want[128], have[128];
+	snprintf(want, sizeof(want), "%s.%s", section, name);
+	const struct key *best = NULL;
+	size_t best_d = (size_t)-1;
+	for (size_t i = 0; i < sizeof(KEYS) / sizeof(KEYS[0]); i++) {
+		snprintf(have, sizeof(have), "%s.%s", KEYS[i].section, KEYS[i].name);
+		size_t d = edit_distance(want, have);
+		if (d < best_d)
+			best = &KEYS[i], best_d = d;
+	}
+	size_t limit = strlen(want) / 3;
+	return best && best_d <= (limit < 3 ? limit : 3) ? best : NULL;
+}
+
+/* Why a key is not known, with the nearest known one when there is one. */
+static void key_unknown_why(const char *section, const char *name, char *why, size_t n)
+{
+	const struct key *k = key_nearest(section, name);
+	const char *what = section_known(section) ? "unknown key" : "unknown section";
+	if (k)
+		snprintf(why, n, "%s; did you mean %s.%s ([%s] %s)?", what, k->section, k->name,
+			 k->section, k->name);
+	else
+		snprintf(why, n, "%s (every key: docs/operations.md)", what);
+}
+
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *p = user;
 	if (p->failed)
 		return 0;
-	char why[160] = "unknown key";
-	for (size_t i = 0; i < sizeof(KEYS) / sizeof(KEYS[0]); i++) {
+	char why[200] = "";
+	for (size_t i = 0; i < sizeof(KEYS) / sizeof(KEYS[0]) && !why[0]; i++) {
 		if (strcmp(KEYS[i].section, section) || strcmp(KEYS[i].name, name))
 			continue;
 		if (set_value(&KEYS[i], p->c, value, why, sizeof(why)) == 0)
 			return 1;
-		break;
 	}
+	if (!why[0])
+		key_unknown_why(section, name, why, sizeof(why));
 	/* inih reports the line of the first refused key as its return value. */
 	p->failed = 1;
-	snprintf(p->why, sizeof(p->why), "[%s] %s: %s", section, name, why);
+	snprintf(p->why, sizeof(p->why), "[%.64s] %.64s: %s", section, name, why);
 	return 0;
 }
 

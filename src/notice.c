@@ -305,6 +305,22 @@ static void check_rendered_subject(const struct template *t, const json_t *vars,
 	rendered_free(&r);
 }
 
+/* An unknown template's error lists the known ones, so the caller can fix
+ * the name without reading the docs (GET /v1/templates has the details). */
+static void template_unknown(const struct template_set *ts, const char *name,
+			     struct selo_err *err)
+{
+	const char **names;
+	size_t n = ts ? template_names(ts, &names) : 0;
+	char known[160] = "";
+	size_t used = 0;
+	for (size_t i = 0; i < n && used < sizeof(known); i++)
+		used += (size_t)snprintf(known + used, sizeof(known) - used, "%s%s", i ? ", " : "",
+					 names[i]);
+	err_field(err, "template", "unknown template \"%.40s\"; known: %s", name,
+		  n ? known : "none");
+}
+
 static void parse_content(const json_t *body, const struct selo_config *cfg,
 			  const struct template_set *ts, struct notice_req *r, json_t *payload,
 			  struct selo_err *err)
@@ -321,7 +337,7 @@ static void parse_content(const json_t *body, const struct selo_config *cfg,
 	if (tpl) {
 		const struct template *t = template_find(ts, tpl);
 		if (!t) {
-			err_field(err, "template", "unknown template \"%.64s\"", tpl);
+			template_unknown(ts, tpl, err);
 			snprintf(err->type, sizeof(err->type), "unknown-template");
 			return;
 		}
@@ -396,7 +412,8 @@ int notice_parse(const json_t *body, const struct selo_config *cfg, const struct
 			snprintf(err->type, sizeof(err->type), "validation-failed");
 		err->status = 422;
 		if (!strcmp(err->type, "unknown-template"))
-			snprintf(err->msg, sizeof(err->msg), "the template named in the request does not exist");
+			snprintf(err->msg, sizeof(err->msg), "the template named in the request does not "
+				 "exist; the field error lists the known ones");
 		else
 			snprintf(err->msg, sizeof(err->msg), "the notice has %d invalid field%s; nothing was stored",
 				 err->nfields, err->nfields > 1 ? "s" : "");

@@ -263,6 +263,19 @@ static int url_refuse(struct selo_err *err, const char *why)
 	return err_field(err, "url", "%s", why);
 }
 
+/* A refusal by the address policy names the setting that lifts it, for
+ * those who mean it (a receiver on their own network, tests). */
+static int url_refuse_private(struct selo_err *err, const char *why)
+{
+	url_refuse(err, why);
+	if (err)
+		snprintf(err->msg, sizeof(err->msg),
+			 "the webhook was not registered: its url reaches a loopback, private, "
+			 "link-local or reserved address; to allow such receivers set "
+			 "webhooks.allow_private = yes in selo.conf");
+	return -1;
+}
+
 /* Every address of host must be public. */
 static int host_public(const char *host, struct selo_err *err)
 {
@@ -289,7 +302,7 @@ static int host_public(const char *host, struct selo_err *err)
 			snprintf(msg, sizeof(msg), "%.120s resolves to %s, not a public address "
 				 "(loopback, private, link-local and reserved addresses are refused)",
 				 host, addr);
-		r = url_refuse(err, msg);
+		r = url_refuse_private(err, msg);
 	}
 	freeaddrinfo(res);
 	return r;
@@ -624,7 +637,8 @@ static void outcome_of(struct webhooks *w, const struct webhook_delivery *d, CUR
 		return;
 	}
 	if (t->refused[0])
-		snprintf(why, whyn, "refused to connect to %s: not a public address", t->refused);
+		snprintf(why, whyn, "refused to connect to %s: not a public address "
+			 "(webhooks.allow_private = yes allows it)", t->refused);
 	else if (rc != CURLE_OK)
 		snprintf(why, whyn, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	else

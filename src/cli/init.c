@@ -1,8 +1,9 @@
 /* init.c: `selo init --data DIR [--domain D] [--selector S] [--origin O]
  * [--force]`: creates DIR (0700), DIR/keys/ with every key and certificate,
  * DIR/selo.conf, DIR/selo.db and a first API key. Prints to stdout the API
- * key, the DKIM DNS records and the log verifier key; refuses to overwrite
- * anything without --force. */
+ * key, the DKIM DNS records and the log verifier key, then hints on stderr,
+ * then `export SELO_KEY=<key>` last on stdout (print_report); refuses to
+ * overwrite anything without --force. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,7 +26,9 @@ static const char HELP[] =
 	"  --selector S  DKIM selector (Ed25519 uses S-ed25519); default selo\n"
 	"  --origin O    transparency log origin; default D/selo-log\n"
 	"  --force       replace existing keys and configuration\n"
-	"Prints the API key, the DKIM DNS TXT records and the log verifier key.\n";
+	"Prints on stdout the API key (api_key KEY), the DKIM DNS TXT records and\n"
+	"the log verifier key (log_vkey ...); then hints on stderr; then, last, on\n"
+	"stdout, the API key as a shell line: export SELO_KEY=KEY.\n";
 
 /* A DNS TXT value longer than 255 bytes is written as several strings. */
 static void print_txt(const char *name, const char *value)
@@ -35,6 +38,42 @@ static void print_txt(const char *name, const char *value)
 	for (size_t i = 0; i < n; i += 255)
 		printf(" \"%.*s\"", (int)(n - i < 255 ? n - i : 255), value + i);
 	printf("\n");
+}
+
+/* What init prints, in an order that reads right when stdout and stderr
+ * share one terminal or log: the machine-readable lines on stdout (the API
+ * key, the DKIM TXT records, the log verifier key), then the hints for
+ * people on stderr, then, last, on stdout, the API key again as a line a
+ * shell takes as it is: `export SELO_KEY=...`. Each stream is flushed before
+ * the other writes, so the order survives pipes and redirections. */
+static void print_report(const char *dir, const char *domain, const char *selector,
+			 const char *key, int64_t id, const struct keys_report *rep)
+{
+	printf("api_key %s\n", key);
+	char name[400];
+	snprintf(name, sizeof(name), "%s._domainkey.%s.", selector, domain);
+	print_txt(name, rep->dkim_rsa_txt);
+	snprintf(name, sizeof(name), "%s-ed25519._domainkey.%s.", selector, domain);
+	print_txt(name, rep->dkim_ed25519_txt);
+	printf("log_vkey %s\n", rep->log_vkey);
+	fflush(stdout);
+	fprintf(stderr,
+		"selo: initialised %s\n"
+		"  - publish the two DKIM TXT records above in DNS for %s\n"
+		"  - give the log verifier key (log_vkey, also in %s/keys/log.vkey) to whoever\n"
+		"    verifies receipts\n"
+		"  - start with: selo serve --data %s\n",
+		dir, domain, dir, dir);
+	if (!strcmp(domain, "example.com"))
+		fprintf(stderr, "  - the mail domain is example.com: for real mail run init with "
+				"--domain YOUR.DOMAIN (make run DOMAIN=YOUR.DOMAIN)\n");
+	fprintf(stderr,
+		"  - the API key (id %lld, \"default\") is shown once, here: keep it; the next\n"
+		"    line sets it for the README's examples (paste it into your shell):\n",
+		(long long)id);
+	fflush(stderr);
+	printf("export SELO_KEY=%s\n", key);
+	fflush(stdout);
 }
 
 static int valid_label_text(const char *s)
@@ -113,19 +152,6 @@ int cmd_init(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	chmod(db, 0600);
-	printf("api_key %s\n", key);
-	char name[400];
-	snprintf(name, sizeof(name), "%s._domainkey.%s.", selector, domain);
-	print_txt(name, rep.dkim_rsa_txt);
-	snprintf(name, sizeof(name), "%s-ed25519._domainkey.%s.", selector, domain);
-	print_txt(name, rep.dkim_ed25519_txt);
-	printf("log_vkey %s\n", rep.log_vkey);
-	fprintf(stderr,
-		"selo: initialised %s\n"
-		"  - the API key above (id %lld, \"default\") is shown once: keep it\n"
-		"  - publish the two DKIM TXT records in DNS for %s\n"
-		"  - give the log verifier key to whoever verifies receipts\n"
-		"  - start with: selo serve --data %s\n",
-		dir, (long long)id, domain, dir);
+	print_report(dir, domain, selector, key, id, &rep);
 	return EXIT_OK;
 }

@@ -25,6 +25,7 @@ static const char USAGE[] =
 	"          delivery, open and read indicators (docs/stats.md)\n"
 	"  store   check --data DIR [--quick]   is the database file sound, and every\n"
 	"          notice's evidence intact? exit 0 sound, 1 damage found\n"
+	"  version                 the version of this binary (also --version)\n"
 	"\n"
 	"`selo <command> --help` for details. Exit codes: 0 ok, 1 not found or\n"
 	"verification failed, 2 usage or I/O error.\n";
@@ -96,6 +97,8 @@ int main(int argc, char **argv)
 		fputs(USAGE, stdout);
 		return EXIT_OK;
 	}
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V"))
+		return cmd_version(argc - 2, argv + 2);
 	static const struct {
 		const char *name;
 		int (*fn)(int, char **);
@@ -103,7 +106,7 @@ int main(int argc, char **argv)
 		{"init", cmd_init}, {"serve", cmd_serve}, {"apikey", cmd_apikey},
 		{"submit", cmd_submit}, {"status", cmd_status}, {"receipt", cmd_receipt},
 		{"log", cmd_log}, {"verify", cmd_verify}, {"bounce", cmd_bounce},
-		{"stats", cmd_stats}, {"store", cmd_store},
+		{"stats", cmd_stats}, {"store", cmd_store}, {"version", cmd_version},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(cmd, cmds[i].name))

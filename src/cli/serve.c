@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include "cli.h"
 #include "selo/api.h"
+#include "selo/baseurl.h"
 #include "selo/clock.h"
 #include "selo/compose.h"
 #include "selo/diag.h"
@@ -186,6 +187,7 @@ static int serve_start(struct selo *app)
 		  app->cfg.smtp_mode == SMTP_RELAY ? "relay" : app->cfg.smtp_mode == SMTP_MX ? "mx"
 											 : "maildir",
 		  app->cfg.sender_workers);
+	baseurl_warn(&app->cfg); /* last, so that it is what a person starting us sees */
 	return 0;
 fail:
 	fprintf(stderr, "selo serve: %s\n", err.msg);
