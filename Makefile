@@ -38,7 +38,7 @@ TEMPLATE_FILES := $(sort $(wildcard templates/*/*))
 WEB_FILES := $(sort $(wildcard src/web/*/*))
 LIB_OBJ  += $(BUILD)/gen/web_embed.o
 
-.PHONY: all deps build run check check-plain unit bench clean install fuzz demo
+.PHONY: all deps build run check check-plain unit bench clean install uninstall fuzz demo
 
 # Public targets first install missing Debian packages (apt-get, as root), then
 # run make again so pkg-config sees the freshly installed libraries.
@@ -111,9 +111,33 @@ demo: deps
 fuzz: deps
 	@scripts/fuzz.sh
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(BUILD)/selo $(DESTDIR)$(PREFIX)/bin/selo
+# `make install` builds (no apt: run `make deps` or scripts/install-deps.sh
+# first on a bare machine) and copies the binary, the man pages, the systemd
+# unit (ExecStart pointing at $(BINDIR)) and the example configuration; see
+# docs/install.md. DESTDIR stages the tree for a package; `make uninstall`
+# (same DESTDIR and PREFIX) removes exactly INSTALLED.
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+UNITDIR   ?= $(PREFIX)/lib/systemd/system
+DOCDIR    ?= $(PREFIX)/share/doc/selo
+INSTALLED  = $(BINDIR)/selo $(MANDIR)/man1/selo.1 $(MANDIR)/man5/selo.conf.5 \
+             $(UNITDIR)/selo.service $(DOCDIR)/selo.conf.example
+
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(BUILD)/selo $(DESTDIR)$(BINDIR)/selo
+	install -m 0644 man/selo.1 $(DESTDIR)$(MANDIR)/man1/selo.1
+	install -m 0644 man/selo.conf.5 $(DESTDIR)$(MANDIR)/man5/selo.conf.5
+	sed 's|@BINDIR@|$(BINDIR)|g' dist/selo.service.in > $(DESTDIR)$(UNITDIR)/selo.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/selo.service.tmp
+	mv $(DESTDIR)$(UNITDIR)/selo.service.tmp $(DESTDIR)$(UNITDIR)/selo.service
+	install -m 0644 dist/selo.conf $(DESTDIR)$(DOCDIR)/selo.conf.example
+
+# Removes the files, then the directories install made only if now empty.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
 clean:
 	rm -rf build build-* demo-out tests/out
