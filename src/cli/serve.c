@@ -341,17 +341,22 @@ int cmd_serve(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	json_object_seed(0);
 	sdnotify_status("starting: checking the database file");
-	if (startup_check(cli_get(opts, "data")) != 0)
+	if (startup_check(cli_get(opts, "data")) != 0) {
+		sdnotify_status("failed to start: the database file is damaged or cannot be "
+				"checked (the log says which)");
 		return EXIT_USAGE;
+	}
 	struct selo app;
 	struct selo_err err;
 	err_clear(&err);
 	if (selo_open(&app, cli_get(opts, "data"), &err) != 0) {
+		sdnotify_status("failed to start: %s", err.msg);
 		fprintf(stderr, "selo serve: %s\n", err.msg);
 		return EXIT_USAGE;
 	}
 	int lock = lock_data_dir(&app.cfg, &err);
 	if (lock < 0) {
+		sdnotify_status("failed to start: %s", err.msg);
 		fprintf(stderr, "selo serve: %s\n", err.msg);
 		selo_close(&app);
 		return EXIT_USAGE;
