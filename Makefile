@@ -14,7 +14,7 @@ PREFIX   ?= /usr/local
 DATA     ?= $(CURDIR)/var
 CC       ?= gcc
 PKGS      = libssl libcrypto sqlite3 jansson libmicrohttpd libesmtp-1.0 opendkim libcurl inih \
-            cairo pangocairo libqrencode zlib
+            cairo pangocairo libqrencode zlib libsystemd
 CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c17 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -pthread
@@ -45,7 +45,7 @@ WEB_FILES := $(sort $(wildcard src/web/*/*))
 LIB_OBJ  += $(BUILD)/gen/web_embed.o
 
 .PHONY: all deps deps-test build build-deps-ok run check check-plain unit bench clean install \
-	fuzz demo FORCE
+	uninstall fuzz demo FORCE
 
 # `make` builds only: no package is installed here (see build-deps-ok).
 all: build
@@ -138,9 +138,33 @@ demo: deps-test
 fuzz: deps-test
 	@scripts/fuzz.sh
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(BUILD)/selo $(DESTDIR)$(PREFIX)/bin/selo
+# `make install` builds (no apt: run `make deps` or scripts/install-deps.sh
+# first on a bare machine) and copies the binary, the man pages, the systemd
+# unit (ExecStart pointing at $(BINDIR)) and the example configuration; see
+# docs/install.md. DESTDIR stages the tree for a package; `make uninstall`
+# (same DESTDIR and PREFIX) removes exactly INSTALLED.
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+UNITDIR   ?= $(PREFIX)/lib/systemd/system
+DOCDIR    ?= $(PREFIX)/share/doc/selo
+INSTALLED  = $(BINDIR)/selo $(MANDIR)/man1/selo.1 $(MANDIR)/man5/selo.conf.5 \
+             $(UNITDIR)/selo.service $(DOCDIR)/selo.conf.example
+
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(BUILD)/selo $(DESTDIR)$(BINDIR)/selo
+	install -m 0644 man/selo.1 $(DESTDIR)$(MANDIR)/man1/selo.1
+	install -m 0644 man/selo.conf.5 $(DESTDIR)$(MANDIR)/man5/selo.conf.5
+	sed 's|@BINDIR@|$(BINDIR)|g' dist/selo.service.in > $(DESTDIR)$(UNITDIR)/selo.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/selo.service.tmp
+	mv $(DESTDIR)$(UNITDIR)/selo.service.tmp $(DESTDIR)$(UNITDIR)/selo.service
+	install -m 0644 dist/selo.conf $(DESTDIR)$(DOCDIR)/selo.conf.example
+
+# Removes the files, then the directories install made only if now empty.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
 clean:
 	rm -rf build build-* demo-out tests/out

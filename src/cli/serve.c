@@ -11,7 +11,11 @@
  * for at most sender.stop_timeout seconds, flushes the tracker and the
  * ledger and exits 0. A second signal exits at once. Neither loses anything
  * acknowledged: it is committed before it is acknowledged, and notices left
- * in `sending` are sent again, same bytes, at the next start. */
+ * in `sending` are sent again, same bytes, at the next start.
+ *
+ * Under systemd (Type=notify, docs/install.md) it says READY=1 only once
+ * both listeners are bound, STOPPING=1 at the first signal, and WATCHDOG=1
+ * from the main loop after the store answered, when WatchdogSec= is set. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -21,6 +25,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "cli.h"
 #include "selo/api.h"
@@ -29,6 +34,7 @@
 #include "selo/compose.h"
 #include "selo/diag.h"
 #include "selo/ledger.h"
+#include "selo/sdnotify.h"
 #include "selo/tsa.h"
 #include "selo/selo.h"
 #include "selo/sender.h"
@@ -188,8 +194,14 @@ static int serve_start(struct selo *app)
 											 : "maildir",
 		  app->cfg.sender_workers);
 	baseurl_warn(&app->cfg); /* last, so that it is what a person starting us sees */
+	/* Both MHD daemons have bound and listen: a client may connect now. */
+	char status[600];
+	snprintf(status, sizeof(status), "serving: api %.200s, tracker %.200s", app->cfg.api_listen,
+		 app->cfg.track_listen);
+	sdnotify_ready(status);
 	return 0;
 fail:
+	sdnotify_status("failed to start: %s", err.msg);
 	fprintf(stderr, "selo serve: %s\n", err.msg);
 	return -1;
 }
@@ -217,6 +229,7 @@ static void serve_stop(struct selo *app, int sig)
 	sender_stop_claiming(app->sender);
 	int workers = 0;
 	size_t held = sender_inflight(app->sender, &workers);
+	sdnotify_stopping("stopping: finishing the notices in flight");
 	diag_info("signal %d: stopping; the API refuses new requests and no more notices are "
 		  "claimed; waiting up to %d s (sender.stop_timeout) for %d worker(s) to send %zu "
 		  "notice(s) in flight and record their results; a second signal exits at once",
@@ -244,14 +257,57 @@ static void serve_stop(struct selo *app, int sig)
 		  "whose seal the store could not take was not sent and is sent at the next start)");
 }
 
+/* One watchdog tick: the main thread runs, and a query through the store's
+ * reader pool came back (store_ping, as /healthz does). A wedged store or a
+ * main loop that no longer turns sends no WATCHDOG=1, and systemd restarts
+ * the service. A store that answers with an error (a damaged file, say) is
+ * not a hang: a restart would not mend it, so it is said in STATUS= and the
+ * log, and the ping still goes. */
+static void serve_alive(struct selo *app)
+{
+	static struct diag_limit failing = DIAG_LIMIT_INIT;
+	struct selo_err err;
+	err_clear(&err);
+	if (store_ping(app->store, &err) != 0) {
+		diag_warn_limited(&failing, "watchdog: the store answers with an error: %s", err.msg);
+		sdnotify_status("serving, but the store answers with an error: %s", err.msg);
+	} else if (diag_ended(&failing, "watchdog: the store answers again")) {
+		sdnotify_status("serving: api %s, tracker %s", app->cfg.api_listen,
+				app->cfg.track_listen);
+	}
+	sdnotify_watchdog();
+}
+
+/* Waits for a stop signal and returns it. With a watchdog it wakes every
+ * half interval (sdnotify_watchdog_interval_ms) to prove the service alive. */
+static int serve_wait(struct selo *app)
+{
+	sigset_t set;
+	stop_signals(&set);
+	int64_t every = sdnotify_watchdog_interval_ms();
+	if (every > 0)
+		diag_info("watchdog: WATCHDOG=1 every %lld ms while the store answers",
+			  (long long)every);
+	for (;;) {
+		int sig = 0;
+		if (every <= 0) {
+			if (sigwait(&set, &sig) == 0)
+				return sig;
+			continue;
+		}
+		struct timespec ts = {(time_t)(every / 1000), (long)(every % 1000) * 1000000L};
+		sig = sigtimedwait(&set, NULL, &ts);
+		if (sig > 0)
+			return sig;
+		serve_alive(app); /* EAGAIN: the interval passed; EINTR: as good a time */
+	}
+}
+
 static int serve_run(struct selo *app)
 {
 	if (serve_start(app) != 0)
 		return EXIT_USAGE;
-	sigset_t set;
-	stop_signals(&set);
-	int sig = 0;
-	sigwait(&set, &sig);
+	int sig = serve_wait(app);
 	pthread_t watcher;
 	int watching = pthread_create(&watcher, NULL, second_signal, NULL) == 0;
 	serve_stop(app, sig);
@@ -286,17 +342,23 @@ int cmd_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	json_object_seed(0);
-	if (startup_check(cli_get(opts, "data")) != 0)
+	sdnotify_status("starting: checking the database file");
+	if (startup_check(cli_get(opts, "data")) != 0) {
+		sdnotify_status("failed to start: the database file is damaged or cannot be "
+				"checked (the log says which)");
 		return EXIT_USAGE;
+	}
 	struct selo app;
 	struct selo_err err;
 	err_clear(&err);
 	if (selo_open(&app, cli_get(opts, "data"), &err) != 0) {
+		sdnotify_status("failed to start: %s", err.msg);
 		fprintf(stderr, "selo serve: %s\n", err.msg);
 		return EXIT_USAGE;
 	}
 	int lock = lock_data_dir(&app.cfg, &err);
 	if (lock < 0) {
+		sdnotify_status("failed to start: %s", err.msg);
 		fprintf(stderr, "selo serve: %s\n", err.msg);
 		selo_close(&app);
 		return EXIT_USAGE;
