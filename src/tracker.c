@@ -504,8 +504,7 @@ static int rate_allow(struct tracker *t, struct MHD_Connection *c)
 /* ---- the hit queue */
 
 static struct hit_rec *hit_capture(const struct tracker *t, struct MHD_Connection *c,
-				   enum hit_kind kind,
-				   const char *method, const struct token *tok)
+				   enum hit_kind kind, const char *method, const struct token *tok)
 {
 	const char *ua = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent");
 	const char *pu = purpose_header(c);
