@@ -12,7 +12,7 @@
 #include "selo/config.h"
 #include "selo/fileio.h"
 
-enum kind { K_STR, K_INT, K_SIZE, K_BOOL, K_MODE, K_TLS };
+enum kind { K_STR, K_INT, K_SIZE, K_BOOL, K_MODE, K_TLS, K_NETS };
 
 struct key {
 	const char *section, *name;
@@ -53,6 +53,8 @@ static const struct key KEYS[] = {
 	INT("track", "burst_links", track_burst_links, 2, 1000),
 	INT("track", "full_hits", track_full_hits, 1, 100000),
 	INT("track", "summary_window", track_summary_window_s, 1, 30 * 86400),
+	{"track", "trusted_proxies", K_NETS, offsetof(struct selo_config, track_trusted_proxies),
+	 sizeof(struct netlist), 0, 0},
 	{"smtp", "mode", K_MODE, offsetof(struct selo_config, smtp_mode), sizeof(int), 0, 0},
 	STR("smtp", "relay", smtp_relay),
 	{"smtp", "starttls", K_TLS, offsetof(struct selo_config, starttls), sizeof(int), 0, 0},
@@ -173,7 +175,7 @@ struct parse_ctx {
 	struct selo_err *err;
 	const char *path;
 	int failed;
-	char why[400];
+	char why[420];
 };
 
 static int parse_number(const char *v, long long min, long long max, long long *out)
@@ -237,6 +239,13 @@ static int set_value(const struct key *k, struct selo_config *c, const char *v, 
 		if (!strcmp(v, "require"))
 			return *(int *)field = STARTTLS_REQUIRE, 0;
 		return snprintf(why, wn, "must be no, try or require"), -1;
+	case K_NETS: { /* a CIDR list, checked whole here so a typo names itself */
+		char bad[200];
+		if (netlist_parse(v, (struct netlist *)field, bad, sizeof(bad)) != 0)
+			return snprintf(why, wn, "%s (a list of addresses or networks such as "
+					"127.0.0.1, 10.0.0.0/8, fd00::/8)", bad), -1;
+		return 0;
+	}
 	}
 	return -1;
 }
@@ -313,7 +322,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	struct parse_ctx *p = user;
 	if (p->failed)
 		return 0;
-	char why[200] = "";
+	char why[300] = "";
 	for (size_t i = 0; i < sizeof(KEYS) / sizeof(KEYS[0]) && !why[0]; i++) {
 		if (strcmp(KEYS[i].section, section) || strcmp(KEYS[i].name, name))
 			continue;

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -43,6 +44,7 @@
 #include "selo/keys.h"
 #include "selo/ledger.h"
 #include "selo/mime.h"
+#include "selo/netlist.h"
 #include "selo/tlog.h"
 #include "selo/token.h"
 #include "selo/tracker.h"
@@ -375,21 +377,58 @@ static const char *purpose_header(struct MHD_Connection *c)
 	return p ? p : MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Purpose");
 }
 
-static const struct sockaddr *client_addr(struct MHD_Connection *c)
+/* X-Forwarded-For headers, in the order received, for netlist_client.
+ * Past XFF_MAX the oldest are dropped: the walk starts from the right. */
+#define XFF_MAX 16
+struct xff_list {
+	const char *v[XFF_MAX];
+	size_t n;
+};
+
+static enum MHD_Result xff_collect(void *cls, enum MHD_ValueKind kind, const char *key,
+				   const char *value)
+{
+	(void)kind;
+	struct xff_list *x = cls;
+	if (strcasecmp(key, "X-Forwarded-For") != 0)
+		return MHD_YES;
+	if (x->n == XFF_MAX) {
+		memmove(x->v, x->v + 1, (XFF_MAX - 1) * sizeof(x->v[0]));
+		x->n--;
+	}
+	x->v[x->n++] = value ? value : "";
+	return MHD_YES;
+}
+
+/* The client's address into out: the TCP peer, unless the peer is one of
+ * track.trusted_proxies; then the address its X-Forwarded-For names (the
+ * rightmost one that is not a trusted proxy, docs/deploy.md). The header
+ * is read only then, so nobody else can choose the address recorded, the
+ * classifier's input or the rate bucket. 0, or -1 for a non-IP socket. */
+static int client_addr(const struct tracker *t, struct MHD_Connection *c,
+		       struct sockaddr_storage *out)
 {
 	const union MHD_ConnectionInfo *ci =
 		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	return ci ? ci->client_addr : NULL;
+	const struct sockaddr *peer = ci ? ci->client_addr : NULL;
+	const struct netlist *trusted = &t->app->cfg.track_trusted_proxies;
+	struct xff_list x = {{0}, 0};
+	if (trusted->n && netlist_has(trusted, peer))
+		MHD_get_connection_values(c, MHD_HEADER_KIND, xff_collect, &x);
+	return netlist_client(trusted, peer, x.v, x.n, out) < 0 ? -1 : 0;
 }
 
-static void client_ip_text(struct MHD_Connection *c, char out[INET6_ADDRSTRLEN])
+static void client_ip_text(const struct tracker *t, struct MHD_Connection *c,
+			   char out[INET6_ADDRSTRLEN])
 {
-	const struct sockaddr *sa = client_addr(c);
+	struct sockaddr_storage ss;
 	out[0] = '\0';
-	if (sa && sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, INET6_ADDRSTRLEN);
-	else if (sa && sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+	if (client_addr(t, c, &ss) != 0)
+		return;
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)&ss)->sin_addr, out, INET6_ADDRSTRLEN);
+	else
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&ss)->sin6_addr, out,
 			  INET6_ADDRSTRLEN);
 }
 
@@ -444,7 +483,8 @@ static struct rate_slot *rate_slot_get(struct rate_table *rt, const uint8_t key[
 static int rate_allow(struct tracker *t, struct MHD_Connection *c)
 {
 	uint8_t key[9];
-	if (rate_key(client_addr(c), key) != 0)
+	struct sockaddr_storage ss;
+	if (client_addr(t, c, &ss) != 0 || rate_key((const struct sockaddr *)&ss, key) != 0)
 		return 1; /* not an IP socket: nothing to key on */
 	struct rate_table *rt = &t->rate;
 	int64_t now = clock_mono_ms();
@@ -463,8 +503,8 @@ static int rate_allow(struct tracker *t, struct MHD_Connection *c)
 
 /* ---- the hit queue */
 
-static struct hit_rec *hit_capture(struct MHD_Connection *c, enum hit_kind kind,
-				   const char *method, const struct token *tok)
+static struct hit_rec *hit_capture(const struct tracker *t, struct MHD_Connection *c,
+				   enum hit_kind kind, const char *method, const struct token *tok)
 {
 	const char *ua = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent");
 	const char *pu = purpose_header(c);
@@ -481,7 +521,7 @@ static struct hit_rec *hit_capture(struct MHD_Connection *c, enum hit_kind kind,
 	h->link = kind == HIT_CLICK ? tok->link : 0;
 	h->time_ms = clock_now_ms();
 	id_to_text(tok->notice, h->notice);
-	client_ip_text(c, h->ip);
+	client_ip_text(t, c, h->ip);
 	if (ua) {
 		header_copy(ua, ul, h->text);
 		h->user_agent = h->text;
@@ -525,7 +565,7 @@ static int hit_enqueue(struct tracker *t, struct hit_rec *h)
 static int record_hit(struct tracker *t, struct MHD_Connection *c, enum hit_kind kind,
 		      const char *method, const struct token *tok)
 {
-	struct hit_rec *h = hit_capture(c, kind, method, tok);
+	struct hit_rec *h = hit_capture(t, c, kind, method, tok);
 	return h ? hit_enqueue(t, h) : -1;
 }
 
@@ -1138,7 +1178,7 @@ static int confirmation_record(struct tracker *t, struct MHD_Connection *c,
 			       const uint8_t salt[32], int64_t accepted_ms, int64_t *when,
 			       struct selo_err *err)
 {
-	struct hit_rec *h = hit_capture(c, HIT_READ_CONFIRM, "POST", tok);
+	struct hit_rec *h = hit_capture(t, c, HIT_READ_CONFIRM, "POST", tok);
 	if (!h)
 		return err_set(err, 500, "internal", "out of memory");
 	struct hit hv = hit_view(h, accepted_ms);

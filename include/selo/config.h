@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "selo/err.h"
+#include "selo/netlist.h"
 
 enum smtp_mode { SMTP_MAILDIR, SMTP_RELAY, SMTP_MX };
 enum starttls_mode { STARTTLS_NO, STARTTLS_TRY, STARTTLS_REQUIRE };
@@ -42,6 +43,8 @@ struct selo_config {
 	int track_burst_links;        /* how many distinct links make a burst, default 2 */
 	int track_full_hits;          /* hits of one kind and class logged per notice, default 10 */
 	int track_summary_window_s;   /* a notice's first fold of further hits, default 3600 */
+	struct netlist track_trusted_proxies; /* peers whose X-Forwarded-For names the client
+					       * (docs/deploy.md); default empty: never read */
 
 	/* [smtp] */
 	enum smtp_mode smtp_mode;     /* maildir (default) | relay | mx */
