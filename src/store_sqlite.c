@@ -3064,6 +3064,8 @@ int store_check_file(const char *path, int full, int max_lines,
  * each time the writer commits. The copy is then switched to a rollback
  * journal, so it is one self-contained file (serve turns WAL back on). */
 
+static int log_state_on(struct conn *c, struct log_state *out, struct selo_err *err);
+
 /* The latest checkpoint in the copy: 1 and its size and note, 0 none. */
 static int copy_checkpoint(struct conn *c, struct store_copy_info *out, struct selo_err *err)
 {
