@@ -3159,6 +3159,25 @@ out:
 	return r;
 }
 
+int store_describe_file(const char *path, struct store_copy_info *out, struct selo_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (access(path, F_OK) != 0)
+		return err_set(err, 500, "storage-failed", "store: %s: %s", path, strerror(errno));
+	struct conn *c = conn_open(path, SQLITE_OPEN_READWRITE, err);
+	if (!c)
+		return -1;
+	int r = -1;
+	if (sqlite3_exec(c->db, "PRAGMA query_only=1", NULL, NULL, NULL) != SQLITE_OK)
+		db_err(err, c, "opening the database read-only");
+	else
+		r = copy_describe(c, out, err);
+	conn_close(c);
+	if (r != 0)
+		store_copy_info_free(out);
+	return r;
+}
+
 void store_copy_info_free(struct store_copy_info *info)
 {
 	free(info->checkpoint);

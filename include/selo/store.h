@@ -62,6 +62,9 @@ struct store_copy_info {
 };
 int store_copy_file(const char *src_path, const char *dst_path, struct store_copy_info *out,
 		    struct selo_err *err);
+/* The same description of a database file nobody writes (a restored copy),
+ * read on a connection that writes nothing. */
+int store_describe_file(const char *path, struct store_copy_info *out, struct selo_err *err);
 void store_copy_info_free(struct store_copy_info *info);
 
 /* ---- API keys: only SHA-256 of the key is stored; prefix is the first

@@ -33,5 +33,7 @@ int cmd_log(int argc, char **argv);
 int cmd_bounce(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_store(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
 
 #endif
