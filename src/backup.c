@@ -877,9 +877,10 @@ static int restore_into(const char *archive_path, const char *tmp, struct manife
 	archive_read_support_filter_gzip(a);
 	archive_read_support_filter_none(a);
 	int r;
+	/* The file is readable (checked before): failing here is its content. */
 	if (archive_read_open_filename(a, archive_path, CHUNK) != ARCHIVE_OK)
-		r = err_set(err, 400, "invalid-request", "cannot read %s: %s", archive_path,
-			    archive_error_string(a) ? archive_error_string(a) : strerror(errno));
+		r = damaged(err, "cannot open it as a tar archive (%.200s)",
+			    archive_error_string(a) ? archive_error_string(a) : "unknown format");
 	else
 		r = read_manifest(a, m, err) != 0 || extract_all(a, m, tmp, err) != 0 ? -1 : 0;
 	archive_read_free(a);

@@ -402,7 +402,7 @@ def refusals_change_nothing():
         with open(os.path.join(work, 'afile'), 'w') as f:
             f.write('x')
         for out_path, why in [(os.path.join(work, 'nodir', 'b.tar'), 'No such file'),
-                              (os.path.join(work, 'afile', 'b.tar'), 'Not a directory'),
+                              (os.path.join(work, 'afile', 'b.tar'), 'is not a directory'),
                               ('/proc/selo-backup.tar', 'cannot write'),
                               (plain, 'exists; not replaced'),
                               (work, 'not a regular file')]:
