@@ -29,6 +29,8 @@
 #include "selo/config.h"
 #include "selo/crypto.h"
 #include "selo/fileio.h"
+#include "selo/note.h"
+#include "selo/tlog.h"
 
 #define MANIFEST "manifest.json"
 #define MAX_MANIFEST (1u << 20)        /* bytes of manifest.json */
@@ -817,6 +819,138 @@ static int extract_all(struct archive *a, struct manifest *m, const char *root,
 	return 0;
 }
 
+/* ---- Checkpoints seen elsewhere (--seen): a receipt a client holds, a
+ * monitor's cached /log/checkpoint. Each must be signed by the restored log
+ * key and describe a tree the restored log holds; a larger one, or another
+ * root at its size, means the log was published past this backup: a serve
+ * on the restore would fork it (docs/backup.md). */
+
+struct seen_tiles {
+	struct store *s;
+	struct buf b;
+};
+
+static int seen_read_tile(void *arg, int level, uint64_t index, unsigned width,
+			  const uint8_t **data, struct selo_err *err)
+{
+	struct seen_tiles *t = arg;
+	buf_reset(&t->b);
+	int found = store_log_tile(t->s, level, index, &t->b, err);
+	if (found < 0)
+		return -1;
+	if (found == 0 || t->b.len < (size_t)width * TLOG_HASH_LEN)
+		return err_set(err, 500, "log-corrupt", "log tile %d/%llu is missing or short", level,
+			       (unsigned long long)index);
+	*data = (const uint8_t *)t->b.data;
+	return 0;
+}
+
+/* err's message, prefixed with what was being done (as "what: message"). */
+static int rewrap(struct selo_err *err, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int rewrap(struct selo_err *err, int status, const char *fmt, ...)
+{
+	char msg[sizeof(err->msg)];
+	snprintf(msg, sizeof(msg), "%s", err->msg);
+	char head[1400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(head, sizeof(head), fmt, ap);
+	va_end(ap);
+	return err_set(err, status, "invalid-request", "%s: %s", head, msg);
+}
+
+/* The signed note in a file: the file itself, or a receipt's log.checkpoint. */
+static int seen_note(const char *path, struct buf *note, struct selo_err *err)
+{
+	struct buf raw = BUF_INIT;
+	if (file_read(path, 1u << 26, &raw, err) != 0) {
+		buf_free(&raw);
+		return rewrap(err, 400, "--seen %s", path);
+	}
+	const char *p = buf_str(&raw);
+	while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+		p++;
+	int r = 0;
+	if (*p == '{') {
+		json_t *j = json_loadb(raw.data, raw.len, 0, NULL);
+		const char *cp = NULL;
+		if (json_unpack(j, "{s:{s:s}}", "log", "checkpoint", &cp) == 0)
+			buf_puts(note, cp);
+		else
+			r = err_set(err, 400, "invalid-request", "--seen %s: JSON without log.checkpoint "
+				    "(a receipt is expected)", path);
+		json_decref(j);
+	} else {
+		buf_append(note, raw.data, raw.len);
+	}
+	buf_free(&raw);
+	return r;
+}
+
+/* One seen checkpoint against the restored log: 0 it is in it, -1 with err
+ * ("log-fork", 409, when the log went past or elsewhere). */
+static int seen_check(const char *path, const struct note_verifier *v, struct seen_tiles *t,
+		      const struct store_copy_info *log, struct selo_err *err)
+{
+	struct buf note = BUF_INIT, text = BUF_INIT;
+	struct checkpoint c;
+	int r = seen_note(path, &note, err);
+	if (r == 0 && note_verify(v, 1, buf_str(&note), note.len, &text, err) != 0)
+		r = rewrap(err, 400, "--seen %s: not a checkpoint signed by the restored log key",
+			   path);
+	if (r == 0 && checkpoint_parse(text.data, text.len, &c, err) != 0)
+		r = rewrap(err, 400, "--seen %s", path);
+	buf_free(&note);
+	buf_free(&text);
+	if (r != 0)
+		return -1;
+	if (c.size > log->tree_size)
+		return err_set(err, 409, "log-fork", "--seen %s: a checkpoint of tree size %llu was "
+			       "published, past this backup's %llu entries: a serve on this restore "
+			       "would fork the log (docs/backup.md); nothing restored", path,
+			       (unsigned long long)c.size, (unsigned long long)log->tree_size);
+	uint8_t root[32];
+	if (tlog_root(c.size, seen_read_tile, t, root, err) != 0)
+		return -1;
+	if (memcmp(root, c.root, 32) != 0)
+		return err_set(err, 409, "log-fork", "--seen %s: at tree size %llu the restored log "
+			       "has another root than this signed checkpoint: the log forked "
+			       "(docs/backup.md); nothing restored", path, (unsigned long long)c.size);
+	return 0;
+}
+
+/* Every seen checkpoint, on the restored database and keys under root. */
+static int seen_all(const char *root, const char *const *seen, size_t nseen,
+		    struct backup_summary *out, struct selo_err *err)
+{
+	if (nseen == 0)
+		return 0;
+	char path[2200];
+	struct buf vkey = BUF_INIT;
+	snprintf(path, sizeof(path), "%s/keys/log.vkey", root);
+	struct note_verifier v;
+	if (file_read(path, 4096, &vkey, err) != 0)
+		return -1;
+	while (vkey.len && (vkey.data[vkey.len - 1] == '\n' || vkey.data[vkey.len - 1] == '\r'))
+		vkey.data[--vkey.len] = '\0';
+	int r = note_verifier_parse(buf_str(&vkey), &v, err);
+	buf_free(&vkey);
+	if (r != 0)
+		return -1;
+	struct seen_tiles t = {NULL, BUF_INIT};
+	snprintf(path, sizeof(path), "%s/selo.db", root);
+	if (store_open(path, &t.s, err) != 0)
+		return -1;
+	for (size_t i = 0; r == 0 && i < nseen; i++)
+		r = seen_check(seen[i], &v, &t, &out->log, err);
+	if (r == 0)
+		out->seen_ok = nseen;
+	store_close(t.s);
+	buf_free(&t.b);
+	return r;
+}
+
 /* new_dir must not exist, or be an empty directory. */
 static int check_new_dir(const char *new_dir, struct selo_err *err)
 {
@@ -869,7 +1003,8 @@ static int check_db(const char *root, const struct manifest *m, struct backup_su
 }
 
 static int restore_into(const char *archive_path, const char *tmp, struct manifest *m,
-			struct backup_summary *out, struct selo_err *err)
+			const char *const *seen, size_t nseen, struct backup_summary *out,
+			struct selo_err *err)
 {
 	struct archive *a = archive_read_new();
 	archive_read_support_format_tar(a);
@@ -886,7 +1021,7 @@ static int restore_into(const char *archive_path, const char *tmp, struct manife
 	archive_read_free(a);
 	if (r != 0)
 		return -1;
-	if (check_db(tmp, m, out, err) != 0)
+	if (check_db(tmp, m, out, err) != 0 || seen_all(tmp, seen, nseen, out, err) != 0)
 		return -1;
 	snprintf(out->created, sizeof(out->created), "%s", m->created);
 	out->files = m->n;
@@ -898,8 +1033,8 @@ static int restore_into(const char *archive_path, const char *tmp, struct manife
 	return fsync_path(keys, err) != 0 || fsync_path(tmp, err) != 0 ? -1 : 0;
 }
 
-int backup_restore(const char *archive_path, const char *new_dir, struct backup_summary *out,
-		   struct selo_err *err)
+int backup_restore(const char *archive_path, const char *new_dir, const char *const *seen,
+		   size_t nseen, struct backup_summary *out, struct selo_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	char parent[1100], base[300], tmp[1500];
@@ -918,7 +1053,7 @@ int backup_restore(const char *archive_path, const char *new_dir, struct backup_
 		return err_set(err, 400, "invalid-request", "cannot make a directory beside %s: %s",
 			       new_dir, strerror(errno));
 	struct manifest *m = xcalloc(1, sizeof(*m));
-	int r = restore_into(archive_path, tmp, m, out, err);
+	int r = restore_into(archive_path, tmp, m, seen, nseen, out, err);
 	/* rename() replaces an empty directory and fails on one that filled up
 	 * meanwhile: the check above is not a race. */
 	if (r == 0 && rename(tmp, new_dir) != 0)

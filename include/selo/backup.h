@@ -31,6 +31,7 @@ struct backup_summary {
 	uint64_t archive_bytes;        /* size of the archive (backup only) */
 	char created[32];              /* when the copy was taken, RFC 3339 */
 	char *manifest;                /* backup only: manifest.json's text (malloc'd) */
+	size_t seen_ok;                /* restore only: checkpoints seen elsewhere, all in the log */
 };
 void backup_summary_free(struct backup_summary *s);
 
@@ -44,10 +45,13 @@ int backup_create(const struct backup_opts *o, struct backup_summary *out, struc
 /* Extracts archive_path into a new temporary directory beside new_dir,
  * checks every entry against the manifest (paths, types, sizes, SHA-256),
  * runs SQLite's quick_check on the database and compares its log state with
- * the manifest's, then renames the directory to new_dir. Refuses (status
- * 400; "backup-damaged" for the archive's faults) a new_dir that exists and
- * is not empty, and any damage; new_dir is then left as it was. */
-int backup_restore(const char *archive_path, const char *new_dir, struct backup_summary *out,
-		   struct selo_err *err);
+ * the manifest's, checks each of the nseen files in seen (a signed
+ * checkpoint, or a receipt carrying one, kept outside Selo) against the
+ * restored log, then renames the directory to new_dir. Refuses (status
+ * 400; "backup-damaged" for the archive's faults; "log-fork", 409, when a
+ * seen checkpoint is past the backup or has another root) a new_dir that
+ * exists and is not empty, and any damage; new_dir is then left as it was. */
+int backup_restore(const char *archive_path, const char *new_dir, const char *const *seen,
+		   size_t nseen, struct backup_summary *out, struct selo_err *err);
 
 #endif

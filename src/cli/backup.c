@@ -23,16 +23,21 @@ static const char BACKUP_HELP[] =
 	"manifest on stdout. Exit 0 written, 2 refused or failed (nothing written).\n";
 
 static const char RESTORE_HELP[] =
-	"usage: selo restore FILE --data NEWDIR\n"
+	"usage: selo restore FILE --data NEWDIR [--seen CHECKPOINT|RECEIPT.json]...\n"
 	"\n"
 	"Restores a `selo backup` archive as the data directory NEWDIR, which must\n"
 	"not exist or be empty. Every entry is checked against the manifest (only\n"
 	"the files a backup writes, no links, sizes bounded, every SHA-256), the\n"
 	"database must pass SQLite's quick_check and hold the log the manifest\n"
 	"names; only then does NEWDIR appear (extracted beside it, then renamed).\n"
+	"Each --seen file (a signed checkpoint kept outside Selo, such as a monitor's\n"
+	"copy of /log/checkpoint, or a receipt a client holds) must be signed by the\n"
+	"restored log key and be in the restored log; one past it means the log was\n"
+	"published beyond the backup and a serve on it would fork the log.\n"
 	"Prints the restored log's latest checkpoint on stdout. Before serving from\n"
 	"NEWDIR, read docs/backup.md (\"Before the restored log signs again\").\n"
-	"Exit 0 restored, 2 refused (NEWDIR left as it was).\n";
+	"Exit 0 restored, 1 a seen checkpoint is not in the restored log, 2 refused\n"
+	"(NEWDIR left as it was in both cases).\n";
 
 static int parse_compress(const char *v, enum backup_compress *c)
 {
@@ -102,9 +107,27 @@ int cmd_backup(int argc, char **argv)
 int cmd_restore(int argc, char **argv)
 {
 	struct cli_opt opts[] = {{"data", 1, NULL}, {NULL, 0, NULL}};
+	/* --seen may be given several times: taken out before cli_parse, which
+	 * keeps one value per option. */
+	const char *seen[64];
+	char *rest[128];
+	size_t nseen = 0;
+	int n = 0;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--seen") && i + 1 < argc && nseen < 64)
+			seen[nseen++] = argv[++i];
+		else if (!strncmp(argv[i], "--seen=", 7) && nseen < 64)
+			seen[nseen++] = argv[i] + 7;
+		else if (n < 128 && strcmp(argv[i], "--seen") != 0)
+			rest[n++] = argv[i];
+		else {
+			fputs(RESTORE_HELP, stderr);
+			return EXIT_USAGE;
+		}
+	}
 	const char *pos[1];
 	int npos, help;
-	if (cli_parse(argc, argv, opts, pos, 1, &npos, &help) != 0)
+	if (cli_parse(n, rest, opts, pos, 1, &npos, &help) != 0)
 		return EXIT_USAGE;
 	if (help) {
 		fputs(RESTORE_HELP, stdout);
@@ -117,16 +140,19 @@ int cmd_restore(int argc, char **argv)
 	struct selo_err err;
 	err_clear(&err);
 	struct backup_summary s;
-	if (backup_restore(pos[0], cli_get(opts, "data"), &s, &err) != 0) {
+	if (backup_restore(pos[0], cli_get(opts, "data"), seen, nseen, &s, &err) != 0) {
 		fprintf(stderr, "selo restore: %s\n", err.msg);
-		return EXIT_USAGE;
+		return !strcmp(err.type, "log-fork") ? EXIT_NOTFOUND : EXIT_USAGE;
 	}
 	fprintf(stderr, "selo restore: restored %s into %s: %zu files, every SHA-256 matches; the "
 		"database (%llu bytes, copied at %s) passes quick_check\n", pos[0],
 		cli_get(opts, "data"), s.files, (unsigned long long)s.db_bytes, s.created);
 	print_log("restore", &s);
+	if (nseen)
+		fprintf(stderr, "selo restore: each of the %zu checkpoint(s) seen elsewhere is in the "
+			"restored log (none is past it)\n", s.seen_ok);
 	fprintf(stderr, "selo restore: next: `selo log verify --data %s`; before `selo serve` "
-		"signs on it, check that no checkpoint past tree size %llu was published "
+		"signs on it, make sure no checkpoint past tree size %llu was published "
 		"(docs/backup.md)\n", cli_get(opts, "data"), (unsigned long long)s.log.tree_size);
 	if (s.log.checkpoint)
 		fputs(s.log.checkpoint, stdout);

@@ -212,13 +212,52 @@ def backup_under_load_restores_the_same_log():
         # the serve went on: a notice accepted after the backup is sent
         last = load.ids[-1]
         s.wait_status(last, ['relayed'], timeout=180)
+        # what a monitor caches: the public checkpoint, published past the backup
+        def published():
+            st, _, body = curl('GET', f'http://127.0.0.1:{s.track_port}/log/checkpoint')
+            eq(st, 200)
+            cp = parse_checkpoint(body.decode())
+            return body if cp['size'] > log['tree_size'] else None
+        monitor = os.path.join(s.dir, 'monitor-checkpoint')
+        with open(monitor, 'wb') as f:
+            f.write(wait_until(published, 60, 0.2, 'a checkpoint past the backup'))
         s.stop()
 
-        # restore
         rdir = tempfile.mkdtemp(prefix='selo-restored-')
         newdir = os.path.join(rdir, 'data')
-        rc, out, err = run(['restore', archive, '--data', newdir])
+        # a checkpoint published past the backup: the restored log would fork
+        rc, out, err = run(['restore', archive, '--data', newdir, '--seen', monitor])
+        eq(rc, 1, f'selo restore --seen (past the backup): {err}')
+        check('would fork the log' in err, err)
+        eq(listing(rdir), [], 'nothing restored')
+        # a checkpoint of another log (another key) is refused
+        other = Selo()
+        try:
+            nfile = os.path.join(other.dir, 'n.json')
+            with open(nfile, 'w') as f:
+                json.dump(NOTICE, f)
+            run(['submit', '--data', other.data, nfile], check_rc=0)
+            rc, note, err = run(['log', 'checkpoint', '--data', other.data], check_rc=0)
+            foreign = os.path.join(s.dir, 'foreign-checkpoint')
+            with open(foreign, 'w') as f:
+                f.write(note)
+        finally:
+            other.cleanup()
+        rc, out, err = run(['restore', archive, '--data', newdir, '--seen', foreign])
+        eq(rc, 2, f'selo restore --seen (another log): {err}')
+        check('not a checkpoint signed by the restored log key' in err, err)
+        eq(listing(rdir), [], 'nothing restored')
+
+        # restore, checking the receipts clients hold (all from before the backup)
+        seen = []
+        for nid, rec in receipts.items():
+            p = os.path.join(s.dir, f'seen-{nid}.json')
+            with open(p, 'w') as f:
+                json.dump(rec, f)
+            seen += ['--seen', p]
+        rc, out, err = run(['restore', archive, '--data', newdir] + seen)
         eq(rc, 0, f'selo restore: {err}')
+        check('each of the 3 checkpoint(s) seen elsewhere is in the restored log' in err, err)
         eq(out, log['checkpoint'], 'restore prints the restored checkpoint')
         check(f'{log["tree_size"]} entries' in err, err)
         eq(listing(rdir), ['data'], 'nothing else beside the restored directory')
