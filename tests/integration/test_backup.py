@@ -463,5 +463,50 @@ def refusals_change_nothing():
         s.cleanup()
 
 
+@test
+def seen_checkpoint_over_events_the_copy_holds():
+    """A backup taken before the ledger integrated an event it holds: a
+    checkpoint published later over that event is still the restored log's
+    (the restored serve integrates it in the same place); one over an event
+    the backup does not hold is a fork."""
+    s = Selo()
+    try:
+        nfile = os.path.join(s.dir, 'n.json')
+        with open(nfile, 'w') as f:
+            json.dump(NOTICE, f)
+        run(['submit', '--data', s.data, nfile], check_rc=0)   # 1 event, not integrated
+        archive = os.path.join(s.dir, 'b.tar.zst')
+        rc, out, err = run(['backup', '--data', s.data, '-o', archive], check_rc=0)
+        eq(json.loads(out)['log']['tree_size'], 0, 'nothing integrated at the backup')
+        cps = []
+        for want in (1, 2):
+            # `selo log checkpoint` integrates, and signs at most once a second
+            note = wait_until(lambda: (lambda n: n if parse_checkpoint(n)['size'] == want
+                                       else None)(run(['log', 'checkpoint', '--data', s.data],
+                                                      check_rc=0)[1]),
+                              20, 0.3, f'a checkpoint of size {want}')
+            p = os.path.join(s.dir, f'cp{len(cps)}')
+            with open(p, 'w') as f:
+                f.write(note)
+            cps.append(p)
+            run(['submit', '--data', s.data, nfile], check_rc=0)
+        eq(parse_checkpoint(open(cps[0]).read())['size'], 1)
+        eq(parse_checkpoint(open(cps[1]).read())['size'], 2)
+        target = os.path.join(s.dir, 'r1')
+        rc, out, err = run(['restore', archive, '--data', os.path.join(s.dir, 'r0'), '--seen',
+                            cps[0]])
+        eq(rc, 0, f'a checkpoint over an event the copy holds: {err}')
+        rc, out, err = run(['restore', archive, '--data', target, '--seen', cps[1]])
+        eq(rc, 1, f'a checkpoint over an event the copy lacks: {err}')
+        check('would fork the log' in err, err)
+        check(not os.path.exists(target), 'nothing restored')
+        # the restored log, served or audited, reaches the first checkpoint's root
+        rc, note, err = run(['log', 'checkpoint', '--data', os.path.join(s.dir, 'r0')],
+                            check_rc=0)
+        eq(parse_checkpoint(note)['root'], parse_checkpoint(open(cps[0]).read())['root'])
+    finally:
+        s.cleanup()
+
+
 if __name__ == '__main__':
     main()
