@@ -196,7 +196,7 @@ void backup_summary_free(struct backup_summary *s)
  * hashed is what is written); the database copy is streamed from disk. */
 struct bfile {
 	char path[600];   /* in the archive */
-	char src[1300];   /* on disk */
+	char src[1600];   /* on disk */
 	mode_t mode;
 	struct buf data;  /* small files */
 	uint64_t size;
@@ -490,6 +490,25 @@ static int gather(const struct backup_opts *o, const char *db_tmp, struct bset *
 	return 0;
 }
 
+/* Files selo.conf names outside DIR/keys are not in the archive: said on
+ * stderr at each backup, so that they are backed up with the host's files. */
+static void warn_outside(const struct selo_config *cfg)
+{
+	const struct {
+		const char *key, *value;
+	} named[] = {{"tsa.ca", cfg->tsa_ca},
+		     {"receipt.sign_key", cfg->receipt_sign_key},
+		     {"receipt.sign_cert", cfg->receipt_sign_cert},
+		     {"receipt.sign_chain", cfg->receipt_sign_chain},
+		     {"templates.dir", cfg->templates_dir}};
+	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
+		const char *v = named[i].value;
+		if (v[0] && strncmp(v, "keys/", 5) != 0)
+			fprintf(stderr, "selo backup: note: %s = %s is outside DIR/keys and not in the "
+				"archive; back it up with the host's files\n", named[i].key, v);
+	}
+}
+
 /* The data directory must be Selo's: its configuration loads and the
  * database and keys are there. */
 static int check_source(const char *data_dir, struct selo_err *err)
@@ -497,6 +516,7 @@ static int check_source(const char *data_dir, struct selo_err *err)
 	struct selo_config cfg;
 	if (config_load(data_dir, &cfg, err) != 0)
 		return -1;
+	warn_outside(&cfg);
 	char path[1300];
 	struct stat st;
 	snprintf(path, sizeof(path), "%s/selo.db", data_dir);
