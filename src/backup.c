@@ -627,7 +627,8 @@ static int manifest_file(struct manifest *m, json_t *it, struct selo_err *err)
 	char *end = NULL;
 	unsigned long md = strtoul(mode, &end, 8);
 	uint8_t d[32];
-	if (size < 0 || (uint64_t)size > max || !end || *end || md > 0777 || strlen(sha) != 64 ||
+	if (size < 0 || (uint64_t)size > max || !*mode || !end || *end || md > 0777 ||
+	    strlen(sha) != 64 ||
 	    hex_decode(sha, 64, d, sizeof(d)) != 32)
 		return damaged(err, "manifest.json: a bad size, mode or sha256 for %.200s", path);
 	for (size_t i = 0; i < m->n; i++)
