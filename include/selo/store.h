@@ -46,6 +46,27 @@ int store_schema_version(struct store *s);
 int store_check_file(const char *path, int full, int max_lines,
 		     void (*line)(void *arg, const char *text), void *arg, struct selo_err *err);
 
+/* ---- Backups (backup.c): a consistent copy of the database file at
+ * src_path into the new file dst_path, taken while `selo serve` may be
+ * writing (a WAL reader: the writer is never blocked), as of one commit,
+ * as one self-contained file (rollback journal). *out describes the copy:
+ * what the log held at that commit. 0, or -1 with err (dst_path may then
+ * be left half written: the caller removes it). */
+struct store_copy_info {
+	int schema_version;
+	uint64_t tree_size;       /* leaves integrated into the log */
+	uint8_t root[32];         /* the tree's root */
+	int64_t last_seq;         /* the last event integrated */
+	uint64_t checkpoint_size; /* the latest signed checkpoint's tree size */
+	char *checkpoint;         /* its note text; NULL when there is none yet */
+};
+int store_copy_file(const char *src_path, const char *dst_path, struct store_copy_info *out,
+		    struct selo_err *err);
+/* The same description of a database file nobody writes (a restored copy),
+ * read on a connection that writes nothing. */
+int store_describe_file(const char *path, struct store_copy_info *out, struct selo_err *err);
+void store_copy_info_free(struct store_copy_info *info);
+
 /* ---- API keys: only SHA-256 of the key is stored; prefix is the first
  * characters of the key, shown by `apikey list` to tell keys apart. */
 struct apikey {

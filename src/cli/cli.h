@@ -34,5 +34,7 @@ int cmd_bounce(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_store(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
 
 #endif

@@ -26,6 +26,9 @@ static const char USAGE[] =
 	"  store   check --data DIR [--quick]   is the database file sound, and every\n"
 	"          notice's evidence intact? exit 0 sound, 1 damage found\n"
 	"  version                 the version of this binary (also --version)\n"
+	"  backup  --data DIR -o FILE [--force] [--compress zstd|gzip|none]\n"
+	"          one archive of the database (beside a running serve), keys, config\n"
+	"  restore FILE --data NEWDIR   check a backup and restore it as a new directory\n"
 	"\n"
 	"`selo <command> --help` for details. Exit codes: 0 ok, 1 not found or\n"
 	"verification failed, 2 usage or I/O error.\n";
@@ -107,6 +110,7 @@ int main(int argc, char **argv)
 		{"submit", cmd_submit}, {"status", cmd_status}, {"receipt", cmd_receipt},
 		{"log", cmd_log}, {"verify", cmd_verify}, {"bounce", cmd_bounce},
 		{"stats", cmd_stats}, {"store", cmd_store}, {"version", cmd_version},
+		{"backup", cmd_backup}, {"restore", cmd_restore},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(cmd, cmds[i].name))
