@@ -71,7 +71,7 @@ endif
 # the header is rewritten only when the version changes.
 $(BUILD)/gen/version.h: FORCE
 	@./scripts/version.sh $@
-$(BUILD)/src/cli/version.o: $(BUILD)/gen/version.h
+$(BUILD)/src/cli/version.o $(BUILD)/src/backup.o: $(BUILD)/gen/version.h
 FORCE:
 
 $(BUILD)/selo: $(CLI_OBJ) $(BUILD)/libselo.a

@@ -31,6 +31,7 @@
 #include "selo/fileio.h"
 #include "selo/note.h"
 #include "selo/tlog.h"
+#include "version.h" /* SELO_VERSION, generated (scripts/version.sh) */
 
 #define MANIFEST "manifest.json"
 #define MAX_MANIFEST (1u << 20)        /* bytes of manifest.json */
@@ -357,11 +358,7 @@ static json_t *manifest_json(const struct bset *s, const struct backup_summary *
 				(json_int_t)sum->log.checkpoint_size, "checkpoint",
 				sum->log.checkpoint ? json_string(sum->log.checkpoint) : json_null());
 	buf_free(&root);
-#ifdef SELO_VERSION
 	json_t *version = json_string(SELO_VERSION);
-#else
-	json_t *version = json_null();
-#endif
 	return json_pack("{s:s, s:s, s:o, s:i, s:o, s:o}", "format", BACKUP_FORMAT, "created",
 			 sum->created, "selo_version", version, "schema_version",
 			 sum->log.schema_version, "log", log, "files", files);

@@ -189,6 +189,7 @@ def backup_under_load_restores_the_same_log():
         check(at_end < LOAD, f'the load was still running when the backup ended ({at_end})')
         manifest = json.loads(out)
         eq(manifest['format'], 'selo-backup/v1')
+        eq(manifest['selo_version'], run(['--version'])[1].split()[1], 'the version that wrote it')
         eq(os.stat(archive).st_mode & 0o777, 0o600, 'archive mode')
         eq(listing(os.path.dirname(archive)), ['selo.tar.zst'], 'no temporary file left')
         files = {f['path']: f for f in manifest['files']}
