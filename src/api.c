@@ -32,6 +32,7 @@
 #include "selo/sender.h"
 #include "selo/sequence.h"
 #include "selo/stats.h"
+#include "selo/template.h"
 #include "selo/webhook.h"
 
 #define PROBLEM_BASE "urn:selo:problem:"
@@ -797,17 +798,6 @@ static enum MHD_Result get_metrics(struct api *a, struct MHD_Connection *c)
 
 /* ---- routing */
 
-static enum MHD_Result method_not_allowed(struct api *a, struct MHD_Connection *c,
-					  const char *allow)
-{
-	struct selo_err e;
-	err_clear(&e);
-	err_set(&e, 405, "method-not-allowed", "this path accepts %s", allow);
-	atomic_fetch_add(&a->app->metrics.http_4xx, 1);
-	const char *h[] = {"Allow", allow, NULL};
-	return send_problem_doc(c, &e, h);
-}
-
 /* Webhooks: webhook.h does the work; this only maps HTTP onto it. */
 static enum MHD_Result webhook_answer(struct api *a, struct MHD_Connection *c, int rc,
 				      unsigned status, json_t *out, struct selo_err *err)
@@ -831,45 +821,93 @@ static enum MHD_Result webhook_answer(struct api *a, struct MHD_Connection *c, i
 	return send_json(c, status, out, status == 201 ? hdrs : NULL);
 }
 
-/* /v1/webhooks and /v1/webhooks/{id}. */
-static enum MHD_Result webhooks_route(struct api *a, struct MHD_Connection *c, const char *id,
-				      const char *method, struct req *r)
+/* What every webhook route checks first: the Bearer key, then that the
+ * webhook worker runs. 0, or -1 with the answer sent in *sent. */
+static int webhook_caller(struct api *a, struct MHD_Connection *c, struct apikey *key,
+			  enum MHD_Result *sent)
 {
-	int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-	int post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
-	if (!id && !get && !post)
-		return method_not_allowed(a, c, "GET, POST");
-	if (id && !get && !del)
-		return method_not_allowed(a, c, "GET, DELETE");
 	struct selo_err err;
 	err_clear(&err);
+	if (authenticate(a, c, key, &err)) {
+		*sent = send_problem(a, c, &err);
+		return -1;
+	}
+	if (!a->app->webhooks) {
+		*sent = send_error(a, c, 503, "no-webhooks", "webhooks are not running");
+		return -1;
+	}
+	return 0;
+}
+
+/* GET /v1/webhooks/public-key */
+static enum MHD_Result get_webhooks_public_key(struct api *a, struct MHD_Connection *c)
+{
 	struct apikey key;
-	if (authenticate(a, c, &key, &err))
-		return send_problem(a, c, &err);
-	if (!a->app->webhooks)
-		return send_error(a, c, 503, "no-webhooks", "webhooks are not running");
+	enum MHD_Result sent;
+	if (webhook_caller(a, c, &key, &sent))
+		return sent;
+	struct selo_err err;
+	err_clear(&err);
 	json_t *out = NULL;
-	int rc;
-	if (id && get && !strcmp(id, "public-key")) {
-		rc = webhooks_public_key(a->app->webhooks, &out, &err);
-		return webhook_answer(a, c, rc, 200, out, &err);
-	}
-	if (id && get) {
-		rc = webhook_get(a->app->webhooks, key.id, id, &out, &err);
-		return webhook_answer(a, c, rc, 200, out, &err);
-	}
-	if (id) {
-		rc = webhook_delete(a->app->webhooks, key.id, id, &err);
-		return webhook_answer(a, c, rc, 204, NULL, &err);
-	}
-	if (get) {
-		rc = webhook_list(a->app->webhooks, key.id, &out, &err);
-		return webhook_answer(a, c, rc, 200, out, &err);
-	}
+	int rc = webhooks_public_key(a->app->webhooks, &out, &err);
+	return webhook_answer(a, c, rc, 200, out, &err);
+}
+
+/* GET /v1/webhooks/{id} */
+static enum MHD_Result get_webhook(struct api *a, struct MHD_Connection *c, const char *id)
+{
+	struct apikey key;
+	enum MHD_Result sent;
+	if (webhook_caller(a, c, &key, &sent))
+		return sent;
+	struct selo_err err;
+	err_clear(&err);
+	json_t *out = NULL;
+	int rc = webhook_get(a->app->webhooks, key.id, id, &out, &err);
+	return webhook_answer(a, c, rc, 200, out, &err);
+}
+
+/* DELETE /v1/webhooks/{id} */
+static enum MHD_Result delete_webhook(struct api *a, struct MHD_Connection *c, const char *id)
+{
+	struct apikey key;
+	enum MHD_Result sent;
+	if (webhook_caller(a, c, &key, &sent))
+		return sent;
+	struct selo_err err;
+	err_clear(&err);
+	int rc = webhook_delete(a->app->webhooks, key.id, id, &err);
+	return webhook_answer(a, c, rc, 204, NULL, &err);
+}
+
+/* GET /v1/webhooks */
+static enum MHD_Result list_webhooks(struct api *a, struct MHD_Connection *c)
+{
+	struct apikey key;
+	enum MHD_Result sent;
+	if (webhook_caller(a, c, &key, &sent))
+		return sent;
+	struct selo_err err;
+	err_clear(&err);
+	json_t *out = NULL;
+	int rc = webhook_list(a->app->webhooks, key.id, &out, &err);
+	return webhook_answer(a, c, rc, 200, out, &err);
+}
+
+/* POST /v1/webhooks */
+static enum MHD_Result post_webhook(struct api *a, struct MHD_Connection *c, struct req *r)
+{
+	struct apikey key;
+	enum MHD_Result sent;
+	if (webhook_caller(a, c, &key, &sent))
+		return sent;
+	struct selo_err err;
+	err_clear(&err);
 	json_t *body = check_content_type(c, &err) ? NULL : parse_body(r, &err);
 	if (!body)
 		return send_problem(a, c, &err);
-	rc = webhook_create(a->app->webhooks, key.id, body, &out, &err);
+	json_t *out = NULL;
+	int rc = webhook_create(a->app->webhooks, key.id, body, &out, &err);
 	json_decref(body);
 	return webhook_answer(a, c, rc, 201, out, &err);
 }
@@ -1042,26 +1080,6 @@ static enum MHD_Result stop_sequence(struct api *a, struct MHD_Connection *c, co
 			     json_pack("{s:I}", "canceled_now", (json_int_t)canceled), NULL);
 }
 
-static enum MHD_Result sequences_route(struct api *a, struct MHD_Connection *c, const char *url,
-				       const char *method, struct req *r)
-{
-	int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-	int post = !strcmp(method, "POST");
-	if (!url[0])
-		return post ? post_sequence(a, c, r) : method_not_allowed(a, c, "POST");
-	char id[64];
-	size_t n = strcspn(url, "/");
-	if (n == 0 || n >= sizeof(id))
-		return send_error(a, c, 404, "not-found", "no such resource");
-	memcpy(id, url, n);
-	id[n] = '\0';
-	if (!url[n])
-		return get ? get_sequence(a, c, id) : method_not_allowed(a, c, "GET");
-	if (!strcmp(url + n, "/stop"))
-		return post ? stop_sequence(a, c, id, r) : method_not_allowed(a, c, "POST");
-	return send_error(a, c, 404, "not-found", "no such resource");
-}
-
 /* GET /v1/stats (docs/stats.md): the caller's own notices only. */
 static enum MHD_Result get_stats(struct api *a, struct MHD_Connection *c)
 {
@@ -1081,55 +1099,200 @@ static enum MHD_Result get_stats(struct api *a, struct MHD_Connection *c)
 	return send_json(c, 200, doc, NULL);
 }
 
+/* ---- /v1/templates (template.h): what a notice's "template" may name */
+
+/* GET /v1/templates: every template the server loaded, sorted by name. */
+static enum MHD_Result list_templates(struct api *a, struct MHD_Connection *c)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	if (authenticate(a, c, &key, &err))
+		return send_problem(a, c, &err);
+	const char **names;
+	size_t n = template_names(a->app->templates, &names);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, template_json(template_find(a->app->templates, names[i])));
+	return send_json(c, 200, json_pack("{s:o}", "templates", arr), NULL);
+}
+
+/* GET /v1/templates/{name} */
+static enum MHD_Result get_template(struct api *a, struct MHD_Connection *c, const char *name)
+{
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	if (authenticate(a, c, &key, &err))
+		return send_problem(a, c, &err);
+	const struct template *t = template_find(a->app->templates, name);
+	if (!t)
+		return send_error(a, c, 404, "not-found", "no template with this name; GET /v1/templates lists them");
+	return send_json(c, 200, template_json(t), NULL);
+}
+
+/* ---- the route table */
+
+/* A {param} segment holds at most this many bytes; {param+} (the rest of
+ * the path, slashes included) fits API_PARAM_CAP - 1. */
+#define API_SEGMENT_MAX 64
+#define API_PARAM_CAP 320
+
+/* p: the pattern's {param} as libmicrohttpd decoded it, "" when none. */
+typedef enum MHD_Result (*route_fn)(struct api *a, struct MHD_Connection *c, struct req *r,
+				    const char *p);
+
+/* Adapters from the table's one signature to each handler's own, so a
+ * handler takes only what it uses. */
+#define ROUTE_AC(name, fn)                                                                    \
+	static enum MHD_Result name(struct api *a, struct MHD_Connection *c, struct req *r,    \
+				    const char *p)                                             \
+	{                                                                                      \
+		(void)r, (void)p;                                                              \
+		return fn(a, c);                                                               \
+	}
+#define ROUTE_ACR(name, fn)                                                                   \
+	static enum MHD_Result name(struct api *a, struct MHD_Connection *c, struct req *r,    \
+				    const char *p)                                             \
+	{                                                                                      \
+		(void)p;                                                                       \
+		return fn(a, c, r);                                                            \
+	}
+#define ROUTE_ACP(name, fn)                                                                   \
+	static enum MHD_Result name(struct api *a, struct MHD_Connection *c, struct req *r,    \
+				    const char *p)                                             \
+	{                                                                                      \
+		(void)r;                                                                       \
+		return fn(a, c, p);                                                            \
+	}
+ROUTE_AC(rt_get_health, get_health)
+ROUTE_AC(rt_get_metrics, get_metrics)
+ROUTE_AC(rt_list_notices, list_notices)
+ROUTE_ACR(rt_post_notice, post_notice)
+ROUTE_ACR(rt_post_batch, post_batch)
+ROUTE_ACP(rt_get_notice, get_notice)
+ROUTE_ACP(rt_delete_notice, delete_notice)
+ROUTE_ACP(rt_get_message, get_message)
+ROUTE_ACP(rt_get_receipt, get_receipt)
+ROUTE_ACR(rt_post_sequence, post_sequence)
+ROUTE_ACP(rt_get_sequence, get_sequence)
+ROUTE_AC(rt_list_webhooks, list_webhooks)
+ROUTE_ACR(rt_post_webhook, post_webhook)
+ROUTE_AC(rt_get_webhooks_public_key, get_webhooks_public_key)
+ROUTE_ACP(rt_get_webhook, get_webhook)
+ROUTE_ACP(rt_delete_webhook, delete_webhook)
+ROUTE_AC(rt_get_stats, get_stats)
+ROUTE_AC(rt_list_suppressions, list_suppressions)
+ROUTE_ACP(rt_delete_suppression, delete_suppression)
+ROUTE_AC(rt_list_templates, list_templates)
+ROUTE_ACP(rt_get_template, get_template)
+
+static enum MHD_Result rt_stop_sequence(struct api *a, struct MHD_Connection *c, struct req *r,
+					const char *p)
+{
+	return stop_sequence(a, c, p, r);
+}
+
+/* Every route of the API, one a line: docs/openapi.yaml must list the same
+ * (tests/integration/test_openapi.py reads this table's text). A path takes
+ * the first pattern that matches it, so a literal segment goes before a
+ * {param} in the same place; the other methods of that pattern make its
+ * 405's Allow. A GET route also answers HEAD (libmicrohttpd drops the
+ * body). The method is checked before the key, as it always was. */
+static const struct api_route {
+	const char *method;
+	const char *pattern;
+	route_fn fn;
+} api_routes[] = {
+	{"GET", "/healthz", rt_get_health},
+	{"GET", "/metrics", rt_get_metrics},
+	{"GET", "/v1/notices", rt_list_notices},
+	{"POST", "/v1/notices", rt_post_notice},
+	{"POST", "/v1/notices/batch", rt_post_batch},
+	{"GET", "/v1/notices/{id}", rt_get_notice},
+	{"DELETE", "/v1/notices/{id}", rt_delete_notice},
+	{"GET", "/v1/notices/{id}/message", rt_get_message},
+	{"GET", "/v1/notices/{id}/receipt", rt_get_receipt},
+	{"POST", "/v1/sequences", rt_post_sequence},
+	{"GET", "/v1/sequences/{id}", rt_get_sequence},
+	{"POST", "/v1/sequences/{id}/stop", rt_stop_sequence},
+	{"GET", "/v1/webhooks", rt_list_webhooks},
+	{"POST", "/v1/webhooks", rt_post_webhook},
+	{"GET", "/v1/webhooks/public-key", rt_get_webhooks_public_key},
+	{"GET", "/v1/webhooks/{id}", rt_get_webhook},
+	{"DELETE", "/v1/webhooks/{id}", rt_delete_webhook},
+	{"GET", "/v1/stats", rt_get_stats},
+	{"GET", "/v1/suppressions", rt_list_suppressions},
+	{"DELETE", "/v1/suppressions/{address+}", rt_delete_suppression},
+	{"GET", "/v1/templates", rt_list_templates},
+	{"GET", "/v1/templates/{name}", rt_get_template},
+};
+#define API_NROUTES (sizeof(api_routes) / sizeof(api_routes[0]))
+
+/* Does url have the shape of pattern? Literal text compares exactly; {x}
+ * takes one non-empty segment of at most API_SEGMENT_MAX bytes, {x+} (last
+ * only) the non-empty rest. The parameter's text goes to param. */
+static int route_match(const char *pattern, const char *url, char param[API_PARAM_CAP])
+{
+	param[0] = '\0';
+	while (*pattern) {
+		if (*pattern != '{') {
+			if (*pattern++ != *url++)
+				return 0;
+			continue;
+		}
+		const char *close = strchr(pattern, '}');
+		int rest = close[-1] == '+';
+		size_t n = rest ? strlen(url) : strcspn(url, "/");
+		if (n == 0 || n > (rest ? API_PARAM_CAP - 1 : API_SEGMENT_MAX))
+			return 0;
+		memcpy(param, url, n);
+		param[n] = '\0';
+		url += n;
+		pattern = close + 1;
+	}
+	return *url == '\0';
+}
+
+/* 405 with Allow: the methods of pattern's routes, HEAD after GET. */
+static enum MHD_Result method_not_allowed(struct api *a, struct MHD_Connection *c,
+					  const char *pattern)
+{
+	struct buf allow = BUF_INIT;
+	for (size_t i = 0; i < API_NROUTES; i++) {
+		if (strcmp(api_routes[i].pattern, pattern) != 0)
+			continue;
+		buf_printf(&allow, "%s%s", allow.len ? ", " : "", api_routes[i].method);
+		if (!strcmp(api_routes[i].method, "GET"))
+			buf_puts(&allow, ", HEAD");
+	}
+	struct selo_err e;
+	err_clear(&e);
+	err_set(&e, 405, "method-not-allowed", "this path accepts %s", buf_str(&allow));
+	atomic_fetch_add(&a->app->metrics.http_4xx, 1);
+	const char *h[] = {"Allow", buf_str(&allow), NULL};
+	enum MHD_Result ret = send_problem_doc(c, &e, h);
+	buf_free(&allow);
+	return ret;
+}
+
 static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char *url,
 			     const char *method, struct req *r)
 {
-	int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-	int post = !strcmp(method, "POST");
-	if (!strcmp(url, "/healthz"))
-		return get ? get_health(a, c) : method_not_allowed(a, c, "GET");
-	if (!strcmp(url, "/metrics"))
-		return get ? get_metrics(a, c) : method_not_allowed(a, c, "GET");
-	if (!strcmp(url, "/v1/notices")) {
-		if (post)
-			return post_notice(a, c, r);
-		return get ? list_notices(a, c) : method_not_allowed(a, c, "GET, POST");
+	char param[API_PARAM_CAP];
+	const char *pattern = NULL; /* the first that matched url */
+	int head = !strcmp(method, "HEAD");
+	for (size_t i = 0; i < API_NROUTES; i++) {
+		const struct api_route *rt = &api_routes[i];
+		if (pattern ? strcmp(rt->pattern, pattern) != 0 : !route_match(rt->pattern, url, param))
+			continue;
+		pattern = rt->pattern;
+		if (!strcmp(rt->method, method) || (head && !strcmp(rt->method, "GET")))
+			return rt->fn(a, c, r, param);
 	}
-	if (!strcmp(url, "/v1/notices/batch"))
-		return post ? post_batch(a, c, r) : method_not_allowed(a, c, "POST");
-	if (!strncmp(url, "/v1/notices/", 12)) {
-		char id[64];
-		const char *rest = url + 12;
-		size_t n = strcspn(rest, "/");
-		if (n == 0 || n >= sizeof(id))
-			return send_error(a, c, 404, "not-found", "no such resource");
-		memcpy(id, rest, n);
-		id[n] = '\0';
-		if (!rest[n] && !strcmp(method, "DELETE"))
-			return delete_notice(a, c, id);
-		if (!rest[n])
-			return get ? get_notice(a, c, id) : method_not_allowed(a, c, "GET, DELETE");
-		if (!strcmp(rest + n, "/message"))
-			return get ? get_message(a, c, id) : method_not_allowed(a, c, "GET");
-		if (!strcmp(rest + n, "/receipt"))
-			return get ? get_receipt(a, c, id) : method_not_allowed(a, c, "GET");
-	}
-	if (!strcmp(url, "/v1/sequences"))
-		return sequences_route(a, c, "", method, r);
-	if (!strncmp(url, "/v1/sequences/", 14))
-		return sequences_route(a, c, url + 14, method, r);
-	if (!strcmp(url, "/v1/webhooks"))
-		return webhooks_route(a, c, NULL, method, r);
-	if (!strncmp(url, "/v1/webhooks/", 13) && url[13] && !strchr(url + 13, '/'))
-		return webhooks_route(a, c, url + 13, method, r);
-	if (!strcmp(url, "/v1/stats"))
-		return get ? get_stats(a, c) : method_not_allowed(a, c, "GET");
-	if (!strcmp(url, "/v1/suppressions"))
-		return get ? list_suppressions(a, c) : method_not_allowed(a, c, "GET");
-	if (!strncmp(url, "/v1/suppressions/", 17) && url[17])
-		return !strcmp(method, "DELETE") ? delete_suppression(a, c, url + 17)
-						 : method_not_allowed(a, c, "DELETE");
-	return send_error(a, c, 404, "not-found", "no such resource; see docs/api.md");
+	if (!pattern)
+		return send_error(a, c, 404, "not-found", "no such resource; see docs/api.md");
+	return method_not_allowed(a, c, pattern);
 }
 
 /* ---- request bodies: limits while they arrive */

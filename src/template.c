@@ -1081,6 +1081,26 @@ size_t template_vars(const struct template *t, const char *const **names, size_t
 	return t->nvars;
 }
 
+json_t *template_json(const struct template *t)
+{
+	json_t *req = json_array(), *opt = json_array(), *filters = json_object();
+	for (size_t i = 0; i < t->nvars; i++) {
+		const struct variable *v = &t->vars[i];
+		json_array_append_new(v->required ? req : opt, json_string(v->name));
+		json_t *used = json_array();
+		for (int f = FILTER_NONE + 1; f < FILTER_COUNT; f++)
+			if (v->filters & (1u << f))
+				json_array_append_new(used, json_string(filter_names[f]));
+		if (json_array_size(used))
+			json_object_set_new(filters, v->name, used);
+		else
+			json_decref(used);
+	}
+	return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o}", "name", t->name, "description",
+			 t->description ? t->description : "", "language", t->language, "required",
+			 req, "optional", opt, "filters", filters);
+}
+
 /* ------------------------------------------------------------- checking */
 
 /* "vars." + name, cut on a character boundary to fit the field, with any

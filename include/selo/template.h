@@ -53,6 +53,11 @@ const char *template_description(const struct template *t);
  * may be NULL). Valid while the set lives. Lets a caller that shares one vars
  * object between templates (sequences) pass each only what it declares. */
 size_t template_vars(const struct template *t, const char *const **names, size_t *nrequired);
+/* t's metadata as GET /v1/templates/{name} and `selo templates NAME` show
+ * it (docs/api.md "Templates"): {"name", "description", "language",
+ * "required": [var...], "optional": [var...], "filters": {var: [filter...]}}
+ * where filters holds each variable used with a filter (brl, data, url). */
+json_t *template_json(const struct template *t);
 
 /* Checks vars (a JSON object of strings and numbers) against t: every
  * required variable is present and non-empty, no unknown variable, values

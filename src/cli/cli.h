@@ -36,5 +36,6 @@ int cmd_store(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
+int cmd_templates(int argc, char **argv);
 
 #endif

@@ -29,6 +29,7 @@ static const char USAGE[] =
 	"  backup  --data DIR -o FILE [--force] [--compress zstd|gzip|none]\n"
 	"          one archive of the database (beside a running serve), keys, config\n"
 	"  restore FILE --data NEWDIR   check a backup and restore it as a new directory\n"
+	"  templates [NAME] --data DIR   the templates' variables and filters, as JSON\n"
 	"\n"
 	"`selo <command> --help` for details. Exit codes: 0 ok, 1 not found or\n"
 	"verification failed, 2 usage or I/O error.\n";
@@ -110,7 +111,7 @@ int main(int argc, char **argv)
 		{"submit", cmd_submit}, {"status", cmd_status}, {"receipt", cmd_receipt},
 		{"log", cmd_log}, {"verify", cmd_verify}, {"bounce", cmd_bounce},
 		{"stats", cmd_stats}, {"store", cmd_store}, {"version", cmd_version},
-		{"backup", cmd_backup}, {"restore", cmd_restore},
+		{"backup", cmd_backup}, {"restore", cmd_restore}, {"templates", cmd_templates},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(cmd, cmds[i].name))

@@ -138,6 +138,16 @@ def curl(method, url, body=None, headers=None, raw=None):
     return status, hdrs, rest
 
 
+def _openapi_check(method, path, status, ctype, body):
+    """Every JSON body the API answers must match docs/openapi.yaml
+    (openapicheck.py); a mismatch fails the test that met it."""
+    import openapicheck
+    try:
+        openapicheck.validate(method, path, status, ctype, body)
+    except openapicheck.SpecError as e:
+        raise Fail(f'OpenAPI: {e}')
+
+
 class SMTPServer:
     """tests/integration/smtpserver.py as a child process."""
 
@@ -298,7 +308,9 @@ class Selo:
         st, hd, b = curl(method, self.url + path, body, h, raw)
         ctype = hd.get('content-type', '')
         if 'json' in ctype:
-            return st, hd, json.loads(b)
+            j = json.loads(b)
+            _openapi_check(method, path, st, ctype, j)
+            return st, hd, j
         return st, hd, b
 
     def notice(self, nid):
