@@ -33,5 +33,6 @@ int cmd_log(int argc, char **argv);
 int cmd_bounce(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_store(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
 
 #endif

@@ -25,6 +25,8 @@ static const char USAGE[] =
 	"          delivery, open and read indicators (docs/stats.md)\n"
 	"  store   check --data DIR [--quick]   is the database file sound, and every\n"
 	"          notice's evidence intact? exit 0 sound, 1 damage found\n"
+	"  keys    list | dns dkim | rotate dkim|smime|tsa | retire dkim SEL  --data DIR\n"
+	"          rotate DKIM selectors and certificates (docs/keys.md)\n"
 	"\n"
 	"`selo <command> --help` for details. Exit codes: 0 ok, 1 not found or\n"
 	"verification failed, 2 usage or I/O error.\n";
@@ -103,7 +105,7 @@ int main(int argc, char **argv)
 		{"init", cmd_init}, {"serve", cmd_serve}, {"apikey", cmd_apikey},
 		{"submit", cmd_submit}, {"status", cmd_status}, {"receipt", cmd_receipt},
 		{"log", cmd_log}, {"verify", cmd_verify}, {"bounce", cmd_bounce},
-		{"stats", cmd_stats}, {"store", cmd_store},
+		{"stats", cmd_stats}, {"store", cmd_store}, {"keys", cmd_keys},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(cmd, cmds[i].name))
