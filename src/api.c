@@ -870,6 +870,41 @@ static enum MHD_Result webhooks_route(struct api *a, struct MHD_Connection *c, c
 	return webhook_answer(a, c, rc, 201, out, &err);
 }
 
+/* "/v1/webhooks/{id}/rotate-secret": 1 and the id in id. */
+static int webhook_rotate_path(const char *url, char id[64])
+{
+	static const char pre[] = "/v1/webhooks/", suf[] = "/rotate-secret";
+	size_t ul = strlen(url), pl = sizeof(pre) - 1, sl = sizeof(suf) - 1;
+	if (ul <= pl + sl || ul - pl - sl >= 64 || strncmp(url, pre, pl) || strcmp(url + ul - sl, suf))
+		return 0;
+	memcpy(id, url + pl, ul - pl - sl);
+	id[ul - pl - sl] = '\0';
+	return strchr(id, '/') == NULL;
+}
+
+/* POST /v1/webhooks/{id}/rotate-secret (docs/keys.md): a new secret, the
+ * old one signing beside it through the overlap. The body is optional. */
+static enum MHD_Result webhook_rotate_route(struct api *a, struct MHD_Connection *c,
+					    const char *id, const char *method, struct req *r)
+{
+	if (strcmp(method, "POST"))
+		return method_not_allowed(a, c, "POST");
+	struct selo_err err;
+	err_clear(&err);
+	struct apikey key;
+	if (authenticate(a, c, &key, &err))
+		return send_problem(a, c, &err);
+	if (!a->app->webhooks)
+		return send_error(a, c, 503, "no-webhooks", "webhooks are not running");
+	json_t *body = NULL;
+	if (r->body.len && (check_content_type(c, &err) || !(body = parse_body(r, &err))))
+		return send_problem(a, c, &err);
+	json_t *out = NULL;
+	int rc = webhook_rotate_secret(a->app->webhooks, key.id, id, body, &out, &err);
+	json_decref(body);
+	return webhook_answer(a, c, rc, 200, out, &err);
+}
+
 /* ---- /v1/suppressions (store.h "Suppressions"): the caller's own. */
 
 static json_t *suppression_json(const struct suppression_rec *r)
@@ -1118,6 +1153,9 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *c, const char
 		return webhooks_route(a, c, NULL, method, r);
 	if (!strncmp(url, "/v1/webhooks/", 13) && url[13] && !strchr(url + 13, '/'))
 		return webhooks_route(a, c, url + 13, method, r);
+	char wid[64];
+	if (webhook_rotate_path(url, wid))
+		return webhook_rotate_route(a, c, wid, method, r);
 	if (!strcmp(url, "/v1/stats"))
 		return get ? get_stats(a, c) : method_not_allowed(a, c, "GET");
 	if (!strcmp(url, "/v1/suppressions"))
