@@ -912,6 +912,26 @@ static enum MHD_Result post_webhook(struct api *a, struct MHD_Connection *c, str
 	return webhook_answer(a, c, rc, 201, out, &err);
 }
 
+/* POST /v1/webhooks/{id}/rotate-secret (docs/keys.md): a new secret, the
+ * old one signing beside it through the overlap. The body is optional. */
+static enum MHD_Result post_webhook_rotate(struct api *a, struct MHD_Connection *c,
+					   struct req *r, const char *id)
+{
+	struct apikey key;
+	enum MHD_Result sent;
+	if (webhook_caller(a, c, &key, &sent))
+		return sent;
+	struct selo_err err;
+	err_clear(&err);
+	json_t *body = NULL;
+	if (r->body.len && (check_content_type(c, &err) || !(body = parse_body(r, &err))))
+		return send_problem(a, c, &err);
+	json_t *out = NULL;
+	int rc = webhook_rotate_secret(a->app->webhooks, key.id, id, body, &out, &err);
+	json_decref(body);
+	return webhook_answer(a, c, rc, 200, out, &err);
+}
+
 /* ---- /v1/suppressions (store.h "Suppressions"): the caller's own. */
 
 static json_t *suppression_json(const struct suppression_rec *r)
@@ -1221,6 +1241,7 @@ static const struct api_route {
 	{"GET", "/v1/webhooks/public-key", rt_get_webhooks_public_key},
 	{"GET", "/v1/webhooks/{id}", rt_get_webhook},
 	{"DELETE", "/v1/webhooks/{id}", rt_delete_webhook},
+	{"POST", "/v1/webhooks/{id}/rotate-secret", post_webhook_rotate},
 	{"GET", "/v1/stats", rt_get_stats},
 	{"GET", "/v1/suppressions", rt_list_suppressions},
 	{"DELETE", "/v1/suppressions/{address+}", rt_delete_suppression},

@@ -98,15 +98,14 @@ static int composer_load_keys(struct composer *c, const struct selo_config *cfg,
 	const char *chain = access(k3, R_OK) == 0 ? k3 : NULL;
 	if (smime_signer_load(k1, k2, chain, &c->smime, err) < 0)
 		return -1;
-	if (key_path(cfg, "dkim-rsa.pem", k1, sizeof(k1), err) < 0 ||
-	    key_path(cfg, "dkim-ed25519.pem", k2, sizeof(k2), err) < 0)
+	/* the active selector (docs/keys.md); an operator may publish only
+	 * one of the two DKIM keys */
+	char sel[64], rsa[4096], ed[4096];
+	if (keys_dkim_active(kdir, cfg->dkim_selector[0] ? cfg->dkim_selector : "selo", sel, rsa,
+			     ed, err) < 0)
 		return -1;
-	/* an operator may publish only one of the two DKIM keys */
-	const char *rsa = access(k1, R_OK) == 0 ? k1 : NULL;
-	const char *ed = access(k2, R_OK) == 0 ? k2 : NULL;
 	const char *dom = cfg->dkim_domain[0] ? cfg->dkim_domain : c->mail_domain;
-	const char *sel = cfg->dkim_selector[0] ? cfg->dkim_selector : "selo";
-	if (dkim_signer_load(dom, sel, rsa, ed, &c->dkim, err) < 0)
+	if (dkim_signer_load(dom, sel, rsa[0] ? rsa : NULL, ed[0] ? ed : NULL, &c->dkim, err) < 0)
 		return -1;
 	return keys_load_token_key(kdir, c->token_key, err);
 }

@@ -9,14 +9,18 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include "selo/clock.h"
 #include "selo/codec.h"
 #include "selo/crypto.h"
 #include "selo/fileio.h"
@@ -28,6 +32,12 @@
  * lives as long as the CA that issued it. */
 #define TSA_DAYS CA_DAYS
 #define CN_MAX 64 /* ub-common-name (RFC 5280) */
+/* Extensions of the end-entity certificates, the same at init and renewal.
+ * RFC 3161 §2.3: the TSA's one EKU is timeStamping, critical. */
+#define SMIME_KU "critical,digitalSignature"
+#define SMIME_EKU "emailProtection"
+#define TSA_KU "critical,digitalSignature,nonRepudiation"
+#define TSA_EKU "critical,timeStamping"
 
 /* Every file keys_init writes, in the order it writes them. */
 enum key_file {
@@ -391,6 +401,7 @@ static int san_email_add(X509 *x, const char *addr)
 
 struct cert_spec {
 	const char *cn, *fallback_cn;
+	const X509_NAME *subject; /* when set, used as is instead of cn (renewal) */
 	int days;
 	const char *basic, *key_usage, *ext_key_usage; /* openssl.cnf values; eku may be NULL */
 	const char *san_email;                         /* or NULL */
@@ -402,7 +413,8 @@ static X509 *cert_make(const struct cert_spec *sp, EVP_PKEY *key, X509 *issuer,
 		       EVP_PKEY *issuer_key)
 {
 	X509 *x = X509_new();
-	X509_NAME *subj = subject_make(sp->cn, sp->fallback_cn);
+	X509_NAME *subj = sp->subject ? X509_NAME_dup(sp->subject)
+				      : subject_make(sp->cn, sp->fallback_cn);
 	int ok = x && subj && X509_set_version(x, 2) == 1 && serial_set(x) == 0 &&
 		 X509_set_subject_name(x, subj) == 1 &&
 		 X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : subj) == 1 &&
@@ -432,14 +444,13 @@ static int certs_make(struct keyset *k, const char *domain, const char *from,
 	char ca_cn[300], tsa_cn[300];
 	snprintf(ca_cn, sizeof(ca_cn), "Selo development CA (%s)", domain);
 	snprintf(tsa_cn, sizeof(tsa_cn), "Selo TSA (%s)", domain);
-	const struct cert_spec ca = {ca_cn, "Selo development CA", CA_DAYS,
+	const struct cert_spec ca = {ca_cn, "Selo development CA", NULL, CA_DAYS,
 				     "critical,CA:TRUE", "critical,keyCertSign,cRLSign", NULL, NULL};
-	const struct cert_spec smime = {from, "Selo notices", SMIME_DAYS, "CA:FALSE",
-					"critical,digitalSignature", "emailProtection", from};
+	const struct cert_spec smime = {from, "Selo notices", NULL, SMIME_DAYS, "CA:FALSE",
+					SMIME_KU, SMIME_EKU, from};
 	/* RFC 3161 §2.3: exactly one EKU, timeStamping, and critical. */
-	const struct cert_spec tsa = {tsa_cn, "Selo TSA", TSA_DAYS, "CA:FALSE",
-				      "critical,digitalSignature,nonRepudiation",
-				      "critical,timeStamping", NULL};
+	const struct cert_spec tsa = {tsa_cn, "Selo TSA", NULL, TSA_DAYS, "CA:FALSE",
+				      TSA_KU, TSA_EKU, NULL};
 	k->ca_crt = cert_make(&ca, k->ca, NULL, k->ca);
 	if (k->ca_crt) {
 		k->smime_crt = cert_make(&smime, k->smime, k->ca_crt, k->ca);
@@ -680,5 +691,455 @@ int keys_init(const char *keys_dir, const char *domain, const char *from_address
 out:
 	contents_free(f);
 	keyset_free(&k);
+	return rc;
+}
+
+/* ---- DKIM selectors (keys.h, docs/keys.md) ---------------------------- */
+
+#define DKIM_STATE_FILE "dkim-selectors"
+
+static const char *const dkim_state_names[] = {"pending", "active", "retiring", "retired"};
+
+const char *dkim_sel_state_name(enum dkim_sel_state st)
+{
+	return (unsigned)st < 4 ? dkim_state_names[st] : "?";
+}
+
+/* A selector is one DNS label, and "NAME-ed25519" must fit one too. */
+static int selector_valid(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 55 || s[0] == '-' || s[n - 1] == '-')
+		return 0;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+			return 0;
+	return 1;
+}
+
+static int dkim_state_parse_line(const char *line, struct dkim_selector *d)
+{
+	char state[16];
+	long long since;
+	memset(d, 0, sizeof(*d));
+	if (sscanf(line, "%63s %15s %lld %79s", d->name, state, &since, d->dir) != 4)
+		return -1;
+	d->since = since;
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(state, dkim_state_names[i])) {
+			d->state = (enum dkim_sel_state)i;
+			return selector_valid(d->name) && strstr(d->dir, "..") == NULL ? 0 : -1;
+		}
+	return -1;
+}
+
+int keys_dkim_list(const char *keys_dir, const char *config_selector, struct dkim_selector *out,
+		   size_t *n, struct selo_err *err)
+{
+	char path[4096];
+	path_join(path, sizeof(path), keys_dir, DKIM_STATE_FILE);
+	*n = 0;
+	if (access(path, F_OK) != 0) {
+		/* Before the first rotation: what `selo init` made. */
+		memset(&out[0], 0, sizeof(out[0]));
+		snprintf(out[0].name, sizeof(out[0].name), "%s", config_selector);
+		out[0].state = DKIM_SEL_ACTIVE;
+		snprintf(out[0].dir, sizeof(out[0].dir), ".");
+		*n = 1;
+		return 0;
+	}
+	struct buf b = BUF_INIT;
+	if (file_read(path, 64 * 1024, &b, err) != 0) {
+		buf_free(&b);
+		return -1;
+	}
+	int rc = 0, lineno = 0;
+	for (char *save = NULL, *l = b.len ? strtok_r(b.data, "\n", &save) : NULL; l;
+	     l = strtok_r(NULL, "\n", &save)) {
+		lineno++;
+		if (*l == '#' || !*l)
+			continue;
+		if (*n == DKIM_SEL_MAX || dkim_state_parse_line(l, &out[*n]) != 0) {
+			rc = err_set(err, 500, "invalid-key",
+				     "%s line %d is not \"SELECTOR pending|active|retiring|retired "
+				     "UNIX-SECONDS DIR\" (or there are over %d selectors)",
+				     path, lineno, DKIM_SEL_MAX);
+			break;
+		}
+		(*n)++;
+	}
+	buf_free(&b);
+	return rc;
+}
+
+static int dkim_state_write(const char *keys_dir, const struct dkim_selector *sel, size_t n,
+			    struct selo_err *err)
+{
+	struct buf b = BUF_INIT;
+	buf_puts(&b, "# DKIM selectors, written by `selo keys` (docs/keys.md): "
+		     "name state since(unix seconds) dir\n");
+	for (size_t i = 0; i < n; i++)
+		buf_printf(&b, "%s %s %lld %s\n", sel[i].name, dkim_sel_state_name(sel[i].state),
+			   (long long)sel[i].since, sel[i].dir);
+	char path[4096];
+	path_join(path, sizeof(path), keys_dir, DKIM_STATE_FILE);
+	int rc = file_write_atomic(path, b.data, b.len, 0644, err);
+	buf_free(&b);
+	return rc;
+}
+
+static void dkim_file_path(const char *keys_dir, const struct dkim_selector *s, const char *file,
+			   char *out, size_t n)
+{
+	if (!strcmp(s->dir, "."))
+		snprintf(out, n, "%s/%s", keys_dir, file);
+	else
+		snprintf(out, n, "%s/%s/%s", keys_dir, s->dir, file);
+}
+
+static int dkim_find(const struct dkim_selector *sel, size_t n, enum dkim_sel_state st)
+{
+	for (size_t i = 0; i < n; i++)
+		if (sel[i].state == st)
+			return (int)i;
+	return -1;
+}
+
+int keys_dkim_active(const char *keys_dir, const char *config_selector, char selname[64],
+		     char rsa_path[4096], char ed_path[4096], struct selo_err *err)
+{
+	struct dkim_selector sel[DKIM_SEL_MAX];
+	size_t n;
+	if (keys_dkim_list(keys_dir, config_selector, sel, &n, err) != 0)
+		return -1;
+	int a = dkim_find(sel, n, DKIM_SEL_ACTIVE);
+	if (a < 0)
+		return err_set(err, 500, "invalid-key",
+			       "%s/" DKIM_STATE_FILE " names no active DKIM selector", keys_dir);
+	snprintf(selname, 64, "%s", sel[a].name);
+	dkim_file_path(keys_dir, &sel[a], "dkim-rsa.pem", rsa_path, 4096);
+	dkim_file_path(keys_dir, &sel[a], "dkim-ed25519.pem", ed_path, 4096);
+	if (access(rsa_path, R_OK) != 0)
+		rsa_path[0] = '\0';
+	if (access(ed_path, R_OK) != 0)
+		ed_path[0] = '\0';
+	return 0;
+}
+
+int keys_dkim_txt(const char *keys_dir, const struct dkim_selector *s, const char *alg,
+		  struct buf *out, struct selo_err *err)
+{
+	char path[4096], file[32];
+	snprintf(file, sizeof(file), "dkim-%s.txt", alg);
+	dkim_file_path(keys_dir, s, file, path, sizeof(path));
+	if (file_read(path, 4096, out, err) != 0)
+		return -1;
+	while (out->len && (out->data[out->len - 1] == '\n' || out->data[out->len - 1] == '\r'))
+		out->data[--out->len] = '\0';
+	return 0;
+}
+
+/* Writes the four files of a fresh selector into dir (made 0700). */
+static int dkim_files_make(const char *dir, struct selo_err *err)
+{
+	EVP_PKEY *rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+	EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	struct buf f[4] = {BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT};
+	static const char *const names[4] = {"dkim-rsa.pem", "dkim-ed25519.pem", "dkim-rsa.txt",
+					     "dkim-ed25519.txt"};
+	int rc = -1;
+	if (!rsa || !ed || pem_private(rsa, &f[0]) != 0 || pem_private(ed, &f[1]) != 0 ||
+	    dkim_rsa_txt(rsa, &f[2]) != 0 || dkim_ed_txt(ed, &f[3]) != 0) {
+		err_set(err, 500, "crypto", "DKIM key generation failed");
+		err_add_openssl(err);
+		goto out;
+	}
+	buf_putc(&f[2], '\n');
+	buf_putc(&f[3], '\n');
+	if (dir_make(dir, 0700, err) != 0)
+		goto out;
+	rc = 0;
+	for (int i = 0; i < 4 && rc == 0; i++) {
+		char path[4096];
+		path_join(path, sizeof(path), dir, names[i]);
+		rc = file_write_atomic(path, f[i].data, f[i].len, i < 2 ? 0600 : 0644, err);
+	}
+out:
+	for (int i = 0; i < 4; i++) {
+		if (i < 2 && f[i].data)
+			OPENSSL_cleanse(f[i].data, f[i].cap);
+		buf_free(&f[i]);
+	}
+	EVP_PKEY_free(rsa);
+	EVP_PKEY_free(ed);
+	return rc;
+}
+
+int keys_dkim_new(const char *keys_dir, const char *config_selector, const char *name,
+		  struct dkim_selector *made, struct selo_err *err)
+{
+	if (!selector_valid(name))
+		return err_set(err, 400, "invalid-request",
+			       "selector \"%s\" must be 1-55 letters, digits, '-' or '_' (its "
+			       "Ed25519 twin is \"%s-ed25519\")", name, name);
+	struct dkim_selector sel[DKIM_SEL_MAX];
+	size_t n;
+	if (keys_dkim_list(keys_dir, config_selector, sel, &n, err) != 0)
+		return -1;
+	int p = dkim_find(sel, n, DKIM_SEL_PENDING);
+	if (p >= 0)
+		return err_set(err, 409, "pending-exists",
+			       "selector %s is already waiting: publish its records and run "
+			       "`selo keys rotate dkim --activate` first", sel[p].name);
+	if (n == DKIM_SEL_MAX)
+		return err_set(err, 409, "too-many", "%d selectors already; retire old ones",
+			       DKIM_SEL_MAX);
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(sel[i].name);
+		int twin = !strncasecmp(sel[i].name, name, l) && !strcasecmp(name + l, "-ed25519");
+		if (!strcasecmp(sel[i].name, name) || twin)
+			return err_set(err, 409, "selector-exists",
+				       "selector %s exists already (state %s); choose another with "
+				       "--selector", name, dkim_sel_state_name(sel[i].state));
+	}
+	char dir[3500];
+	snprintf(dir, sizeof(dir), "%s/dkim", keys_dir);
+	if (dir_make(dir, 0700, err) != 0)
+		return -1;
+	struct dkim_selector *d = &sel[n];
+	memset(d, 0, sizeof(*d));
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	d->state = DKIM_SEL_PENDING;
+	d->since = clock_now_ms() / 1000;
+	snprintf(d->dir, sizeof(d->dir), "dkim/%s", name);
+	snprintf(dir, sizeof(dir), "%s/%s", keys_dir, d->dir);
+	/* Keys first, the state file last: a crash in between leaves an
+	 * unlisted folder, never a listed selector without keys. */
+	if (dkim_files_make(dir, err) != 0 || dkim_state_write(keys_dir, sel, n + 1, err) != 0)
+		return -1;
+	*made = *d;
+	return 0;
+}
+
+int keys_dkim_activate(const char *keys_dir, const char *config_selector,
+		       struct dkim_selector *now_active, struct selo_err *err)
+{
+	struct dkim_selector sel[DKIM_SEL_MAX];
+	size_t n;
+	if (keys_dkim_list(keys_dir, config_selector, sel, &n, err) != 0)
+		return -1;
+	int p = dkim_find(sel, n, DKIM_SEL_PENDING);
+	if (p < 0)
+		return err_set(err, 409, "nothing-pending",
+			       "no selector is pending: run `selo keys rotate dkim` first");
+	int64_t now = clock_now_ms() / 1000;
+	int a = dkim_find(sel, n, DKIM_SEL_ACTIVE);
+	if (a >= 0) {
+		sel[a].state = DKIM_SEL_RETIRING;
+		sel[a].since = now;
+	}
+	sel[p].state = DKIM_SEL_ACTIVE;
+	sel[p].since = now;
+	if (dkim_state_write(keys_dir, sel, n, err) != 0)
+		return -1;
+	*now_active = sel[p];
+	return 0;
+}
+
+int keys_dkim_retire(const char *keys_dir, const char *config_selector, const char *name,
+		     int64_t min_age_s, struct selo_err *err)
+{
+	struct dkim_selector sel[DKIM_SEL_MAX];
+	size_t n;
+	if (keys_dkim_list(keys_dir, config_selector, sel, &n, err) != 0)
+		return -1;
+	size_t i = 0;
+	while (i < n && strcmp(sel[i].name, name))
+		i++;
+	if (i == n)
+		return err_set(err, 404, "not-found", "no DKIM selector %s (see selo keys list)", name);
+	if (sel[i].state == DKIM_SEL_RETIRED)
+		return 0;
+	if (sel[i].state != DKIM_SEL_RETIRING)
+		return err_set(err, 409, "in-use",
+			       "selector %s is %s: only a selector replaced by "
+			       "`selo keys rotate dkim --activate` can be retired", name,
+			       dkim_sel_state_name(sel[i].state));
+	int64_t age = clock_now_ms() / 1000 - sel[i].since;
+	if (min_age_s > 0 && age < min_age_s)
+		return err_set(err, 409, "too-early",
+			       "selector %s stopped signing %lld hours ago; messages it signed may "
+			       "still be in queues or verified again. Wait until %lld hours have "
+			       "passed (--min-days), or use --force", name, (long long)(age / 3600),
+			       (long long)(min_age_s / 3600));
+	static const char *const priv[] = {"dkim-rsa.pem", "dkim-ed25519.pem"};
+	for (int k = 0; k < 2; k++) {
+		char path[4096];
+		dkim_file_path(keys_dir, &sel[i], priv[k], path, sizeof(path));
+		if (unlink(path) != 0 && errno != ENOENT)
+			return err_set(err, 500, "io", "cannot delete %s: %s", path, strerror(errno));
+	}
+	sel[i].state = DKIM_SEL_RETIRED;
+	sel[i].since = clock_now_ms() / 1000;
+	return dkim_state_write(keys_dir, sel, n, err);
+}
+
+/* ---- S/MIME and TSA renewal ------------------------------------------ */
+
+static X509 *cert_read(const char *path)
+{
+	BIO *b = BIO_new_file(path, "r");
+	X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+	BIO_free(b);
+	return x;
+}
+
+static EVP_PKEY *key_read(const char *path)
+{
+	BIO *b = BIO_new_file(path, "r");
+	EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+	BIO_free(b);
+	return k;
+}
+
+/* The first rfc822Name of the certificate (the S/MIME sender address). */
+static int cert_email(X509 *x, char *out, size_t n)
+{
+	GENERAL_NAMES *g = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	int found = 0;
+	for (int i = 0; g && i < sk_GENERAL_NAME_num(g) && !found; i++) {
+		GENERAL_NAME *e = sk_GENERAL_NAME_value(g, i);
+		if (e->type != GEN_EMAIL)
+			continue;
+		const ASN1_IA5STRING *s = e->d.rfc822Name;
+		int len = ASN1_STRING_length(s);
+		if (len > 0 && (size_t)len < n) {
+			memcpy(out, ASN1_STRING_get0_data(s), (size_t)len);
+			out[len] = '\0';
+			found = 1;
+		}
+	}
+	GENERAL_NAMES_free(g);
+	return found ? 0 : -1;
+}
+
+/* A certificate should not outlive its issuer: clip notAfter to the CA's. */
+static int cert_clip_to_issuer(X509 *x, X509 *ca, EVP_PKEY *ca_key)
+{
+	if (ASN1_TIME_compare(X509_get0_notAfter(x), X509_get0_notAfter(ca)) <= 0)
+		return 0;
+	return X509_set1_notAfter(x, X509_get0_notAfter(ca)) == 1 &&
+		       X509_sign(x, ca_key, EVP_sha256()) > 0 ? 0 : -1;
+}
+
+struct renewal {
+	X509 *ca, *old, *crt;
+	EVP_PKEY *ca_key, *key;
+	struct buf key_pem, crt_pem, old_pem;
+};
+
+static void renewal_free(struct renewal *r)
+{
+	X509_free(r->ca);
+	X509_free(r->old);
+	X509_free(r->crt);
+	EVP_PKEY_free(r->ca_key);
+	EVP_PKEY_free(r->key);
+	if (r->key_pem.data)
+		OPENSSL_cleanse(r->key_pem.data, r->key_pem.cap);
+	buf_free(&r->key_pem);
+	buf_free(&r->crt_pem);
+	buf_free(&r->old_pem);
+}
+
+static int renewal_load(const char *keys_dir, const char *what, struct renewal *r,
+			struct selo_err *err)
+{
+	char path[4096], file[32];
+	path_join(path, sizeof(path), keys_dir, "ca.key");
+	if (access(path, R_OK) != 0)
+		return err_set(err, 409, "no-ca-key",
+			       "%s is not here: the %s certificate was not issued by Selo's own CA. "
+			       "Ask the CA that issued it for a new one and install it as %s/%s.crt "
+			       "with its key %s/%s.pem (certs/README.md)", path, what, keys_dir, what,
+			       keys_dir, what);
+	r->ca_key = key_read(path);
+	path_join(path, sizeof(path), keys_dir, "ca.crt");
+	r->ca = cert_read(path);
+	snprintf(file, sizeof(file), "%s.crt", what);
+	path_join(path, sizeof(path), keys_dir, file);
+	r->old = cert_read(path);
+	if (!r->ca_key || !r->ca || !r->old) {
+		ERR_clear_error();
+		return err_set(err, 500, "invalid-key",
+			       "cannot read %s/ca.key, ca.crt and %s.crt as PEM", keys_dir, what);
+	}
+	if (X509_check_private_key(r->ca, r->ca_key) != 1 ||
+	    X509_check_issued(r->ca, r->old) != X509_V_OK) {
+		ERR_clear_error();
+		return err_set(err, 409, "not-our-ca",
+			       "%s/%s.crt was not issued by %s/ca.crt (with ca.key): renew it "
+			       "where it came from", keys_dir, what, keys_dir);
+	}
+	return 0;
+}
+
+static int renewal_make(const char *what, struct renewal *r, struct selo_err *err)
+{
+	int smime = !strcmp(what, "smime");
+	char email[256] = "";
+	if (smime && cert_email(r->old, email, sizeof(email)) != 0)
+		return err_set(err, 500, "invalid-key", "smime.crt has no e-mail address to keep");
+	/* The same kind of key as `selo init` makes for each role. */
+	r->key = smime ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048)
+		       : EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	const struct cert_spec sp = {
+		"", "", X509_get_subject_name(r->old), smime ? SMIME_DAYS : TSA_DAYS, "CA:FALSE",
+		smime ? SMIME_KU : TSA_KU, smime ? SMIME_EKU : TSA_EKU, smime ? email : NULL};
+	r->crt = r->key ? cert_make(&sp, r->key, r->ca, r->ca_key) : NULL;
+	if (!r->crt || cert_clip_to_issuer(r->crt, r->ca, r->ca_key) != 0 ||
+	    pem_private(r->key, &r->key_pem) != 0 || pem_cert(r->crt, &r->crt_pem) != 0 ||
+	    pem_cert(r->old, &r->old_pem) != 0) {
+		err_set(err, 500, "crypto", "cannot make the new %s certificate", what);
+		err_add_openssl(err);
+		return -1;
+	}
+	return 0;
+}
+
+int keys_renew_cert(const char *keys_dir, const char *what, char archived[4096],
+		    struct selo_err *err)
+{
+	if (strcmp(what, "smime") && strcmp(what, "tsa"))
+		return err_set(err, 400, "invalid-request", "renewal is for smime or tsa, not %s", what);
+	struct renewal r = {0};
+	r.key_pem = r.crt_pem = r.old_pem = (struct buf)BUF_INIT;
+	int rc = -1;
+	if (renewal_load(keys_dir, what, &r, err) != 0 || renewal_make(what, &r, err) != 0)
+		goto out;
+	char dir[3500], stamp[32], path[4096];
+	snprintf(dir, sizeof(dir), "%s/archive", keys_dir);
+	clock_rfc3339(clock_now_ms(), stamp);
+	stamp[19] = '\0'; /* 2026-12-07T21:30:00 */
+	for (char *p = stamp; *p; p++)
+		if (*p == ':')
+			*p = '-';
+	snprintf(archived, 4096, "%s/%s-%sZ.crt", dir, what, stamp);
+	/* The old certificate first (it is what old receipts carry, kept for
+	 * the record), then the new key, then the new certificate. */
+	char file[32];
+	if (dir_make(dir, 0700, err) != 0 ||
+	    file_write_atomic(archived, r.old_pem.data, r.old_pem.len, 0644, err) != 0)
+		goto out;
+	snprintf(file, sizeof(file), "%s.pem", what);
+	path_join(path, sizeof(path), keys_dir, file);
+	if (file_write_atomic(path, r.key_pem.data, r.key_pem.len, 0600, err) != 0)
+		goto out;
+	snprintf(file, sizeof(file), "%s.crt", what);
+	path_join(path, sizeof(path), keys_dir, file);
+	rc = file_write_atomic(path, r.crt_pem.data, r.crt_pem.len, 0644, err);
+out:
+	renewal_free(&r);
 	return rc;
 }

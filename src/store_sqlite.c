@@ -317,6 +317,12 @@ static const struct migration MIGRATIONS[] = {
 	 " notice_id TEXT NOT NULL,"
 	 " addr BLOB NOT NULL,"
 	 " PRIMARY KEY(notice_id, addr)) WITHOUT ROWID;"},
+	/* Webhook secret rotation (docs/keys.md): the secret replaced by
+	 * POST /v1/webhooks/{id}/rotate-secret stays here, sealed as before,
+	 * and signs beside the new one until old_secret_until_ms. */
+	{12, "webhook secret rotation",
+	 "ALTER TABLE webhooks ADD COLUMN old_secret BLOB;"
+	 "ALTER TABLE webhooks ADD COLUMN old_secret_until_ms INTEGER NOT NULL DEFAULT 0;"},
 };
 #define NMIGRATIONS (sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]))
 
@@ -357,7 +363,8 @@ static const char MIGRATIONS_TABLE[] =
 	"fold_clicked_human,fold_clicked_proxy,fold_clicked_scanner,fold_addresses"
 #define CHECKPOINT_COLS "size,note,created_ms,tst,coalesce(tst_time_ms,0)"
 #define WEBHOOK_COLS \
-	"id,apikey_id,url,events,secret,from_seq,created_ms,disabled_ms,disabled_reason"
+	"id,apikey_id,url,events,secret,from_seq,created_ms,disabled_ms,disabled_reason," \
+	"old_secret_until_ms"
 
 enum stmt_id {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
@@ -386,7 +393,7 @@ enum stmt_id {
 	/* webhooks */
 	S_WH_ADD, S_WH_LIST, S_WH_LIST_ALL, S_WH_COUNTS, S_WH_DELETE, S_WH_CURSOR, S_WH_MIN_FROM,
 	S_WH_CANDIDATES, S_WH_OUTBOX_ADD, S_WH_CURSOR_SET, S_WH_DUE, S_WH_RESULT, S_WH_DISABLE,
-	S_WH_DROP, S_WH_ACTIVE, S_WH_PRUNE,
+	S_WH_DROP, S_WH_ACTIVE, S_WH_PRUNE, S_WH_ROTATE, S_WH_OLD_DROP,
 	/* suppressions */
 	S_SUP_NOTICE, S_SUP_ADD, S_SUP_FIND, S_SUP_LIST, S_SUP_DELETE,
 	S_COUNT
@@ -551,11 +558,19 @@ static const char *const SQL[S_COUNT] = {
 			    " ON CONFLICT(id) DO UPDATE SET seq = ?1",
 	[S_WH_DUE] = "SELECT o.id, o.webhook_id, o.attempts, w.url, w.secret, events.type,"
 		     " events.notice_id, events.time_ms, events.entry, n.reference, "
-		     LOG_INDEX_OF_EVENT " FROM webhook_outbox o"
+		     LOG_INDEX_OF_EVENT ","
+		     " CASE WHEN w.old_secret_until_ms > ?1 THEN w.old_secret END"
+		     " FROM webhook_outbox o"
 		     " JOIN webhooks w ON w.id = o.webhook_id JOIN events ON events.seq = o.seq"
 		     " JOIN notices n ON n.id = events.notice_id"
 		     " WHERE o.webhook_id = ?3 AND o.state = 'pending' AND o.next_ms <= ?1"
 		     " AND w.disabled_ms = 0 ORDER BY o.next_ms, o.id LIMIT ?2",
+	/* The current secret becomes the old one: a second rotation within an
+	 * overlap ends the first one's overlap. */
+	[S_WH_ROTATE] = "UPDATE webhooks SET old_secret = secret, old_secret_until_ms = ?4,"
+			" secret = ?3 WHERE id = ?1 AND apikey_id = ?2",
+	[S_WH_OLD_DROP] = "UPDATE webhooks SET old_secret = NULL, old_secret_until_ms = 0"
+			  " WHERE old_secret IS NOT NULL AND old_secret_until_ms <= ?1",
 	[S_WH_ACTIVE] = "SELECT id FROM webhooks WHERE disabled_ms = 0 ORDER BY id",
 	[S_WH_PRUNE] = "DELETE FROM webhook_outbox WHERE id IN (SELECT id FROM webhook_outbox"
 		       " WHERE state != 'pending' AND done_ms < ?1 ORDER BY done_ms LIMIT ?2)",
@@ -4357,6 +4372,7 @@ static void webhook_from_row(sqlite3_stmt *st, struct webhook_rec *w)
 	w->created_ms = sqlite3_column_int64(st, 6);
 	w->disabled_ms = sqlite3_column_int64(st, 7);
 	w->disabled_reason = col_text(st, 8);
+	w->old_secret_until_ms = sqlite3_column_int64(st, 9);
 }
 
 void webhook_recs_free(struct webhook_rec *w, size_t n)
@@ -4643,6 +4659,7 @@ void webhook_deliveries_free(struct webhook_delivery *d, size_t n)
 	for (size_t i = 0; d && i < n; i++) {
 		free(d[i].url);
 		free(d[i].secret);
+		free(d[i].old_secret);
 		free(d[i].reference);
 		free(d[i].entry);
 	}
@@ -4663,6 +4680,7 @@ static void delivery_from_row(sqlite3_stmt *st, struct webhook_delivery *d)
 	d->entry = col_bytes(st, 8, &d->entry_len);
 	d->reference = col_text(st, 9);
 	d->log_index = sqlite3_column_int64(st, 10);
+	d->old_secret = (uint8_t *)col_bytes(st, 11, &d->old_secret_len);
 }
 
 int store_webhook_active(struct store *s, char (**ids)[32], size_t *n, struct selo_err *err)
@@ -4802,7 +4820,47 @@ static int run_webhook_prune(struct store *s, struct job *j)
 	if (step_done(s->w, st, j->err, "pruning webhook deliveries") != 0)
 		return -1;
 	j->ival = sqlite3_changes(s->w->db);
+	/* Secrets past their overlap are deleted, not only ignored. */
+	st = stmt_get(s->w, S_WH_OLD_DROP, j->err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, clock_now_ms()))
+		return bind_failed(s->w, st, j->err, "dropping old webhook secrets");
+	return step_done(s->w, st, j->err, "dropping old webhook secrets");
+}
+
+struct webhook_rotate_args {
+	const char *id;
+	int64_t apikey_id;
+	const uint8_t *secret;
+	size_t secret_len;
+	int64_t old_until_ms;
+};
+
+static int run_webhook_rotate(struct store *s, struct job *j)
+{
+	const struct webhook_rotate_args *a = j->arg;
+	sqlite3_stmt *st = stmt_get(s->w, S_WH_ROTATE, j->err);
+	if (!st)
+		return -1;
+	if (bind_text(st, 1, a->id) | sqlite3_bind_int64(st, 2, a->apikey_id) |
+	    bind_blob(st, 3, a->secret, a->secret_len) | sqlite3_bind_int64(st, 4, a->old_until_ms))
+		return bind_failed(s->w, st, j->err, "rotating a webhook secret");
+	if (step_done(s->w, st, j->err, "rotating a webhook secret") != 0)
+		return -1;
+	j->ival = sqlite3_changes(s->w->db);
 	return 0;
+}
+
+int store_webhook_rotate_secret(struct store *s, const char *id, int64_t apikey_id,
+				const uint8_t *secret, size_t secret_len, int64_t old_until_ms,
+				struct selo_err *err)
+{
+	struct webhook_rotate_args a = {id, apikey_id, secret, secret_len, old_until_ms};
+	int64_t n = 0;
+	if (job_do(s, run_webhook_rotate, &a, err, &n) != 0)
+		return -1;
+	return n > 0;
 }
 
 int store_webhook_prune(struct store *s, int64_t before_ms, size_t max, size_t *pruned,

@@ -433,6 +433,11 @@ static json_t *webhook_json(const struct webhook_rec *r, int counts)
 		json_object_set_new(o, "disabled_reason",
 				    json_string(r->disabled_reason ? r->disabled_reason : ""));
 	}
+	if (r->old_secret_until_ms > clock_now_ms()) {
+		char until[32];
+		clock_rfc3339(r->old_secret_until_ms, until);
+		json_object_set_new(o, "previous_secret_expires_at", json_string(until));
+	}
 	if (counts)
 		json_object_set_new(o, "deliveries",
 				    json_pack("{s:I,s:I,s:I,s:I}", "pending", (json_int_t)r->pending,
@@ -532,6 +537,64 @@ int webhook_get(struct webhooks *w, int64_t apikey_id, const char *id, json_t **
 	free(r.secret);
 	free(r.disabled_reason);
 	return 0;
+}
+
+/* The optional body of a rotation: {"overlap_seconds": N}. */
+static int overlap_parse(const json_t *body, int64_t *overlap_s, struct selo_err *err)
+{
+	*overlap_s = WEBHOOK_OVERLAP_DEFAULT_S;
+	if (!body)
+		return 0;
+	if (!json_is_object(body))
+		return err_set(err, 400, "invalid-request", "the body must be a JSON object (or empty)");
+	const char *k;
+	json_t *v;
+	json_object_foreach((json_t *)body, k, v)
+		if (strcmp(k, "overlap_seconds"))
+			err_field(err, k, "unknown field; the body takes only overlap_seconds");
+	json_t *o = json_object_get(body, "overlap_seconds");
+	if (o && (!json_is_integer(o) || json_integer_value(o) < 0 ||
+		  json_integer_value(o) > WEBHOOK_OVERLAP_MAX_S))
+		err_field(err, "overlap_seconds",
+			  "must be a whole number of seconds from 0 to %d (7 days)",
+			  WEBHOOK_OVERLAP_MAX_S);
+	if (err->nfields)
+		return err_set(err, 422, "validation-failed",
+			       "the rotation was refused; the secret is unchanged");
+	if (o)
+		*overlap_s = json_integer_value(o);
+	return 0;
+}
+
+int webhook_rotate_secret(struct webhooks *w, int64_t apikey_id, const char *id,
+			  const json_t *body, json_t **out, struct selo_err *err)
+{
+	int64_t overlap_s;
+	if (overlap_parse(body, &overlap_s, err) != 0)
+		return -1;
+	uint8_t secret[WEBHOOK_SECRET_LEN], sealed[SEALED_LEN];
+	random_bytes(secret, sizeof(secret));
+	int64_t until = clock_now_ms() + overlap_s * 1000;
+	int found = seal(w->key, id, secret, sealed) == 0
+			    ? store_webhook_rotate_secret(w->app->store, id, apikey_id, sealed,
+							  sizeof(sealed), until, err)
+			    : err_set(err, 500, "internal", "webhook: sealing the secret failed");
+	if (found == 0)
+		err_set(err, 404, "not-found", "no webhook with this id for this API key");
+	if (found == 1) {
+		char at[32];
+		clock_rfc3339(until, at);
+		struct buf s = BUF_INIT;
+		buf_puts(&s, "whsec_");
+		base64_encode(&s, secret, sizeof(secret), 0);
+		*out = json_pack("{s:s,s:s,s:s}", "id", id, "secret", buf_str(&s),
+				 "previous_secret_expires_at", at);
+		OPENSSL_cleanse(s.data, s.len);
+		buf_free(&s);
+		diag_info("webhook %s: secret rotated; the previous one signs too until %s", id, at);
+	}
+	OPENSSL_cleanse(secret, sizeof(secret));
+	return found == 1 ? 0 : -1;
 }
 
 int webhook_delete(struct webhooks *w, int64_t apikey_id, const char *id, struct selo_err *err)
@@ -668,6 +731,14 @@ static void deliver(struct webhooks *w, CURL *c, const struct webhook_delivery *
 	int64_t ts = clock_now_ms() / 1000;
 	struct buf sig = BUF_INIT;
 	webhook_sign_v1(secret, sizeof(secret), msg_id, ts, body, strlen(body), &sig);
+	/* During a rotation's overlap the previous secret signs too, so a
+	 * receiver that knows either one accepts (Standard Webhooks: several
+	 * space-separated signatures, any one valid is enough). */
+	if (d->old_secret &&
+	    unseal(w->key, d->webhook_id, d->old_secret, d->old_secret_len, secret) == 0) {
+		buf_putc(&sig, ' ');
+		webhook_sign_v1(secret, sizeof(secret), msg_id, ts, body, strlen(body), &sig);
+	}
 	OPENSSL_cleanse(secret, sizeof(secret));
 	if (sign_v1a(w->ed, msg_id, ts, body, strlen(body), &sig) != 0)
 		diag_warn("webhook %s, message %s: the Ed25519 signature failed; sent with v1 only",
@@ -693,6 +764,7 @@ static void delivery_strings_free(struct webhook_delivery *d)
 {
 	free(d->url);
 	free(d->secret);
+	free(d->old_secret);
 	free(d->reference);
 	free(d->entry);
 }

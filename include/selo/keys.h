@@ -17,6 +17,7 @@
 #define SELO_KEYS_H
 #include <stddef.h>
 #include <stdint.h>
+#include "selo/buf.h"
 #include "selo/err.h"
 
 struct keys_report {
@@ -56,5 +57,65 @@ int note_vkey_parse(const char *vkey, char *name, size_t namecap, uint8_t pub[32
  * the key ID. The caller should OPENSSL_cleanse the seed when done. */
 int keys_load_note_key(const char *keys_dir, char *name, size_t namecap, uint8_t seed[32],
 		       uint8_t pub[32], struct selo_err *err);
+
+/* ---- DKIM selectors and their rotation (docs/keys.md) ---------------
+ * Without keys_dir/dkim-selectors there is one selector, the configured
+ * [dkim] selector, active, with its keys at keys_dir/dkim-*.pem. The first
+ * `selo keys rotate dkim` writes that file, which is from then on the
+ * authority: one line per selector, "NAME STATE SINCE DIR", SINCE in Unix
+ * seconds (when it entered STATE), DIR the folder of its dkim-rsa.pem,
+ * dkim-ed25519.pem, dkim-rsa.txt and dkim-ed25519.txt relative to keys_dir
+ * ("." for the keys `selo init` made, "dkim/NAME" for later ones). The
+ * Ed25519 key of selector NAME is published at NAME-ed25519. */
+enum dkim_sel_state {
+	DKIM_SEL_PENDING,  /* made; publish its records, then activate */
+	DKIM_SEL_ACTIVE,   /* signs every message (exactly one) */
+	DKIM_SEL_RETIRING, /* signs nothing; its records stay published */
+	DKIM_SEL_RETIRED,  /* private keys deleted; records printable, may go */
+};
+#define DKIM_SEL_MAX 32
+struct dkim_selector {
+	char name[64];
+	enum dkim_sel_state state;
+	int64_t since; /* Unix seconds */
+	char dir[80];  /* relative to keys_dir */
+};
+const char *dkim_sel_state_name(enum dkim_sel_state s);
+/* Every selector, in the file's order (oldest first). */
+int keys_dkim_list(const char *keys_dir, const char *config_selector, struct dkim_selector *out,
+		   size_t *n, struct selo_err *err);
+/* The selector that signs now and its private key paths (each set to ""
+ * when that file is absent, as an operator may publish only one
+ * algorithm). */
+int keys_dkim_active(const char *keys_dir, const char *config_selector, char sel[64],
+		     char rsa_path[4096], char ed_path[4096], struct selo_err *err);
+/* A new pending selector (RSA-2048 and Ed25519) under keys_dir/dkim/NAME.
+ * 409 when a selector is already pending or the name exists. */
+int keys_dkim_new(const char *keys_dir, const char *config_selector, const char *name,
+		  struct dkim_selector *made, struct selo_err *err);
+/* The pending selector becomes active, the active one retiring. 409 when
+ * none is pending. */
+int keys_dkim_activate(const char *keys_dir, const char *config_selector,
+		       struct dkim_selector *now_active, struct selo_err *err);
+/* A retiring selector's private keys are deleted and it is marked retired;
+ * refused (409) before min_age_s seconds of retiring (unless 0), or for
+ * the active or pending one. 404 for an unknown name. */
+int keys_dkim_retire(const char *keys_dir, const char *config_selector, const char *name,
+		     int64_t min_age_s, struct selo_err *err);
+/* The DNS TXT value of one algorithm ("rsa" or "ed25519") of a selector,
+ * without newline, into out. */
+int keys_dkim_txt(const char *keys_dir, const struct dkim_selector *s, const char *alg,
+		  struct buf *out, struct selo_err *err);
+
+/* ---- S/MIME and TSA certificate renewal ----------------------------- */
+/* Makes a new key and certificate for "smime" or "tsa", issued by
+ * keys_dir/ca.key + ca.crt (409 when the CA key is not there: a real CA's
+ * certificate is renewed at that CA), moves the old certificate to
+ * keys_dir/archive/<what>-<UTC stamp>.crt, deletes the old private key,
+ * and writes the new pair. The S/MIME certificate keeps the old one's
+ * subject and e-mail address; the TSA one its subject. archived gets the
+ * archive path. */
+int keys_renew_cert(const char *keys_dir, const char *what, char archived[4096],
+		    struct selo_err *err);
 
 #endif

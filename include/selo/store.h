@@ -593,6 +593,7 @@ struct webhook_rec {
 	int64_t created_ms;
 	int64_t disabled_ms;   /* 0: active */
 	char *disabled_reason;
+	int64_t old_secret_until_ms; /* > now: the previous secret still signs (rotation) */
 	int64_t pending, delivered, failed, dropped; /* deliveries (store_webhook_get only) */
 };
 void webhook_recs_free(struct webhook_rec *w, size_t n);
@@ -614,6 +615,12 @@ int store_webhook_delete(struct store *s, const char *id, int64_t apikey_id,
 /* Writes outbox rows for up to max integrated events past the cursor that
  * active webhooks want; *added = rows written. */
 int store_webhook_fanout(struct store *s, size_t max, size_t *added, struct selo_err *err);
+/* Secret rotation: secret (as sealed) replaces the webhook's, which is kept
+ * and signs too until old_until_ms (store_webhook_prune then deletes it).
+ * 1 rotated, 0 the key has no such webhook. */
+int store_webhook_rotate_secret(struct store *s, const char *id, int64_t apikey_id,
+				const uint8_t *secret, size_t secret_len, int64_t old_until_ms,
+				struct selo_err *err);
 
 struct webhook_delivery {
 	int64_t outbox_id;     /* the message id is "msg_" + this */
@@ -621,6 +628,8 @@ struct webhook_delivery {
 	char *url;
 	uint8_t *secret;       /* as stored */
 	size_t secret_len;
+	uint8_t *old_secret;   /* the previous one during a rotation's overlap, else NULL */
+	size_t old_secret_len;
 	int attempts;          /* made before this one */
 	char type[32];         /* the event type */
 	char notice_id[27];
@@ -657,7 +666,8 @@ int store_webhook_results(struct store *s, const struct webhook_result *r, size_
 			  struct selo_err *err);
 /* Deletes up to max finished deliveries (delivered, failed, dropped) that
  * finished before before_ms, oldest first; *pruned = how many. Pending
- * ones are never touched. */
+ * ones are never touched. Also deletes old webhook secrets past their
+ * rotation overlap. */
 int store_webhook_prune(struct store *s, int64_t before_ms, size_t max, size_t *pruned,
 			struct selo_err *err);
 

@@ -56,6 +56,17 @@ int webhook_get(struct webhooks *w, int64_t apikey_id, const char *id, json_t **
 /* DELETE /v1/webhooks/{id}: 404 when not the key's; its deliveries go too. */
 int webhook_delete(struct webhooks *w, int64_t apikey_id, const char *id, struct selo_err *err);
 
+/* POST /v1/webhooks/{id}/rotate-secret, body empty or {"overlap_seconds":
+ * N} (default WEBHOOK_OVERLAP_DEFAULT_S, at most WEBHOOK_OVERLAP_MAX_S): a
+ * new secret replaces the current one, which keeps signing beside it (two
+ * "v1," values in webhook-signature) until the overlap ends, then is
+ * deleted. *out: {"id", "secret" (shown once), "previous_secret_expires_at"}.
+ * 404 when not the key's, 422 for a bad overlap. */
+#define WEBHOOK_OVERLAP_DEFAULT_S (24 * 3600)
+#define WEBHOOK_OVERLAP_MAX_S (7 * 24 * 3600)
+int webhook_rotate_secret(struct webhooks *w, int64_t apikey_id, const char *id,
+			  const json_t *body, json_t **out, struct selo_err *err);
+
 /* GET /v1/webhooks/public-key: {"public_key": "whpk_" + base64 of the raw
  * Ed25519 key, "pem": SubjectPublicKeyInfo PEM}, to check v1a signatures. */
 int webhooks_public_key(struct webhooks *w, json_t **out, struct selo_err *err);

@@ -37,5 +37,6 @@ int cmd_version(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_templates(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
 
 #endif

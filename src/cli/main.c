@@ -30,6 +30,8 @@ static const char USAGE[] =
 	"          one archive of the database (beside a running serve), keys, config\n"
 	"  restore FILE --data NEWDIR   check a backup and restore it as a new directory\n"
 	"  templates [NAME] --data DIR   the templates' variables and filters, as JSON\n"
+	"  keys    list | dns dkim | rotate dkim|smime|tsa | retire dkim SEL  --data DIR\n"
+	"          rotate DKIM selectors and certificates (docs/keys.md)\n"
 	"\n"
 	"`selo <command> --help` for details. Exit codes: 0 ok, 1 not found or\n"
 	"verification failed, 2 usage or I/O error.\n";
@@ -112,6 +114,7 @@ int main(int argc, char **argv)
 		{"log", cmd_log}, {"verify", cmd_verify}, {"bounce", cmd_bounce},
 		{"stats", cmd_stats}, {"store", cmd_store}, {"version", cmd_version},
 		{"backup", cmd_backup}, {"restore", cmd_restore}, {"templates", cmd_templates},
+		{"keys", cmd_keys},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(cmd, cmds[i].name))

@@ -417,3 +417,91 @@ TEST(init_accepts_long_names)
 	buf_free(&out);
 	tmp_remove(&t);
 }
+
+/* DKIM selectors (docs/keys.md): pending -> active -> retiring -> retired,
+ * one pending at a time, the active one found by keys_dkim_active, private
+ * keys 0600 and deleted at retirement, the public values kept. */
+TEST(dkim_selector_rotation_states)
+{
+	struct tmp t;
+	CHECK(tmp_make(&t) == 0);
+	struct selo_err err = {0};
+	CHECK(init_default(&t, 0, NULL, &err) == 0);
+	char sel[64], rsa[4096], ed[4096];
+	CHECK(keys_dkim_active(t.keys, "selo", sel, rsa, ed, &err) == 0);
+	CHECK(!strcmp(sel, "selo") && strstr(rsa, "/dkim-rsa.pem") && strstr(ed, "/dkim-ed25519.pem"));
+	struct dkim_selector made, now;
+	CHECK(keys_dkim_new(t.keys, "selo", "bad.name", &made, &err) == -1 && err.status == 400);
+	CHECK(keys_dkim_new(t.keys, "selo", "selo-ed25519", &made, &err) == -1 && err.status == 409);
+	CHECK(keys_dkim_activate(t.keys, "selo", &now, &err) == -1 && err.status == 409);
+	CHECK(keys_dkim_new(t.keys, "selo", "s2", &made, &err) == 0);
+	CHECK(made.state == DKIM_SEL_PENDING && !strcmp(made.dir, "dkim/s2"));
+	CHECK(keys_dkim_new(t.keys, "selo", "s3", &made, &err) == -1 && err.status == 409);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/dkim/s2/dkim-rsa.pem", t.keys);
+	CHECK(mode_of(path) == 0600);
+	CHECK(keys_dkim_active(t.keys, "selo", sel, rsa, ed, &err) == 0 && !strcmp(sel, "selo"));
+	CHECK(keys_dkim_activate(t.keys, "selo", &now, &err) == 0 && !strcmp(now.name, "s2"));
+	CHECK(keys_dkim_active(t.keys, "selo", sel, rsa, ed, &err) == 0 && !strcmp(sel, "s2"));
+	CHECK(!strcmp(rsa, path));
+	CHECK(keys_dkim_retire(t.keys, "selo", "s2", 0, &err) == -1 && err.status == 409);
+	CHECK(keys_dkim_retire(t.keys, "selo", "nope", 0, &err) == -1 && err.status == 404);
+	CHECK(keys_dkim_retire(t.keys, "selo", "selo", 3600, &err) == -1 && err.status == 409);
+	CHECK(keys_dkim_retire(t.keys, "selo", "selo", 0, &err) == 0);
+	snprintf(path, sizeof(path), "%s/dkim-rsa.pem", t.keys);
+	CHECK(access(path, F_OK) != 0);
+	struct dkim_selector list[DKIM_SEL_MAX];
+	size_t n = 0;
+	CHECK(keys_dkim_list(t.keys, "ignored-now", list, &n, &err) == 0 && n == 2);
+	CHECK(list[0].state == DKIM_SEL_RETIRED && list[1].state == DKIM_SEL_ACTIVE);
+	struct buf v = BUF_INIT;
+	CHECK(keys_dkim_txt(t.keys, &list[0], "ed25519", &v, &err) == 0);
+	CHECK(!strncmp(buf_str(&v), "v=DKIM1; k=ed25519; p=", 22) && !strchr(buf_str(&v), '\n'));
+	buf_free(&v);
+	/* a damaged state file is an error naming the line, never a guess */
+	snprintf(path, sizeof(path), "%s/dkim-selectors", t.keys);
+	CHECK(file_write_atomic(path, "selo active x .\n", 16, 0644, &err) == 0);
+	CHECK(keys_dkim_active(t.keys, "selo", sel, rsa, ed, &err) == -1 && strstr(err.msg, "line 1"));
+	tmp_remove(&t);
+}
+
+/* Renewal keeps the subject and address, chains to the same CA, archives
+ * the old certificate; refused without the CA key. */
+TEST(smime_and_tsa_renewal)
+{
+	struct tmp t;
+	CHECK(tmp_make(&t) == 0);
+	struct selo_err err = {0};
+	CHECK(init_default(&t, 0, NULL, &err) == 0);
+	struct buf before = BUF_INIT, after = BUF_INIT, out = BUF_INIT;
+	CHECK(read_file(&t, "smime.crt", &before) == 0);
+	char archived[4096];
+	CHECK(keys_renew_cert(t.keys, "smime", archived, &err) == 0);
+	CHECK(keys_renew_cert(t.keys, "tsa", archived, &err) == 0);
+	CHECK(keys_renew_cert(t.keys, "log", archived, &err) == -1 && err.status == 400);
+	CHECK(read_file(&t, "smime.crt", &after) == 0);
+	CHECK(before.len != after.len || memcmp(before.data, after.data, before.len) != 0);
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "cd '%s' && openssl verify -CAfile ca.crt smime.crt tsa.crt && "
+		 "openssl x509 -in smime.crt -noout -ext subjectAltName && ls archive", t.keys);
+	CHECK(run(cmd, &out) == 0);
+	CHECK(strstr(buf_str(&out), "notices@example.com") != NULL);
+	CHECK(strstr(buf_str(&out), "smime-") && strstr(buf_str(&out), "tsa-"));
+	struct buf old = BUF_INIT;
+	char rel[100];
+	const char *a = strstr(buf_str(&out), "smime-");
+	snprintf(rel, sizeof(rel), "archive/%.*s", (int)strcspn(a, "\n"), a);
+	CHECK(read_file(&t, rel, &old) == 0 && old.len == before.len &&
+	      memcmp(old.data, before.data, before.len) == 0); /* the old one, kept */
+	buf_free(&old);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/smime.pem", t.keys);
+	CHECK(mode_of(path) == 0600);
+	snprintf(path, sizeof(path), "%s/ca.key", t.keys);
+	CHECK(unlink(path) == 0);
+	CHECK(keys_renew_cert(t.keys, "smime", archived, &err) == -1 && err.status == 409);
+	buf_free(&before);
+	buf_free(&after);
+	buf_free(&out);
+	tmp_remove(&t);
+}
