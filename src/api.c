@@ -914,7 +914,7 @@ static enum MHD_Result post_webhook(struct api *a, struct MHD_Connection *c, str
 
 /* POST /v1/webhooks/{id}/rotate-secret (docs/keys.md): a new secret, the
  * old one signing beside it through the overlap. The body is optional. */
-static enum MHD_Result post_webhook_rotate(struct api *a, struct MHD_Connection *c,
+static enum MHD_Result rt_post_webhook_rotate(struct api *a, struct MHD_Connection *c,
 					   struct req *r, const char *id)
 {
 	struct apikey key;
@@ -1241,7 +1241,7 @@ static const struct api_route {
 	{"GET", "/v1/webhooks/public-key", rt_get_webhooks_public_key},
 	{"GET", "/v1/webhooks/{id}", rt_get_webhook},
 	{"DELETE", "/v1/webhooks/{id}", rt_delete_webhook},
-	{"POST", "/v1/webhooks/{id}/rotate-secret", post_webhook_rotate},
+	{"POST", "/v1/webhooks/{id}/rotate-secret", rt_post_webhook_rotate},
 	{"GET", "/v1/stats", rt_get_stats},
 	{"GET", "/v1/suppressions", rt_list_suppressions},
 	{"DELETE", "/v1/suppressions/{address+}", rt_delete_suppression},
