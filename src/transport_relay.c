@@ -25,8 +25,12 @@
  * Threads: one instance per thread; instances in several threads at once are
  * fine (each session is private to its thread; libesmtp's errno is
  * thread-local). SIGPIPE is blocked in the calling thread during a session. */
+#include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -114,15 +118,101 @@ struct relay_session {
 
 /* ---- opening ------------------------------------------------------------ */
 
-/* libesmtp splits host:port at the first ':', so IPv6 literals cannot work. */
+/* ---- IPv6 literals ---------------------------------------------------------
+ * libesmtp 1.1.0's smtp_set_server cuts its argument at the first ':' and
+ * gives the rest to getaddrinfo as the port, so "[2001:db8::25]:25" cannot
+ * reach it. Selo hands libesmtp an IPv6 address as a name without colons,
+ * "2001-db8--25.ipv6-literal.invalid" (.invalid is reserved by RFC 6761 and
+ * never resolves, so the name cannot mean anything else), and the
+ * getaddrinfo below, which the dynamic linker binds in place of libc's for
+ * the whole process (libesmtp's call included), turns such a name back into
+ * the numeric address (AI_NUMERICHOST: no DNS query). Any other name goes to
+ * the next getaddrinfo (libc's, or a sanitizer's) unchanged. Selo's own
+ * texts (peer, errors, transcripts) show the usual "[2001:db8::25]:25". */
+#define V6_SUFFIX ".ipv6-literal.invalid"
+
+typedef int (*getaddrinfo_fn)(const char *, const char *, const struct addrinfo *,
+			      struct addrinfo **);
+static getaddrinfo_fn next_getaddrinfo;
+static pthread_once_t next_getaddrinfo_once = PTHREAD_ONCE_INIT;
+
+static void find_next_getaddrinfo(void)
+{
+	next_getaddrinfo = (getaddrinfo_fn)dlsym(RTLD_NEXT, "getaddrinfo");
+}
+
+/* "2001-db8--25.ipv6-literal.invalid" -> "2001:db8::25"; 0 if node is not
+ * such a name or not an IPv6 address once decoded. */
+static int v6_name_decode(const char *node, char *out, size_t n)
+{
+	size_t len = strlen(node), sl = strlen(V6_SUFFIX);
+	if (len <= sl || len - sl >= n || strcasecmp(node + len - sl, V6_SUFFIX) != 0)
+		return 0;
+	for (size_t i = 0; i < len - sl; i++)
+		out[i] = node[i] == '-' ? ':' : node[i];
+	out[len - sl] = '\0';
+	struct in6_addr a;
+	return inet_pton(AF_INET6, out, &a) == 1;
+}
+
+int getaddrinfo(const char *restrict node, const char *restrict service,
+		const struct addrinfo *restrict hints, struct addrinfo **restrict res)
+{
+	pthread_once(&next_getaddrinfo_once, find_next_getaddrinfo);
+	if (!next_getaddrinfo)
+		return EAI_SYSTEM;
+	char lit[INET6_ADDRSTRLEN];
+	if (!node || !v6_name_decode(node, lit, sizeof(lit)))
+		return next_getaddrinfo(node, service, hints, res);
+	struct addrinfo h = hints ? *hints : (struct addrinfo){0};
+	h.ai_family = AF_INET6;
+	h.ai_flags |= AI_NUMERICHOST;
+	return next_getaddrinfo(lit, service, &h, res);
+}
+
+/* "[v6]:port" -> "v6-with-dashes.ipv6-literal.invalid:port" for libesmtp;
+ * anything else is copied. */
+static void libesmtp_server(const char *server, char *out, size_t n)
+{
+	const char *close = server[0] == '[' ? strchr(server, ']') : NULL;
+	if (!close || close[1] != ':') {
+		snprintf(out, n, "%s", server);
+		return;
+	}
+	char host[INET6_ADDRSTRLEN];
+	snprintf(host, sizeof(host), "%.*s", (int)(close - server - 1), server + 1);
+	for (char *p = host; *p; p++)
+		if (*p == ':')
+			*p = '-';
+	snprintf(out, n, "%s%s%s", host, V6_SUFFIX, close + 1);
+}
+
+/* host:port, or [IPv6]:port (see above); a port is required for IPv6. */
 static int parse_server(const char *spec, char *out, size_t n, struct selo_err *err)
 {
 	if (!spec[0])
 		return err_set(err, 500, "config", "smtp.mode = relay needs smtp.relay = host:port");
-	if (strchr(spec, '[') || strchr(spec, ']') || (strchr(spec, ':') != strrchr(spec, ':')))
+	if (spec[0] == '[') {
+		const char *close = strchr(spec, ']');
+		char lit[INET6_ADDRSTRLEN];
+		struct in6_addr a;
+		char *end;
+		long port = close && close[1] == ':' ? strtol(close + 2, &end, 10) : 0;
+		if (!close || close[1] != ':' || *end || port < 1 || port > 65535 ||
+		    (size_t)(close - spec - 1) >= sizeof(lit))
+			return err_set(err, 500, "config", "smtp.relay = %s: expected [IPv6 address]:port",
+				       spec);
+		snprintf(lit, sizeof(lit), "%.*s", (int)(close - spec - 1), spec + 1);
+		if (inet_pton(AF_INET6, lit, &a) != 1)
+			return err_set(err, 500, "config", "smtp.relay = %s: %s is not an IPv6 address",
+				       spec, lit);
+		snprintf(out, n, "%s", spec);
+		return 0;
+	}
+	if (strchr(spec, ']') || (strchr(spec, ':') != strrchr(spec, ':')))
 		return err_set(err, 500, "config",
-			       "smtp.relay = %s: IPv6 literals are not supported (libesmtp); "
-			       "use a host name or an IPv4 address", spec);
+			       "smtp.relay = %s: write an IPv6 address in brackets, [2001:db8::25]:25",
+			       spec);
 	const char *colon = strchr(spec, ':');
 	if (!colon) {
 		snprintf(out, n, "%s:%s", spec, DEFAULT_PORT);
@@ -656,6 +746,9 @@ static void on_event(smtp_session_t session, int event, void *arg, ...)
 	switch (event) {
 	case SMTP_EV_CONNECT:
 		relay_sockets_nodelay(s->relay->server);
+		/* The address the session went to is part of the evidence
+		 * (an MX host's IPv4 or IPv6 address, or the relay). */
+		emitf_to(s, 0, "-- connected to %s", s->relay->server);
 		break;
 	case SMTP_EV_MESSAGEDATA: {
 		smtp_message_t m = va_arg(ap, smtp_message_t);
@@ -812,7 +905,9 @@ static smtp_session_t make_session(struct relay *r, struct relay_session *s, aut
 	smtp_session_t ss = smtp_create_session();
 	if (!ss)
 		return NULL;
-	smtp_set_server(ss, r->server);
+	char wire[sizeof(r->server) + sizeof(V6_SUFFIX)];
+	libesmtp_server(r->server, wire, sizeof(wire));
+	smtp_set_server(ss, wire);
 	if (r->helo[0])
 		smtp_set_hostname(ss, r->helo);
 	/* ms, and below the RFC 5321 minimums only with the override flag. */
