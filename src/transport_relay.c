@@ -114,6 +114,9 @@ struct relay_session {
 	char failure[256];            /* a cause learnt from events (TLS, certificate) */
 	struct timespec last_io;
 	struct timespec starttls_sent; /* for the ticket drain's patience */
+	smtp_session_t ss;            /* for the CHUNKING switch below */
+	int chunking;                 /* the last EHLO reply announced CHUNKING */
+	int blind;                    /* BDAT was sent: the monitor is off for good */
 };
 
 /* ---- opening ------------------------------------------------------------ */
@@ -464,6 +467,116 @@ static int starts_with_word(const char *p, size_t n, const char *word)
 	return n >= w && strncasecmp(p, word, w) == 0 && (n == w || p[w] == ' ');
 }
 
+static void copy_reply_text(struct buf *out, const char *text);
+
+/* ---- CHUNKING ------------------------------------------------------------
+ * With a server that announces CHUNKING, libesmtp 1.1.0 sends each message
+ * with BDAT, and its BDAT code switches the protocol monitor off and never
+ * back on (bdat.c: sio_set_monitorcb(conn, NULL, NULL)): without help the
+ * transcript would end at the last command before the first BDAT. So:
+ * (1) when the EHLO reply announces CHUNKING, ask libesmtp to wait for the
+ * RCPT TO reply before the data (smtp_option_require_all_recipients; one
+ * recipient per message, so the outcome rules are unchanged), so that RCPT
+ * TO and its reply are still seen on the wire, verbatim; (2) from the first
+ * BDAT on, the rest of the session is rebuilt from libesmtp's events and
+ * the replies it parsed, in lines marked "C~ " and "S~ " (docs/transports.md):
+ * the data as one line, BDAT 0 LAST, the reply to the message (code,
+ * enhanced code, text), and the next messages' MAIL FROM and RCPT TO with
+ * their replies. The QUIT after BDAT is not shown by libesmtp at all. A
+ * server without CHUNKING gets DATA, pipelined as before, all verbatim. */
+static void chunking_announced(struct relay_session *s)
+{
+	s->chunking = 1;
+	if (s->ss)
+		smtp_option_require_all_recipients(s->ss, 1);
+}
+
+/* One reply libesmtp parsed, as the lines the server sent (the enhanced
+ * code on each line when the server uses them). */
+static void emit_rebuilt_reply(struct relay_session *s, size_t part, const smtp_status_t *st)
+{
+	if (!st || st->code == 0) {
+		emitf_to(s, part, "-- no reply seen");
+		return;
+	}
+	char enh[24] = "";
+	if (st->enh_class > 0)
+		snprintf(enh, sizeof(enh), "%d.%d.%d ", st->enh_class % 10, st->enh_subject % 1000,
+			 st->enh_detail % 1000);
+	struct buf text = BUF_INIT;
+	copy_reply_text(&text, st->text);
+	const char *line = buf_str(&text);
+	for (;;) {
+		const char *nl = strchr(line, '\n');
+		char head[40];
+		snprintf(head, sizeof(head), "S~ %03d%c%s", st->code % 1000, nl ? '-' : ' ', enh);
+		emit_to(s, part, head, line, nl ? (size_t)(nl - line) : strlen(line));
+		if (!nl)
+			break;
+		line = nl + 1;
+	}
+	buf_free(&text);
+}
+
+static struct relay_item *item_of_recipient(struct relay_session *s, smtp_recipient_t r)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->items[i].r == r)
+			return &s->items[i];
+	return NULL;
+}
+
+static size_t item_part(const struct relay_session *s, const struct relay_item *it)
+{
+	return 1 + (size_t)(it - s->items);
+}
+
+/* The first message data of a CHUNKING session: the monitor is off now. */
+static void chunking_data_starts(struct relay_session *s, struct relay_item *it)
+{
+	if (s->blind)
+		return;
+	s->blind = 1;
+	emitf_to(s, item_part(s, it), "-- CHUNKING: libesmtp shows no BDAT to its monitor; lines "
+		 "marked ~ are rebuilt from its events and parsed replies");
+}
+
+/* Events that carry what the monitor no longer shows (see above). */
+static void chunking_event(struct relay_session *s, int event, va_list ap)
+{
+	if (event == SMTP_EV_MAILSTATUS) {
+		const char *mailbox = va_arg(ap, const char *);
+		smtp_message_t m = va_arg(ap, smtp_message_t);
+		struct relay_item *it = smtp_message_get_application_data(m);
+		if (!it)
+			return;
+		emitf_to(s, item_part(s, it), "-- CHUNKING: an earlier BDAT of this session turned "
+			 "libesmtp's monitor off; lines marked ~ are rebuilt from its events and parsed replies");
+		emitf_to(s, item_part(s, it), "C~ MAIL FROM:<%.320s>", mailbox ? mailbox : "");
+		emit_rebuilt_reply(s, item_part(s, it), smtp_reverse_path_status(m));
+	} else if (event == SMTP_EV_RCPTSTATUS) {
+		const char *mailbox = va_arg(ap, const char *);
+		smtp_recipient_t r = va_arg(ap, smtp_recipient_t);
+		struct relay_item *it = item_of_recipient(s, r);
+		if (!it)
+			return;
+		emitf_to(s, item_part(s, it), "C~ RCPT TO:<%.320s>", mailbox ? mailbox : "");
+		emit_rebuilt_reply(s, item_part(s, it), smtp_recipient_status(r));
+	} else if (event == SMTP_EV_MESSAGESENT) {
+		smtp_message_t m = va_arg(ap, smtp_message_t);
+		struct relay_item *it = smtp_message_get_application_data(m);
+		if (!it)
+			return;
+		emitf_to(s, item_part(s, it), "C~ <message data, %zu bytes, in BDAT chunks>",
+			 it->counted + 2);
+		emitf_to(s, item_part(s, it), "C~ BDAT 0 LAST");
+		emit_rebuilt_reply(s, item_part(s, it), smtp_message_transfer_status(m));
+	} else if (event == SMTP_EV_DISCONNECT) {
+		emitf_to(s, closing_part(s), "-- disconnected (after BDAT libesmtp shows nothing of "
+			 "the wire: QUIT and its reply are not recorded)");
+	}
+}
+
 /* Client lines: MAIL FROM opens the next message's transaction, QUIT the
  * closing; every command awaits one reply. AUTH's argument and every SASL
  * line after it are secrets. cont: the rest of a line cut at LINE_MAX_KEEP. */
@@ -481,6 +594,8 @@ static void client_line(struct relay_session *s, const char *p, size_t n, int co
 		emit(s, "C: ", "[redacted]", 10);
 		return;
 	}
+	if (starts_with_word(p, n, "EHLO"))
+		s->chunking = 0; /* each EHLO reply (again after STARTTLS) says it anew */
 	if (starts_with_word(p, n, "MAIL"))
 		start_transaction(s);
 	else if (starts_with_word(p, n, "QUIT"))
@@ -514,6 +629,8 @@ static void server_line(struct relay_session *s, const char *p, size_t n, int co
 	size_t part = pending_front(s);
 	s->server_line_part = part;
 	emit_to(s, part, "S: ", p, n);
+	if (n >= 12 && strncmp(p, "250", 3) == 0 && starts_with_word(p + 4, n - 4, "CHUNKING"))
+		chunking_announced(s);
 	int final = n == 3 || (n > 3 && p[3] == ' ');
 	if (!final || n < 3)
 		return;
@@ -743,6 +860,12 @@ static void on_event(smtp_session_t session, int event, void *arg, ...)
 	if (event == SMTP_EV_CONNECT || event == SMTP_EV_MESSAGEDATA)
 		touch(s);
 	va_start(ap, arg);
+	if (s->blind && (event == SMTP_EV_MAILSTATUS || event == SMTP_EV_RCPTSTATUS ||
+			 event == SMTP_EV_MESSAGESENT || event == SMTP_EV_DISCONNECT)) {
+		chunking_event(s, event, ap);
+		va_end(ap);
+		return;
+	}
 	switch (event) {
 	case SMTP_EV_CONNECT:
 		relay_sockets_nodelay(s->relay->server);
@@ -756,7 +879,10 @@ static void on_event(smtp_session_t session, int event, void *arg, ...)
 		struct relay_item *it = smtp_message_get_application_data(m);
 		if (it) {
 			it->counted += (size_t)(len > 0 ? len : 0);
-			s->data_item = it;
+			if (s->chunking)
+				chunking_data_starts(s, it);
+			else
+				s->data_item = it;
 		}
 		break;
 	}
@@ -916,6 +1042,7 @@ static smtp_session_t make_session(struct relay *r, struct relay_session *s, aut
 	smtp_starttls_set_ctx(ss, r->ssl_ctx);
 	smtp_starttls_enable(ss, (unsigned)r->starttls <= STARTTLS_REQUIRE ? tls_mode[r->starttls]
 									: Starttls_REQUIRED);
+	s->ss = ss;
 	smtp_set_eventcb(ss, on_event, s);
 	smtp_set_monitorcb(ss, on_monitor, s, 0);
 	if (r->user[0]) {
