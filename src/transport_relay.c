@@ -506,6 +506,8 @@ static void emit_rebuilt_reply(struct relay_session *s, size_t part, const smtp_
 	struct buf text = BUF_INIT;
 	copy_reply_text(&text, st->text);
 	const char *line = buf_str(&text);
+	snprintf(s->last_reply, sizeof(s->last_reply), "%03d %s%.*s", st->code % 1000, enh,
+		 (int)strcspn(line, "\n"), line);
 	for (;;) {
 		const char *nl = strchr(line, '\n');
 		char head[40];
@@ -544,6 +546,8 @@ static void chunking_data_starts(struct relay_session *s, struct relay_item *it)
 /* Events that carry what the monitor no longer shows (see above). */
 static void chunking_event(struct relay_session *s, int event, va_list ap)
 {
+	if (event != SMTP_EV_DISCONNECT)
+		touch(s); /* a reply was read: the wire is alive (timeout diagnosis) */
 	if (event == SMTP_EV_MAILSTATUS) {
 		const char *mailbox = va_arg(ap, const char *);
 		smtp_message_t m = va_arg(ap, smtp_message_t);
