@@ -215,6 +215,26 @@ def ipv6_only_mx_is_reached_over_ipv6():
 
 
 @test
+def relay_to_an_ipv6_address():
+    """smtp.relay = [::1]:port takes the same IPv6 path as the MX transport."""
+    smtp = SMTPServer('--host', '::1')
+    s = None
+    try:
+        s = Selo(smtp={'mode': 'relay', 'relay': f'[::1]:{smtp.port}', 'starttls': 'no'}).start()
+        st, _, j = s.api('POST', '/v1/notices', {'to': 'devedor@destino.example',
+                                                 'subject': 'Aviso', 'text': 'Aviso de cobrança.'})
+        eq(st, 202, j)
+        s.wait_status(j['id'], ['relayed'])
+        e = [x['entry'] for x in s.notice(j['id'])['events'] if x['type'] == 'relay_accepted'][0]
+        eq(e['peer'], f'[::1]:{smtp.port}')
+        eq(len(smtp.messages()), 1)
+    finally:
+        if s:
+            s.cleanup()
+        smtp.stop()
+
+
+@test
 def one_session_for_one_domain_and_mx_override():
     w = World(override='atalho.example', sender={'workers': '1', 'batch': '50'})
     try:
