@@ -492,7 +492,10 @@ static void chunking_announced(struct relay_session *s)
 }
 
 /* One reply libesmtp parsed, as the lines the server sent (the enhanced
- * code on each line when the server uses them). */
+ * code on each line when the server uses them). It does not become
+ * s->last_reply: that one feeds the closing's "session ended" note, which
+ * every message of the batch shares, and a rebuilt reply may quote another
+ * message's recipient (no QUIT reply follows it to take its place). */
 static void emit_rebuilt_reply(struct relay_session *s, size_t part, const smtp_status_t *st)
 {
 	if (!st || st->code == 0) {
@@ -506,8 +509,6 @@ static void emit_rebuilt_reply(struct relay_session *s, size_t part, const smtp_
 	struct buf text = BUF_INIT;
 	copy_reply_text(&text, st->text);
 	const char *line = buf_str(&text);
-	snprintf(s->last_reply, sizeof(s->last_reply), "%03d %s%.*s", st->code % 1000, enh,
-		 (int)strcspn(line, "\n"), line);
 	for (;;) {
 		const char *nl = strchr(line, '\n');
 		char head[40];
