@@ -460,7 +460,7 @@ TEST(render_lembrete_exact)
 			  "ATENDIMENTO\n"
 			  "\n"
 			  "Para tirar dúvidas, pedir o demonstrativo do débito ou combinar o "
-			  "pagamento, fale com Loja X pelo contato 0800 000 0000.\n"
+			  "pagamento, fale com Loja X: 0800 000 0000.\n"
 			  "\n"
 			  "SEUS DIREITOS\n"
 			  "\n"
