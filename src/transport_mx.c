@@ -5,7 +5,7 @@
  * A batch is split by recipient domain (lower-cased); each domain's messages
  * go in one SMTP session (connection reuse), to the domain's MX hosts in
  * preference order (equal preferences in random order, RFC 5321 5.1), each
- * host's IPv4 addresses in DNS order. Only messages the session never
+ * host's IPv4 addresses in DNS order (its IPv6 ones when it has no IPv4). Only messages the session never
  * reached (no reply to their own transaction: refused, timeout, dropped,
  * TLS failure) move on to the next address; a reply, 4xx or 5xx, is final
  * for this attempt, as Postfix does for replies after the greeting.
@@ -22,8 +22,9 @@
  *
  * The SMTP sessions are transport_relay.c's (TLS per smtp.starttls, the
  * transcript rules, the outcome rules), pointed at one address at a time;
- * libesmtp resolves names with the system resolver and cannot take IPv6
- * literals, so this file resolves MX hosts itself, to IPv4 addresses.
+ * libesmtp resolves names with the system resolver, so this file resolves
+ * MX hosts itself, to addresses; an IPv6 one reaches libesmtp through
+ * transport_relay.c's IPv6 literal names.
  * Each message's transcript starts with "-- " notes naming the MX chosen
  * and every address tried before it.
  * Threads: one instance per worker; the per-destination counter is shared. */
@@ -309,37 +310,48 @@ static int mx_hosts(struct mx *m, const char *domain, struct mx_host *out, char 
 	return n;
 }
 
-#define ADDRS_IPV6_ONLY (-2)
+/* An address as it goes before ":port": "192.0.2.25" or "[2001:db8::25]". */
+#define ADDR_TEXT_MAX (INET6_ADDRSTRLEN + 2)
 
-/* The host's IPv4 addresses as text: > 0 found; 0 none (no such host, or
- * neither A nor AAAA records); -1 a temporary failure; ADDRS_IPV6_ONLY when
- * it has AAAA records only (RFC 5321 allows it; libesmtp cannot connect to
- * an IPv6 literal, so Selo cannot reach it yet, and must not call that a
- * domain without mail servers). */
-static int host_addrs(struct mx *m, const char *host, char out[][INET_ADDRSTRLEN])
+/* The addresses of one record type in the answer, as address texts. */
+static int answer_addrs(ns_msg msg, int type, char out[][ADDR_TEXT_MAX], int n)
+{
+	int af = type == ns_t_a ? AF_INET : AF_INET6;
+	unsigned len = type == ns_t_a ? 4 : 16;
+	for (int i = 0; i < ns_msg_count(msg, ns_s_an) && n < ADDRS_MAX; i++) {
+		ns_rr rr;
+		char text[INET6_ADDRSTRLEN];
+		if (ns_parserr(&msg, ns_s_an, i, &rr) != 0 || (int)ns_rr_type(rr) != type ||
+		    ns_rr_rdlen(rr) != len || !inet_ntop(af, ns_rr_rdata(rr), text, sizeof(text)))
+			continue;
+		transport_textf(out[n++], ADDR_TEXT_MAX, af == AF_INET6 ? "[%s]" : "%s", text);
+	}
+	return n;
+}
+
+/* The host's addresses: its IPv4 addresses (A) when it has any, else its
+ * IPv6 ones (AAAA; RFC 5321 allows an MX with IPv6 addresses only). > 0
+ * found; 0 none (no such host, or neither A nor AAAA records); -1 a
+ * temporary failure. A host with both is reached over IPv4 only, as its
+ * IPv6 addresses are the same server's. */
+static int host_addrs(struct mx *m, const char *host, char out[][ADDR_TEXT_MAX])
 {
 	struct in_addr lit;
 	if (inet_pton(AF_INET, host, &lit) == 1) {
-		transport_textf(out[0], INET_ADDRSTRLEN, "%s", host);
+		transport_textf(out[0], ADDR_TEXT_MAX, "%s", host);
 		return 1;
 	}
 	unsigned char ans[DNS_ANSWER_MAX];
 	ns_msg msg;
 	enum dns_result r = dns_ask(m, host, ns_t_a, ans, &msg);
-	if (r == DNS_NODATA && dns_ask(m, host, ns_t_aaaa, ans, &msg) == DNS_OK)
-		return ADDRS_IPV6_ONLY;
+	int type = ns_t_a;
+	if (r == DNS_NODATA) {
+		r = dns_ask(m, host, ns_t_aaaa, ans, &msg);
+		type = ns_t_aaaa;
+	}
 	if (r != DNS_OK)
 		return r == DNS_TEMP ? -1 : 0;
-	int n = 0;
-	for (int i = 0; i < ns_msg_count(msg, ns_s_an) && n < ADDRS_MAX; i++) {
-		ns_rr rr;
-		if (ns_parserr(&msg, ns_s_an, i, &rr) != 0 || ns_rr_type(rr) != ns_t_a ||
-		    ns_rr_rdlen(rr) != 4)
-			continue;
-		inet_ntop(AF_INET, ns_rr_rdata(rr), out[n], INET_ADDRSTRLEN);
-		n++;
-	}
-	return n;
+	return answer_addrs(msg, type, out, 0);
 }
 
 /* ---- delivering one domain's messages ------------------------------------- */
@@ -475,17 +487,13 @@ static void deliver_group(struct mx *m, struct group *g, int *done)
 			group_fail(g, done, TRANSPORT_TEMPFAIL, why);
 		return;
 	}
-	int any_addr = 0, temp_dns = 0, ipv6_only = 0;
+	int any_addr = 0, temp_dns = 0;
 	for (int h = 0; h < nh; h++) {
-		char addrs[ADDRS_MAX][INET_ADDRSTRLEN];
+		char addrs[ADDRS_MAX][ADDR_TEXT_MAX];
 		int na = host_addrs(m, hosts[h].name, addrs);
 		if (na <= 0) {
 			temp_dns |= na == -1;
-			ipv6_only |= na == ADDRS_IPV6_ONLY;
-			note(g, "MX %s: %s", hosts[h].name,
-			     na == -1 ? "address lookup failed"
-			     : na == ADDRS_IPV6_ONLY ? "IPv6 addresses only, which Selo cannot reach yet"
-						     : "no address");
+			note(g, "MX %s: %s", hosts[h].name, na == -1 ? "address lookup failed" : "no address");
 			continue;
 		}
 		any_addr = 1;
@@ -497,21 +505,18 @@ static void deliver_group(struct mx *m, struct group *g, int *done)
 			transport_textf(label, sizeof(label), "%s (preference %d)", hosts[h].name,
 				 hosts[h].pref);
 		for (int a = 0; a < na; a++) {
-			char server[INET_ADDRSTRLEN + 8];
+			char server[ADDR_TEXT_MAX + 8];
 			transport_textf(server, sizeof(server), "%s:%d", addrs[a], m->port);
 			if (try_server(m, g, done, server, label, last, sizeof(last)) == 0)
 				return;
 		}
 	}
-	if (!any_addr && hosts[0].pref < 0 && !temp_dns && !ipv6_only) {
+	if (!any_addr && hosts[0].pref < 0 && !temp_dns) {
 		transport_textf(why, sizeof(why), "%s has neither an MX nor an A record", g->domain);
 		group_fail_domain(g, done, why, "5.1.2");
 		return;
 	}
-	if (!any_addr && ipv6_only && !temp_dns)
-		transport_textf(last, sizeof(last), "the mail servers of %s have IPv6 addresses only; Selo "
-		      "cannot deliver over IPv6 yet (libesmtp); will retry", g->domain);
-	else if (!any_addr)
+	if (!any_addr)
 		transport_textf(last, sizeof(last), "no address found for any MX host of %s%s", g->domain,
 			 temp_dns ? " (DNS failure); will retry" : "");
 	group_fail(g, done, TRANSPORT_TEMPFAIL, last);

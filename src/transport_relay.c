@@ -25,8 +25,12 @@
  * Threads: one instance per thread; instances in several threads at once are
  * fine (each session is private to its thread; libesmtp's errno is
  * thread-local). SIGPIPE is blocked in the calling thread during a session. */
+#include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -110,19 +114,108 @@ struct relay_session {
 	char failure[256];            /* a cause learnt from events (TLS, certificate) */
 	struct timespec last_io;
 	struct timespec starttls_sent; /* for the ticket drain's patience */
+	smtp_session_t ss;            /* for the CHUNKING switch below */
+	int chunking;                 /* the last EHLO reply announced CHUNKING */
+	int blind;                    /* BDAT was sent: the monitor is off for good */
 };
 
 /* ---- opening ------------------------------------------------------------ */
 
-/* libesmtp splits host:port at the first ':', so IPv6 literals cannot work. */
+/* ---- IPv6 literals ---------------------------------------------------------
+ * libesmtp 1.1.0's smtp_set_server cuts its argument at the first ':' and
+ * gives the rest to getaddrinfo as the port, so "[2001:db8::25]:25" cannot
+ * reach it. Selo hands libesmtp an IPv6 address as a name without colons,
+ * "2001-db8--25.ipv6-literal.invalid" (.invalid is reserved by RFC 6761 and
+ * never resolves, so the name cannot mean anything else), and the
+ * getaddrinfo below, which the dynamic linker binds in place of libc's for
+ * the whole process (libesmtp's call included), turns such a name back into
+ * the numeric address (AI_NUMERICHOST: no DNS query). Any other name goes to
+ * the next getaddrinfo (libc's, or a sanitizer's) unchanged. Selo's own
+ * texts (peer, errors, transcripts) show the usual "[2001:db8::25]:25". */
+#define V6_SUFFIX ".ipv6-literal.invalid"
+
+typedef int (*getaddrinfo_fn)(const char *, const char *, const struct addrinfo *,
+			      struct addrinfo **);
+static getaddrinfo_fn next_getaddrinfo;
+static pthread_once_t next_getaddrinfo_once = PTHREAD_ONCE_INIT;
+
+static void find_next_getaddrinfo(void)
+{
+	next_getaddrinfo = (getaddrinfo_fn)dlsym(RTLD_NEXT, "getaddrinfo");
+}
+
+/* "2001-db8--25.ipv6-literal.invalid" -> "2001:db8::25"; 0 if node is not
+ * such a name or not an IPv6 address once decoded. */
+static int v6_name_decode(const char *node, char *out, size_t n)
+{
+	size_t len = strlen(node), sl = strlen(V6_SUFFIX);
+	if (len <= sl || len - sl >= n || strcasecmp(node + len - sl, V6_SUFFIX) != 0)
+		return 0;
+	for (size_t i = 0; i < len - sl; i++)
+		out[i] = node[i] == '-' ? ':' : node[i];
+	out[len - sl] = '\0';
+	struct in6_addr a;
+	return inet_pton(AF_INET6, out, &a) == 1;
+}
+
+int getaddrinfo(const char *restrict node, const char *restrict service,
+		const struct addrinfo *restrict hints, struct addrinfo **restrict res)
+{
+	pthread_once(&next_getaddrinfo_once, find_next_getaddrinfo);
+	if (!next_getaddrinfo)
+		return EAI_SYSTEM;
+	char lit[INET6_ADDRSTRLEN];
+	if (!node || !v6_name_decode(node, lit, sizeof(lit)))
+		return next_getaddrinfo(node, service, hints, res);
+	struct addrinfo h = hints ? *hints : (struct addrinfo){0};
+	h.ai_family = AF_INET6;
+	h.ai_flags |= AI_NUMERICHOST;
+	return next_getaddrinfo(lit, service, &h, res);
+}
+
+/* "[v6]:port" -> "v6-with-dashes.ipv6-literal.invalid:port" for libesmtp;
+ * anything else is copied. */
+static void libesmtp_server(const char *server, char *out, size_t n)
+{
+	const char *close = server[0] == '[' ? strchr(server, ']') : NULL;
+	if (!close || close[1] != ':') {
+		snprintf(out, n, "%s", server);
+		return;
+	}
+	char host[INET6_ADDRSTRLEN];
+	snprintf(host, sizeof(host), "%.*s", (int)(close - server - 1), server + 1);
+	for (char *p = host; *p; p++)
+		if (*p == ':')
+			*p = '-';
+	snprintf(out, n, "%s%s%s", host, V6_SUFFIX, close + 1);
+}
+
+/* host:port, or [IPv6]:port (see above); a port is required for IPv6. */
 static int parse_server(const char *spec, char *out, size_t n, struct selo_err *err)
 {
 	if (!spec[0])
 		return err_set(err, 500, "config", "smtp.mode = relay needs smtp.relay = host:port");
-	if (strchr(spec, '[') || strchr(spec, ']') || (strchr(spec, ':') != strrchr(spec, ':')))
+	if (spec[0] == '[') {
+		const char *close = strchr(spec, ']');
+		char lit[INET6_ADDRSTRLEN];
+		struct in6_addr a;
+		char *end;
+		long port = close && close[1] == ':' ? strtol(close + 2, &end, 10) : 0;
+		if (!close || close[1] != ':' || *end || port < 1 || port > 65535 ||
+		    (size_t)(close - spec - 1) >= sizeof(lit))
+			return err_set(err, 500, "config", "smtp.relay = %s: expected [IPv6 address]:port",
+				       spec);
+		snprintf(lit, sizeof(lit), "%.*s", (int)(close - spec - 1), spec + 1);
+		if (inet_pton(AF_INET6, lit, &a) != 1)
+			return err_set(err, 500, "config", "smtp.relay = %s: %s is not an IPv6 address",
+				       spec, lit);
+		snprintf(out, n, "%s", spec);
+		return 0;
+	}
+	if (strchr(spec, ']') || (strchr(spec, ':') != strrchr(spec, ':')))
 		return err_set(err, 500, "config",
-			       "smtp.relay = %s: IPv6 literals are not supported (libesmtp); "
-			       "use a host name or an IPv4 address", spec);
+			       "smtp.relay = %s: write an IPv6 address in brackets, [2001:db8::25]:25",
+			       spec);
 	const char *colon = strchr(spec, ':');
 	if (!colon) {
 		snprintf(out, n, "%s:%s", spec, DEFAULT_PORT);
@@ -374,6 +467,121 @@ static int starts_with_word(const char *p, size_t n, const char *word)
 	return n >= w && strncasecmp(p, word, w) == 0 && (n == w || p[w] == ' ');
 }
 
+static void copy_reply_text(struct buf *out, const char *text);
+
+/* ---- CHUNKING ------------------------------------------------------------
+ * With a server that announces CHUNKING, libesmtp 1.1.0 sends each message
+ * with BDAT, and its BDAT code switches the protocol monitor off and never
+ * back on (bdat.c: sio_set_monitorcb(conn, NULL, NULL)): without help the
+ * transcript would end at the last command before the first BDAT. So:
+ * (1) when the EHLO reply announces CHUNKING, ask libesmtp to wait for the
+ * RCPT TO reply before the data (smtp_option_require_all_recipients; one
+ * recipient per message, so the outcome rules are unchanged), so that RCPT
+ * TO and its reply are still seen on the wire, verbatim; (2) from the first
+ * BDAT on, the rest of the session is rebuilt from libesmtp's events and
+ * the replies it parsed, in lines marked "C~ " and "S~ " (docs/transports.md):
+ * the data as one line, BDAT 0 LAST, the reply to the message (code,
+ * enhanced code, text), and the next messages' MAIL FROM and RCPT TO with
+ * their replies. The QUIT after BDAT is not shown by libesmtp at all. A
+ * server without CHUNKING gets DATA, pipelined as before, all verbatim. */
+static void chunking_announced(struct relay_session *s)
+{
+	s->chunking = 1;
+	if (s->ss)
+		smtp_option_require_all_recipients(s->ss, 1);
+}
+
+/* One reply libesmtp parsed, as the lines the server sent (the enhanced
+ * code on each line when the server uses them). It does not become
+ * s->last_reply: that one feeds the closing's "session ended" note, which
+ * every message of the batch shares, and a rebuilt reply may quote another
+ * message's recipient (no QUIT reply follows it to take its place). */
+static void emit_rebuilt_reply(struct relay_session *s, size_t part, const smtp_status_t *st)
+{
+	if (!st || st->code == 0) {
+		emitf_to(s, part, "-- no reply seen");
+		return;
+	}
+	char enh[24] = "";
+	if (st->enh_class > 0)
+		snprintf(enh, sizeof(enh), "%d.%d.%d ", st->enh_class % 10, st->enh_subject % 1000,
+			 st->enh_detail % 1000);
+	struct buf text = BUF_INIT;
+	copy_reply_text(&text, st->text);
+	const char *line = buf_str(&text);
+	for (;;) {
+		const char *nl = strchr(line, '\n');
+		char head[40];
+		snprintf(head, sizeof(head), "S~ %03d%c%s", st->code % 1000, nl ? '-' : ' ', enh);
+		emit_to(s, part, head, line, nl ? (size_t)(nl - line) : strlen(line));
+		if (!nl)
+			break;
+		line = nl + 1;
+	}
+	buf_free(&text);
+}
+
+static struct relay_item *item_of_recipient(struct relay_session *s, smtp_recipient_t r)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->items[i].r == r)
+			return &s->items[i];
+	return NULL;
+}
+
+static size_t item_part(const struct relay_session *s, const struct relay_item *it)
+{
+	return 1 + (size_t)(it - s->items);
+}
+
+/* The first message data of a CHUNKING session: the monitor is off now. */
+static void chunking_data_starts(struct relay_session *s, struct relay_item *it)
+{
+	if (s->blind)
+		return;
+	s->blind = 1;
+	emitf_to(s, item_part(s, it), "-- CHUNKING: libesmtp shows no BDAT to its monitor; lines "
+		 "marked ~ are rebuilt from its events and parsed replies");
+}
+
+/* Events that carry what the monitor no longer shows (see above). */
+static void chunking_event(struct relay_session *s, int event, va_list ap)
+{
+	if (event != SMTP_EV_DISCONNECT)
+		touch(s); /* a reply was read: the wire is alive (timeout diagnosis) */
+	if (event == SMTP_EV_MAILSTATUS) {
+		const char *mailbox = va_arg(ap, const char *);
+		smtp_message_t m = va_arg(ap, smtp_message_t);
+		struct relay_item *it = smtp_message_get_application_data(m);
+		if (!it)
+			return;
+		emitf_to(s, item_part(s, it), "-- CHUNKING: an earlier BDAT of this session turned "
+			 "libesmtp's monitor off; lines marked ~ are rebuilt from its events and parsed replies");
+		emitf_to(s, item_part(s, it), "C~ MAIL FROM:<%.320s>", mailbox ? mailbox : "");
+		emit_rebuilt_reply(s, item_part(s, it), smtp_reverse_path_status(m));
+	} else if (event == SMTP_EV_RCPTSTATUS) {
+		const char *mailbox = va_arg(ap, const char *);
+		smtp_recipient_t r = va_arg(ap, smtp_recipient_t);
+		struct relay_item *it = item_of_recipient(s, r);
+		if (!it)
+			return;
+		emitf_to(s, item_part(s, it), "C~ RCPT TO:<%.320s>", mailbox ? mailbox : "");
+		emit_rebuilt_reply(s, item_part(s, it), smtp_recipient_status(r));
+	} else if (event == SMTP_EV_MESSAGESENT) {
+		smtp_message_t m = va_arg(ap, smtp_message_t);
+		struct relay_item *it = smtp_message_get_application_data(m);
+		if (!it)
+			return;
+		emitf_to(s, item_part(s, it), "C~ <message data, %zu bytes, in BDAT chunks>",
+			 it->counted + 2);
+		emitf_to(s, item_part(s, it), "C~ BDAT 0 LAST");
+		emit_rebuilt_reply(s, item_part(s, it), smtp_message_transfer_status(m));
+	} else if (event == SMTP_EV_DISCONNECT) {
+		emitf_to(s, closing_part(s), "-- disconnected (after BDAT libesmtp shows nothing of "
+			 "the wire: QUIT and its reply are not recorded)");
+	}
+}
+
 /* Client lines: MAIL FROM opens the next message's transaction, QUIT the
  * closing; every command awaits one reply. AUTH's argument and every SASL
  * line after it are secrets. cont: the rest of a line cut at LINE_MAX_KEEP. */
@@ -391,6 +599,8 @@ static void client_line(struct relay_session *s, const char *p, size_t n, int co
 		emit(s, "C: ", "[redacted]", 10);
 		return;
 	}
+	if (starts_with_word(p, n, "EHLO"))
+		s->chunking = 0; /* each EHLO reply (again after STARTTLS) says it anew */
 	if (starts_with_word(p, n, "MAIL"))
 		start_transaction(s);
 	else if (starts_with_word(p, n, "QUIT"))
@@ -424,6 +634,8 @@ static void server_line(struct relay_session *s, const char *p, size_t n, int co
 	size_t part = pending_front(s);
 	s->server_line_part = part;
 	emit_to(s, part, "S: ", p, n);
+	if (n >= 12 && strncmp(p, "250", 3) == 0 && starts_with_word(p + 4, n - 4, "CHUNKING"))
+		chunking_announced(s);
 	int final = n == 3 || (n > 3 && p[3] == ' ');
 	if (!final || n < 3)
 		return;
@@ -653,9 +865,18 @@ static void on_event(smtp_session_t session, int event, void *arg, ...)
 	if (event == SMTP_EV_CONNECT || event == SMTP_EV_MESSAGEDATA)
 		touch(s);
 	va_start(ap, arg);
+	if (s->blind && (event == SMTP_EV_MAILSTATUS || event == SMTP_EV_RCPTSTATUS ||
+			 event == SMTP_EV_MESSAGESENT || event == SMTP_EV_DISCONNECT)) {
+		chunking_event(s, event, ap);
+		va_end(ap);
+		return;
+	}
 	switch (event) {
 	case SMTP_EV_CONNECT:
 		relay_sockets_nodelay(s->relay->server);
+		/* The address the session went to is part of the evidence
+		 * (an MX host's IPv4 or IPv6 address, or the relay). */
+		emitf_to(s, 0, "-- connected to %s", s->relay->server);
 		break;
 	case SMTP_EV_MESSAGEDATA: {
 		smtp_message_t m = va_arg(ap, smtp_message_t);
@@ -663,7 +884,10 @@ static void on_event(smtp_session_t session, int event, void *arg, ...)
 		struct relay_item *it = smtp_message_get_application_data(m);
 		if (it) {
 			it->counted += (size_t)(len > 0 ? len : 0);
-			s->data_item = it;
+			if (s->chunking)
+				chunking_data_starts(s, it);
+			else
+				s->data_item = it;
 		}
 		break;
 	}
@@ -812,7 +1036,9 @@ static smtp_session_t make_session(struct relay *r, struct relay_session *s, aut
 	smtp_session_t ss = smtp_create_session();
 	if (!ss)
 		return NULL;
-	smtp_set_server(ss, r->server);
+	char wire[sizeof(r->server) + sizeof(V6_SUFFIX)];
+	libesmtp_server(r->server, wire, sizeof(wire));
+	smtp_set_server(ss, wire);
 	if (r->helo[0])
 		smtp_set_hostname(ss, r->helo);
 	/* ms, and below the RFC 5321 minimums only with the override flag. */
@@ -821,6 +1047,7 @@ static smtp_session_t make_session(struct relay *r, struct relay_session *s, aut
 	smtp_starttls_set_ctx(ss, r->ssl_ctx);
 	smtp_starttls_enable(ss, (unsigned)r->starttls <= STARTTLS_REQUIRE ? tls_mode[r->starttls]
 									: Starttls_REQUIRED);
+	s->ss = ss;
 	smtp_set_eventcb(ss, on_event, s);
 	smtp_set_monitorcb(ss, on_monitor, s, 0);
 	if (r->user[0]) {

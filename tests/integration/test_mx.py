@@ -170,10 +170,7 @@ def dns_failures_that_are_retried():
         cases = {'devedor@quebrado.example': 'server failure or no answer',
                  'devedor@lento.example': 'server failure or no answer',
                  'devedor@semip.example': 'no address found for any MX host',
-                 'devedor@recusa.example': 'connection refused',
-                 # libesmtp takes no IPv6 literal: retried, never "no mail servers"
-                 'devedor@seis.example': 'IPv6 addresses only',
-                 'devedor@seismx.example': 'IPv6 addresses only'}
+                 'devedor@recusa.example': 'connection refused'}
         ids = {to: w.submit(to)[0] for to in cases}
         for to, why in cases.items():
             def deferred_twice():
@@ -186,6 +183,55 @@ def dns_failures_that_are_retried():
         eq(len(w.smtp.messages()), 0)
     finally:
         w.close()
+
+
+@test
+def ipv6_only_mx_is_reached_over_ipv6():
+    """An MX host with an AAAA record and no A (and a domain without MX whose
+    own name has only AAAA) is delivered to over IPv6: the SMTP server
+    listens on [::1] only; the event and the transcript name [::1]:port."""
+    w = World(smtp_args=('--host', '::1'))
+    try:
+        for to, mx in (('devedor@seismx.example', 'mx.seismx.example (preference 10)'),
+                       ('devedor@seis.example', 'seis.example (no MX record: the domain itself)')):
+            nid = w.submit(to)[0]
+            j = w.s.wait_status(nid, ['delivered'])
+            ev = w.events(nid, 'delivery_accepted')
+            eq(len(ev), 1, j)
+            e = ev[0]
+            eq(e['code'], 250)
+            eq(e['mx'], mx)
+            eq(e['peer'], f'[::1]:{w.smtp.port}')
+            transcript = wait_until(lambda: w.disclosed(nid, e['transcript']), 15, 0.2,
+                                    'the transcript in the receipt')
+            check(f'[::1]:{w.smtp.port}' in transcript, f'the address used: {transcript[:600]}')
+            check('RCPT TO:<' + to + '>' in transcript and 'S: 250' in transcript, transcript[:900])
+        asked = w.dns.asked()
+        check('mx.seismx.example AAAA' in asked, asked)
+        eq(sorted(m[1]['rcpt_tos'][0] for m in w.smtp.messages()),
+           ['devedor@seis.example', 'devedor@seismx.example'])
+    finally:
+        w.close()
+
+
+@test
+def relay_to_an_ipv6_address():
+    """smtp.relay = [::1]:port takes the same IPv6 path as the MX transport."""
+    smtp = SMTPServer('--host', '::1')
+    s = None
+    try:
+        s = Selo(smtp={'mode': 'relay', 'relay': f'[::1]:{smtp.port}', 'starttls': 'no'}).start()
+        st, _, j = s.api('POST', '/v1/notices', {'to': 'devedor@destino.example',
+                                                 'subject': 'Aviso', 'text': 'Aviso de cobrança.'})
+        eq(st, 202, j)
+        s.wait_status(j['id'], ['relayed'])
+        e = [x['entry'] for x in s.notice(j['id'])['events'] if x['type'] == 'relay_accepted'][0]
+        eq(e['peer'], f'[::1]:{smtp.port}')
+        eq(len(smtp.messages()), 1)
+    finally:
+        if s:
+            s.cleanup()
+        smtp.stop()
 
 
 @test

@@ -595,9 +595,13 @@ TEST(open_refuses_bad_mx_and_relay_settings)
 	cfg.smtp_relay[0] = '\0';
 	CHECK(transport_open(&cfg, &t, &err) == -1);
 	CHECK(strstr(err.msg, "smtp.relay") != NULL);
-	snprintf(cfg.smtp_relay, sizeof(cfg.smtp_relay), "[::1]:25");
+	snprintf(cfg.smtp_relay, sizeof(cfg.smtp_relay), "::1:25"); /* [::1]:25 is the way */
 	CHECK(transport_open(&cfg, &t, &err) == -1);
 	CHECK(strstr(err.msg, "IPv6") != NULL);
+	snprintf(cfg.smtp_relay, sizeof(cfg.smtp_relay), "[::1]");
+	CHECK(transport_open(&cfg, &t, &err) == -1);
+	snprintf(cfg.smtp_relay, sizeof(cfg.smtp_relay), "[not-v6]:25");
+	CHECK(transport_open(&cfg, &t, &err) == -1);
 	snprintf(cfg.smtp_relay, sizeof(cfg.smtp_relay), "127.0.0.1:99999");
 	CHECK(transport_open(&cfg, &t, &err) == -1);
 	snprintf(cfg.smtp_relay, sizeof(cfg.smtp_relay), "127.0.0.1:25");
