@@ -326,7 +326,7 @@ def subcommands(main_src):
 
 def subcommands_undocumented(main_src, page):
     """Commands of main.c's table that selo(1) has no `.It Nm Cm name` for."""
-    cmds = set(re.findall(r'^\.It Nm Cm ([a-z][a-z0-9-]*)', page, re.M))
+    cmds = set(re.findall(r'^\.It (?:Xo )?Nm Cm ([a-z][a-z0-9-]*)', page, re.M))
     return [c for c in subcommands(main_src) if c not in cmds], cmds
 
 
