@@ -293,6 +293,7 @@ int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "selo serve: %s\n", err.msg);
 		return EXIT_USAGE;
 	}
+	diag_configure(app.cfg.log_level, app.cfg.log_format); /* config_load checked them */
 	int lock = lock_data_dir(&app.cfg, &err);
 	if (lock < 0) {
 		fprintf(stderr, "selo serve: %s\n", err.msg);
