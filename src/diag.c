@@ -60,6 +60,41 @@ int diag_configure(const char *level, const char *fmt)
 	return 0;
 }
 
+/* Characters that end a word when looking for addresses: space and the
+ * brackets and quotes servers put around them. */
+static int scrub_sep(unsigned char c)
+{
+	return c <= ' ' || c == 0x7f || strchr("<>()[]\"',;", c) != NULL;
+}
+
+char *diag_scrub(const char *in, size_t len, char *out, size_t n)
+{
+	size_t o = 0, i = 0;
+	while (i < len && o + 1 < n) {
+		if (scrub_sep((unsigned char)in[i])) {
+			unsigned char c = (unsigned char)in[i++];
+			out[o++] = c < ' ' || c == 0x7f ? ' ' : (char)c;
+			continue;
+		}
+		size_t end = i;
+		while (end < len && !scrub_sep((unsigned char)in[end]))
+			end++;
+		if (memchr(in + i, '@', end - i)) {
+			static const char mark[] = "[address]";
+			size_t k = sizeof(mark) - 1 < n - 1 - o ? sizeof(mark) - 1 : n - 1 - o;
+			memcpy(out + o, mark, k);
+			o += k;
+		} else {
+			size_t k = end - i < n - 1 - o ? end - i : n - 1 - o;
+			memcpy(out + o, in + i, k);
+			o += k;
+		}
+		i = end;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 /* A line under construction: the bytes, and room kept for the closing
  * "}\n" so that a cut line still ends well formed. */
 #define LINE_MAX 2048

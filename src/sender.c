@@ -26,6 +26,7 @@
 #include "selo/notice.h"
 #include "selo/schedule.h"
 #include "selo/sender.h"
+#include "selo/suppress.h"
 #include "selo/transport.h"
 
 struct sender {
@@ -466,6 +467,58 @@ static void results_record(struct sender *s, const struct result_rec *res, size_
 	}
 }
 
+/* One line at info per outcome (docs/operations.md "Logs"): which notice,
+ * which attempt, what the other side said. Never the recipient's address:
+ * the replies quoted are scrubbed of anything that looks like one
+ * (diag_scrub), and no variable, token or reference is named. */
+static void outcome_log(const struct item *it, const struct result_rec *r)
+{
+	const struct transport_msg *m = &it->msg;
+	char reason[320] = "", next[32] = "";
+	const char *why = NULL;
+	if (it->failed)
+		why = it->fail_reason;
+	else if (m->error[0])
+		why = m->error;
+	char raw[400];
+	if (why)
+		snprintf(raw, sizeof(raw), "%s", why);
+	else
+		snprintf(raw, sizeof(raw), "%d %.*s", m->code, (int)(m->reply.len < 380 ? m->reply.len : 380),
+			 m->reply.len ? m->reply.data : "");
+	diag_scrub(raw, strlen(raw), reason, sizeof(reason));
+	const char *enhanced = NULL;
+	int hard = !strcmp(r->state, "failed") && suppress_fields_hard(r->event_fields, &enhanced);
+	struct diag_field f[8];
+	int nf = 0;
+	f[nf++] = (struct diag_field){"event", r->event_type, 0};
+	if (m->peer[0])
+		f[nf++] = (struct diag_field){"peer", m->peer, 0};
+	if (m->mx[0])
+		f[nf++] = (struct diag_field){"mx", m->mx, 0};
+	if (m->code)
+		f[nf++] = (struct diag_field){"code", NULL, m->code};
+	if (m->enhanced[0])
+		f[nf++] = (struct diag_field){"enhanced", m->enhanced, 0};
+	if (m->queue_id[0])
+		f[nf++] = (struct diag_field){"queue_id", m->queue_id, 0};
+	if (r->next_attempt_ms) {
+		clock_rfc3339(r->next_attempt_ms, next);
+		f[nf++] = (struct diag_field){"next_attempt", next, 0};
+	}
+	struct diag_ids ids = {.notice = it->rec.id, .attempt = it->rec.attempts + 1,
+			       .fields = f, .nfields = nf};
+	if (!strcmp(r->state, "deferred"))
+		diag_with(DIAG_INFO, &ids, "deferred until %s: %s", next, reason);
+	else if (hard)
+		diag_with(DIAG_INFO, &ids, "bounced (hard, %s): the address is suppressed for the API "
+			  "key and the notice's sequence stops: %s", enhanced ? enhanced : "5.x.x", reason);
+	else if (!strcmp(r->state, "failed"))
+		diag_with(DIAG_INFO, &ids, "failed: %s", reason);
+	else
+		diag_with(DIAG_INFO, &ids, "%s: %s", r->state, reason);
+}
+
 static void process_batch(struct sender *s, struct transport *t, struct notice_rec *recs,
 			  size_t n)
 {
@@ -510,6 +563,8 @@ static void process_batch(struct sender *s, struct transport *t, struct notice_r
 	for (size_t i = 0; i < n; i++)
 		decide(app, t, &items[i], now, &res[i]);
 	results_record(s, res, n);
+	for (size_t i = 0; i < n && diag_enabled(DIAG_INFO); i++)
+		outcome_log(&items[i], &res[i]);
 	for (size_t i = 0; i < n; i++)
 		if (res[i].last_error && res[i].last_error != items[i].fail_reason)
 			free((char *)res[i].last_error);

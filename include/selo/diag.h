@@ -12,6 +12,7 @@
 #ifndef SELO_DIAG_H
 #define SELO_DIAG_H
 #include <stdatomic.h>
+#include <stddef.h>
 
 enum diag_level { DIAG_DEBUG, DIAG_INFO, DIAG_WARN, DIAG_ERROR };
 enum diag_format { DIAG_TEXT, DIAG_JSON };
@@ -43,6 +44,12 @@ struct diag_ids {
 	const struct diag_field *fields;
 	int nfields;
 };
+
+/* Text from outside (an SMTP reply, an error) made fit for the log: each
+ * word holding an '@' (an address, as servers like to quote the recipient)
+ * becomes "[address]", line breaks and other control characters a space.
+ * out has n bytes (n > 0); the text is cut to fit. Returns out. */
+char *diag_scrub(const char *in, size_t len, char *out, size_t n);
 
 /* The general form: module is a source file (__FILE__: "src/sender.c"
  * gives "sender") or a plain name ("access"); ids may be NULL. */
