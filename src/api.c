@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "selo/accesslog.h"
 #include "selo/api.h"
 #include "selo/auth.h"
 #include "selo/clock.h"
@@ -85,6 +86,7 @@ static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned status, con
 	MHD_add_response_header(r, "Cache-Control", "no-store");
 	for (size_t i = 0; headers && headers[i]; i += 2)
 		MHD_add_response_header(r, headers[i], headers[i + 1]);
+	accesslog_note(c, n);
 	enum MHD_Result ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -815,6 +817,7 @@ static enum MHD_Result webhook_answer(struct api *a, struct MHD_Connection *c, i
 			MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 		if (!resp)
 			return MHD_NO;
+		accesslog_note(c, 0);
 		enum MHD_Result ret = MHD_queue_response(c, status, resp);
 		MHD_destroy_response(resp);
 		return ret;
@@ -1295,12 +1298,10 @@ static void req_take_chunk(struct api *a, struct MHD_Connection *c, struct req *
 	buf_append(&r->body, p, n);
 }
 
-static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const char *url,
-				  const char *method, const char *version, const char *upload,
-				  size_t *upload_size, void **con_cls)
+static enum MHD_Result api_answer(struct api *a, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *upload, size_t *upload_size,
+				  void **con_cls)
 {
-	(void)version;
-	struct api *a = cls;
 	struct req *r = *con_cls;
 	if (!r)
 		return req_begin(a, c, url, method, con_cls);
@@ -1319,6 +1320,20 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const cha
 	buf_free(&r->body);
 	r->large_done = r->large;
 	large_release(a, r);
+	return res;
+}
+
+static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	(void)version;
+	struct api *a = cls;
+	if (!a->app->cfg.api_access_log)
+		return api_answer(a, c, url, method, upload, upload_size, con_cls);
+	int64_t t0 = accesslog_begin(); /* api.access_log (accesslog.h) */
+	enum MHD_Result res = api_answer(a, c, url, method, upload, upload_size, con_cls);
+	accesslog_end(ACCESSLOG_API, c, method, url, NULL, t0);
 	return res;
 }
 

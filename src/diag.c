@@ -193,8 +193,10 @@ static void ids_text(struct line *l, const struct diag_ids *ids)
 		putf(l, " delivery=%s", ids->delivery);
 	for (int i = 0; i < ids->nfields; i++) {
 		const struct diag_field *f = &ids->fields[i];
-		if (f->str)
-			putf(l, " %s=%s", f->key, f->str[0] ? f->str : "-");
+		if (f->json_only)
+			continue;
+		if (f->str || f->number)
+			putf(l, " %s=%s", f->key, f->str ? (f->str[0] ? f->str : "-") : f->number);
 		else
 			putf(l, " %s=%lld", f->key, f->num);
 	}
@@ -226,7 +228,10 @@ static void ids_json(struct line *l, const struct diag_ids *ids)
 		} else {
 			put_str(l, ",\"");
 			put_json_str(l, f->key);
-			putf(l, "\":%lld", f->num);
+			if (f->number)
+				putf(l, "\":%s", f->number);
+			else
+				putf(l, "\":%lld", f->num);
 		}
 	}
 }

@@ -491,20 +491,20 @@ static void outcome_log(const struct item *it, const struct result_rec *r)
 	int hard = !strcmp(r->state, "failed") && suppress_fields_hard(r->event_fields, &enhanced);
 	struct diag_field f[8];
 	int nf = 0;
-	f[nf++] = (struct diag_field){"event", r->event_type, 0};
+	f[nf++] = (struct diag_field){.key = "event", .str = r->event_type};
 	if (m->peer[0])
-		f[nf++] = (struct diag_field){"peer", m->peer, 0};
+		f[nf++] = (struct diag_field){.key = "peer", .str = m->peer};
 	if (m->mx[0])
-		f[nf++] = (struct diag_field){"mx", m->mx, 0};
+		f[nf++] = (struct diag_field){.key = "mx", .str = m->mx};
 	if (m->code)
-		f[nf++] = (struct diag_field){"code", NULL, m->code};
+		f[nf++] = (struct diag_field){.key = "code", .num = m->code};
 	if (m->enhanced[0])
-		f[nf++] = (struct diag_field){"enhanced", m->enhanced, 0};
+		f[nf++] = (struct diag_field){.key = "enhanced", .str = m->enhanced};
 	if (m->queue_id[0])
-		f[nf++] = (struct diag_field){"queue_id", m->queue_id, 0};
+		f[nf++] = (struct diag_field){.key = "queue_id", .str = m->queue_id};
 	if (r->next_attempt_ms) {
 		clock_rfc3339(r->next_attempt_ms, next);
-		f[nf++] = (struct diag_field){"next_attempt", next, 0};
+		f[nf++] = (struct diag_field){.key = "next_attempt", .str = next};
 	}
 	struct diag_ids ids = {.notice = it->rec.id, .attempt = it->rec.attempts + 1,
 			       .fields = f, .nfields = nf};

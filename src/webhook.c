@@ -770,12 +770,12 @@ static void result_log(const struct webhook_delivery *d, const struct webhook_re
 	diag_scrub(e, strlen(e), why, sizeof(why));
 	struct diag_field f[4];
 	int nf = 0;
-	f[nf++] = (struct diag_field){"event", d->type, 0};
+	f[nf++] = (struct diag_field){.key = "event", .str = d->type};
 	if (r->http_status)
-		f[nf++] = (struct diag_field){"status", NULL, r->http_status};
+		f[nf++] = (struct diag_field){.key = "status", .num = r->http_status};
 	if (r->outcome == WEBHOOK_RETRY) {
 		clock_rfc3339(r->next_ms, next);
-		f[nf++] = (struct diag_field){"next_attempt", next, 0};
+		f[nf++] = (struct diag_field){.key = "next_attempt", .str = next};
 	}
 	struct diag_ids ids = {.notice = d->notice_id[0] ? d->notice_id : NULL,
 			       .attempt = d->attempts + 1, .webhook = d->webhook_id,

@@ -28,11 +28,15 @@ int diag_configure(const char *level, const char *format);
 /* Whether a line at lvl would be written: lets a caller skip building it. */
 int diag_enabled(enum diag_level lvl);
 
-/* One extra field of a line: a string (str not NULL) or a number. */
+/* One extra field of a line: a string (str), a number written by the
+ * caller ("1.250", unquoted in JSON), or else the integer num. A field
+ * json_only is left out of text lines (their message already says it). */
 struct diag_field {
 	const char *key;
 	const char *str;
 	long long num;
+	const char *number;
+	int json_only;
 };
 
 /* What a line is about. Unset members (NULL, 0) are left out. */
