@@ -162,7 +162,7 @@ void accesslog_end(enum accesslog_listener l, struct MHD_Connection *c, const ch
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
 	if (!ci || !ci->http_status || !diag_enabled(DIAG_INFO))
 		return;
-	int64_t us = accesslog_begin() - start_us;
+	int64_t us = mono_us() - start_us;
 	char path[256], peer[INET6_ADDRSTRLEN], ms[32];
 	accesslog_path(l, url, path, sizeof(path));
 	if (!ip) {

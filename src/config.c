@@ -302,9 +302,9 @@ int config_load(const char *data_dir, struct selo_config *c, struct selo_err *er
 	if (c->tsa_url[0] && !c->tsa_ca[0])
 		return err_set(err, 500, "config", "%s: tsa.url needs tsa.ca, the CA bundle its tokens "
 			       "are verified against", path);
-	enum diag_level lvl;
-	enum diag_format fmt;
-	if (diag_level_parse(c->log_level, &lvl) != 0 || diag_format_parse(c->log_format, &fmt) != 0)
+	/* Applied at once, so that every line the process writes after reading
+	 * its configuration (the store's checks at open included) has its form. */
+	if (diag_configure(c->log_level, c->log_format) != 0)
 		return err_set(err, 500, "config", "%s: log.level must be error, warn, info or debug "
 			       "and log.format text or json", path);
 	if (c->smtp_mode == SMTP_RELAY && !c->smtp_relay[0])

@@ -284,6 +284,11 @@ int cmd_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	json_object_seed(0);
+	/* log.level and log.format from the first line on (config_load applies
+	 * them); a bad file is reported by selo_open below. */
+	static struct selo_config early;
+	struct selo_err early_err;
+	(void)config_load(cli_get(opts, "data"), &early, &early_err);
 	if (startup_check(cli_get(opts, "data")) != 0)
 		return EXIT_USAGE;
 	struct selo app;
@@ -293,7 +298,6 @@ int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "selo serve: %s\n", err.msg);
 		return EXIT_USAGE;
 	}
-	diag_configure(app.cfg.log_level, app.cfg.log_format); /* config_load checked them */
 	int lock = lock_data_dir(&app.cfg, &err);
 	if (lock < 0) {
 		fprintf(stderr, "selo serve: %s\n", err.msg);
