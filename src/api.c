@@ -349,6 +349,18 @@ static int accept_prepare(struct api *a, const json_t *item, const struct apikey
 	return 0;
 }
 
+/* A notice refused because its address bounced hard before: the outcome
+ * line of what would have been a notice (docs/operations.md "Logs"). The
+ * address stays out of the log; the API key and the rule's type say enough
+ * to find the suppression (GET /v1/suppressions). */
+static void log_suppressed(const struct accept_result *res, int64_t key_id)
+{
+	if (strcmp(res->err.type, "suppressed"))
+		return;
+	diag_info("suppressed: a notice for API key %lld was refused, its address is suppressed "
+		  "(a hard bounce); nothing queued", (long long)key_id);
+}
+
 static enum MHD_Result post_notice(struct api *a, struct MHD_Connection *c, struct req *r)
 {
 	struct selo_err err;
@@ -373,8 +385,10 @@ static enum MHD_Result post_notice(struct api *a, struct MHD_Connection *c, stru
 	accept_ctx_free(&x);
 	if (st != 0)
 		return send_problem(a, c, &err);
-	if (res.failed)
+	if (res.failed) {
+		log_suppressed(&res, key.id);
 		return send_problem(a, c, &res.err);
+	}
 	static const char *const replay_hdr[] = {"Idempotent-Replayed", "true", NULL};
 	if (res.replay) {
 		atomic_fetch_add(&a->app->metrics.notices_replayed, 1);
@@ -449,6 +463,8 @@ static enum MHD_Result post_batch(struct api *a, struct MHD_Connection *c, struc
 			json_t *o = json_pack("{s:I}", "index", (json_int_t)i);
 			struct accept_result *rr = xs[i].parsed ? &res[slot[i]] : NULL;
 			if (!rr || rr->failed) {
+				if (rr)
+					log_suppressed(rr, key.id);
 				json_object_set_new(o, "error", problem_json(rr ? &rr->err : &errs[i]));
 				rejected++;
 			} else {
@@ -944,8 +960,12 @@ static enum MHD_Result delete_notice(struct api *a, struct MHD_Connection *c, co
 	if (!sequence_reason_valid(reason))
 		return send_error(a, c, 400, "invalid-query",
 				  "reason must be one of paid, agreement, disputed, other");
-	if (store_notice_cancel(a->app->store, id, key.id, reason, &err) < 0)
+	int rc = store_notice_cancel(a->app->store, id, key.id, reason, &err);
+	if (rc < 0)
 		return send_problem(a, c, &err);
+	if (rc == 0) /* the outcome line (docs/operations.md "Logs"); not again on a repeat */
+		diag_with(DIAG_INFO, &(struct diag_ids){.notice = id}, "canceled (%s) by API key %lld",
+			  reason, (long long)key.id);
 	return send_notice(a, c, id, key.id);
 }
 
@@ -1034,6 +1054,9 @@ static enum MHD_Result stop_sequence(struct api *a, struct MHD_Connection *c, co
 	}
 	int64_t canceled = 0;
 	int rc = store_sequence_stop(a->app->store, id, key.id, reason, &canceled, &err);
+	if (rc == 0)
+		diag_info("sequence %s stopped (%s) by API key %lld: %lld notice(s) canceled", id, reason,
+			  (long long)key.id, (long long)canceled);
 	json_decref(body);
 	if (rc < 0)
 		return send_problem(a, c, &err);
