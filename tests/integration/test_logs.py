@@ -287,5 +287,34 @@ def bad_level_or_format_is_refused():
             s.cleanup()
 
 
+@test
+def bounced_suppressed_and_canceled_are_logged():
+    smtp = SMTPServer('--rcpt-reply', f'550:5.1.1 <{RCPT}>: no such user')
+    s = relay_selo(smtp)
+    try:
+        nid = submit(s)
+        s.wait_status(nid, ['failed'])
+        # The next notice to that address is refused (422) and nothing queued.
+        st, _, j = s.api('POST', '/v1/notices', {'to': RCPT, 'subject': 'x', 'text': 'y'})
+        eq(st, 422, f'suppressed: {j}')
+        later = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(time.time() + 3600))
+        other = submit(s, to='outra.pessoa@destino.example', send_at=later)
+        eq(s.api('DELETE', f'/v1/notices/{other}?reason=paid')[0], 200)
+
+        def lines():
+            log = s.serve_log_all()
+            return log if 'canceled (paid)' in log and 'suppressed: ' in log else None
+        log = wait_until(lines, 10, 0.1, 'the canceled and suppressed lines')
+        bounced = [l for l in log.splitlines() if f'notice={nid}' in l and ': bounced (hard, 5.1.1)' in l]
+        check(bounced and '550' in bounced[0] and '[address]' in bounced[0], f'bounced: {log[-3000:]}')
+        check(re.search(r' info \S+: suppressed: a notice for API key \d+ was refused', log), log[-2000:])
+        check(re.search(rf' info \S+: canceled \(paid\) by API key \d+ notice={other}', log), log[-2000:])
+        s.stop()
+        leaks(s, s.serve_log_all(), ('outra.pessoa',))
+    finally:
+        s.cleanup()
+        smtp.stop()
+
+
 if __name__ == '__main__':
     main()
