@@ -153,7 +153,7 @@ static void put_json_str(struct line *l, const char *s)
 		} else {
 			out = (const char *)p, len = k;
 		}
-		if (len > LINE_MAX - LINE_TAIL - l->n)
+		if (len + 1 > LINE_MAX - LINE_TAIL - l->n) /* + 1: the closing quote */
 			return;
 		put(l, out, len);
 		p += k, n -= k;
@@ -263,13 +263,15 @@ static void diag_write(enum diag_level lvl, const char *module, const char *wher
 		putf(&l, "{\"time\":\"%s\",\"level\":\"%s\"", ts, level_names[lvl]);
 		json_member(&l, "module", mod);
 		json_member(&l, "where", where);
-		putf(&l, ",\"pid\":%d,\"message\":\"", (int)getpid());
+		putf(&l, ",\"pid\":%d", (int)getpid());
+		if (ids)
+			ids_json(&l, ids);
+		/* The message last: a long one is cut, the object stays whole. */
+		put_str(&l, ",\"message\":\"");
 		put_json_str(&l, msg);
 		if (tail)
 			put_json_str(&l, tail);
 		put_str(&l, "\"");
-		if (ids)
-			ids_json(&l, ids);
 		l.b[l.n++] = '}';
 		l.b[l.n++] = '\n';
 	}
