@@ -467,28 +467,30 @@ static void results_record(struct sender *s, const struct result_rec *res, size_
 	}
 }
 
-/* One line at info per outcome (docs/operations.md "Logs"): which notice,
- * which attempt, what the other side said. Never the recipient's address:
- * the replies quoted are scrubbed of anything that looks like one
- * (diag_scrub), and no variable, token or reference is named. */
-static void outcome_log(const struct item *it, const struct result_rec *r)
+/* Why, for the log: the local failure, or the server's reply with its
+ * code, scrubbed of anything that looks like an address (servers like to
+ * quote the recipient). */
+static void outcome_reason(const struct item *it, char *out, size_t n)
 {
 	const struct transport_msg *m = &it->msg;
-	char reason[320] = "", next[32] = "";
-	const char *why = NULL;
-	if (it->failed)
-		why = it->fail_reason;
-	else if (m->error[0])
-		why = m->error;
+	const char *why = it->failed ? it->fail_reason : m->error[0] ? m->error : NULL;
 	char raw[400];
 	if (why)
 		snprintf(raw, sizeof(raw), "%s", why);
 	else
-		snprintf(raw, sizeof(raw), "%d %.*s", m->code, (int)(m->reply.len < 380 ? m->reply.len : 380),
-			 m->reply.len ? m->reply.data : "");
-	diag_scrub(raw, strlen(raw), reason, sizeof(reason));
-	const char *enhanced = NULL;
-	int hard = !strcmp(r->state, "failed") && suppress_fields_hard(r->event_fields, &enhanced);
+		snprintf(raw, sizeof(raw), "%d %.*s", m->code,
+			 (int)(m->reply.len < 380 ? m->reply.len : 380), m->reply.len ? m->reply.data : "");
+	diag_scrub(raw, strlen(raw), out, n);
+}
+
+/* One line at info per outcome (docs/operations.md "Logs"): which notice,
+ * which attempt, what the other side said. Never the recipient's address,
+ * a variable, a token or the reference: the notice id says which. */
+static void outcome_log(const struct item *it, const struct result_rec *r)
+{
+	const struct transport_msg *m = &it->msg;
+	char reason[320], next[32] = "";
+	outcome_reason(it, reason, sizeof(reason));
 	struct diag_field f[8];
 	int nf = 0;
 	f[nf++] = (struct diag_field){.key = "event", .str = r->event_type};
@@ -508,13 +510,17 @@ static void outcome_log(const struct item *it, const struct result_rec *r)
 	}
 	struct diag_ids ids = {.notice = it->rec.id, .attempt = it->rec.attempts + 1,
 			       .fields = f, .nfields = nf};
+	const char *enhanced = NULL;
+	/* "rejected" (5xx), "expired" (the lifetime ran out), or none (not composed). */
+	const char *kind = json_string_value(json_object_get(r->event_fields, "reason"));
 	if (!strcmp(r->state, "deferred"))
 		diag_with(DIAG_INFO, &ids, "deferred until %s: %s", next, reason);
-	else if (hard)
+	else if (!strcmp(r->state, "failed") && suppress_fields_hard(r->event_fields, &enhanced))
 		diag_with(DIAG_INFO, &ids, "bounced (hard, %s): the address is suppressed for the API "
-			  "key and the notice's sequence stops: %s", enhanced ? enhanced : "5.x.x", reason);
+			  "key (and the notice's sequence, if any, stops): %s",
+			  enhanced ? enhanced : "5.x.x", reason);
 	else if (!strcmp(r->state, "failed"))
-		diag_with(DIAG_INFO, &ids, "failed: %s", reason);
+		diag_with(DIAG_INFO, &ids, "failed (%s): %s", kind ? kind : "not sent", reason);
 	else
 		diag_with(DIAG_INFO, &ids, "%s: %s", r->state, reason);
 }

@@ -85,7 +85,7 @@ def deferred_then_failed_in_text():
     nid, log = deferred_then_failed('text')
     mine = [l for l in log.splitlines() if f'notice={nid}' in l]
     deferred = [l for l in mine if ' info ' in l and ': deferred until ' in l]
-    failed = [l for l in mine if ' info ' in l and ': failed: ' in l]
+    failed = [l for l in mine if ' info ' in l and ': failed (expired): 451 ' in l]
     check(deferred, f'a deferred line for {nid}: {mine}')
     check(len(failed) == 1, f'one failed line for {nid}: {mine}')
     d = deferred[0]
@@ -103,7 +103,7 @@ def deferred_then_failed_in_json():
     objs = json_lines(log)
     mine = [o for o in objs if o.get('notice') == nid]
     deferred = [o for o in mine if o['message'].startswith('deferred until ')]
-    failed = [o for o in mine if o['message'].startswith('failed: ')]
+    failed = [o for o in mine if o['message'].startswith('failed (expired): 451 ')]
     check(deferred and len(failed) == 1, f'deferred and failed objects: {mine}')
     d = deferred[0]
     eq(d['level'], 'info')
