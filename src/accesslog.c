@@ -15,12 +15,14 @@
 static __thread struct {
 	struct MHD_Connection *c;
 	long long bytes;
+	const struct MHD_Response *shared; /* the size is looked up when a line is written */
 } note;
 
 void accesslog_note(struct MHD_Connection *c, size_t bytes)
 {
 	note.c = c;
 	note.bytes = (long long)bytes;
+	note.shared = NULL;
 }
 
 /* Responses made once at start: appended, never removed, read without a
@@ -43,17 +45,20 @@ void accesslog_remember(const struct MHD_Response *r, size_t bytes)
 
 void accesslog_note_shared(struct MHD_Connection *c, const struct MHD_Response *r)
 {
-	int n = atomic_load(&nshared);
-	/* Newest first: a response freed at a stop may share its address
-	 * with one made by a later start in the same process (tests). */
-	for (int i = (n < SHARED_MAX ? n : SHARED_MAX) - 1; i >= 0; i--)
-		if (atomic_load(&shared[i].r) == r) {
-			note.c = c;
-			note.bytes = (long long)shared[i].bytes;
-			return;
-		}
 	note.c = c;
-	note.bytes = -1;
+	note.shared = r; /* looked up only when a line is written: the pixel stays cheap */
+}
+
+/* The remembered size of a shared response, or -1. Newest first: a
+ * response freed at a stop may share its address with one made by a later
+ * start in the same process (tests). */
+static long long shared_size(const struct MHD_Response *r)
+{
+	int n = atomic_load(&nshared);
+	for (int i = (n < SHARED_MAX ? n : SHARED_MAX) - 1; i >= 0; i--)
+		if (atomic_load(&shared[i].r) == r)
+			return (long long)shared[i].bytes;
+	return -1;
 }
 
 static int64_t mono_us(void)
@@ -153,6 +158,12 @@ static void peer_ip(struct MHD_Connection *c, char out[INET6_ADDRSTRLEN])
 			  INET6_ADDRSTRLEN);
 }
 
+int accesslog_answered(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+	return ci && ci->http_status;
+}
+
 void accesslog_end(enum accesslog_listener l, struct MHD_Connection *c, const char *method,
 		   const char *url, const char *ip, int64_t start_us)
 {
@@ -176,7 +187,8 @@ void accesslog_end(enum accesslog_listener l, struct MHD_Connection *c, const ch
 		{"method", method, 0, NULL, 1},
 		{"path", path, 0, NULL, 1},
 		{"status", NULL, (long long)ci->http_status, NULL, 1},
-		{"bytes", NULL, note.c == c ? note.bytes : -1, NULL, 0},
+		{"bytes", NULL, note.c != c ? -1 : note.shared ? shared_size(note.shared) : note.bytes,
+		 NULL, 0},
 		{"duration_ms", NULL, 0, ms, 0},
 		{"ip", ip[0] ? ip : "-", 0, NULL, 0},
 	};

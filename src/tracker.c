@@ -1447,9 +1447,11 @@ static enum MHD_Result tracker_access(void *cls, struct MHD_Connection *c, const
 		return tracker_answer(t, c, url, method, upload_size, con_cls);
 	int64_t t0 = accesslog_begin(); /* track.access_log (accesslog.h) */
 	enum MHD_Result r = tracker_answer(t, c, url, method, upload_size, con_cls);
-	char ip[INET6_ADDRSTRLEN];
-	client_ip_text(c, ip); /* the address the tracker records for a hit */
-	accesslog_end(ACCESSLOG_TRACKER, c, method, url, ip, t0);
+	if (accesslog_answered(c)) {
+		char ip[INET6_ADDRSTRLEN];
+		client_ip_text(c, ip); /* the address the tracker records for a hit */
+		accesslog_end(ACCESSLOG_TRACKER, c, method, url, ip, t0);
+	}
 	return r;
 }
 

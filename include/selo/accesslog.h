@@ -41,6 +41,10 @@ int64_t accesslog_begin(void);
 void accesslog_end(enum accesslog_listener l, struct MHD_Connection *c, const char *method,
 		   const char *url, const char *ip, int64_t start_us);
 
+/* Whether c's answer is queued (so accesslog_end would write): lets a
+ * listener skip working out the client's IP for the calls that do not answer. */
+int accesslog_answered(struct MHD_Connection *c);
+
 /* The path as logged (exposed for tests): tokens and addresses replaced,
  * at most n - 1 bytes. */
 void accesslog_path(enum accesslog_listener l, const char *url, char *out, size_t n);
