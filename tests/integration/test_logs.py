@@ -316,5 +316,31 @@ def bounced_suppressed_and_canceled_are_logged():
         smtp.stop()
 
 
+@test
+def access_log_in_json():
+    smtp = SMTPServer()
+    s = relay_selo(smtp, track={'access_log': 'yes'}, log={'format': 'json'})
+    try:
+        nid = submit(s)
+        s.wait_status(nid, ['relayed'])
+        eml, _ = smtp.messages()[0]
+        m = email.message_from_bytes(eml, policy=email.policy.default)
+        html = next(p for p in m.walk() if p.get_content_type() == 'text/html').get_content()
+        pixel = re.search(r'http://127\.0\.0\.1:\d+/o/([A-Za-z0-9_-]+)\.gif', html)
+        eq(curl('GET', pixel.group(0) + '?x=1')[0], 200)
+        s.stop()
+        log = s.serve_log_all()
+        acc = [o for o in json_lines(log) if o['module'] == 'access']
+        eq(len(acc), 1, f'only the tracker logs its requests: {acc}')
+        a = acc[0]
+        eq((a['listener'], a['method'], a['path'], a['status'], a['bytes'], a['ip'], a['level']),
+           ('tracker', 'GET', '/o/:token.gif', 200, 43, '127.0.0.1', 'info'))
+        check(isinstance(a['duration_ms'], float) and a['duration_ms'] >= 0, a)
+        leaks(s, log, (pixel.group(1),))
+    finally:
+        s.cleanup()
+        smtp.stop()
+
+
 if __name__ == '__main__':
     main()
