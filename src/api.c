@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "selo/accesslog.h"
 #include "selo/api.h"
 #include "selo/auth.h"
 #include "selo/clock.h"
@@ -86,6 +87,7 @@ static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned status, con
 	MHD_add_response_header(r, "Cache-Control", "no-store");
 	for (size_t i = 0; headers && headers[i]; i += 2)
 		MHD_add_response_header(r, headers[i], headers[i + 1]);
+	accesslog_note(c, n);
 	enum MHD_Result ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -348,6 +350,18 @@ static int accept_prepare(struct api *a, const json_t *item, const struct apikey
 	return 0;
 }
 
+/* A notice refused because its address bounced hard before: the outcome
+ * line of what would have been a notice (docs/operations.md "Logs"). The
+ * address stays out of the log; the API key and the rule's type say enough
+ * to find the suppression (GET /v1/suppressions). */
+static void log_suppressed(const struct accept_result *res, int64_t key_id)
+{
+	if (strcmp(res->err.type, "suppressed"))
+		return;
+	diag_info("suppressed: a notice for API key %lld was refused, its address is suppressed "
+		  "(a hard bounce); nothing queued", (long long)key_id);
+}
+
 static enum MHD_Result post_notice(struct api *a, struct MHD_Connection *c, struct req *r)
 {
 	struct selo_err err;
@@ -372,8 +386,10 @@ static enum MHD_Result post_notice(struct api *a, struct MHD_Connection *c, stru
 	accept_ctx_free(&x);
 	if (st != 0)
 		return send_problem(a, c, &err);
-	if (res.failed)
+	if (res.failed) {
+		log_suppressed(&res, key.id);
 		return send_problem(a, c, &res.err);
+	}
 	static const char *const replay_hdr[] = {"Idempotent-Replayed", "true", NULL};
 	if (res.replay) {
 		atomic_fetch_add(&a->app->metrics.notices_replayed, 1);
@@ -448,6 +464,8 @@ static enum MHD_Result post_batch(struct api *a, struct MHD_Connection *c, struc
 			json_t *o = json_pack("{s:I}", "index", (json_int_t)i);
 			struct accept_result *rr = xs[i].parsed ? &res[slot[i]] : NULL;
 			if (!rr || rr->failed) {
+				if (rr)
+					log_suppressed(rr, key.id);
 				json_object_set_new(o, "error", problem_json(rr ? &rr->err : &errs[i]));
 				rejected++;
 			} else {
@@ -809,6 +827,7 @@ static enum MHD_Result webhook_answer(struct api *a, struct MHD_Connection *c, i
 			MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 		if (!resp)
 			return MHD_NO;
+		accesslog_note(c, 0);
 		enum MHD_Result ret = MHD_queue_response(c, status, resp);
 		MHD_destroy_response(resp);
 		return ret;
@@ -1003,8 +1022,12 @@ static enum MHD_Result delete_notice(struct api *a, struct MHD_Connection *c, co
 	if (!sequence_reason_valid(reason))
 		return send_error(a, c, 400, "invalid-query",
 				  "reason must be one of paid, agreement, disputed, other");
-	if (store_notice_cancel(a->app->store, id, key.id, reason, &err) < 0)
+	int rc = store_notice_cancel(a->app->store, id, key.id, reason, &err);
+	if (rc < 0)
 		return send_problem(a, c, &err);
+	if (rc == 0) /* the outcome line (docs/operations.md "Logs"); not again on a repeat */
+		diag_with(DIAG_INFO, &(struct diag_ids){.notice = id}, "canceled (%s) by API key %lld",
+			  reason, (long long)key.id);
 	return send_notice(a, c, id, key.id);
 }
 
@@ -1093,6 +1116,9 @@ static enum MHD_Result stop_sequence(struct api *a, struct MHD_Connection *c, co
 	}
 	int64_t canceled = 0;
 	int rc = store_sequence_stop(a->app->store, id, key.id, reason, &canceled, &err);
+	if (rc == 0)
+		diag_info("sequence %s stopped (%s) by API key %lld: %lld notice(s) canceled", id, reason,
+			  (long long)key.id, (long long)canceled);
 	json_decref(body);
 	if (rc < 0)
 		return send_problem(a, c, &err);
@@ -1483,12 +1509,10 @@ static void req_take_chunk(struct api *a, struct MHD_Connection *c, struct req *
 	buf_append(&r->body, p, n);
 }
 
-static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const char *url,
-				  const char *method, const char *version, const char *upload,
-				  size_t *upload_size, void **con_cls)
+static enum MHD_Result api_answer(struct api *a, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *upload, size_t *upload_size,
+				  void **con_cls)
 {
-	(void)version;
-	struct api *a = cls;
 	struct req *r = *con_cls;
 	if (!r)
 		return req_begin(a, c, url, method, con_cls);
@@ -1507,6 +1531,20 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const cha
 	buf_free(&r->body);
 	r->large_done = r->large;
 	large_release(a, r);
+	return res;
+}
+
+static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	(void)version;
+	struct api *a = cls;
+	if (!a->app->cfg.api_access_log)
+		return api_answer(a, c, url, method, upload, upload_size, con_cls);
+	int64_t t0 = accesslog_begin(); /* api.access_log (accesslog.h) */
+	enum MHD_Result res = api_answer(a, c, url, method, upload, upload_size, con_cls);
+	accesslog_end(ACCESSLOG_API, c, method, url, NULL, t0);
 	return res;
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "selo/config.h"
+#include "selo/diag.h"
 #include "selo/fileio.h"
 
 enum kind { K_STR, K_INT, K_SIZE, K_BOOL, K_MODE, K_TLS, K_NETS };
@@ -35,6 +36,7 @@ static const struct key KEYS[] = {
 	INT("api", "request_timeout", api_request_timeout_s, 1, 3600),
 	SIZE("api", "large_body", api_large_body, 1024, 1LL << 30),
 	INT("api", "large_requests", api_large_requests, 1, 1024),
+	{"api", "access_log", K_BOOL, offsetof(struct selo_config, api_access_log), sizeof(int), 0, 1},
 	SIZE("limits", "max_attachments", max_attachments, 0, 100),
 	SIZE("limits", "max_attachment_bytes", max_attachment_bytes, 1, 1LL << 30),
 	SIZE("limits", "max_message_bytes", max_message_bytes, 1024, 1LL << 30),
@@ -55,6 +57,7 @@ static const struct key KEYS[] = {
 	INT("track", "summary_window", track_summary_window_s, 1, 30 * 86400),
 	{"track", "trusted_proxies", K_NETS, offsetof(struct selo_config, track_trusted_proxies),
 	 sizeof(struct netlist), 0, 0},
+	{"track", "access_log", K_BOOL, offsetof(struct selo_config, track_access_log), sizeof(int), 0, 1},
 	{"smtp", "mode", K_MODE, offsetof(struct selo_config, smtp_mode), sizeof(int), 0, 0},
 	STR("smtp", "relay", smtp_relay),
 	{"smtp", "starttls", K_TLS, offsetof(struct selo_config, starttls), sizeof(int), 0, 0},
@@ -84,6 +87,8 @@ static const struct key KEYS[] = {
 	STR("tsa", "ca", tsa_ca),
 	INT("tsa", "timeout_ms", tsa_timeout_ms, 100, 600000),
 	STR("log", "origin", log_origin),
+	STR("log", "level", log_level),
+	STR("log", "format", log_format),
 	STR("receipt", "sign_key", receipt_sign_key),
 	STR("receipt", "sign_cert", receipt_sign_cert),
 	STR("receipt", "sign_chain", receipt_sign_chain),
@@ -149,6 +154,8 @@ void config_defaults(struct selo_config *c, const char *data_dir)
 	c->webhooks_workers = 8;
 	c->webhooks_retry_speedup = 1;
 	c->webhooks_keep_days = 30;
+	snprintf(c->log_level, sizeof(c->log_level), "info");
+	snprintf(c->log_format, sizeof(c->log_format), "text");
 }
 
 /* Values derived from others unless set explicitly. */
@@ -372,6 +379,11 @@ int config_load(const char *data_dir, struct selo_config *c, struct selo_err *er
 	if (c->tsa_url[0] && !c->tsa_ca[0])
 		return err_set(err, 500, "config", "%s: tsa.url needs tsa.ca, the CA bundle its tokens "
 			       "are verified against", path);
+	/* Applied at once, so that every line the process writes after reading
+	 * its configuration (the store's checks at open included) has its form. */
+	if (diag_configure(c->log_level, c->log_format) != 0)
+		return err_set(err, 500, "config", "%s: log.level must be error, warn, info or debug "
+			       "and log.format text or json", path);
 	if (c->smtp_mode == SMTP_RELAY && !c->smtp_relay[0])
 		return err_set(err, 500, "config", "%s: smtp.mode = relay needs smtp.relay = host:port",
 			       path);

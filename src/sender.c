@@ -26,6 +26,7 @@
 #include "selo/notice.h"
 #include "selo/schedule.h"
 #include "selo/sender.h"
+#include "selo/suppress.h"
 #include "selo/transport.h"
 
 struct sender {
@@ -466,6 +467,64 @@ static void results_record(struct sender *s, const struct result_rec *res, size_
 	}
 }
 
+/* Why, for the log: the local failure, or the server's reply with its
+ * code, scrubbed of anything that looks like an address (servers like to
+ * quote the recipient). */
+static void outcome_reason(const struct item *it, char *out, size_t n)
+{
+	const struct transport_msg *m = &it->msg;
+	const char *why = it->failed ? it->fail_reason : m->error[0] ? m->error : NULL;
+	char raw[400];
+	if (why)
+		snprintf(raw, sizeof(raw), "%s", why);
+	else
+		snprintf(raw, sizeof(raw), "%d %.*s", m->code,
+			 (int)(m->reply.len < 380 ? m->reply.len : 380), m->reply.len ? m->reply.data : "");
+	diag_scrub(raw, strlen(raw), out, n);
+}
+
+/* One line at info per outcome (docs/operations.md "Logs"): which notice,
+ * which attempt, what the other side said. Never the recipient's address,
+ * a variable, a token or the reference: the notice id says which. */
+static void outcome_log(const struct item *it, const struct result_rec *r)
+{
+	const struct transport_msg *m = &it->msg;
+	char reason[320], next[32] = "";
+	outcome_reason(it, reason, sizeof(reason));
+	struct diag_field f[8];
+	int nf = 0;
+	f[nf++] = (struct diag_field){.key = "event", .str = r->event_type};
+	if (m->peer[0])
+		f[nf++] = (struct diag_field){.key = "peer", .str = m->peer};
+	if (m->mx[0])
+		f[nf++] = (struct diag_field){.key = "mx", .str = m->mx};
+	if (m->code)
+		f[nf++] = (struct diag_field){.key = "code", .num = m->code};
+	if (m->enhanced[0])
+		f[nf++] = (struct diag_field){.key = "enhanced", .str = m->enhanced};
+	if (m->queue_id[0])
+		f[nf++] = (struct diag_field){.key = "queue_id", .str = m->queue_id};
+	if (r->next_attempt_ms) {
+		clock_rfc3339(r->next_attempt_ms, next);
+		f[nf++] = (struct diag_field){.key = "next_attempt", .str = next};
+	}
+	struct diag_ids ids = {.notice = it->rec.id, .attempt = it->rec.attempts + 1,
+			       .fields = f, .nfields = nf};
+	const char *enhanced = NULL;
+	/* "rejected" (5xx), "expired" (the lifetime ran out), or none (not composed). */
+	const char *kind = json_string_value(json_object_get(r->event_fields, "reason"));
+	if (!strcmp(r->state, "deferred"))
+		diag_with(DIAG_INFO, &ids, "deferred until %s: %s", next, reason);
+	else if (!strcmp(r->state, "failed") && suppress_fields_hard(r->event_fields, &enhanced))
+		diag_with(DIAG_INFO, &ids, "bounced (hard, %s): the address is suppressed for the API "
+			  "key (and the notice's sequence, if any, stops): %s",
+			  enhanced ? enhanced : "5.x.x", reason);
+	else if (!strcmp(r->state, "failed"))
+		diag_with(DIAG_INFO, &ids, "failed (%s): %s", kind ? kind : "not sent", reason);
+	else
+		diag_with(DIAG_INFO, &ids, "%s: %s", r->state, reason);
+}
+
 static void process_batch(struct sender *s, struct transport *t, struct notice_rec *recs,
 			  size_t n)
 {
@@ -510,6 +569,8 @@ static void process_batch(struct sender *s, struct transport *t, struct notice_r
 	for (size_t i = 0; i < n; i++)
 		decide(app, t, &items[i], now, &res[i]);
 	results_record(s, res, n);
+	for (size_t i = 0; i < n && diag_enabled(DIAG_INFO); i++)
+		outcome_log(&items[i], &res[i]);
 	for (size_t i = 0; i < n; i++)
 		if (res[i].last_error && res[i].last_error != items[i].fail_reason)
 			free((char *)res[i].last_error);

@@ -34,6 +34,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
+#include "selo/accesslog.h"
 #include "selo/api.h"
 #include "selo/classify.h"
 #include "selo/clock.h"
@@ -218,6 +219,7 @@ static struct MHD_Response *shared_mode(const void *p, size_t n, const char *cty
 	struct MHD_Response *r = MHD_create_response_from_buffer(n, (void *)p, mode);
 	if (!r)
 		return NULL;
+	accesslog_remember(r, n);
 	MHD_add_response_header(r, "Content-Type", ctype);
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	add_headers(r, headers);
@@ -247,6 +249,7 @@ static enum MHD_Result send_copy(struct MHD_Connection *c, unsigned status, cons
 	MHD_add_response_header(r, "Content-Type", ctype);
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	add_headers(r, headers);
+	accesslog_note(c, n);
 	enum MHD_Result ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -1032,6 +1035,7 @@ static int path_token(const struct tracker *t, const char *url, const char *suff
 static enum MHD_Result send_shared(struct MHD_Connection *c, unsigned status,
 				   struct MHD_Response *r)
 {
+	accesslog_note_shared(c, r);
 	return MHD_queue_response(c, status, r);
 }
 
@@ -1098,6 +1102,7 @@ static enum MHD_Result serve_click(struct tracker *t, struct MHD_Connection *c,
 		MHD_add_response_header(resp, "Location", ti.url);
 		MHD_add_response_header(resp, "Cache-Control", "no-store");
 		MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+		accesslog_note(c, 0);
 		ret = MHD_queue_response(c, MHD_HTTP_FOUND, resp);
 		MHD_destroy_response(resp);
 	}
@@ -1445,12 +1450,10 @@ static enum MHD_Result route(struct tracker *t, struct MHD_Connection *c, const 
  * client of ours does) is refused with 413 rather than read. */
 static const char GET_TAG;
 
-static enum MHD_Result tracker_access(void *cls, struct MHD_Connection *c, const char *url,
-				      const char *method, const char *version, const char *upload,
-				      size_t *upload_size, void **con_cls)
+static enum MHD_Result tracker_answer(struct tracker *t, struct MHD_Connection *c,
+				      const char *url, const char *method, size_t *upload_size,
+				      void **con_cls)
 {
-	(void)version, (void)upload;
-	struct tracker *t = cls;
 	if (*con_cls == &GET_TAG) { /* answered now: the request is over */
 		connguard_received(t->guard, c);
 		if (*upload_size) {
@@ -1471,6 +1474,24 @@ static enum MHD_Result tracker_access(void *cls, struct MHD_Connection *c, const
 	enum MHD_Result r = route(t, c, url, method, con_cls);
 	if (!*con_cls) /* answered on its head: no body to wait for */
 		connguard_received(t->guard, c);
+	return r;
+}
+
+static enum MHD_Result tracker_access(void *cls, struct MHD_Connection *c, const char *url,
+				      const char *method, const char *version, const char *upload,
+				      size_t *upload_size, void **con_cls)
+{
+	(void)version, (void)upload;
+	struct tracker *t = cls;
+	if (!t->app->cfg.track_access_log)
+		return tracker_answer(t, c, url, method, upload_size, con_cls);
+	int64_t t0 = accesslog_begin(); /* track.access_log (accesslog.h) */
+	enum MHD_Result r = tracker_answer(t, c, url, method, upload_size, con_cls);
+	if (accesslog_answered(c)) {
+		char ip[INET6_ADDRSTRLEN];
+		client_ip_text(t, c, ip); /* the address the tracker records for a hit */
+		accesslog_end(ACCESSLOG_TRACKER, c, method, url, ip, t0);
+	}
 	return r;
 }
 

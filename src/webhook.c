@@ -845,20 +845,44 @@ static void result_store(struct webhooks *w, const struct webhook_delivery *d,
 	}
 }
 
+/* One line per failed attempt (docs/operations.md "Logs"): the webhook, the
+ * message, the notice and event it carries, the answer or the error. Never
+ * the URL (it may carry the receiver's own credentials) nor the secret. */
+static void result_log(const struct webhook_delivery *d, const struct webhook_result *r)
+{
+	char msg_id[32], next[32] = "", why[300];
+	snprintf(msg_id, sizeof(msg_id), "msg_%lld", (long long)d->outbox_id);
+	const char *e = r->error ? r->error : "no error text";
+	diag_scrub(e, strlen(e), why, sizeof(why));
+	struct diag_field f[4];
+	int nf = 0;
+	f[nf++] = (struct diag_field){.key = "event", .str = d->type};
+	if (r->http_status)
+		f[nf++] = (struct diag_field){.key = "status", .num = r->http_status};
+	if (r->outcome == WEBHOOK_RETRY) {
+		clock_rfc3339(r->next_ms, next);
+		f[nf++] = (struct diag_field){.key = "next_attempt", .str = next};
+	}
+	struct diag_ids ids = {.notice = d->notice_id[0] ? d->notice_id : NULL,
+			       .attempt = d->attempts + 1, .webhook = d->webhook_id,
+			       .delivery = msg_id, .fields = f, .nfields = nf};
+	if (r->outcome == WEBHOOK_GONE)
+		diag_with(DIAG_WARN, &ids, "webhook %s answered 410 Gone: disabled", d->webhook_id);
+	else if (r->outcome == WEBHOOK_GAVE_UP)
+		diag_with(DIAG_WARN, &ids, "webhook %s, message %s: giving up after %d attempts: %s",
+			  d->webhook_id, msg_id, d->attempts + 1, why);
+	else if (r->outcome == WEBHOOK_RETRY)
+		diag_with(DIAG_INFO, &ids, "webhook %s, message %s: attempt %d failed (%s); next at %s",
+			  d->webhook_id, msg_id, d->attempts + 1, why, next);
+}
+
 static void result_record(struct webhooks *w, const struct webhook_delivery *d,
 			  const struct webhook_result *r)
 {
 	result_count(w, r);
 	result_store(w, d, r);
-	if (r->outcome == WEBHOOK_GONE)
-		diag_warn("webhook %s answered 410 Gone: disabled", d->webhook_id);
-	else if (r->outcome == WEBHOOK_GAVE_UP)
-		diag_warn("webhook %s, message msg_%lld: giving up after %d attempts: %s",
-			  d->webhook_id, (long long)d->outbox_id, d->attempts + 1, r->error);
-	else if (r->outcome == WEBHOOK_RETRY)
-		diag_info("webhook %s, message msg_%lld: attempt %d failed (%s); next in %lld ms",
-			  d->webhook_id, (long long)d->outbox_id, d->attempts + 1, r->error,
-			  (long long)(r->next_ms - clock_now_ms()));
+	if (r->outcome != WEBHOOK_DELIVERED)
+		result_log(d, r);
 }
 
 static void *worker_main(void *arg)

@@ -6,6 +6,7 @@
  * elsewhere, hence the Content-Security-Policy on every answer (assets
  * included: a script or style sheet opened directly is still confined). */
 #include <string.h>
+#include "selo/accesslog.h"
 #include "selo/webpage.h"
 
 #define PREFIX "/verify"
@@ -105,6 +106,7 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, cons
 	if (name)
 		MHD_add_response_header(r, name, value);
 	common_headers(r);
+	accesslog_note(c, strlen(body));
 	enum MHD_Result ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -142,6 +144,7 @@ enum MHD_Result webpage_serve(struct MHD_Connection *c, const char *url, const c
 	/* Cached, but checked on every load: a new binary serves a new page. */
 	MHD_add_response_header(r, "Cache-Control", "no-cache");
 	common_headers(r);
+	accesslog_note(c, same ? 0 : p.len);
 	enum MHD_Result ret = MHD_queue_response(c, same ? MHD_HTTP_NOT_MODIFIED : MHD_HTTP_OK, r);
 	MHD_destroy_response(r);
 	return ret;

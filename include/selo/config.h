@@ -21,6 +21,7 @@ struct selo_config {
 	int api_request_timeout_s;    /* a request, body included, must arrive within it; 120 */
 	size_t api_large_body;        /* a body over this is large, default 1 MiB */
 	int api_large_requests;       /* large requests in flight at once (more: 503), default 4 */
+	int api_access_log;           /* 1: one line per request (accesslog.h), default 0 */
 
 	/* [limits] */
 	size_t max_attachments;       /* per notice, default 10 */
@@ -45,6 +46,7 @@ struct selo_config {
 	int track_summary_window_s;   /* a notice's first fold of further hits, default 3600 */
 	struct netlist track_trusted_proxies; /* peers whose X-Forwarded-For names the client
 					       * (docs/deploy.md); default empty: never read */
+	int track_access_log;         /* 1: one line per request, tokens hidden (accesslog.h), default 0 */
 
 	/* [smtp] */
 	enum smtp_mode smtp_mode;     /* maildir (default) | relay | mx */
@@ -86,6 +88,8 @@ struct selo_config {
 
 	/* [log] */
 	char log_origin[256];         /* checkpoint origin, default "<domain>/selo-log" */
+	char log_level[8];            /* error | warn | info (default) | debug (diag.h) */
+	char log_format[8];           /* text (default) | json: one object per line (diag.h) */
 
 	/* [receipt] */
 	char receipt_sign_key[1024];  /* PDF receipts' document-signing key; empty: keys/smime.pem */

@@ -25,6 +25,7 @@
 #include "selo/event.h"
 #include "selo/id.h"
 #include "selo/selo.h"
+#include "selo/suppress.h"
 
 static const char HELP[] =
 	"usage: selo bounce --data DIR [--rcpt ADDRESS] [--mta] < MESSAGE\n"
@@ -192,8 +193,9 @@ static enum verdict store_bounce(const struct run *r, const struct dsn *d, const
 	json_decref(f);
 	disclosures_free(&disc);
 	if (s == 0) {
-		say(r, LOG_INFO, "notice %s: delivery_failed recorded (Action: failed, Status: %s)",
-		    r->id, rc->status);
+		say(r, LOG_INFO, "notice %s: bounced, delivery_failed recorded (Action: failed, "
+		    "Status: %s)%s", r->id, rc->status, suppress_status_hard(rc->status)
+		    ? "; a hard bounce: the address is suppressed for the API key" : "");
 		printf("%s\n", r->id);
 		return RECORDED;
 	}

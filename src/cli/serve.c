@@ -342,6 +342,11 @@ int cmd_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	json_object_seed(0);
+	/* log.level and log.format from the first line on (config_load applies
+	 * them); a bad file is reported by selo_open below. */
+	static struct selo_config early;
+	struct selo_err early_err;
+	(void)config_load(cli_get(opts, "data"), &early, &early_err);
 	sdnotify_status("starting: checking the database file");
 	if (startup_check(cli_get(opts, "data")) != 0) {
 		sdnotify_status("failed to start: the database file is damaged or cannot be "
