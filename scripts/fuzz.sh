@@ -10,6 +10,7 @@ out=build-fuzz
 mkdir -p "$out/gen"
 ./scripts/embed-templates.sh templates > "$out/gen/templates_embed.c"
 ./scripts/embed-web.sh src/web > "$out/gen/web_embed.c"
+./scripts/version.sh "$out/gen/version.h"
 pkgs="libssl libcrypto sqlite3 jansson libmicrohttpd libesmtp-1.0 opendkim libcurl inih cairo pangocairo libqrencode zlib"
 san="-g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined"
 cflags="-D_GNU_SOURCE -Iinclude -I$out/gen $(pkg-config --cflags $pkgs)"
