@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 #include "selo/auth.h"
+#include "selo/buf.h"
 #include "selo/clock.h"
 #include "selo/codec.h"
 #include "selo/crypto.h"
@@ -107,9 +108,7 @@ struct auth_cache {
 
 struct auth_cache *auth_cache_new(void)
 {
-	struct auth_cache *c = calloc(1, sizeof(*c));
-	if (!c)
-		abort();
+	struct auth_cache *c = xcalloc(1, sizeof(*c));
 	pthread_mutex_init(&c->mu, NULL);
 	return c;
 }

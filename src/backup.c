@@ -914,9 +914,7 @@ static int seen_note(const char *path, struct buf *note, struct selo_err *err)
 static int seen_future_root(struct seen_tiles *t, const struct store_copy_info *log,
 			    uint64_t size, uint8_t root[32], struct selo_err *err)
 {
-	struct tlog_edge *e = malloc(sizeof(*e));
-	if (!e)
-		abort();
+	struct tlog_edge *e = xmalloc(sizeof(*e));
 	int r = tlog_edge_load(e, log->tree_size, seen_read_tile, t, err);
 	tlog_edge_root(e, root);
 	if (r == 0 && memcmp(root, log->root, 32) != 0)

@@ -1,14 +1,14 @@
 /* buf.c: growable NUL-terminated byte buffer (see buf.h). Grows by doubling;
- * aborts on allocation failure or size overflow; and the aborting calloc
- * and realloc the rest of Selo uses. */
+ * aborts on allocation failure or size overflow; and the aborting x*
+ * allocators the rest of Selo uses (the memory policy is in buf.h). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "selo/buf.h"
 
-void *xcalloc(size_t n, size_t size)
+static void *oom_check(void *p)
 {
-	void *p = calloc(n ? n : 1, size ? size : 1);
 	if (!p) {
 		fprintf(stderr, "selo: out of memory\n");
 		abort();
@@ -16,14 +16,38 @@ void *xcalloc(size_t n, size_t size)
 	return p;
 }
 
+void *xmalloc(size_t size)
+{
+	return oom_check(malloc(size ? size : 1));
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	return oom_check(calloc(n ? n : 1, size ? size : 1));
+}
+
 void *xrealloc(void *p, size_t size)
 {
-	p = realloc(p, size ? size : 1);
-	if (!p) {
-		fprintf(stderr, "selo: out of memory\n");
+	return oom_check(realloc(p, size ? size : 1));
+}
+
+void *xreallocarray(void *p, size_t n, size_t size)
+{
+	if (size && n > SIZE_MAX / size) {
+		fprintf(stderr, "selo: allocation size overflow\n");
 		abort();
 	}
-	return p;
+	return xrealloc(p, n * size);
+}
+
+char *xstrdup(const char *s)
+{
+	return oom_check(strdup(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	return oom_check(strndup(s, n));
 }
 
 void buf_reserve(struct buf *b, size_t extra)
@@ -38,12 +62,7 @@ void buf_reserve(struct buf *b, size_t extra)
 	size_t cap = b->cap ? b->cap : 64;
 	while (cap < need)
 		cap *= 2;
-	char *p = realloc(b->data, cap);
-	if (!p) {
-		fprintf(stderr, "selo: out of memory\n");
-		abort();
-	}
-	b->data = p;
+	b->data = xrealloc(b->data, cap);
 	b->cap = cap;
 	b->data[b->len] = '\0';
 }

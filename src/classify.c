@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "selo/buf.h"
 #include "selo/classify.h"
 
 #define DEFAULT_AFTER_DELIVERY_S 30
@@ -355,9 +356,7 @@ void classify_config_defaults(struct classify_config *c)
 
 struct classifier *classifier_new(const struct classify_config *cfg)
 {
-	struct classifier *c = calloc(1, sizeof *c);
-	if (!c)
-		return NULL;
+	struct classifier *c = xcalloc(1, sizeof *c);
 	if (cfg)
 		c->cfg = *cfg;
 	else
@@ -376,11 +375,7 @@ struct classifier *classifier_new(const struct classify_config *cfg)
 		c->cfg.max_notices = MAX_NOTICES_CAP;
 	c->ways = (size_t)c->cfg.max_notices < WAYS ? (size_t)c->cfg.max_notices : WAYS;
 	c->nsets = (size_t)c->cfg.max_notices / c->ways;
-	c->slots = calloc(c->nsets * c->ways, sizeof *c->slots);
-	if (!c->slots) {
-		free(c);
-		return NULL;
-	}
+	c->slots = xcalloc(c->nsets * c->ways, sizeof *c->slots);
 	pthread_mutex_init(&c->mu, NULL);
 	return c;
 }

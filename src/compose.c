@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
+#include "selo/buf.h"
 #include "selo/clock.h"
 #include "selo/codec.h"
 #include "selo/compose.h"
@@ -113,9 +114,7 @@ static int composer_load_keys(struct composer *c, const struct selo_config *cfg,
 int composer_new(const struct selo_config *cfg, struct composer **out, struct selo_err *err)
 {
 	*out = NULL;
-	struct composer *c = calloc(1, sizeof(*c));
-	if (!c)
-		return err_set(err, 500, "internal", "out of memory");
+	struct composer *c = xcalloc(1, sizeof(*c));
 	if (composer_settings(c, cfg, err) < 0 || composer_load_keys(c, cfg, err) < 0) {
 		composer_free(c);
 		return -1;
@@ -146,11 +145,7 @@ static struct compose_token *token_push(const struct composer *c, const uint8_t 
 					enum token_kind kind, int link, char *url,
 					struct compose_token **tokens, size_t *ntokens)
 {
-	struct compose_token *t = realloc(*tokens, (*ntokens + 1) * sizeof(**tokens));
-	if (!t) {
-		fprintf(stderr, "selo: out of memory\n");
-		abort(); /* as buf.c: no sane recovery */
-	}
+	struct compose_token *t = xreallocarray(*tokens, *ntokens + 1, sizeof(**tokens));
 	*tokens = t;
 	t += (*ntokens)++;
 	memset(t, 0, sizeof(*t));

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include "selo/buf.h"
 #include "selo/clock.h"
 #include "selo/connguard.h"
 #include "selo/crypto.h"
@@ -201,9 +202,7 @@ static void guard_evict(struct connguard *g, struct guard_worker *w,
 
 static void guard_started(struct connguard *g, struct MHD_Connection *c, void **ctx)
 {
-	struct guard_conn *e = calloc(1, sizeof(*e));
-	if (!e)
-		abort();
+	struct guard_conn *e = xcalloc(1, sizeof(*e));
 	const union MHD_ConnectionInfo *fd =
 		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 	const union MHD_ConnectionInfo *addr =
@@ -368,14 +367,10 @@ static unsigned guard_soft_limit(const struct connguard_config *cfg)
 int connguard_new(const struct connguard_config *cfg, struct connguard **out,
 		  struct selo_err *err)
 {
-	struct connguard *g = calloc(1, sizeof(*g));
-	if (!g)
-		abort();
+	struct connguard *g = xcalloc(1, sizeof(*g));
 	g->nworkers = cfg->threads > 1 ? cfg->threads : 1;
-	g->workers = calloc(g->nworkers, sizeof(*g->workers));
-	g->addr_open = calloc(GUARD_ADDR_BUCKETS, sizeof(*g->addr_open));
-	if (!g->workers || !g->addr_open)
-		abort();
+	g->workers = xcalloc(g->nworkers, sizeof(*g->workers));
+	g->addr_open = xcalloc(GUARD_ADDR_BUCKETS, sizeof(*g->addr_open));
 	g->timeout_ms = cfg->head_timeout_ms;
 	g->tick_ms = cfg->head_timeout_ms / 4 < GUARD_TICK_MS ? cfg->head_timeout_ms / 4 : GUARD_TICK_MS;
 	if (g->tick_ms < 10)

@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <opendkim/dkim.h>
+#include "selo/buf.h"
 #include "selo/codec.h"
 #include "selo/crypto.h"
 #include "selo/dkim.h"
@@ -106,9 +107,7 @@ int dkim_signer_load(const char *domain, const char *selector, const char *rsa_k
 			       selector ? selector : "");
 	if (!rsa_key_path && !ed25519_key_path)
 		return err_set(err, 500, "invalid-config", "DKIM needs an RSA or an Ed25519 key");
-	struct dkim_signer *s = calloc(1, sizeof(*s));
-	if (!s)
-		return err_set(err, 500, "internal", "out of memory");
+	struct dkim_signer *s = xcalloc(1, sizeof(*s));
 	snprintf(s->domain, sizeof(s->domain), "%s", domain);
 	snprintf(s->selector, sizeof(s->selector), "%s", selector);
 	if ((rsa_key_path && key_load(rsa_key_path, "RSA", 1024, &s->rsa, err) != 0) ||
@@ -179,18 +178,13 @@ static size_t field_name_len(const char *p, size_t len)
 	return n;
 }
 
-static int header_push(struct parsed_msg *pm, size_t *cap, struct header_field f)
+static void header_push(struct parsed_msg *pm, size_t *cap, struct header_field f)
 {
 	if (pm->nh == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 32;
-		struct header_field *nh = realloc(pm->h, ncap * sizeof(*nh));
-		if (!nh)
-			return -1;
-		pm->h = nh;
-		*cap = ncap;
+		*cap = *cap ? *cap * 2 : 32;
+		pm->h = xreallocarray(pm->h, *cap, sizeof(*pm->h));
 	}
 	pm->h[pm->nh++] = f;
-	return 0;
 }
 
 /* Splits msg into header fields (with their continuation lines) and body. */
@@ -225,8 +219,7 @@ static int msg_parse(const char *msg, size_t len, struct parsed_msg *pm, struct 
 		f.name_len = field_name_len(f.p, f.len);
 		if (f.name_len == 0)
 			return err_set(err, 500, "internal", "DKIM: malformed header at byte %zu", start);
-		if (header_push(pm, &cap, f) != 0)
-			return err_set(err, 500, "internal", "out of memory");
+		header_push(pm, &cap, f);
 	}
 	return err_set(err, 500, "internal", "DKIM: message has no blank line after the header");
 }

@@ -4,6 +4,7 @@
  * jansson, or written as text by event_field_* in the same bytes. */
 #include <stdlib.h>
 #include <string.h>
+#include "selo/buf.h"
 #include "selo/crypto.h"
 #include "selo/clock.h"
 #include "selo/event.h"
@@ -191,17 +192,12 @@ const char *disclose(struct disclosures *d, const uint8_t salt[32], const char *
 {
 	if (d->n == d->cap) {
 		size_t cap = d->cap ? d->cap * 2 : 8;
-		struct disclosure *v = realloc(d->v, cap * sizeof(*v));
-		if (!v)
-			abort();
-		d->v = v;
+		d->v = xreallocarray(d->v, cap, sizeof(*d->v));
 		d->cap = cap;
 	}
 	struct disclosure *x = &d->v[d->n++];
 	commitment(salt, 32, value, len, x->commitment);
-	x->value = malloc(len + 1);
-	if (!x->value)
-		abort();
+	x->value = xmalloc(len + 1);
 	memcpy(x->value, value, len);
 	x->value[len] = '\0';
 	x->len = len;

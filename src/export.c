@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "selo/buf.h"
 #include "selo/clock.h"
 #include "selo/export.h"
 #include "selo/receipt_pdf.h"
@@ -40,9 +41,7 @@ int exporter_open(const struct selo_config *cfg, struct ledger *l, struct export
 	/* The default chain file is optional (a development key has none); a
 	 * configured one must exist. */
 	const char *ch = cfg->receipt_sign_chain[0] || access(chain, R_OK) == 0 ? chain : NULL;
-	struct exporter *x = calloc(1, sizeof(*x));
-	if (!x)
-		return err_set(err, 500, "internal", "out of memory");
+	struct exporter *x = xcalloc(1, sizeof(*x));
 	x->ledger = l;
 	snprintf(x->verify_url, sizeof(x->verify_url), "%s/verify?checkpoint", cfg->track_base_url);
 	if (smime_signer_load_document(key, cert, ch, &x->signer, err) < 0) {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "selo/buf.h"
 #include "selo/clock.h"
 #include "selo/codec.h"
 #include "selo/crypto.h"
@@ -76,13 +77,9 @@ static int ledger_reload(struct ledger *l, struct selo_err *err);
 
 int ledger_open(struct selo *app, struct ledger **out, struct selo_err *err)
 {
-	struct ledger *l = calloc(1, sizeof(*l));
-	if (!l)
-		abort();
+	struct ledger *l = xcalloc(1, sizeof(*l));
 	l->app = app;
-	l->edge = malloc(sizeof(*l->edge));
-	if (!l->edge)
-		abort();
+	l->edge = xmalloc(sizeof(*l->edge));
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_mutex_init(&l->smu, NULL);
 	pthread_cond_init(&l->scv, NULL);
@@ -153,10 +150,8 @@ static int collect_full(void *arg, int level, uint64_t index, const uint8_t data
 	struct full_tiles *f = arg;
 	if (f->n == f->cap) {
 		f->cap = f->cap ? f->cap * 2 : 8;
-		f->t = realloc(f->t, f->cap * sizeof(*f->t));
-		f->data = realloc(f->data, f->cap * TLOG_TILE_BYTES);
-		if (!f->t || !f->data)
-			abort();
+		f->t = xreallocarray(f->t, f->cap, sizeof(*f->t));
+		f->data = xreallocarray(f->data, f->cap, TLOG_TILE_BYTES);
 	}
 	memcpy(f->data + f->n * TLOG_TILE_BYTES, data, TLOG_TILE_BYTES);
 	f->t[f->n] = (struct log_tile_write){level, index, NULL, TLOG_TILE_BYTES};
@@ -168,9 +163,7 @@ static int collect_full(void *arg, int level, uint64_t index, const uint8_t data
 static struct log_tile_write *tiles_to_write(const struct tlog_edge *e, struct full_tiles *f,
 					     size_t *n)
 {
-	struct log_tile_write *w = calloc(f->n + TLOG_MAX_LEVELS, sizeof(*w));
-	if (!w)
-		abort();
+	struct log_tile_write *w = xcalloc(f->n + TLOG_MAX_LEVELS, sizeof(*w));
 	for (size_t i = 0; i < f->n; i++) {
 		w[i] = f->t[i];
 		w[i].data = f->data + i * TLOG_TILE_BYTES;
@@ -217,10 +210,8 @@ static int integrate(struct ledger *l, struct selo_err *err)
 		free(ev);
 		return 0;
 	}
-	struct tlog_edge *backup = malloc(sizeof(*backup));
-	int64_t *seqs = malloc(n * sizeof(*seqs));
-	if (!backup || !seqs)
-		abort();
+	struct tlog_edge *backup = xmalloc(sizeof(*backup));
+	int64_t *seqs = xreallocarray(NULL, n, sizeof(*seqs));
 	memcpy(backup, l->edge, sizeof(*backup));
 	struct full_tiles full = {0};
 	for (size_t i = 0; i < n; i++) {
@@ -894,9 +885,7 @@ int ledger_audit(struct ledger *l, void (*report)(void *arg, int ok, const char 
 	a.leaf_tile = -1;
 	struct checkpoint_rec *cps = NULL;
 	size_t ncp = 0;
-	struct tlog_edge *edge = malloc(sizeof(*edge));
-	if (!edge)
-		abort();
+	struct tlog_edge *edge = xmalloc(sizeof(*edge));
 	tlog_edge_init(edge);
 	int r = -1;
 	pthread_mutex_lock(&l->mu);

@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include "selo/buf.h"
 #include "selo/codec.h"
 #include "selo/crypto.h"
 #include "selo/keys.h"
@@ -133,9 +134,7 @@ int note_signer_new(const char *name, const uint8_t seed[32], struct note_signer
 		    struct selo_err *err)
 {
 	*out = NULL;
-	struct note_signer *s = calloc(1, sizeof(*s));
-	if (!s)
-		return err_set(err, 500, "internal", "out of memory for the note signer");
+	struct note_signer *s = xcalloc(1, sizeof(*s));
 	s->key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
 	uint8_t pub[32];
 	size_t pn = sizeof(pub);

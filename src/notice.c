@@ -2,6 +2,7 @@
  * notice.h). Every check adds a field error and goes on, so one 422 lists
  * everything wrong with a request. Nothing here touches the store. */
 #include <string.h>
+#include "selo/buf.h"
 #include "selo/clock.h"
 #include "selo/codec.h"
 #include "selo/compose.h"
@@ -227,9 +228,7 @@ static int decode_attachment(const json_t *a, size_t i, const struct selo_config
 	    slen / 4 * 3 > cfg->max_attachment_bytes + 2)
 		return err_field(err, ff, "decodes to more than %zu bytes (the attachment limit)",
 				 cfg->max_attachment_bytes);
-	uint8_t *data = malloc(base64_decoded_max(slen) + 1);
-	if (!data)
-		abort();
+	uint8_t *data = xmalloc(base64_decoded_max(slen) + 1);
 	ssize_t n = base64_decode(json_string_value(b64), slen, data, base64_decoded_max(slen));
 	if (n < 0 || (size_t)n > cfg->max_attachment_bytes) {
 		free(data);
@@ -267,9 +266,7 @@ static void parse_attachments(const json_t *body, const struct selo_config *cfg,
 			  cfg->max_attachments);
 		return;
 	}
-	r->att = calloc(json_array_size(a) + 1, sizeof(*r->att));
-	if (!r->att)
-		abort();
+	r->att = xcalloc(json_array_size(a) + 1, sizeof(*r->att));
 	json_t *meta = json_array();
 	size_t i;
 	json_t *v;

@@ -24,6 +24,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include "selo/buf.h"
 #include "selo/codec.h"
 #include "selo/crypto.h"
 #include "selo/pdf.h"
@@ -459,12 +460,8 @@ static int index_push(struct doc *d, struct xent **x, size_t *n, size_t *cap, st
 	if (*n >= MAX_XREF_ENTRIES)
 		return fail(d, "it has too many objects");
 	if (*n == *cap) {
-		size_t c = *cap ? *cap * 2 : 256;
-		struct xent *m = realloc(*x, c * sizeof(**x));
-		if (!m)
-			return fail(d, "out of memory");
-		*x = m;
-		*cap = c;
+		*cap = *cap ? *cap * 2 : 256;
+		*x = xreallocarray(*x, *cap, sizeof(**x));
 	}
 	(*x)[(*n)++] = e;
 	return 0;
@@ -1340,8 +1337,8 @@ int pdf_signature_check(const uint8_t *pdf, size_t len, char *signer, size_t sig
 			d.why[0] ? d.why : "the signature has no hex /Contents");
 	} else {
 		size_t cap = (contents.e - contents.b) / 2 + 1, n = 0;
-		uint8_t *der = malloc(cap);
-		if (!der || string_bytes(&d, contents, der, cap, &n) != 0)
+		uint8_t *der = xmalloc(cap);
+		if (string_bytes(&d, contents, der, cap, &n) != 0)
 			err_set(err, 422, "invalid-signature", "the signature's /Contents is not hex");
 		else
 			rc = cms_check(pdf, r, der, n, signer, signer_len, err);
@@ -1646,9 +1643,7 @@ static void write_embedded(struct update *u, const struct plan_att *p, const cha
  * (7.9.6). */
 static void write_names(struct update *u, struct plan_att *p, size_t n)
 {
-	struct plan_att *sorted = malloc(n * sizeof(*sorted) + 1);
-	if (!sorted)
-		abort(); /* as buf.c: no sane recovery */
+	struct plan_att *sorted = xreallocarray(NULL, n, sizeof(*sorted));
 	if (n)
 		memcpy(sorted, p, n * sizeof(*sorted));
 	qsort(sorted, n, sizeof(*sorted), key_cmp);
@@ -1892,9 +1887,7 @@ static int sign_contents(struct update *u, const struct pdf_sign_opts *so, struc
 			     "the PDF signature (certificates and timestamp included) is %zu bytes; "
 			     "the PDF has room for %d", der.len, SIG_RESERVE);
 	} else {
-		char *hex = malloc(2 * der.len + 1);
-		if (!hex)
-			abort();
+		char *hex = xmalloc(2 * der.len + 1);
 		hex_encode((const uint8_t *)der.data, der.len, hex);
 		memcpy(b->data + u->contents_at + 1, hex, 2 * der.len);
 		free(hex);
@@ -1987,9 +1980,7 @@ int pdf_finish(const uint8_t *in, size_t len, const struct pdf_attachment *att, 
 		return err_set(err, 422, "invalid-pdf", "the PDF is larger than %u MiB",
 			       PDF_MAX_INPUT >> 20);
 	memset(p, 0, sizeof(p));
-	struct update *u = calloc(1, sizeof(*u));
-	if (!u)
-		return err_set(err, 500, "internal", "out of memory");
+	struct update *u = xcalloc(1, sizeof(*u));
 	u->out = out;
 	u->base = out->len;
 	doc_init(&u->d, in, len, 0);

@@ -225,9 +225,7 @@ static int lower_hex(const char *s, size_t n)
 static uint8_t *b64_dup(const char *s, size_t slen, size_t *n)
 {
 	size_t cap = base64_decoded_max(slen) + 1;
-	uint8_t *out = malloc(cap);
-	if (!out)
-		return NULL;
+	uint8_t *out = xmalloc(cap);
 	ssize_t k = base64_decode(s, slen, out, cap);
 	if (k < 0) {
 		free(out);
@@ -321,9 +319,7 @@ static int read_proof(struct ev *e, json_t *arr, size_t i, struct problems *p)
 		bad(p, 1, "events[%zu].proof has %zu hashes, more than %d", i, n, TLOG_MAX_PROOF);
 		return -1;
 	}
-	e->proof = calloc(n ? n : 1, 32);
-	if (!e->proof)
-		abort();
+	e->proof = xcalloc(n, 32);
 	for (size_t j = 0; j < n; j++) {
 		json_t *h = json_array_get(arr, j);
 		if (!json_is_string(h) ||
@@ -367,9 +363,7 @@ static void read_events(struct doc *d, json_t *arr, struct problems *p)
 		bad(p, 1, "events must hold 1 to %d events, not %zu", MAX_EVENTS, n);
 		return;
 	}
-	d->ev = calloc(n, sizeof(*d->ev));
-	if (!d->ev)
-		abort();
+	d->ev = xcalloc(n, sizeof(*d->ev));
 	d->nev = n;
 	for (size_t i = 0; i < n; i++) {
 		read_event(&d->ev[i], json_array_get(arr, i), i, p);
@@ -1015,9 +1009,7 @@ static void collect(struct committed_list *l, json_t *j, const char *type, const
 			return;
 		if (l->n == l->cap) {
 			l->cap = l->cap ? l->cap * 2 : 16;
-			l->v = realloc(l->v, l->cap * sizeof(*l->v));
-			if (!l->v)
-				abort();
+			l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
 		}
 		l->v[l->n++] = (struct committed){s, type, field};
 		return;

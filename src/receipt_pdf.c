@@ -33,6 +33,7 @@
 #include <openssl/ts.h>
 #include <pango/pangocairo.h>
 #include <qrencode.h>
+#include "selo/buf.h"
 #include "selo/clock.h"
 #include "selo/codec.h"
 #include "selo/crypto.h"
@@ -711,9 +712,7 @@ static int read_events(struct rdoc *d, json_t *arr, struct selo_err *err)
 	size_t n = json_array_size(arr);
 	if (n < 1 || n > MAX_EVENTS)
 		return bad(err, "events must hold 1 to 10000 events");
-	d->ev = calloc(n, sizeof(*d->ev));
-	if (!d->ev)
-		return err_set(err, 500, "internal", "out of memory");
+	d->ev = xcalloc(n, sizeof(*d->ev));
 	d->nev = n;
 	for (size_t i = 0; i < n; i++) {
 		json_t *o = json_array_get(arr, i), *idx = member(o, "index", JSON_INTEGER);
@@ -762,9 +761,7 @@ static int read_message(struct rdoc *d, json_t *msg, struct selo_err *err)
 	if (!json_is_string(eml))
 		return bad(err, "message.eml_base64 must be base64 text");
 	size_t n = json_string_length(eml), cap = base64_decoded_max(n);
-	d->eml = malloc(cap ? cap : 1);
-	if (!d->eml)
-		return err_set(err, 500, "internal", "out of memory");
+	d->eml = xmalloc(cap);
 	ssize_t k = base64_decode(json_string_value(eml), n, d->eml, cap);
 	if (k < 0)
 		return bad(err, "message.eml_base64 is not base64");
@@ -845,8 +842,8 @@ static void read_timestamp(struct rdoc *d)
 	if (!d->tst_b64 || !d->note)
 		return;
 	size_t n = strlen(d->tst_b64), cap = base64_decoded_max(n);
-	uint8_t *der = malloc(cap ? cap : 1);
-	ssize_t k = der ? base64_decode(d->tst_b64, n, der, cap) : -1;
+	uint8_t *der = xmalloc(cap);
+	ssize_t k = base64_decode(d->tst_b64, n, der, cap);
 	if (k <= 0) {
 		free(der);
 		return;
@@ -1618,14 +1615,8 @@ static int page_new(struct pager *p)
 	if (p->npage >= MAX_PAGES)
 		p->failed = 1;
 	if (!p->failed && p->npage == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 8;
-		cairo_surface_t **np = realloc(p->page, cap * sizeof(*np));
-		if (np) {
-			p->page = np;
-			p->cap = cap;
-		} else {
-			p->failed = 1;
-		}
+		p->cap = p->cap ? p->cap * 2 : 8;
+		p->page = xreallocarray(p->page, p->cap, sizeof(*p->page));
 	}
 	p->y = TOP;
 	if (p->failed)

@@ -23,6 +23,7 @@
 #include <openssl/ts.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include "selo/buf.h"
 #include "selo/codec.h"
 #include "selo/crypto.h"
 #include "selo/smime.h"
@@ -160,9 +161,7 @@ static int signer_load(const char *key_path, const char *cert_path, const char *
 		       int document, struct smime_signer **out, struct selo_err *err)
 {
 	*out = NULL;
-	struct smime_signer *s = calloc(1, sizeof(*s));
-	if (!s)
-		return err_set(err, 500, "internal", "out of memory");
+	struct smime_signer *s = xcalloc(1, sizeof(*s));
 	s->chain = sk_X509_new_null();
 	if (!s->chain || load_key(key_path, &s->key, err) != 0 ||
 	    load_cert(cert_path, &s->cert, err) != 0 ||

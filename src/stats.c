@@ -95,9 +95,7 @@ static size_t *smap_slot(struct smap *m, const char *k, int *found)
 		j = (j + 1) & (m->cap - 1);
 	*found = m->keys[j] != NULL;
 	if (!*found) {
-		m->keys[j] = strdup(k);
-		if (!m->keys[j])
-			abort();
+		m->keys[j] = xstrdup(k);
 		m->n++;
 	}
 	return &m->vals[j];
@@ -859,11 +857,8 @@ static size_t group_of(struct qstate *q, const char *name)
 		*ix = q->ngroups++;
 		struct group *g = &q->groups[*ix];
 		memset(g, 0, sizeof(*g));
-		if (name) {
-			g->name = strdup(name);
-			if (!g->name)
-				abort();
-		}
+		if (name)
+			g->name = xstrdup(name);
 	}
 	return *ix;
 }

@@ -75,30 +75,6 @@ struct template_set {
 	const char **names;
 };
 
-/* ---------------------------------------------------------------- memory */
-
-static void *xreallocarray(void *p, size_t n, size_t size)
-{
-	if (size && n > SIZE_MAX / size) {
-		fprintf(stderr, "selo: allocation size overflow\n");
-		abort();
-	}
-	size_t bytes = n * size;
-	void *q = realloc(p, bytes ? bytes : 1);
-	if (!q) {
-		fprintf(stderr, "selo: out of memory\n");
-		abort();
-	}
-	return q;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-	char *p = xcalloc(n + 1, 1);
-	memcpy(p, s, n);
-	return p;
-}
-
 /* ------------------------------------------------------------ text checks */
 
 /* Offset of the first byte that is not valid UTF-8, or n when all is. */
@@ -961,7 +937,7 @@ static void template_clear(struct template *t)
 
 static int template_build(struct source *src, struct template *t, struct selo_err *err)
 {
-	t->name = xstrndup(src->name, strlen(src->name));
+	t->name = xstrdup(src->name);
 	if (!template_name_ok(t->name))
 		return load_error(err, t->name, NULL, NULL, 0,
 				  "the name must be 1 to %d lowercase letters, digits, '-' or '_', "

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "selo/buf.h"
 #include "selo/transport.h"
 
 struct transport {
@@ -91,11 +92,7 @@ int transport_open(const struct selo_config *cfg, struct transport **out, struct
 					       : transport_mx_open(cfg, &state, err);
 	if (r != 0)
 		return -1;
-	struct transport *t = calloc(1, sizeof(*t));
-	if (!t) {
-		ops->close(state);
-		return err_set(err, 500, "oom", "out of memory opening the %s transport", ops->name);
-	}
+	struct transport *t = xcalloc(1, sizeof(*t));
 	t->ops = ops;
 	t->state = state;
 	*out = t;

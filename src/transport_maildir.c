@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "selo/buf.h"
 #include "selo/fileio.h"
 #include "selo/transport.h"
 
@@ -35,9 +36,7 @@ int transport_maildir_open(const struct selo_config *cfg, void **state, struct s
 	char outbox[4096], cur[4096];
 	if (join(outbox, sizeof(outbox), cfg->data_dir, "outbox") != 0)
 		return err_set(err, 500, "config", "data directory path too long");
-	struct maildir *md = calloc(1, sizeof(*md));
-	if (!md)
-		return err_set(err, 500, "oom", "out of memory opening the maildir transport");
+	struct maildir *md = xcalloc(1, sizeof(*md));
 	if (join(md->tmp, sizeof(md->tmp), outbox, "tmp") != 0 ||
 	    join(md->new, sizeof(md->new), outbox, "new") != 0 ||
 	    join(cur, sizeof(cur), outbox, "cur") != 0) {
@@ -149,12 +148,7 @@ static int place_message(struct maildir *md, struct transport_msg *m, char *fina
 static int maildir_send(void *state, struct transport_msg *msgs, size_t n)
 {
 	struct maildir *md = state;
-	char (*finals)[4352] = calloc(n, sizeof(*finals));
-	if (!finals) {
-		for (size_t i = 0; i < n; i++)
-			fail(&msgs[i], "out of memory");
-		return 0;
-	}
+	char (*finals)[4352] = xcalloc(n, sizeof(*finals));
 	size_t placed = 0;
 	for (size_t i = 0; i < n; i++)
 		if (place_message(md, &msgs[i], finals[i], sizeof(finals[i])) == 0)

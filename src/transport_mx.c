@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "selo/buf.h"
 #include "selo/crypto.h"
 #include "selo/transport.h"
 
@@ -207,9 +208,7 @@ static void mx_close(void *state)
 int transport_mx_open(const struct selo_config *cfg, void **state, struct selo_err *err)
 {
 	*state = NULL;
-	struct mx *m = calloc(1, sizeof(*m));
-	if (!m)
-		return err_set(err, 500, "oom", "out of memory opening the mx transport");
+	struct mx *m = xcalloc(1, sizeof(*m));
 	m->port = cfg->smtp_mx_port > 0 ? cfg->smtp_mx_port : 25;
 	m->per_destination = cfg->smtp_per_destination > 0 ? cfg->smtp_per_destination : 4;
 	if (overrides_parse(m, cfg->smtp_mx_override, err) != 0 ||
@@ -431,10 +430,8 @@ static size_t try_server(struct mx *m, struct group *g, int *done, const char *s
 	size_t k = 0;
 	for (size_t i = 0; i < g->n; i++)
 		k += !done[i];
-	struct transport_msg *t = calloc(k, sizeof(*t));
-	size_t *idx = calloc(k, sizeof(*idx));
-	if (!t || !idx)
-		abort();
+	struct transport_msg *t = xcalloc(k, sizeof(*t));
+	size_t *idx = xcalloc(k, sizeof(*idx));
 	for (size_t i = 0, j = 0; i < g->n; i++) {
 		if (done[i])
 			continue;
@@ -548,10 +545,8 @@ static void send_domain(struct mx *m, struct transport_msg *msgs, size_t n, cons
 	struct group g = {.notes = BUF_INIT};
 	transport_textf(g.domain, sizeof(g.domain), "%s", domain);
 	lower(g.domain);
-	g.msg = calloc(n, sizeof(*g.msg));
-	int *done = calloc(n, sizeof(*done));
-	if (!g.msg || !done)
-		abort();
+	g.msg = xcalloc(n, sizeof(*g.msg));
+	int *done = xcalloc(n, sizeof(*done));
 	for (size_t i = 0; i < n; i++) {
 		const char *d = taken[i] ? NULL : rcpt_domain(msgs[i].rcpt);
 		if (d && !strcasecmp(d, domain)) {
@@ -571,9 +566,7 @@ static void send_domain(struct mx *m, struct transport_msg *msgs, size_t n, cons
 static int mx_send(void *state, struct transport_msg *msgs, size_t n)
 {
 	struct mx *m = state;
-	int *taken = calloc(n ? n : 1, sizeof(*taken));
-	if (!taken)
-		abort();
+	int *taken = xcalloc(n, sizeof(*taken));
 	for (size_t i = 0; i < n; i++) {
 		if (taken[i])
 			continue;

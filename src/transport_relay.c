@@ -43,6 +43,7 @@
 #include <openssl/x509.h>
 #include <auth-client.h>
 #include <libesmtp.h>
+#include "selo/buf.h"
 #include "selo/diag.h"
 #include "selo/transport.h"
 #include <dirent.h>
@@ -258,9 +259,7 @@ static SSL_CTX *make_ssl_ctx(const struct selo_config *cfg, struct selo_err *err
 int transport_relay_open(const struct selo_config *cfg, void **state, struct selo_err *err)
 {
 	*state = NULL;
-	struct relay *r = calloc(1, sizeof(*r));
-	if (!r)
-		return err_set(err, 500, "oom", "out of memory opening the relay transport");
+	struct relay *r = xcalloc(1, sizeof(*r));
 	if (parse_server(cfg->smtp_relay, r->server, sizeof(r->server), err) != 0) {
 		free(r);
 		return -1;
@@ -288,9 +287,7 @@ int transport_relay_open_direct(const struct selo_config *cfg, void **state,
 				struct selo_err *err)
 {
 	*state = NULL;
-	struct relay *r = calloc(1, sizeof(*r));
-	if (!r)
-		return err_set(err, 500, "oom", "out of memory opening the mx transport");
+	struct relay *r = xcalloc(1, sizeof(*r));
 	snprintf(r->helo, sizeof(r->helo), "%s", cfg->smtp_helo);
 	r->starttls = cfg->starttls;
 	r->tls_verify = cfg->smtp_tls_verify;
@@ -1246,9 +1243,7 @@ static void finish_message(struct relay_session *s, struct relay_item *it, const
 
 static struct part *parts_new(size_t n)
 {
-	struct part *p = calloc(n + 2, sizeof(*p));
-	if (!p)
-		return NULL;
+	struct part *p = xcalloc(n + 2, sizeof(*p));
 	p[0].cap = PREAMBLE_MAX;
 	for (size_t i = 1; i <= n; i++)
 		p[i].cap = TRANSACTION_MAX;
@@ -1269,11 +1264,11 @@ static int relay_send(void *state, struct transport_msg *msgs, size_t n)
 {
 	struct relay *r = state;
 	struct relay_session s = {.relay = r, .n = n};
-	struct relay_item *items = calloc(n, sizeof(*items));
+	struct relay_item *items = xcalloc(n, sizeof(*items));
 	s.items = items;
 	s.part = parts_new(n);
 	auth_context_t actx = NULL;
-	smtp_session_t ss = items && s.part ? make_session(r, &s, &actx) : NULL;
+	smtp_session_t ss = make_session(r, &s, &actx);
 	if (!ss) {
 		for (size_t i = 0; i < n; i++)
 			snprintf(msgs[i].error, sizeof(msgs[i].error), "cannot create an SMTP session");

@@ -24,6 +24,7 @@
 #include <openssl/ts.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include "selo/buf.h"
 #include "selo/crypto.h"
 #include "selo/tsa.h"
 
@@ -40,9 +41,7 @@ struct tsa {
 int tsa_open(const struct selo_config *cfg, struct tsa **out, struct selo_err *err)
 {
 	*out = NULL;
-	struct tsa *t = calloc(1, sizeof(*t));
-	if (!t)
-		return err_set(err, 500, "oom", "out of memory opening the TSA");
+	struct tsa *t = xcalloc(1, sizeof(*t));
 	t->ops = cfg->tsa_url[0] ? &tsa_http_ops : &tsa_local_ops;
 	int rc = cfg->tsa_url[0] ? tsa_http_open(cfg, &t->state, err)
 				 : tsa_local_open(cfg, &t->state, err);
@@ -101,7 +100,7 @@ static int pem_certs(const char *pem, size_t len, STACK_OF(X509) **out, const ch
 	if (len > INT_MAX)
 		return err_set(err, status, "invalid-ca", "%s is too large", what);
 	/* tsa_certs_pem's list separates the texts with NULs; PEM wants lines. */
-	char *text = memchr(pem, '\0', len) ? malloc(len) : NULL;
+	char *text = memchr(pem, '\0', len) ? xmalloc(len) : NULL;
 	if (text) {
 		for (size_t i = 0; i < len; i++)
 			text[i] = pem[i] ? pem[i] : '\n';
@@ -189,12 +188,9 @@ static int token_der(PKCS7 *tok, uint8_t **der, size_t *len)
 	int n = tok ? i2d_PKCS7(tok, &p) : -1;
 	if (n <= 0)
 		return -1;
-	*der = malloc((size_t)n);
-	if (*der)
-		memcpy(*der, p, (size_t)n);
+	*der = xmalloc((size_t)n);
+	memcpy(*der, p, (size_t)n);
 	OPENSSL_free(p);
-	if (!*der)
-		return -1;
 	*len = (size_t)n;
 	return 0;
 }
@@ -362,7 +358,8 @@ int tsa_request_make(const uint8_t digest[32], uint8_t **req, size_t *req_len,
 	unsigned char *p = NULL;
 	int n = rq ? i2d_TS_REQ(rq, &p) : -1;
 	TS_REQ_free(rq);
-	if (n > 0 && (*req = malloc((size_t)n)) != NULL) {
+	if (n > 0) {
+		*req = xmalloc((size_t)n);
 		memcpy(*req, p, (size_t)n);
 		*req_len = (size_t)n;
 	}

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <curl/curl.h>
+#include "selo/buf.h"
 #include "selo/crypto.h"
 #include "selo/fileio.h"
 #include "selo/tsa.h"
@@ -261,11 +262,7 @@ int tsa_http_open(const struct selo_config *cfg, void **state, struct selo_err *
 		return -1;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return err_set(err, 500, "internal", "libcurl does not initialise");
-	struct tsa_http *s = calloc(1, sizeof(*s));
-	if (!s) {
-		curl_global_cleanup();
-		return err_set(err, 500, "oom", "out of memory opening the TSA client");
-	}
+	struct tsa_http *s = xcalloc(1, sizeof(*s));
 	pthread_mutex_init(&s->mu, NULL);
 	snprintf(s->url, sizeof(s->url), "%s", cfg->tsa_url);
 	snprintf(s->who, sizeof(s->who), "TSA %s", cfg->tsa_url);

@@ -22,6 +22,7 @@
 #include <openssl/pem.h>
 #include <openssl/ts.h>
 #include <openssl/x509.h>
+#include "selo/buf.h"
 #include "selo/crypto.h"
 #include "selo/fileio.h"
 #include "selo/tsa.h"
@@ -272,9 +273,7 @@ static int local_self_test(struct tsa_local *s, struct selo_err *err)
 int tsa_local_open(const struct selo_config *cfg, void **state, struct selo_err *err)
 {
 	*state = NULL;
-	struct tsa_local *s = calloc(1, sizeof(*s));
-	if (!s)
-		return err_set(err, 500, "oom", "out of memory opening the built-in TSA");
+	struct tsa_local *s = xcalloc(1, sizeof(*s));
 	if (local_load(cfg, s, err) != 0 || local_self_test(s, err) != 0) {
 		local_close(s);
 		return -1;

@@ -1,6 +1,14 @@
 /* buf.h: a growable byte buffer, always NUL-terminated so text can be used as
- * a C string. Allocation failure aborts (there is no sane recovery in a mail
- * server short of memory, and checking every append hides real errors). */
+ * a C string, and the x* allocators that all of Selo uses instead of malloc,
+ * calloc, realloc, strdup and strndup.
+ *
+ * Memory policy: allocation failure prints "selo: out of memory" and aborts,
+ * everywhere. There is no sane recovery in a mail server short of memory, a
+ * half-failed allocation in evidence code is worse than a clean abort that
+ * systemd restarts, and checking every allocation hides real errors. Nothing
+ * accepted is lost: acceptance is a committed transaction. So callers never
+ * check an x* result for NULL. Memory handed out by libraries (OpenSSL,
+ * jansson, sqlite) keeps its own allocator and free function. */
 #ifndef SELO_BUF_H
 #define SELO_BUF_H
 #include <stddef.h>
@@ -25,10 +33,17 @@ char *buf_steal(struct buf *b, size_t *len); /* caller owns the data; b is reset
 /* Returns b->data, or "" when nothing was appended yet. */
 const char *buf_str(const struct buf *b);
 
-/* calloc and realloc that abort when memory runs out, as the buffer does;
- * a zero size still gives a pointer to free. */
+/* malloc, calloc and realloc that abort when memory runs out, as the buffer
+ * does; a zero size still gives a pointer to free. xreallocarray also aborts
+ * when n * size overflows (xcalloc does through calloc). */
+void *xmalloc(size_t size);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t size);
+void *xreallocarray(void *p, size_t n, size_t size);
+/* strdup, and strndup (at most n bytes, stopping at a NUL), that abort when
+ * memory runs out. */
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
 
 /* One byte; inline because encoders call it once per byte of a message. */
 static inline void buf_putc(struct buf *b, char c)

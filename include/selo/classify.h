@@ -72,7 +72,7 @@ struct classify_config {
 struct classifier;
 
 void classify_config_defaults(struct classify_config *c);
-/* NULL c means the defaults. Returns NULL only when out of memory. */
+/* NULL c means the defaults. Never returns NULL (out of memory aborts). */
 struct classifier *classifier_new(const struct classify_config *c);
 void classifier_free(struct classifier *c);
 

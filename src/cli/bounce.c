@@ -20,6 +20,7 @@
 #include <syslog.h>
 #include <sysexits.h>
 #include "cli.h"
+#include "selo/buf.h"
 #include "selo/crypto.h"
 #include "selo/dsn.h"
 #include "selo/event.h"
@@ -219,9 +220,7 @@ static enum verdict bounce(struct run *r)
 		return v;
 	struct selo_err err;
 	err_clear(&err);
-	struct dsn *d = calloc(1, sizeof(*d));
-	if (!d)
-		abort();
+	struct dsn *d = xcalloc(1, sizeof(*d));
 	int failed = -1;
 	if (dsn_parse(r->msg, r->len, d, &err) != 0 || (failed = dsn_failure(d, &err)) < 0) {
 		say(r, LOG_NOTICE, "refused for notice %s: %s; nothing recorded", r->id, err.msg);

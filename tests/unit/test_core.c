@@ -1,12 +1,16 @@
-/* test_core.c: unit tests of the small shared modules (codec, id, clock,
- * event, config, diag's limiters) and of the submission validator (notice)
+/* test_core.c: unit tests of the small shared modules (buf's allocators,
+ * codec, id, clock, event, config, diag's limiters) and of the submission validator (notice)
  * and backoff. */
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
+#include "selo/buf.h"
 #include "selo/clock.h"
 #include "selo/codec.h"
 #include "selo/config.h"
@@ -70,6 +74,37 @@ TEST(base64url_and_hex)
 	CHECK(hex_decode("FBff", 4, d, 4) == 2 && d[0] == 0xfb);
 	CHECK(hex_decode("fg", 2, d, 4) < 0);
 	buf_free(&b);
+}
+
+/* buf.h's allocators: copies as strdup/strndup, a zero size still gives
+ * memory to free, and a size that overflows aborts (the memory policy)
+ * instead of returning NULL. */
+TEST(x_allocators)
+{
+	char *s = xstrdup("selo");
+	CHECK_STR(s, "selo");
+	free(s);
+	s = xstrndup("selo", 2);
+	CHECK_STR(s, "se");
+	free(s);
+	s = xstrndup("se", 10);
+	CHECK_STR(s, "se");
+	free(s);
+	int *v = xreallocarray(NULL, 0, sizeof(*v));
+	v = xreallocarray(v, 4, sizeof(*v));
+	v[3] = 7;
+	free(v);
+	free(xmalloc(0));
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		(void)!freopen("/dev/null", "w", stderr);
+		xreallocarray(NULL, SIZE_MAX / 2 + 1, 2);
+		_exit(0);
+	}
+	int st = 0;
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
 }
 
 /* codec.c's UTF-8 step: the code point and length, or 0 for what RFC
