@@ -428,13 +428,11 @@ static enum MHD_Result post_batch(struct api *a, struct MHD_Connection *c, struc
 			a->app->cfg.max_batch, n);
 		return send_problem(a, c, &err);
 	}
-	struct accept_ctx *xs = calloc(n, sizeof(*xs));
-	struct selo_err *errs = calloc(n, sizeof(*errs));
-	struct notice_new *ns = calloc(n, sizeof(*ns));
-	struct accept_result *res = calloc(n, sizeof(*res));
-	size_t *slot = calloc(n, sizeof(*slot));
-	if (!xs || !errs || !ns || !res || !slot)
-		abort();
+	struct accept_ctx *xs = xcalloc(n, sizeof(*xs));
+	struct selo_err *errs = xcalloc(n, sizeof(*errs));
+	struct notice_new *ns = xcalloc(n, sizeof(*ns));
+	struct accept_result *res = xcalloc(n, sizeof(*res));
+	size_t *slot = xcalloc(n, sizeof(*slot));
 	size_t nvalid = 0;
 	for (size_t i = 0; i < n; i++) {
 		char ik[MAX_IDEM_KEY + 16];
@@ -1615,9 +1613,7 @@ int api_start(struct selo *app, struct api **out, struct selo_err *err)
 	if (api_parse_listen(app->cfg.api_listen, &ss, &sl) != 0)
 		return err_set(err, 500, "config", "api.listen = %s is not host:port",
 			       app->cfg.api_listen);
-	struct api *a = calloc(1, sizeof(*a));
-	if (!a)
-		abort();
+	struct api *a = xcalloc(1, sizeof(*a));
 	a->app = app;
 	if (app->ledger && exporter_open(&app->cfg, app->ledger, &a->exporter, err) != 0) {
 		free(a);

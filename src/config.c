@@ -340,7 +340,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		key_unknown_why(section, name, why, sizeof(why));
 	/* inih reports the line of the first refused key as its return value. */
 	p->failed = 1;
-	snprintf(p->why, sizeof(p->why), "[%.64s] %.64s: %s", section, name, why);
+	snprintf(p->why, sizeof(p->why), "[%.64s] %.64s: %.280s", section, name, why);
 	return 0;
 }
 

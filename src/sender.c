@@ -94,9 +94,9 @@ static int render_payload(struct selo *app, const json_t *p, struct rendered *r,
 	const char *s = json_string_value(json_object_get(p, "subject"));
 	const char *t = json_string_value(json_object_get(p, "text"));
 	const char *h = json_string_value(json_object_get(p, "html"));
-	r->subject = strdup(s ? s : "");
-	r->text = strdup(t ? t : "");
-	r->html = h ? strdup(h) : NULL;
+	r->subject = xstrdup(s ? s : "");
+	r->text = xstrdup(t ? t : "");
+	r->html = h ? xstrdup(h) : NULL;
 	return 0;
 }
 
@@ -181,19 +181,15 @@ static void prepare_item(struct sender *s, struct item *it)
 
 static int store_seals(struct selo *app, struct item *items, size_t n, struct selo_err *err)
 {
-	struct seal_rec *seals = calloc(n, sizeof(*seals));
-	struct token_rec **toks = calloc(n, sizeof(*toks));
-	if (!seals || !toks)
-		abort();
+	struct seal_rec *seals = xcalloc(n, sizeof(*seals));
+	struct token_rec **toks = xcalloc(n, sizeof(*toks));
 	size_t ns = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct item *it = &items[i];
 		if (!it->sealed_now)
 			continue;
 		struct compose_out *o = &it->out;
-		toks[ns] = calloc(o->ntokens + 1, sizeof(struct token_rec));
-		if (!toks[ns])
-			abort();
+		toks[ns] = xcalloc(o->ntokens + 1, sizeof(struct token_rec));
 		for (size_t k = 0; k < o->ntokens; k++)
 			toks[ns][k] = (struct token_rec){o->tokens[k].token, o->tokens[k].kind,
 							  o->tokens[k].link, o->tokens[k].url};
@@ -295,7 +291,7 @@ static void decide(struct selo *app, struct transport *t, struct item *it, int64
 	case TRANSPORT_PERMFAIL:
 		json_object_set_new(it->fields, "reason", json_string("rejected"));
 		*out = (struct result_rec){it->rec.id, EV_DELIVERY_FAILED, it->fields, "failed", 0,
-					   strdup(last), &it->disc};
+					   xstrdup(last), &it->disc};
 		atomic_fetch_add(&app->metrics.messages_failed, 1);
 		return;
 	case TRANSPORT_TEMPFAIL:
@@ -308,7 +304,7 @@ static void decide(struct selo *app, struct transport *t, struct item *it, int64
 	if (next - since > (int64_t)cfg->lifetime_s * 1000) {
 		json_object_set_new(it->fields, "reason", json_string("expired"));
 		*out = (struct result_rec){it->rec.id, EV_DELIVERY_FAILED, it->fields, "failed", 0,
-					   strdup(last), &it->disc};
+					   xstrdup(last), &it->disc};
 		atomic_fetch_add(&app->metrics.messages_failed, 1);
 		return;
 	}
@@ -316,7 +312,7 @@ static void decide(struct selo *app, struct transport *t, struct item *it, int64
 	clock_rfc3339(next, ts);
 	json_object_set_new(it->fields, "retry_at", json_string(ts));
 	*out = (struct result_rec){it->rec.id, EV_DELIVERY_DEFERRED, it->fields, "deferred", next,
-				   strdup(last), &it->disc};
+				   xstrdup(last), &it->disc};
 	atomic_fetch_add(&app->metrics.messages_deferred, 1);
 }
 
@@ -529,19 +525,15 @@ static void process_batch(struct sender *s, struct transport *t, struct notice_r
 			  size_t n)
 {
 	struct selo *app = s->app;
-	struct item *items = calloc(n, sizeof(*items));
-	if (!items)
-		abort();
+	struct item *items = xcalloc(n, sizeof(*items));
 	for (size_t i = 0; i < n; i++) {
 		items[i].rec = recs[i];
 		prepare_item(s, &items[i]);
 	}
 	if (seals_store(s, items, n) != 0)
 		goto out;
-	struct transport_msg *msgs = calloc(n, sizeof(*msgs));
-	size_t *which = calloc(n, sizeof(*which));
-	if (!msgs || !which)
-		abort();
+	struct transport_msg *msgs = xcalloc(n, sizeof(*msgs));
+	size_t *which = xcalloc(n, sizeof(*which));
 	size_t nm = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (items[i].failed)
@@ -562,9 +554,7 @@ static void process_batch(struct sender *s, struct transport *t, struct notice_r
 	free(msgs);
 	free(which);
 
-	struct result_rec *res = calloc(n, sizeof(*res));
-	if (!res)
-		abort();
+	struct result_rec *res = xcalloc(n, sizeof(*res));
 	int64_t now = clock_now_ms();
 	for (size_t i = 0; i < n; i++)
 		decide(app, t, &items[i], now, &res[i]);
@@ -675,9 +665,7 @@ static void *worker(void *arg)
 
 int sender_start(struct selo *app, struct sender **out, struct selo_err *err)
 {
-	struct sender *s = calloc(1, sizeof(*s));
-	if (!s)
-		abort();
+	struct sender *s = xcalloc(1, sizeof(*s));
 	s->app = app;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
@@ -686,9 +674,7 @@ int sender_start(struct selo *app, struct sender **out, struct selo_err *err)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->done_cv, &ca);
 	pthread_condattr_destroy(&ca);
-	s->threads = calloc((size_t)app->cfg.sender_workers, sizeof(pthread_t));
-	if (!s->threads)
-		abort();
+	s->threads = xcalloc((size_t)app->cfg.sender_workers, sizeof(pthread_t));
 	for (int i = 0; i < app->cfg.sender_workers; i++) {
 		pthread_mutex_lock(&s->mu);
 		s->running++;

@@ -512,9 +512,7 @@ static struct hit_rec *hit_capture(const struct tracker *t, struct MHD_Connectio
 	const char *ua = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent");
 	const char *pu = purpose_header(c);
 	size_t ul = ua ? header_len(ua, UA_MAX) : 0, pl = pu ? header_len(pu, PURPOSE_MAX) : 0;
-	struct hit_rec *h = malloc(sizeof(*h) + ul + 1 + pl + 1);
-	if (!h)
-		return NULL;
+	struct hit_rec *h = xmalloc(sizeof(*h) + ul + 1 + pl + 1);
 	memset(h, 0, sizeof(*h));
 	h->kind = kind;
 	/* strnlen and memcpy: snprintf showed in the handler's profile */
@@ -568,8 +566,7 @@ static int hit_enqueue(struct tracker *t, struct hit_rec *h)
 static int record_hit(struct tracker *t, struct MHD_Connection *c, enum hit_kind kind,
 		      const char *method, const struct token *tok)
 {
-	struct hit_rec *h = hit_capture(t, c, kind, method, tok);
-	return h ? hit_enqueue(t, h) : -1;
+	return hit_enqueue(t, hit_capture(t, c, kind, method, tok));
 }
 
 /* Waits up to SWEEP_MS for hits, then up to FLUSH_MS more so they group
@@ -846,12 +843,10 @@ static void batch_write(struct tracker *t, struct batch_space *bs)
 
 static void batch_space_init(struct batch_space *bs)
 {
-	*bs = (struct batch_space){malloc(BATCH_MAX * sizeof(*bs->hits)), 0,
-				   malloc(BATCH_MAX * sizeof(*bs->hn)), 0,
-				   malloc(BATCH_MAX * sizeof(*bs->text_at)),
-				   malloc(BATCH_MAX * sizeof(*bs->disc)), BUF_INIT, BUF_INIT};
-	if (!bs->hits || !bs->hn || !bs->text_at || !bs->disc)
-		abort();
+	*bs = (struct batch_space){xmalloc(BATCH_MAX * sizeof(*bs->hits)), 0,
+				   xmalloc(BATCH_MAX * sizeof(*bs->hn)), 0,
+				   xmalloc(BATCH_MAX * sizeof(*bs->text_at)),
+				   xmalloc(BATCH_MAX * sizeof(*bs->disc)), BUF_INIT, BUF_INIT};
 }
 
 static void batch_space_free(struct batch_space *bs)
@@ -1184,8 +1179,6 @@ static int confirmation_record(struct tracker *t, struct MHD_Connection *c,
 			       struct selo_err *err)
 {
 	struct hit_rec *h = hit_capture(t, c, HIT_READ_CONFIRM, "POST", tok);
-	if (!h)
-		return err_set(err, 500, "internal", "out of memory");
 	struct hit hv = hit_view(h, accepted_ms);
 	struct verdict v;
 	classify_hit(t->cls, &hv, &v);
@@ -1252,9 +1245,7 @@ static enum MHD_Result confirm_begin(struct tracker *t, struct MHD_Connection *c
 	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
 	if (cl && strtoull(cl, NULL, 10) > POST_BODY_MAX)
 		return send_shared(c, MHD_HTTP_CONTENT_TOO_LARGE, t->too_large);
-	struct post_req *pr = calloc(1, sizeof(*pr));
-	if (!pr)
-		return MHD_NO;
+	struct post_req *pr = xcalloc(1, sizeof(*pr));
 	pr->tok = *tok;
 	memcpy(pr->token_text, text, sizeof(pr->token_text));
 	*con_cls = pr;
@@ -1543,15 +1534,11 @@ static void tracker_free(struct tracker *t)
 
 static struct tracker *tracker_alloc(struct selo *app)
 {
-	struct tracker *t = calloc(1, sizeof(*t));
-	if (!t)
-		abort();
+	struct tracker *t = xcalloc(1, sizeof(*t));
 	t->app = app;
-	t->q.ring = calloc(QUEUE_CAP, sizeof(*t->q.ring));
-	t->rate.slots = calloc((size_t)RATE_SETS * RATE_WAYS, sizeof(*t->rate.slots));
-	t->briefs = calloc(BRIEF_SLOTS, sizeof(*t->briefs));
-	if (!t->q.ring || !t->rate.slots || !t->briefs)
-		abort();
+	t->q.ring = xcalloc(QUEUE_CAP, sizeof(*t->q.ring));
+	t->rate.slots = xcalloc((size_t)RATE_SETS * RATE_WAYS, sizeof(*t->rate.slots));
+	t->briefs = xcalloc(BRIEF_SLOTS, sizeof(*t->briefs));
 	pthread_mutex_init(&t->q.mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -1689,8 +1676,8 @@ int tracker_start(struct selo *app, struct tracker **out, struct selo_err *err)
 				err) != 0)
 		goto fail;
 	t->cls = classifier_new(&cc);
-	if (!t->cls || responses_make(t) != 0) {
-		err_set(err, 500, "internal", "tracker: out of memory");
+	if (responses_make(t) != 0) {
+		err_set(err, 500, "internal", "tracker: libmicrohttpd could not make its answers");
 		goto fail;
 	}
 	if (pthread_create(&t->recorder, NULL, recorder_main, t) != 0) {

@@ -944,9 +944,7 @@ static void queue_due(struct webhooks *w, struct webhook_delivery *d, size_t n)
 			delivery_strings_free(&d[i]);
 			continue;
 		}
-		struct job *j = calloc(1, sizeof(*j));
-		if (!j)
-			abort();
+		struct job *j = xcalloc(1, sizeof(*j));
 		j->d = d[i]; /* the job owns the strings now */
 		w->inflight[w->ninflight] = d[i].outbox_id;
 		memcpy(w->inflight_wh[w->ninflight], d[i].webhook_id, sizeof(w->inflight_wh[0]));
@@ -1077,9 +1075,7 @@ static void *deliverer_main(void *arg)
 
 int webhooks_open(struct selo *app, struct webhooks **out, struct selo_err *err)
 {
-	struct webhooks *w = calloc(1, sizeof(*w));
-	if (!w)
-		abort();
+	struct webhooks *w = xcalloc(1, sizeof(*w));
 	w->app = app;
 	if (key_load(w, err) != 0 || ed_key_load(w, err) != 0) {
 		OPENSSL_cleanse(w->key, sizeof(w->key));
@@ -1094,11 +1090,9 @@ int webhooks_open(struct selo *app, struct webhooks **out, struct selo_err *err)
 		return err_set(err, 500, "curl", "webhooks: libcurl could not be initialised");
 	}
 	w->nworkers = app->cfg.webhooks_workers;
-	w->inflight = calloc((size_t)w->nworkers, sizeof(*w->inflight));
-	w->inflight_wh = calloc((size_t)w->nworkers, sizeof(*w->inflight_wh));
-	w->workers = calloc((size_t)w->nworkers, sizeof(*w->workers));
-	if (!w->inflight || !w->inflight_wh || !w->workers)
-		abort();
+	w->inflight = xcalloc((size_t)w->nworkers, sizeof(*w->inflight));
+	w->inflight_wh = xcalloc((size_t)w->nworkers, sizeof(*w->inflight_wh));
+	w->workers = xcalloc((size_t)w->nworkers, sizeof(*w->workers));
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->work, NULL);
 	pthread_cond_init(&w->wake, NULL);
