@@ -61,8 +61,12 @@ def exchange(port, data, timeout=10):
     """Sends data on a new connection, half-closes, reads to the end:
     (list of statuses, the whole answer)."""
     with socket.create_connection(('127.0.0.1', port), timeout=timeout) as k:
-        k.sendall(data)
-        k.shutdown(socket.SHUT_WR)
+        # the server may answer (431) and close before it has read it all
+        try:
+            k.sendall(data)
+            k.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
         got = b''
         try:
             while True:
@@ -331,6 +335,11 @@ def a_header_block_past_16_kib_gets_431_and_the_server_keeps_serving():
         under = with_pad(15 * 1024)
         codes, got = exchange(w.port, under)
         eq(codes, [200], f'15 KiB of headers: {got[:200]!r}')
+        # the 16 KiB is libmicrohttpd's memory per connection: it also holds
+        # about 60 bytes per header field, so 90 fields of 60 bytes (6.4 KB
+        # in all) are served and 300 (21 KB) are not (docs/tracking.md)
+        codes, _ = exchange(w.port, w.request({f'X-H{i}': 'c' * 60 for i in range(90)}))
+        eq(codes, [200], '90 header fields')
         # many small headers past the cap, then a normal request on the same
         # connection: the big one answered 431 and the connection closed
         many = w.request({f'X-H{i}': 'c' * 60 for i in range(300)})
