@@ -1642,9 +1642,12 @@ static struct MHD_Daemon *daemon_start(struct tracker *t, const struct sockaddr_
 	return MHD_start_daemon(flags, 0, NULL, NULL, tracker_access, t,
 				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, t, /* first, or MHD complains */
 				MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss,
-				/* one thread is MHD's own, not a pool of one (it warns) */
-				MHD_OPTION_THREAD_POOL_SIZE,
-				cfg->track_threads > 1 ? (unsigned)cfg->track_threads : 0u,
+				/* one thread is MHD's own, not a pool: MHD warns for a
+				 * pool size of 0 or 1, so then the slot repeats the
+				 * idle timeout below instead (the same unsigned value) */
+				cfg->track_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE
+						       : MHD_OPTION_CONNECTION_TIMEOUT,
+				cfg->track_threads > 1 ? (unsigned)cfg->track_threads : 10u,
 				MHD_OPTION_CONNECTION_LIMIT, limit,
 				MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 				(unsigned)cfg->track_per_ip_connections,
