@@ -497,7 +497,7 @@ static enum MHD_Result post_batch(struct api *a, struct MHD_Connection *c, struc
  * with *rec filled (notice_rec_free it), or 0 after sending the answer
  * (401, 404 for another key's or an unknown notice, 500). */
 /* Key key_id's notice id into rec: 1, or 0 with the answer sent (404, 500). */
-static int notice_of_key(struct api *a, struct MHD_Connection *c, const char *id, int64_t key_id,
+static int api_notice_of_key(struct api *a, struct MHD_Connection *c, const char *id, int64_t key_id,
 			 struct notice_rec *rec, enum MHD_Result *sent)
 {
 	struct selo_err err;
@@ -520,7 +520,7 @@ static int owned_notice(struct api *a, struct MHD_Connection *c, const char *id,
 		*sent = send_problem(a, c, &err);
 		return 0;
 	}
-	return notice_of_key(a, c, id, key.id, rec, sent);
+	return api_notice_of_key(a, c, id, key.id, rec, sent);
 }
 
 /* The notice as GET /v1/notices/{id} shows it, to a key already checked. */
@@ -531,7 +531,7 @@ static enum MHD_Result send_notice(struct api *a, struct MHD_Connection *c, cons
 	err_clear(&err);
 	struct notice_rec rec;
 	enum MHD_Result sent;
-	if (!notice_of_key(a, c, id, key_id, &rec, &sent))
+	if (!api_notice_of_key(a, c, id, key_id, &rec, &sent))
 		return sent;
 	struct event_rec *ev = NULL;
 	size_t nev = 0;
@@ -660,7 +660,7 @@ static enum MHD_Result get_message(struct api *a, struct MHD_Connection *c, cons
 
 /* A receipt not yet covered by a timestamped checkpoint is 503 with a
  * retry hint: the detail is for the caller, as is. */
-static enum MHD_Result receipt_failed(struct api *a, struct MHD_Connection *c,
+static enum MHD_Result api_receipt_failed(struct api *a, struct MHD_Connection *c,
 				      struct selo_err *err)
 {
 	if (err->status == 503) {
@@ -694,7 +694,7 @@ static enum MHD_Result get_receipt(struct api *a, struct MHD_Connection *c, cons
 				  pdf ? "lang must be pt-BR or en" : "lang applies to format=pdf");
 	if (!a->app->ledger) {
 		err_set(&err, 503, "no-ledger", "the ledger is not running");
-		return receipt_failed(a, c, &err);
+		return api_receipt_failed(a, c, &err);
 	}
 	int short_form = form && !strcmp(form, "short");
 	struct buf json = BUF_INIT, out = BUF_INIT;
@@ -702,7 +702,7 @@ static enum MHD_Result get_receipt(struct api *a, struct MHD_Connection *c, cons
 	    (pdf && export_receipt_pdf(a->exporter, id, short_form, lang, &json, &out, &err) != 0)) {
 		buf_free(&json);
 		buf_free(&out);
-		return receipt_failed(a, c, &err);
+		return api_receipt_failed(a, c, &err);
 	}
 	char cd[80];
 	snprintf(cd, sizeof(cd), "attachment; filename=\"receipt-%s.%s\"", id, pdf ? "pdf" : "json");
@@ -815,7 +815,7 @@ static enum MHD_Result get_metrics(struct api *a, struct MHD_Connection *c)
 /* ---- routing */
 
 /* Webhooks: webhook.h does the work; this only maps HTTP onto it. */
-static enum MHD_Result webhook_answer(struct api *a, struct MHD_Connection *c, int rc,
+static enum MHD_Result api_webhook_answer(struct api *a, struct MHD_Connection *c, int rc,
 				      unsigned status, json_t *out, struct selo_err *err)
 {
 	if (rc != 0)
@@ -840,7 +840,7 @@ static enum MHD_Result webhook_answer(struct api *a, struct MHD_Connection *c, i
 
 /* What every webhook route checks first: the Bearer key, then that the
  * webhook worker runs. 0, or -1 with the answer sent in *sent. */
-static int webhook_caller(struct api *a, struct MHD_Connection *c, struct apikey *key,
+static int api_webhook_caller(struct api *a, struct MHD_Connection *c, struct apikey *key,
 			  enum MHD_Result *sent)
 {
 	struct selo_err err;
@@ -861,13 +861,13 @@ static enum MHD_Result get_webhooks_public_key(struct api *a, struct MHD_Connect
 {
 	struct apikey key;
 	enum MHD_Result sent;
-	if (webhook_caller(a, c, &key, &sent))
+	if (api_webhook_caller(a, c, &key, &sent))
 		return sent;
 	struct selo_err err;
 	err_clear(&err);
 	json_t *out = NULL;
 	int rc = webhooks_public_key(a->app->webhooks, &out, &err);
-	return webhook_answer(a, c, rc, 200, out, &err);
+	return api_webhook_answer(a, c, rc, 200, out, &err);
 }
 
 /* GET /v1/webhooks/{id} */
@@ -875,13 +875,13 @@ static enum MHD_Result get_webhook(struct api *a, struct MHD_Connection *c, cons
 {
 	struct apikey key;
 	enum MHD_Result sent;
-	if (webhook_caller(a, c, &key, &sent))
+	if (api_webhook_caller(a, c, &key, &sent))
 		return sent;
 	struct selo_err err;
 	err_clear(&err);
 	json_t *out = NULL;
 	int rc = webhook_get(a->app->webhooks, key.id, id, &out, &err);
-	return webhook_answer(a, c, rc, 200, out, &err);
+	return api_webhook_answer(a, c, rc, 200, out, &err);
 }
 
 /* DELETE /v1/webhooks/{id} */
@@ -889,12 +889,12 @@ static enum MHD_Result delete_webhook(struct api *a, struct MHD_Connection *c, c
 {
 	struct apikey key;
 	enum MHD_Result sent;
-	if (webhook_caller(a, c, &key, &sent))
+	if (api_webhook_caller(a, c, &key, &sent))
 		return sent;
 	struct selo_err err;
 	err_clear(&err);
 	int rc = webhook_delete(a->app->webhooks, key.id, id, &err);
-	return webhook_answer(a, c, rc, 204, NULL, &err);
+	return api_webhook_answer(a, c, rc, 204, NULL, &err);
 }
 
 /* GET /v1/webhooks */
@@ -902,13 +902,13 @@ static enum MHD_Result list_webhooks(struct api *a, struct MHD_Connection *c)
 {
 	struct apikey key;
 	enum MHD_Result sent;
-	if (webhook_caller(a, c, &key, &sent))
+	if (api_webhook_caller(a, c, &key, &sent))
 		return sent;
 	struct selo_err err;
 	err_clear(&err);
 	json_t *out = NULL;
 	int rc = webhook_list(a->app->webhooks, key.id, &out, &err);
-	return webhook_answer(a, c, rc, 200, out, &err);
+	return api_webhook_answer(a, c, rc, 200, out, &err);
 }
 
 /* POST /v1/webhooks */
@@ -916,7 +916,7 @@ static enum MHD_Result post_webhook(struct api *a, struct MHD_Connection *c, str
 {
 	struct apikey key;
 	enum MHD_Result sent;
-	if (webhook_caller(a, c, &key, &sent))
+	if (api_webhook_caller(a, c, &key, &sent))
 		return sent;
 	struct selo_err err;
 	err_clear(&err);
@@ -926,7 +926,7 @@ static enum MHD_Result post_webhook(struct api *a, struct MHD_Connection *c, str
 	json_t *out = NULL;
 	int rc = webhook_create(a->app->webhooks, key.id, body, &out, &err);
 	json_decref(body);
-	return webhook_answer(a, c, rc, 201, out, &err);
+	return api_webhook_answer(a, c, rc, 201, out, &err);
 }
 
 /* POST /v1/webhooks/{id}/rotate-secret (docs/keys.md): a new secret, the
@@ -936,7 +936,7 @@ static enum MHD_Result rt_post_webhook_rotate(struct api *a, struct MHD_Connecti
 {
 	struct apikey key;
 	enum MHD_Result sent;
-	if (webhook_caller(a, c, &key, &sent))
+	if (api_webhook_caller(a, c, &key, &sent))
 		return sent;
 	struct selo_err err;
 	err_clear(&err);
@@ -946,7 +946,7 @@ static enum MHD_Result rt_post_webhook_rotate(struct api *a, struct MHD_Connecti
 	json_t *out = NULL;
 	int rc = webhook_rotate_secret(a->app->webhooks, key.id, id, body, &out, &err);
 	json_decref(body);
-	return webhook_answer(a, c, rc, 200, out, &err);
+	return api_webhook_answer(a, c, rc, 200, out, &err);
 }
 
 /* ---- /v1/suppressions (store.h "Suppressions"): the caller's own. */
@@ -1000,7 +1000,7 @@ static enum MHD_Result delete_suppression(struct api *a, struct MHD_Connection *
 	int rc = store_suppression_delete(a->app->store, key.id, address, &err);
 	if (rc == 0)
 		return send_error(a, c, 404, "not-found", "this API key has no suppression of that address");
-	return webhook_answer(a, c, rc < 0 ? -1 : 0, 204, NULL, &err);
+	return api_webhook_answer(a, c, rc < 0 ? -1 : 0, 204, NULL, &err);
 }
 
 /* ---- scheduling and sequences (sequence.h, store.h) */
@@ -1423,7 +1423,7 @@ static struct selo_err *req_refuse(struct api *a, struct req *r)
 }
 
 /* The JSON values one notice may need. */
-static size_t notice_values(const struct selo_config *cfg)
+static size_t api_notice_values(const struct selo_config *cfg)
 {
 	return API_NOTICE_VALUES + API_ATTACHMENT_VALUES * cfg->max_attachments;
 }
@@ -1435,7 +1435,7 @@ static struct jsonscan_limits req_json_limits(const struct api *a, const char *u
 	const struct selo_config *cfg = &a->app->cfg;
 	int batch = !strcmp(method, "POST") && !strcmp(url, "/v1/notices/batch");
 	struct jsonscan_limits lim = {
-		API_JSON_DEPTH, notice_values(cfg) * (batch ? cfg->max_batch : API_SINGLE_NOTICES),
+		API_JSON_DEPTH, api_notice_values(cfg) * (batch ? cfg->max_batch : API_SINGLE_NOTICES),
 		batch ? cfg->max_batch : 0};
 	return lim;
 }
@@ -1447,7 +1447,7 @@ static int req_is_large(const struct api *a, const struct req *r, size_t n)
 {
 	const struct selo_config *cfg = &a->app->cfg;
 	return r->body.len + n > cfg->api_large_body ||
-	       r->scan.values > notice_values(cfg) * API_SINGLE_NOTICES;
+	       r->scan.values > api_notice_values(cfg) * API_SINGLE_NOTICES;
 }
 
 /* The first call, after the headers: the request's state, or an answer at

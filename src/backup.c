@@ -59,7 +59,7 @@ static int name_ok(const char *s, size_t n)
 }
 
 /* "keys" or "keys/a/b" (depth <= MAX_DEPTH), each component plain. */
-static int keys_path_ok(const char *p)
+static int backup_keys_path_ok(const char *p)
 {
 	if (strncmp(p, "keys", 4) != 0 || (p[4] != '\0' && p[4] != '/'))
 		return 0;
@@ -81,7 +81,7 @@ static int file_path_ok(const char *p)
 {
 	if (!strcmp(p, "selo.conf") || !strcmp(p, "selo.db"))
 		return 1;
-	return strncmp(p, "keys/", 5) == 0 && keys_path_ok(p);
+	return strncmp(p, "keys/", 5) == 0 && backup_keys_path_ok(p);
 }
 
 /* ---- Hashing. */
@@ -809,7 +809,7 @@ static int extract_all(struct archive *a, struct manifest *m, const char *root,
 		    (type != AE_IFREG && type != AE_IFDIR))
 			return damaged(err, "'%.200s' is a link or special file", path);
 		if (type == AE_IFDIR) {
-			if (!keys_path_ok(path))
+			if (!backup_keys_path_ok(path))
 				return damaged(err, "unexpected directory '%.200s'", path);
 			char p[2200];
 			snprintf(p, sizeof(p), "%s/%s", root, path);

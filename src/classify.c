@@ -399,7 +399,7 @@ size_t classifier_tracked(struct classifier *c)
 
 /* ---- burst memory ---------------------------------------------------------- */
 
-static uint64_t notice_hash(const char *s, size_t len)
+static uint64_t classify_notice_hash(const char *s, size_t len)
 {
 	uint64_t h = 1469598103934665603ull; /* FNV-1a */
 	for (size_t i = 0; i < len; i++) {
@@ -413,7 +413,7 @@ static uint64_t notice_hash(const char *s, size_t len)
  * hit slot when the notice is not remembered. Called with c->mu held. */
 static struct notice_slot *slot_get(struct classifier *c, const char *notice, size_t len)
 {
-	struct notice_slot *set = c->slots + (notice_hash(notice, len) % c->nsets) * c->ways;
+	struct notice_slot *set = c->slots + (classify_notice_hash(notice, len) % c->nsets) * c->ways;
 	struct notice_slot *victim = &set[0]; /* c->ways >= 1 */
 	for (size_t i = 0; i < c->ways; i++) {
 		struct notice_slot *s = &set[i];

@@ -141,7 +141,7 @@ void composer_set_tsa(struct composer *c, smime_tst_fn fn, void *arg)
 
 /* ---- Tokens. */
 
-static struct compose_token *token_push(const struct composer *c, const uint8_t notice[16],
+static struct compose_token *compose_token_push(const struct composer *c, const uint8_t notice[16],
 					enum token_kind kind, int link, char *url,
 					struct compose_token **tokens, size_t *ntokens)
 {
@@ -329,7 +329,7 @@ static void rewrite_href(struct html_scan *h, struct link_ctx *lc, size_t vs, si
 	if (!url)
 		return;
 	lc->links++;
-	struct compose_token *t = token_push(lc->c, lc->notice, TOKEN_CLICK, lc->links, url,
+	struct compose_token *t = compose_token_push(lc->c, lc->notice, TOKEN_CLICK, lc->links, url,
 					     lc->tokens, lc->ntokens);
 	buf_append(h->out, h->s + h->copied, vs - h->copied);
 	buf_putc(h->out, '"');
@@ -599,7 +599,7 @@ static int make_message_id(const struct composer *c, const char *notice_id, char
 }
 
 /* The value of tag (e.g. "d") in one unfolded DKIM-Signature value. */
-static json_t *dkim_tag(const char *v, const char *tag)
+static json_t *compose_dkim_tag(const char *v, const char *tag)
 {
 	size_t tl = strlen(tag);
 	const char *p = v;
@@ -627,7 +627,7 @@ static json_t *dkim_tag(const char *v, const char *tag)
 }
 
 /* [{"d","s","a"}] from the DKIM-Signature headers dkim_sign wrote. */
-static json_t *dkim_fields(const struct buf *sigs)
+static json_t *compose_dkim_fields(const struct buf *sigs)
 {
 	json_t *arr = json_array();
 	const char *s = buf_str(sigs), *end = s + sigs->len;
@@ -643,9 +643,9 @@ static json_t *dkim_fields(const struct buf *sigs)
 				if (*p != '\r' && *p != '\n')
 					buf_putc(&v, *p);
 			json_t *o = json_object();
-			json_object_set_new(o, "d", dkim_tag(buf_str(&v), "d"));
-			json_object_set_new(o, "s", dkim_tag(buf_str(&v), "s"));
-			json_object_set_new(o, "a", dkim_tag(buf_str(&v), "a"));
+			json_object_set_new(o, "d", compose_dkim_tag(buf_str(&v), "d"));
+			json_object_set_new(o, "s", compose_dkim_tag(buf_str(&v), "s"));
+			json_object_set_new(o, "a", compose_dkim_tag(buf_str(&v), "a"));
 			json_array_append_new(arr, o);
 			buf_free(&v);
 		}
@@ -667,7 +667,7 @@ static json_t *event_fields(const struct composer *c, const struct compose_in *i
 	json_object_set_new(smj, "cert_sha256", json_string(smime_signer_cert_sha256(c->smime)));
 	json_object_set_new(smj, "timestamped", json_boolean(sm->timestamped));
 	json_object_set_new(ev, "smime", smj);
-	json_object_set_new(ev, "dkim", dkim_fields(sigs));
+	json_object_set_new(ev, "dkim", compose_dkim_fields(sigs));
 	json_t *tr = json_object();
 	json_object_set_new(tr, "opens", json_boolean(in->track_opens && in->html));
 	json_object_set_new(tr, "clicks", json_integer(nlinks));
@@ -705,11 +705,11 @@ static void build_bodies(const struct composer *c, const struct compose_in *in,
 	size_t io = 0, ir = 0;
 	if (in->track_opens && in->html) {
 		io = out->ntokens;
-		token_push(c, notice, TOKEN_OPEN, 0, NULL, &out->tokens, &out->ntokens);
+		compose_token_push(c, notice, TOKEN_OPEN, 0, NULL, &out->tokens, &out->ntokens);
 	}
 	if (in->track_read) {
 		ir = out->ntokens;
-		token_push(c, notice, TOKEN_READ, 0, NULL, &out->tokens, &out->ntokens);
+		compose_token_push(c, notice, TOKEN_READ, 0, NULL, &out->tokens, &out->ntokens);
 	}
 	/* pointers into out->tokens only now that it no longer moves */
 	if (in->track_opens && in->html)

@@ -320,7 +320,7 @@ static int is_token_char(unsigned char c)
 }
 
 /* A token into out (lower case when lower), cut at cap; returns the end. */
-static const char *token_copy(const char *p, char *out, size_t cap, int lower)
+static const char *dsn_token_copy(const char *p, char *out, size_t cap, int lower)
 {
 	size_t k = 0;
 	for (; is_token_char((unsigned char)*p); p++)
@@ -334,7 +334,7 @@ static const char *token_copy(const char *p, char *out, size_t cap, int lower)
 static const char *param_value(const char *p, char *out, size_t cap)
 {
 	if (*p != '"')
-		return token_copy(p, out, cap, 0);
+		return dsn_token_copy(p, out, cap, 0);
 	size_t k = 0;
 	for (p++; *p && *p != '"'; p++) {
 		if (*p == '\\' && p[1])
@@ -350,10 +350,10 @@ static const char *param_value(const char *p, char *out, size_t cap)
 static void ctype_parse(const char *v, struct ctype *ct)
 {
 	memset(ct, 0, sizeof(*ct));
-	const char *p = token_copy(skip_cfws(v), ct->type, sizeof(ct->type), 1);
+	const char *p = dsn_token_copy(skip_cfws(v), ct->type, sizeof(ct->type), 1);
 	p = skip_cfws(p);
 	if (*p == '/')
-		p = token_copy(skip_cfws(p + 1), ct->subtype, sizeof(ct->subtype), 1);
+		p = dsn_token_copy(skip_cfws(p + 1), ct->subtype, sizeof(ct->subtype), 1);
 	if (!ct->type[0] || !ct->subtype[0]) {
 		strcpy(ct->type, "text");
 		strcpy(ct->subtype, "plain");
@@ -361,7 +361,7 @@ static void ctype_parse(const char *v, struct ctype *ct)
 	}
 	for (p = skip_cfws(p); *p == ';'; p = skip_cfws(p)) {
 		char name[32], value[128];
-		p = token_copy(skip_cfws(p + 1), name, sizeof(name), 1);
+		p = dsn_token_copy(skip_cfws(p + 1), name, sizeof(name), 1);
 		p = skip_cfws(p);
 		if (*p != '=')
 			return;
@@ -369,7 +369,7 @@ static void ctype_parse(const char *v, struct ctype *ct)
 		if (!strcmp(name, "boundary") && !ct->boundary[0])
 			snprintf(ct->boundary, sizeof(ct->boundary), "%s", value);
 		else if (!strcmp(name, "report-type") && !ct->report_type[0])
-			token_copy(value, ct->report_type, sizeof(ct->report_type), 1);
+			dsn_token_copy(value, ct->report_type, sizeof(ct->report_type), 1);
 	}
 }
 
@@ -396,7 +396,7 @@ static int entity_types(struct span head, struct ctype *ct, char cte[32])
 			have_ct = 1;
 		} else if (name_is(f.name, "Content-Transfer-Encoding") && !cte[0]) {
 			value_copy(f.value, v, sizeof(v), 1);
-			token_copy(skip_cfws(v), cte, 32, 1);
+			dsn_token_copy(skip_cfws(v), cte, 32, 1);
 		}
 	}
 	return r;
@@ -518,7 +518,7 @@ static void status_field(struct field *f, struct dsn *d, struct dsn_rcpt *r)
 	char v[64];
 	if (r && name_is(f->name, "Action") && !r->action[0]) {
 		value_copy(f->value, v, sizeof(v), 1);
-		token_copy(skip_cfws(v), r->action, sizeof(r->action), 1);
+		dsn_token_copy(skip_cfws(v), r->action, sizeof(r->action), 1);
 	} else if (r && name_is(f->name, "Status") && !r->status[0]) {
 		value_copy(f->value, v, sizeof(v), 1);
 		size_t n = strspn(v, "0123456789.");

@@ -86,7 +86,7 @@ int export_receipt_json(struct ledger *l, const char *id, int short_form, struct
 }
 
 /* smime_tst_fn over the ledger's TSA: the PDF signature's timestamp. */
-static int pdf_tst(void *arg, const uint8_t digest[32], uint8_t **der, size_t *len,
+static int export_pdf_tst(void *arg, const uint8_t digest[32], uint8_t **der, size_t *len,
 		   struct selo_err *err)
 {
 	int64_t t;
@@ -110,7 +110,7 @@ int export_receipt_pdf(struct exporter *x, const char *id, int short_form, const
 	}
 	int64_t now = clock_now_ms();
 	struct receipt_pdf_opts o = {canon, x->verify_url, now};
-	struct pdf_sign_opts s = {x->signer, pdf_tst, x->ledger, "Selo",
+	struct pdf_sign_opts s = {x->signer, export_pdf_tst, x->ledger, "Selo",
 				  canon[0] == 'e' ? "Receipt of an electronic notice"
 						  : "Recibo de notificação eletrônica",
 				  NULL, now};

@@ -76,7 +76,7 @@ uint32_t note_key_id(const char *name, const uint8_t pub[32])
 
 /* C2SP signed-note: a key name is non-empty and has no '+' and no spaces.
  * We also keep it to printable ASCII so it is safe in files and logs. */
-static int note_name_valid(const char *name)
+static int keys_note_name_valid(const char *name)
 {
 	size_t n = strlen(name);
 	if (n == 0 || n > 255)
@@ -88,7 +88,7 @@ static int note_name_valid(const char *name)
 }
 
 /* "<name>+<8 hex>+<base64(0x01||key32)>", the shape of both note keys. */
-static int note_key_format(const char *prefix, const char *name, uint32_t id,
+static int keys_note_key_format(const char *prefix, const char *name, uint32_t id,
 			   const uint8_t key[32], char *out, size_t n)
 {
 	uint8_t typed[33];
@@ -105,14 +105,14 @@ static int note_key_format(const char *prefix, const char *name, uint32_t id,
 
 int note_vkey_format(const char *name, const uint8_t pub[32], char *out, size_t n)
 {
-	if (!note_name_valid(name))
+	if (!keys_note_name_valid(name))
 		return -1;
-	return note_key_format("", name, note_key_id(name, pub), pub, out, n);
+	return keys_note_key_format("", name, note_key_id(name, pub), pub, out, n);
 }
 
 /* Splits "<name>+<8 hex>+<base64(0x01||key)>" and checks the encoding;
  * the caller checks the key ID (it needs the public key for that). */
-static int note_key_parse(const char *s, size_t len, char *name, size_t namecap,
+static int keys_note_key_parse(const char *s, size_t len, char *name, size_t namecap,
 			  uint32_t *id, uint8_t key[32])
 {
 	const char *p1 = memchr(s, '+', len);
@@ -127,7 +127,7 @@ static int note_key_parse(const char *s, size_t len, char *name, size_t namecap,
 		return -1;
 	memcpy(name, s, nlen);
 	name[nlen] = '\0';
-	if (!note_name_valid(name))
+	if (!keys_note_name_valid(name))
 		return -1;
 	uint8_t idb[4];
 	if (hex_decode(rest, 8, idb, sizeof(idb)) != 4)
@@ -149,7 +149,7 @@ int note_vkey_parse(const char *vkey, char *name, size_t namecap, uint8_t pub[32
 		    struct selo_err *err)
 {
 	uint32_t id;
-	if (note_key_parse(vkey, strlen(vkey), name, namecap, &id, pub) != 0)
+	if (keys_note_key_parse(vkey, strlen(vkey), name, namecap, &id, pub) != 0)
 		return err_set(err, 400, "invalid-key",
 			       "verifier key is not \"<name>+<8 hex digits>+<base64 of 0x01 and a "
 			       "32-byte Ed25519 key>\"");
@@ -203,7 +203,7 @@ int keys_load_note_key(const char *keys_dir, char *name, size_t namecap, uint8_t
 	}
 	uint32_t id = 0;
 	int bad = b.len < sizeof(prefix) - 1 || memcmp(b.data, prefix, sizeof(prefix) - 1) != 0 ||
-		  note_key_parse(b.data + sizeof(prefix) - 1, b.len - (sizeof(prefix) - 1), name,
+		  keys_note_key_parse(b.data + sizeof(prefix) - 1, b.len - (sizeof(prefix) - 1), name,
 				 namecap, &id, seed) != 0;
 	OPENSSL_cleanse(b.data, b.len);
 	buf_free(&b);
@@ -527,7 +527,7 @@ static int log_key_texts(EVP_PKEY *k, const char *origin, struct buf *key, struc
 		return -1;
 	}
 	char line[600];
-	int r = note_key_format("PRIVATE+KEY+", origin, note_key_id(origin, pub), seed, line,
+	int r = keys_note_key_format("PRIVATE+KEY+", origin, note_key_id(origin, pub), seed, line,
 				sizeof(line));
 	OPENSSL_cleanse(seed, sizeof(seed));
 	if (r == 0) {
@@ -541,7 +541,7 @@ static int log_key_texts(EVP_PKEY *k, const char *origin, struct buf *key, struc
 	return 0;
 }
 
-static void token_key_text(struct buf *out)
+static void keys_token_key_text(struct buf *out)
 {
 	uint8_t k[32];
 	char hex[65];
@@ -570,7 +570,7 @@ static int contents_make(struct keyset *k, const char *origin, struct buf f[KF_C
 		err_add_openssl(err);
 		return -1;
 	}
-	token_key_text(&f[KF_TOKEN_KEY]);
+	keys_token_key_text(&f[KF_TOKEN_KEY]);
 	/* One-line text files end in a newline like any text file; the loaders
 	 * accept it. */
 	static const enum key_file lines[] = {KF_DKIM_RSA_TXT, KF_DKIM_ED_TXT, KF_LOG_KEY,
@@ -663,7 +663,7 @@ static int keys_init_args_check(const char *dir, const char *domain, const char 
 		return err_set(err, 400, "invalid-request",
 			       "from address \"%s\" is not a plain ASCII address like "
 			       "notices@example.com", from ? from : "");
-	if (!origin || !note_name_valid(origin))
+	if (!origin || !keys_note_name_valid(origin))
 		return err_set(err, 400, "invalid-request",
 			       "log origin \"%s\" must be 1-255 printable characters without "
 			       "spaces or '+', e.g. example.com/selo", origin ? origin : "");
@@ -718,7 +718,7 @@ static int selector_valid(const char *s)
 	return 1;
 }
 
-static int dkim_state_parse_line(const char *line, struct dkim_selector *d)
+static int keys_dkim_state_parse_line(const char *line, struct dkim_selector *d)
 {
 	char state[16];
 	long long since;
@@ -760,7 +760,7 @@ int keys_dkim_list(const char *keys_dir, const char *config_selector, struct dki
 		lineno++;
 		if (*l == '#' || !*l)
 			continue;
-		if (*n == DKIM_SEL_MAX || dkim_state_parse_line(l, &out[*n]) != 0) {
+		if (*n == DKIM_SEL_MAX || keys_dkim_state_parse_line(l, &out[*n]) != 0) {
 			rc = err_set(err, 500, "invalid-key",
 				     "%s line %d is not \"SELECTOR pending|active|retiring|retired "
 				     "UNIX-SECONDS DIR\" (or there are over %d selectors)",
@@ -773,7 +773,7 @@ int keys_dkim_list(const char *keys_dir, const char *config_selector, struct dki
 	return rc;
 }
 
-static int dkim_state_write(const char *keys_dir, const struct dkim_selector *sel, size_t n,
+static int keys_dkim_state_write(const char *keys_dir, const struct dkim_selector *sel, size_t n,
 			    struct selo_err *err)
 {
 	struct buf b = BUF_INIT;
@@ -789,7 +789,7 @@ static int dkim_state_write(const char *keys_dir, const struct dkim_selector *se
 	return rc;
 }
 
-static void dkim_file_path(const char *keys_dir, const struct dkim_selector *s, const char *file,
+static void keys_dkim_file_path(const char *keys_dir, const struct dkim_selector *s, const char *file,
 			   char *out, size_t n)
 {
 	if (!strcmp(s->dir, "."))
@@ -798,7 +798,7 @@ static void dkim_file_path(const char *keys_dir, const struct dkim_selector *s, 
 		snprintf(out, n, "%s/%s/%s", keys_dir, s->dir, file);
 }
 
-static int dkim_find(const struct dkim_selector *sel, size_t n, enum dkim_sel_state st)
+static int keys_dkim_find(const struct dkim_selector *sel, size_t n, enum dkim_sel_state st)
 {
 	for (size_t i = 0; i < n; i++)
 		if (sel[i].state == st)
@@ -813,13 +813,13 @@ int keys_dkim_active(const char *keys_dir, const char *config_selector, char sel
 	size_t n;
 	if (keys_dkim_list(keys_dir, config_selector, sel, &n, err) != 0)
 		return -1;
-	int a = dkim_find(sel, n, DKIM_SEL_ACTIVE);
+	int a = keys_dkim_find(sel, n, DKIM_SEL_ACTIVE);
 	if (a < 0)
 		return err_set(err, 500, "invalid-key",
 			       "%s/" DKIM_STATE_FILE " names no active DKIM selector", keys_dir);
 	snprintf(selname, 64, "%s", sel[a].name);
-	dkim_file_path(keys_dir, &sel[a], "dkim-rsa.pem", rsa_path, 4096);
-	dkim_file_path(keys_dir, &sel[a], "dkim-ed25519.pem", ed_path, 4096);
+	keys_dkim_file_path(keys_dir, &sel[a], "dkim-rsa.pem", rsa_path, 4096);
+	keys_dkim_file_path(keys_dir, &sel[a], "dkim-ed25519.pem", ed_path, 4096);
 	if (access(rsa_path, R_OK) != 0)
 		rsa_path[0] = '\0';
 	if (access(ed_path, R_OK) != 0)
@@ -832,7 +832,7 @@ int keys_dkim_txt(const char *keys_dir, const struct dkim_selector *s, const cha
 {
 	char path[4096], file[32];
 	snprintf(file, sizeof(file), "dkim-%s.txt", alg);
-	dkim_file_path(keys_dir, s, file, path, sizeof(path));
+	keys_dkim_file_path(keys_dir, s, file, path, sizeof(path));
 	if (file_read(path, 4096, out, err) != 0)
 		return -1;
 	while (out->len && (out->data[out->len - 1] == '\n' || out->data[out->len - 1] == '\r'))
@@ -841,7 +841,7 @@ int keys_dkim_txt(const char *keys_dir, const struct dkim_selector *s, const cha
 }
 
 /* Writes the four files of a fresh selector into dir (made 0700). */
-static int dkim_files_make(const char *dir, struct selo_err *err)
+static int keys_dkim_files_make(const char *dir, struct selo_err *err)
 {
 	EVP_PKEY *rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
 	EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
@@ -887,7 +887,7 @@ int keys_dkim_new(const char *keys_dir, const char *config_selector, const char 
 	size_t n;
 	if (keys_dkim_list(keys_dir, config_selector, sel, &n, err) != 0)
 		return -1;
-	int p = dkim_find(sel, n, DKIM_SEL_PENDING);
+	int p = keys_dkim_find(sel, n, DKIM_SEL_PENDING);
 	if (p >= 0)
 		return err_set(err, 409, "pending-exists",
 			       "selector %s is already waiting: publish its records and run "
@@ -916,7 +916,7 @@ int keys_dkim_new(const char *keys_dir, const char *config_selector, const char 
 	snprintf(dir, sizeof(dir), "%s/%s", keys_dir, d->dir);
 	/* Keys first, the state file last: a crash in between leaves an
 	 * unlisted folder, never a listed selector without keys. */
-	if (dkim_files_make(dir, err) != 0 || dkim_state_write(keys_dir, sel, n + 1, err) != 0)
+	if (keys_dkim_files_make(dir, err) != 0 || keys_dkim_state_write(keys_dir, sel, n + 1, err) != 0)
 		return -1;
 	*made = *d;
 	return 0;
@@ -929,19 +929,19 @@ int keys_dkim_activate(const char *keys_dir, const char *config_selector,
 	size_t n;
 	if (keys_dkim_list(keys_dir, config_selector, sel, &n, err) != 0)
 		return -1;
-	int p = dkim_find(sel, n, DKIM_SEL_PENDING);
+	int p = keys_dkim_find(sel, n, DKIM_SEL_PENDING);
 	if (p < 0)
 		return err_set(err, 409, "nothing-pending",
 			       "no selector is pending: run `selo keys rotate dkim` first");
 	int64_t now = clock_now_ms() / 1000;
-	int a = dkim_find(sel, n, DKIM_SEL_ACTIVE);
+	int a = keys_dkim_find(sel, n, DKIM_SEL_ACTIVE);
 	if (a >= 0) {
 		sel[a].state = DKIM_SEL_RETIRING;
 		sel[a].since = now;
 	}
 	sel[p].state = DKIM_SEL_ACTIVE;
 	sel[p].since = now;
-	if (dkim_state_write(keys_dir, sel, n, err) != 0)
+	if (keys_dkim_state_write(keys_dir, sel, n, err) != 0)
 		return -1;
 	*now_active = sel[p];
 	return 0;
@@ -976,13 +976,13 @@ int keys_dkim_retire(const char *keys_dir, const char *config_selector, const ch
 	static const char *const priv[] = {"dkim-rsa.pem", "dkim-ed25519.pem"};
 	for (int k = 0; k < 2; k++) {
 		char path[4096];
-		dkim_file_path(keys_dir, &sel[i], priv[k], path, sizeof(path));
+		keys_dkim_file_path(keys_dir, &sel[i], priv[k], path, sizeof(path));
 		if (unlink(path) != 0 && errno != ENOENT)
 			return err_set(err, 500, "io", "cannot delete %s: %s", path, strerror(errno));
 	}
 	sel[i].state = DKIM_SEL_RETIRED;
 	sel[i].since = clock_now_ms() / 1000;
-	return dkim_state_write(keys_dir, sel, n, err);
+	return keys_dkim_state_write(keys_dir, sel, n, err);
 }
 
 /* ---- S/MIME and TSA renewal ------------------------------------------ */

@@ -410,7 +410,8 @@ static json_t *content_commitments(const struct event_rec *ev, size_t nev)
 	return set;
 }
 
-static json_t *receipt_log(struct ledger *l, const struct checkpoint_rec *cp, struct selo_err *err)
+static json_t *ledger_receipt_log(struct ledger *l, const struct checkpoint_rec *cp,
+				  struct selo_err *err)
 {
 	struct buf certs = BUF_INIT, tst = BUF_INIT;
 	/* The chain of this token's own TSA certificate: right even after the
@@ -434,7 +435,7 @@ static json_t *receipt_log(struct ledger *l, const struct checkpoint_rec *cp, st
 	return log;
 }
 
-static json_t *receipt_events(struct ledger *l, const struct event_rec *ev, size_t nev,
+static json_t *ledger_receipt_events(struct ledger *l, const struct event_rec *ev, size_t nev,
 			      uint64_t size, struct selo_err *err)
 {
 	struct tile_reader rd = {l->app->store, BUF_INIT};
@@ -463,7 +464,7 @@ static json_t *receipt_events(struct ledger *l, const struct event_rec *ev, size
 	return arr;
 }
 
-static json_t *receipt_disclosure(struct ledger *l, const struct notice_rec *rec,
+static json_t *ledger_receipt_disclosure(struct ledger *l, const struct notice_rec *rec,
 				  const struct event_rec *ev, size_t nev, int short_form,
 				  struct selo_err *err)
 {
@@ -488,7 +489,7 @@ static json_t *receipt_disclosure(struct ledger *l, const struct notice_rec *rec
 	return json_pack("{s:s,s:o}", "salt", salt, "values", values);
 }
 
-static json_t *receipt_message(struct ledger *l, const char *id, const struct event_rec *ev,
+static json_t *ledger_receipt_message(struct ledger *l, const char *id, const struct event_rec *ev,
 			       size_t nev, int short_form, struct selo_err *err)
 {
 	struct buf eml = BUF_INIT;
@@ -555,9 +556,10 @@ int ledger_receipt(struct ledger *l, const char *notice_id, int short_form, json
 				"notice's events yet; try again in a few seconds");
 		goto out;
 	}
-	if (!(log = receipt_log(l, &cp, err)) || !(events = receipt_events(l, ev, nev, cp.size, err)) ||
-	    !(msg = receipt_message(l, notice_id, ev, nev, short_form, err)) ||
-	    !(disc = receipt_disclosure(l, &rec, ev, nev, short_form, err)))
+	if (!(log = ledger_receipt_log(l, &cp, err)) ||
+	    !(events = ledger_receipt_events(l, ev, nev, cp.size, err)) ||
+	    !(msg = ledger_receipt_message(l, notice_id, ev, nev, short_form, err)) ||
+	    !(disc = ledger_receipt_disclosure(l, &rec, ev, nev, short_form, err)))
 		goto out;
 	char now[32];
 	clock_rfc3339(clock_now_ms(), now);

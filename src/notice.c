@@ -304,7 +304,7 @@ static void check_rendered_subject(const struct template *t, const json_t *vars,
 
 /* An unknown template's error lists the known ones, so the caller can fix
  * the name without reading the docs (GET /v1/templates has the details). */
-static void template_unknown(const struct template_set *ts, const char *name,
+static void notice_template_unknown(const struct template_set *ts, const char *name,
 			     struct selo_err *err)
 {
 	const char **names;
@@ -334,7 +334,7 @@ static void parse_content(const json_t *body, const struct selo_config *cfg,
 	if (tpl) {
 		const struct template *t = template_find(ts, tpl);
 		if (!t) {
-			template_unknown(ts, tpl, err);
+			notice_template_unknown(ts, tpl, err);
 			snprintf(err->type, sizeof(err->type), "unknown-template");
 			return;
 		}

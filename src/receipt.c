@@ -537,7 +537,7 @@ static void check_notice(struct ctx *c)
 
 /* When the signature does not verify the other checks still read the note
  * text (everything up to the last blank line), to say what else is wrong. */
-static void note_text_unverified(struct ctx *c)
+static void receipt_note_text_unverified(struct ctx *c)
 {
 	buf_reset(&c->text);
 	const char *n = c->d.note;
@@ -574,7 +574,7 @@ static void check_signature(struct ctx *c, const char *pinned)
 	struct note_verifier v;
 	struct selo_err err;
 	memset(&v, 0, sizeof(v));
-	note_text_unverified(c);
+	receipt_note_text_unverified(c);
 	if (note_vkey_parse(use, v.name, sizeof(v.name), v.pub, &err) != 0) {
 		add(c, "checkpoint_signature", 0, "%s cannot be used: %s", whose, err.msg);
 		return;
@@ -708,7 +708,7 @@ static int sig_alg_consistent(const PKCS7_SIGNER_INFO *si, X509 *signer)
  * no CRLs, and only certificates the receipt lists (the first one is the
  * TSA's, receipt.h).
  * NULL when so; otherwise what is not. */
-static const char *token_unsigned_parts(const struct doc *d)
+static const char *receipt_token_unsigned_parts(const struct doc *d)
 {
 	const unsigned char *p = d->tst;
 	PKCS7 *p7 = d2i_PKCS7(NULL, &p, (long)d->tst_len);
@@ -751,7 +751,7 @@ static void check_timestamp(struct ctx *c, const char *ca_pem, size_t ca_len)
 		add(c, "checkpoint_timestamp", 0, "the TSA certificates do not form a chain: %s", why);
 		return;
 	}
-	const char *odd = token_unsigned_parts(d);
+	const char *odd = receipt_token_unsigned_parts(d);
 	if (odd) {
 		add(c, "checkpoint_timestamp", 0, "the timestamp token was altered outside its "
 		    "signature: %s", odd);

@@ -815,7 +815,7 @@ static void read_checkpoint(struct rdoc *d)
 }
 
 /* genTime of a DER TimeStampToken, read without checking anything. */
-static int token_time(const uint8_t *der, size_t n, int64_t *ms)
+static int receipt_pdf_token_time(const uint8_t *der, size_t n, int64_t *ms)
 {
 	const unsigned char *p = der;
 	PKCS7 *p7 = d2i_PKCS7(NULL, &p, (long)n);
@@ -860,7 +860,7 @@ static void read_timestamp(struct rdoc *d)
 	if (tsa_verify_token(der, (size_t)k, digest, last, strlen(last), buf_str(&all), all.len,
 			     &d->tst_ms, d->tsa_name, sizeof(d->tsa_name), &e) == 0)
 		d->tst_state = 1;
-	else if (token_time(der, (size_t)k, &d->tst_ms) == 0)
+	else if (receipt_pdf_token_time(der, (size_t)k, &d->tst_ms) == 0)
 		d->tst_state = 2;
 	buf_free(&all);
 	free(der);
@@ -869,7 +869,7 @@ static void read_timestamp(struct rdoc *d)
 /* The RFC 3161 token of an S/MIME signature (DER CMS, smime.p7s): the
  * first signer's unsigned attribute id-aa-timeStampToken, as smime.c
  * writes it (CAdES-T). */
-static int smime_token_time(const uint8_t *der, size_t n, int64_t *ms)
+static int receipt_pdf_smime_token_time(const uint8_t *der, size_t n, int64_t *ms)
 {
 	const unsigned char *p = der;
 	CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)n);
@@ -881,7 +881,7 @@ static int smime_token_time(const uint8_t *der, size_t n, int64_t *ms)
 	ASN1_TYPE *t = attr ? X509_ATTRIBUTE_get0_type(attr, 0) : NULL;
 	int rc = -1;
 	if (t && t->type == V_ASN1_SEQUENCE)
-		rc = token_time(t->value.sequence->data, (size_t)t->value.sequence->length, ms);
+		rc = receipt_pdf_token_time(t->value.sequence->data, (size_t)t->value.sequence->length, ms);
 	CMS_ContentInfo_free(cms);
 	return rc;
 }
@@ -1248,7 +1248,7 @@ static void tag_attr(const char *t, size_t n, const char *name, struct buf *out)
 /* Tracker links (…/c/TOKEN, …/r/TOKEN, …/o/TOKEN.gif, docs/tracking.md):
  * shown as what they are, never as a URL a reader could follow and so
  * record a click the recipient never made. 'c', 'r' or 0. */
-static char tracker_link(const char *url)
+static char receipt_pdf_tracker_link(const char *url)
 {
 	static const char *const kinds = "cro";
 	for (const char *k = kinds; *k; k++) {
@@ -1269,7 +1269,7 @@ static void h2t_link_end(struct h2t *h)
 	h->in_a = 0;
 	if (!h->href.len)
 		return;
-	char kind = tracker_link(buf_str(&h->href));
+	char kind = receipt_pdf_tracker_link(buf_str(&h->href));
 	const char *text = h->out->data ? h->out->data + h->a_text : "";
 	if (!kind && !strcmp(text, buf_str(&h->href)))
 		return; /* the link's text is its target */
@@ -1408,7 +1408,7 @@ struct mime_scan {
 	int parts;
 };
 
-static void mime_walk(struct mime_scan *s, const char *p, size_t n, int depth);
+static void receipt_pdf_mime_walk(struct mime_scan *s, const char *p, size_t n, int depth);
 
 /* Is line[0..n) (with its line end) a delimiter line of boundary bnd:
  * "--bnd", maybe "--", then only white space (RFC 2046 §5.1.1)? */
@@ -1442,7 +1442,7 @@ static void multipart_each(struct mime_scan *s, const char *p, size_t n, const c
 					end--;
 				if (end > start && p[end - 1] == '\r')
 					end--;
-				mime_walk(s, p + start, end - start, depth + 1);
+				receipt_pdf_mime_walk(s, p + start, end - start, depth + 1);
 			}
 			if (last)
 				return;
@@ -1468,7 +1468,7 @@ static void part_keep(struct part_ref *r, int *have, const char *body, size_t le
 /* Finds the first text/plain and text/html parts that are not
  * attachments, and the S/MIME signature, at most MAX_MIME_DEPTH deep and
  * MAX_MIME_PARTS parts in all. */
-static void mime_walk(struct mime_scan *s, const char *p, size_t n, int depth)
+static void receipt_pdf_mime_walk(struct mime_scan *s, const char *p, size_t n, int depth)
 {
 	if (depth > MAX_MIME_DEPTH || ++s->parts > MAX_MIME_PARTS)
 		return;
@@ -1562,11 +1562,11 @@ static void read_mail(struct rdoc *d)
 	buf_free(&v);
 	struct mime_scan s;
 	memset(&s, 0, sizeof(s));
-	mime_walk(&s, p, d->eml_len, 0);
+	receipt_pdf_mime_walk(&s, p, d->eml_len, 0);
 	mail_body(d, m, &s);
 	struct buf der = BUF_INIT;
 	if (s.have_p7s && body_decode(s.p7s.body, s.p7s.len, s.p7s.cte, &der) == 0)
-		m->sig_tst_ok = smime_token_time((const uint8_t *)buf_str(&der), der.len,
+		m->sig_tst_ok = receipt_pdf_smime_token_time((const uint8_t *)buf_str(&der), der.len,
 						 &m->sig_tst_ms) == 0;
 	buf_free(&der);
 }
@@ -1972,7 +1972,7 @@ static void kv_buf(struct pager *p, const char *label, struct buf *b, enum font 
 	buf_reset(b);
 }
 
-static void notice_block(struct pager *p, const struct rdoc *d)
+static void receipt_pdf_notice_block(struct pager *p, const struct rdoc *d)
 {
 	struct buf b = BUF_INIT;
 	const char *v;
@@ -2308,7 +2308,7 @@ static void details(struct rich *r, const struct pager *p, const struct rdoc *d,
 }
 
 /* The event cell: label, evidence, details, what it proves and not. */
-static void event_cell(struct rich *r, const struct pager *p, const struct rdoc *d,
+static void receipt_pdf_event_cell(struct rich *r, const struct pager *p, const struct rdoc *d,
 		       const struct ev_view *e)
 {
 	const struct event_kind *k = kind_of(e);
@@ -2380,7 +2380,7 @@ static void timeline_row(struct pager *p, const struct rdoc *d, const struct ev_
 	rich_init(&tc);
 	rich_init(&ec);
 	time_cell(&tc, p, d, e);
-	event_cell(&ec, p, d, e);
+	receipt_pdf_event_cell(&ec, p, d, e);
 	PangoLayout *tl = layout_of(p, &tc, F_SMALL, TIME_W);
 	PangoLayout *el = layout_of(p, &ec, F_SMALL, CONTENT_W - TIME_W - GUTTER);
 	double h = height_of(el) > height_of(tl) ? height_of(el) : height_of(tl);
@@ -2453,7 +2453,7 @@ static int draw_qr(cairo_t *cr, const char *url, double x, double y, double size
 	return 0;
 }
 
-static void evidence_values(struct pager *p, const struct rdoc *d, double width)
+static void receipt_pdf_evidence_values(struct pager *p, const struct rdoc *d, double width)
 {
 	char s[128];
 	if (d->cp_ok) {
@@ -2485,7 +2485,7 @@ static void evidence_values(struct pager *p, const struct rdoc *d, double width)
 
 /* The QR code with "Verify" above and the URL under it, at the right of
  * the evidence values; returns its height. */
-static double evidence_qr(struct pager *p, const struct rdoc *d, double x, double y)
+static double receipt_pdf_evidence_qr(struct pager *p, const struct rdoc *d, double x, double y)
 {
 	const char *url = d->o->verify_url;
 	if (!url || !*url || strlen(url) > 1024)
@@ -2508,15 +2508,15 @@ static double evidence_qr(struct pager *p, const struct rdoc *d, double x, doubl
 	return h;
 }
 
-static void evidence_block(struct pager *p, const struct rdoc *d)
+static void receipt_pdf_evidence_block(struct pager *p, const struct rdoc *d)
 {
 	section(p, tr(d, S_SEC_EVIDENCE));
 	para_text(p, F_SMALL, tr(d, S_EVIDENCE_INTRO), 4);
 	need(p, QR_SIZE + 60);
 	double top = p->y, values_w = CONTENT_W - QR_SIZE - 3 * GUTTER - 20;
 	int page = (int)p->npage;
-	double qr_h = evidence_qr(p, d, MARGIN_X + CONTENT_W - QR_SIZE - 10, top);
-	evidence_values(p, d, values_w);
+	double qr_h = receipt_pdf_evidence_qr(p, d, MARGIN_X + CONTENT_W - QR_SIZE - 10, top);
+	receipt_pdf_evidence_values(p, d, values_w);
 	if ((int)p->npage == page && p->y < top + qr_h)
 		p->y = top + qr_h + 4;
 	kv(p, tr(d, S_VKEY), d->vkey, F_MONO, CONTENT_W); /* long: the whole width */
@@ -2783,9 +2783,9 @@ static int doc_layout(struct rdoc *d, struct buf *out, struct selo_err *err)
 		return err_set(err, 500, "pdf", "cannot start a page");
 	}
 	title_block(&p, d);
-	notice_block(&p, d);
+	receipt_pdf_notice_block(&p, d);
 	timeline_block(&p, d);
-	evidence_block(&p, d);
+	receipt_pdf_evidence_block(&p, d);
 	if (d->full)
 		content_block(&p, d);
 	proves_box(&p, d);

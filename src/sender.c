@@ -179,7 +179,7 @@ static void prepare_item(struct sender *s, struct item *it)
 	diag_error_limited(&s->compose_log, "notice %s: %s", it->rec.id, it->fail_reason);
 }
 
-static int store_seals(struct selo *app, struct item *items, size_t n, struct selo_err *err)
+static int sender_store_seals(struct selo *app, struct item *items, size_t n, struct selo_err *err)
 {
 	struct seal_rec *seals = xcalloc(n, sizeof(*seals));
 	struct token_rec **toks = xcalloc(n, sizeof(*toks));
@@ -352,7 +352,7 @@ static int retry_sleep(struct sender *s, int64_t ms)
 
 /* Whether a write failed because the store does (store.h "Health of
  * writes"): worth trying again. Another failure would fail the same way. */
-static int store_failing(struct selo *app, const struct selo_err *err)
+static int sender_store_failing(struct selo *app, const struct selo_err *err)
 {
 	if (err->status != 500)
 		return 0;
@@ -378,12 +378,12 @@ static int seals_store(struct sender *s, struct item *items, size_t n)
 	struct selo_err err;
 	for (int tries = 1;; tries++) {
 		err_clear(&err);
-		if (store_seals(s->app, items, n, &err) == 0) {
+		if (sender_store_seals(s->app, items, n, &err) == 0) {
 			if (tries > 1)
 				diag_ended(&s->seal_log, "sealed messages stored on try %d; sending", tries);
 			return 0;
 		}
-		if (!store_failing(s->app, &err)) {
+		if (!sender_store_failing(s->app, &err)) {
 			diag_error("cannot store sealed messages: %s", err.msg);
 			return -1; /* not the storage's fault: trying again would not help */
 		}
@@ -446,7 +446,7 @@ static void results_record(struct sender *s, const struct result_rec *res, size_
 				diag_warn("stopping: the results named above were recorded after all");
 			return;
 		}
-		if (!store_failing(s->app, &err)) {
+		if (!sender_store_failing(s->app, &err)) {
 			diag_error("cannot record delivery results: %s", err.msg);
 			return;
 		}

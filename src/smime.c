@@ -254,7 +254,7 @@ static int der_step(const unsigned char **p, long *left, int cls, int tag, int c
  * d2i_PKCS7 also decodes every embedded certificate's key, which cost a
  * tenth of a sealed message's CPU; the token's signature is the TSA
  * layer's to check. NULL when the shape is not that. */
-static TS_TST_INFO *token_tst_info(const uint8_t *der, size_t len)
+static TS_TST_INFO *smime_token_tst_info(const uint8_t *der, size_t len)
 {
 	static const unsigned char TSTINFO_OID[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01,
 						   0x09, 0x10, 0x01, 0x04}; /* 1.2.840.113549.1.9.16.1.4 */
@@ -293,10 +293,10 @@ static TS_TST_INFO *token_tst_info(const uint8_t *der, size_t len)
 
 /* A token is accepted only if it is a timestamp over exactly this
  * signature: a wrong or garbled token must not be sealed into a notice. */
-static int token_check(const uint8_t *der, size_t len, const uint8_t digest[32],
+static int smime_token_check(const uint8_t *der, size_t len, const uint8_t digest[32],
 		       struct selo_err *err)
 {
-	TS_TST_INFO *tst = token_tst_info(der, len);
+	TS_TST_INFO *tst = smime_token_tst_info(der, len);
 	TS_MSG_IMPRINT *mi = tst ? TS_TST_INFO_get_msg_imprint(tst) : NULL;
 	ASN1_OCTET_STRING *h = mi ? TS_MSG_IMPRINT_get_msg(mi) : NULL;
 	X509_ALGOR *alg = mi ? TS_MSG_IMPRINT_get_algo(mi) : NULL;
@@ -338,7 +338,7 @@ static int cms_timestamp(CMS_ContentInfo *cms, smime_tst_fn tst, void *arg,
 		free(der);
 		return err_set(err, 502, "tsa", "the TSA returned an empty or oversized token");
 	}
-	int rc = token_check(der, len, digest, err);
+	int rc = smime_token_check(der, len, digest, err);
 	if (rc == 0 &&
 	    CMS_unsigned_add1_attr_by_NID(si, NID_id_smime_aa_timeStampToken, V_ASN1_SEQUENCE, der,
 					  (int)len) != 1) {

@@ -516,7 +516,7 @@ static const char *const SQL[S_COUNT] = {
 			  " ORDER BY seq LIMIT 1",
 	/* The table in storage order: independent of any index and of the id
 	 * column, either of which may be what is damaged. rowid comes last so
-	 * that notice_from_row's column numbers hold. */
+	 * that store_notice_from_row's column numbers hold. */
 	[S_NOTICE_SCAN] = "SELECT " NOTICE_COLS ", rowid FROM notices WHERE rowid > ?1"
 			  " ORDER BY rowid LIMIT ?2",
 	[S_LOG_STATE] = "SELECT size, root, last_seq FROM log_state WHERE id = 1",
@@ -1491,7 +1491,7 @@ static int disclosures_add(struct conn *c, const char *id, const struct disclosu
 
 /* Stores one encoded event (entry bytes in e) with its disclosures. 0 ok,
  * 1 constraint (the caller's), -1 storage failure. */
-static int event_row_add(struct conn *c, const char *id, const char *type, int64_t t,
+static int store_event_row_add(struct conn *c, const char *id, const char *type, int64_t t,
 			 const struct buf *e, const struct disclosures *d, struct disc_memo *m,
 			 struct selo_err *err)
 {
@@ -1505,7 +1505,7 @@ static int event_row_add(struct conn *c, const char *id, const char *type, int64
 	return r == 0 ? disclosures_add(c, id, d, m, err) : r;
 }
 
-static int event_unencodable(struct selo_err *err, const char *id, const char *type)
+static int store_event_unencodable(struct selo_err *err, const char *id, const char *type)
 {
 	err_set(err, 422, "invalid-event",
 		"store: the %s event of notice %s cannot be encoded (fields must be an "
@@ -1516,18 +1516,18 @@ static int event_unencodable(struct selo_err *err, const char *id, const char *t
 
 /* Encodes and stores one event with its disclosures. 0 ok, 1 the fields
  * cannot be encoded (the caller's mistake), -1 storage failure. */
-static int event_add(struct conn *c, const char *id, const char *type, int64_t t,
+static int store_event_add(struct conn *c, const char *id, const char *type, int64_t t,
 		     const json_t *fields, const struct disclosures *d, struct selo_err *err)
 {
 	struct buf e = BUF_INIT;
 	int r = event_entry_encode(&e, type, id, t, fields) != 0
-			? event_unencodable(err, id, type)
-			: event_row_add(c, id, type, t, &e, d, NULL, err);
+			? store_event_unencodable(err, id, type)
+			: store_event_row_add(c, id, type, t, &e, d, NULL, err);
 	buf_free(&e);
 	return r;
 }
 
-static void notice_from_row(sqlite3_stmt *st, struct notice_rec *r)
+static void store_notice_from_row(sqlite3_stmt *st, struct notice_rec *r)
 {
 	memset(r, 0, sizeof(*r));
 	col_copy(st, 0, r->id, sizeof(r->id));
@@ -1603,7 +1603,7 @@ static const char *column_wrong(sqlite3_stmt *st, int i, char k)
 
 /* 0 when the row holds what the schema says; else 1 and why (which column,
  * how) in out. Must run before any sqlite3_column_* call converts a value. */
-static int notice_row_damage(sqlite3_stmt *st, char *out, size_t n)
+static int store_notice_row_damage(sqlite3_stmt *st, char *out, size_t n)
 {
 	for (int i = 0; i < NOTICE_NCOLS; i++) {
 		int type = sqlite3_column_type(st, i);
@@ -1619,7 +1619,7 @@ static int notice_row_damage(sqlite3_stmt *st, char *out, size_t n)
 
 /* A damaged row is an error that names the notice: the id asked for, or the
  * row's own id when that reads. */
-static int notice_damaged(struct selo_err *err, sqlite3_stmt *st, const char *asked,
+static int store_notice_damaged(struct selo_err *err, sqlite3_stmt *st, const char *asked,
 			  const char *why)
 {
 	const unsigned char *t = sqlite3_column_text(st, 0);
@@ -1632,13 +1632,13 @@ static int notice_damaged(struct selo_err *err, sqlite3_stmt *st, const char *as
 }
 
 /* Reads a notice row, refusing a damaged one. 0 or -1. */
-static int notice_read(sqlite3_stmt *st, const char *asked, struct notice_rec *r,
+static int store_notice_read(sqlite3_stmt *st, const char *asked, struct notice_rec *r,
 		       struct selo_err *err)
 {
 	char why[160];
-	if (notice_row_damage(st, why, sizeof(why)))
-		return notice_damaged(err, st, asked, why);
-	notice_from_row(st, r);
+	if (store_notice_row_damage(st, why, sizeof(why)))
+		return store_notice_damaged(err, st, asked, why);
+	store_notice_from_row(st, r);
 	return 0;
 }
 
@@ -1785,7 +1785,7 @@ static int suppression_add(struct conn *c, int64_t key_id, const char *to, const
 }
 
 /* Defined with the sequences, below. */
-static int sequence_stop_after_bounce(struct conn *c, const char *id, int64_t t,
+static int store_sequence_stop_after_bounce(struct conn *c, const char *id, int64_t t,
 				      struct selo_err *err);
 
 /* After notice id's delivery_failed event: a hard bounce (suppress.h)
@@ -1813,7 +1813,7 @@ static int after_hard_bounce(struct conn *c, const char *id, const json_t *field
 	stmt_done(st);
 	int r = to ? suppression_add(c, key_id, to, id, enhanced, reason, t, err) : 0;
 	free(to);
-	return r == 0 ? sequence_stop_after_bounce(c, id, t, err) : r;
+	return r == 0 ? store_sequence_stop_after_bounce(c, id, t, err) : r;
 }
 
 static int status_read(struct conn *c, const char *id, char status[16], struct selo_err *err)
@@ -1866,7 +1866,7 @@ static int idempotency_check(struct conn *c, const struct notice_new *nn,
 	return status_read(c, first, res->status, err) == 0 ? 1 : -1;
 }
 
-static int notice_row_add(struct conn *c, const struct notice_new *nn, int64_t t,
+static int store_notice_row_add(struct conn *c, const struct notice_new *nn, int64_t t,
 			  struct selo_err *err)
 {
 	sqlite3_stmt *st = stmt_get(c, S_NOTICE_ADD, err);
@@ -1916,19 +1916,19 @@ static int idempotency_add(struct conn *c, const struct notice_new *nn, int64_t 
 }
 
 /* Every row of one notice. 0 ok, 1 the caller's mistake, -1 storage. */
-static int notice_insert(struct store *s, const struct notice_new *nn, char status[16],
+static int store_notice_insert(struct store *s, const struct notice_new *nn, char status[16],
 			 struct selo_err *err)
 {
 	struct conn *c = s->w;
 	int64_t t = writer_time(s); /* created_ms is the submission_accepted time */
 	snprintf(status, 16, "%s", nn->due_ms > t ? "scheduled" : "queued");
-	int r = notice_row_add(c, nn, t, err);
+	int r = store_notice_row_add(c, nn, t, err);
 	if (r == 0)
 		r = attachments_add(c, nn, err);
 	if (r == 0 && nn->idempotency_key)
 		r = idempotency_add(c, nn, t, err);
 	if (r == 0)
-		r = event_add(c, nn->id, EV_SUBMISSION_ACCEPTED, t, nn->event_fields, nn->disc, err);
+		r = store_event_add(c, nn->id, EV_SUBMISSION_ACCEPTED, t, nn->event_fields, nn->disc, err);
 	return r;
 }
 
@@ -1956,7 +1956,7 @@ static int accept_one(struct store *s, const struct notice_new *nn, struct accep
 	if (run_simple(s->w, S_ITEM_SAVE, err, "opening a savepoint") != 0)
 		return -1;
 	char status[16];
-	int r = notice_insert(s, nn, status, &res->err);
+	int r = store_notice_insert(s, nn, status, &res->err);
 	int end = savepoint_end(s->w, S_ITEM_RELEASE, S_ITEM_UNDO, r == 0, err);
 	if (end < 0)
 		return -1;
@@ -2062,7 +2062,7 @@ static int claim_one(struct conn *c, const char *id, int64_t t, struct notice_re
 	int rc = sqlite3_step(st);
 	int got = rc == SQLITE_ROW;
 	if (got) {
-		notice_from_row(st, out);
+		store_notice_from_row(st, out);
 		rc = sqlite3_step(st);
 	}
 	int r = rc == SQLITE_DONE ? got : db_err(err, c, "claiming a notice");
@@ -2171,7 +2171,7 @@ static int seal_one(struct store *s, const struct seal_rec *r, struct selo_err *
 	int64_t t = writer_time(s);
 	if (message_add(c, r, t, err) || tokens_add(c, r, err) || seal_mark(c, r, t, err))
 		return -1;
-	return event_add(c, r->id, EV_CONTENT_SEALED, t, r->event_fields, r->disc, err) ? -1 : 0;
+	return store_event_add(c, r->id, EV_CONTENT_SEALED, t, r->event_fields, r->disc, err) ? -1 : 0;
 }
 
 struct seal_args {
@@ -2234,7 +2234,7 @@ static int result_one(struct store *s, const struct result_rec *r, struct selo_e
 			  r->id, r->event_type);
 		return 0;
 	}
-	if (event_add(c, r->id, r->event_type, t, r->event_fields, r->disc, err) != 0)
+	if (store_event_add(c, r->id, r->event_type, t, r->event_fields, r->disc, err) != 0)
 		return -1;
 	return after_hard_bounce(c, r->id, r->event_fields, r->last_error, t, err);
 }
@@ -2544,7 +2544,7 @@ int store_apikey_list(struct store *s, struct apikey **out, size_t *n, struct se
 	return r;
 }
 
-static int notice_get_on(struct conn *c, const char *id, int64_t apikey_id,
+static int store_notice_get_on(struct conn *c, const char *id, int64_t apikey_id,
 			 struct notice_rec *out, struct selo_err *err)
 {
 	sqlite3_stmt *st = stmt_get(c, S_NOTICE_GET, err);
@@ -2554,7 +2554,7 @@ static int notice_get_on(struct conn *c, const char *id, int64_t apikey_id,
 		return bind_failed(c, st, err, "reading a notice");
 	int rc = sqlite3_step(st);
 	int r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(err, c, "reading a notice");
-	if (r == 1 && notice_read(st, id, out, err) != 0)
+	if (r == 1 && store_notice_read(st, id, out, err) != 0)
 		r = -1;
 	stmt_done(st);
 	return r;
@@ -2569,12 +2569,12 @@ int store_notice_get(struct store *s, const char *id, int64_t apikey_id, struct 
 	struct conn *c = reader_take(s, err);
 	if (!c)
 		return -1;
-	int r = notice_get_on(c, id, apikey_id, out, err);
+	int r = store_notice_get_on(c, id, apikey_id, out, err);
 	reader_give(s, c);
 	return r;
 }
 
-static int notice_list_on(struct conn *c, const struct notice_filter *f, struct notice_rec **out,
+static int store_notice_list_on(struct conn *c, const struct notice_filter *f, struct notice_rec **out,
 			  size_t *n, struct selo_err *err)
 {
 	int variant = (f->apikey_id >= 0 ? 1 : 0) | (f->reference ? 2 : 0) | (f->status ? 4 : 0);
@@ -2591,7 +2591,7 @@ static int notice_list_on(struct conn *c, const struct notice_filter *f, struct 
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		*out = grow(*out, *n, &cap, sizeof(**out));
-		if (notice_read(st, NULL, &(*out)[*n], err) != 0) {
+		if (store_notice_read(st, NULL, &(*out)[*n], err) != 0) {
 			stmt_done(st);
 			return -1;
 		}
@@ -2610,7 +2610,7 @@ int store_notice_list(struct store *s, const struct notice_filter *f, struct not
 	struct conn *c = reader_take(s, err);
 	if (!c)
 		return -1;
-	int r = notice_list_on(c, f, out, n, err);
+	int r = store_notice_list_on(c, f, out, n, err);
 	reader_give(s, c);
 	if (r != 0) {
 		notice_recs_free(*out, *n);
@@ -2620,7 +2620,7 @@ int store_notice_list(struct store *s, const struct notice_filter *f, struct not
 	return r;
 }
 
-static int notice_scan_on(struct conn *c, int64_t *cursor, size_t max, struct notice_rec **out,
+static int store_notice_scan_on(struct conn *c, int64_t *cursor, size_t max, struct notice_rec **out,
 			  size_t *n, struct selo_err *err)
 {
 	sqlite3_stmt *st = stmt_get(c, S_NOTICE_SCAN, err);
@@ -2634,8 +2634,8 @@ static int notice_scan_on(struct conn *c, int64_t *cursor, size_t max, struct no
 		*out = grow(*out, *n, &cap, sizeof(**out));
 		struct notice_rec *r = &(*out)[(*n)++];
 		char why[160];
-		int bad = notice_row_damage(st, why, sizeof(why));
-		notice_from_row(st, r);
+		int bad = store_notice_row_damage(st, why, sizeof(why));
+		store_notice_from_row(st, r);
 		if (bad)
 			r->damage = xmemdup(why, strlen(why));
 		*cursor = sqlite3_column_int64(st, NOTICE_NCOLS);
@@ -2653,7 +2653,7 @@ int store_notice_scan(struct store *s, int64_t *cursor, size_t max, struct notic
 	struct conn *c = reader_take(s, err);
 	if (!c)
 		return -1;
-	int r = notice_scan_on(c, cursor, max < 1 ? 1 : max > LIST_MAX ? LIST_MAX : max, out, n, err);
+	int r = store_notice_scan_on(c, cursor, max < 1 ? 1 : max > LIST_MAX ? LIST_MAX : max, out, n, err);
 	reader_give(s, c);
 	if (r != 0) {
 		notice_recs_free(*out, *n);
@@ -2663,7 +2663,7 @@ int store_notice_scan(struct store *s, int64_t *cursor, size_t max, struct notic
 	return r;
 }
 
-static void event_from_row(sqlite3_stmt *st, struct event_rec *e)
+static void store_event_from_row(sqlite3_stmt *st, struct event_rec *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->seq = sqlite3_column_int64(st, 0);
@@ -2682,7 +2682,7 @@ static int events_collect(struct conn *c, sqlite3_stmt *st, struct event_rec **o
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		*out = grow(*out, *n, &cap, sizeof(**out));
-		event_from_row(st, &(*out)[(*n)++]);
+		store_event_from_row(st, &(*out)[(*n)++]);
 	}
 	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "reading events");
 	stmt_done(st);
@@ -2725,7 +2725,7 @@ int store_events_of(struct store *s, const char *notice_id, struct event_rec **o
 	return events_query(s, S_EVENTS_OF, notice_id, 0, 0, out, n, err);
 }
 
-static int event_first_on(struct conn *c, const char *id, const char *type, struct event_rec *out,
+static int store_event_first_on(struct conn *c, const char *id, const char *type, struct event_rec *out,
 			  struct selo_err *err)
 {
 	sqlite3_stmt *st = stmt_get(c, S_EVENT_FIRST, err);
@@ -2735,7 +2735,7 @@ static int event_first_on(struct conn *c, const char *id, const char *type, stru
 		return bind_failed(c, st, err, "reading an event");
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
-		event_from_row(st, out);
+		store_event_from_row(st, out);
 	int r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(err, c, "reading an event");
 	stmt_done(st);
 	return r;
@@ -2748,7 +2748,7 @@ int store_event_first(struct store *s, const char *notice_id, const char *type,
 	struct conn *c = reader_take(s, err);
 	if (!c)
 		return -1;
-	int r = event_first_on(c, notice_id, type, out, err);
+	int r = store_event_first_on(c, notice_id, type, out, err);
 	reader_give(s, c);
 	return r;
 }
@@ -3253,7 +3253,7 @@ struct events_args {
 
 /* One event of store_events_add, encoded into e (reused across the call:
  * a batch of hits is thousands of events). */
-static int event_new_add(struct store *s, const struct event_new *ev, struct buf *e,
+static int store_event_new_add(struct store *s, const struct event_new *ev, struct buf *e,
 			 struct disc_memo *m, struct selo_err *err)
 {
 	int64_t t = writer_time(s);
@@ -3262,13 +3262,13 @@ static int event_new_add(struct store *s, const struct event_new *ev, struct buf
 			     : event_entry_encode_text(e, ev->type, ev->notice_id, t, ev->fields_text,
 						       ev->fields_text ? ev->fields_len : 0);
 	if (bad)
-		return event_unencodable(err, ev->notice_id, ev->type);
-	return event_row_add(s->w, ev->notice_id, ev->type, t, e, ev->disc, m, err);
+		return store_event_unencodable(err, ev->notice_id, ev->type);
+	return store_event_row_add(s->w, ev->notice_id, ev->type, t, e, ev->disc, m, err);
 }
 
 /* Inside the writer: 0 when the notice exists, else -1 (404 when it does
  * not: the caller's whole call is refused). */
-static int notice_known(struct store *s, const char *id, struct selo_err *err)
+static int store_notice_known(struct store *s, const char *id, struct selo_err *err)
 {
 	int exists = row_exists(s->w, S_NOTICE_EXISTS, id, err);
 	if (exists > 0)
@@ -3287,9 +3287,9 @@ static int run_events_add(struct store *s, struct job *j)
 		/* Hits come in runs of one notice: one look-up per run (the
 		 * transaction holds the write lock, so it cannot vanish meanwhile). */
 		if ((i == 0 || strcmp(ev->notice_id, a->ev[i - 1].notice_id) != 0) &&
-		    (r = notice_known(s, ev->notice_id, j->err)) != 0)
+		    (r = store_notice_known(s, ev->notice_id, j->err)) != 0)
 			break;
-		r = event_new_add(s, ev, &e, &memo, j->err) != 0 ? -1 : 0;
+		r = store_event_new_add(s, ev, &e, &memo, j->err) != 0 ? -1 : 0;
 	}
 	buf_free(&e);
 	return r;
@@ -3456,7 +3456,7 @@ static int hit_add(struct store *s, struct hits_args *a, const struct hit_new *h
 		return err_set(err, 500, "internal", "store: a hit of an unknown kind or class");
 	if (t->full[h->kind][h->cls] < a->rule->full_max) {
 		t->full[h->kind][h->cls]++;
-		return event_new_add(s, &h->ev, e, m, err) != 0 ? -1 : 0;
+		return store_event_new_add(s, &h->ev, e, m, err) != 0 ? -1 : 0;
 	}
 	a->folded++;
 	return fold_add(s->w, h->ev.notice_id, t, h, a->rule, err);
@@ -3474,7 +3474,7 @@ static int run_hits_add(struct store *s, struct job *j)
 		/* Hits come in runs of one notice: its tally is read once a run
 		 * and written back when the run ends. */
 		if (i == 0 || strcmp(id, a->h[i - 1].ev.notice_id) != 0) {
-			if ((r = notice_known(s, id, j->err)) != 0)
+			if ((r = store_notice_known(s, id, j->err)) != 0)
 				break;
 			r = tally_load(s->w, id, &t, j->err);
 		}
@@ -3520,7 +3520,7 @@ static int fold_close(struct store *s, const char *id, struct folds_args *a, str
 	json_t *fields = a->fields(&f, a->arg);
 	if (!fields)
 		return err_set(err, 500, "internal", "store: a hit summary cannot be made");
-	int r = event_add(s->w, id, EV_TRACKING_SUMMARY, writer_time(s), fields, NULL, err);
+	int r = store_event_add(s->w, id, EV_TRACKING_SUMMARY, writer_time(s), fields, NULL, err);
 	json_decref(fields);
 	if (r != 0)
 		return -1;
@@ -4018,7 +4018,7 @@ static int run_bounced(struct store *s, struct job *j)
 		return bind_failed(c, st, j->err, "recording a bounce");
 	if (step_done(c, st, j->err, "recording a bounce") != 0)
 		return -1;
-	if (event_add(c, a->id, EV_DELIVERY_FAILED, t, a->fields, a->disc, j->err) != 0)
+	if (store_event_add(c, a->id, EV_DELIVERY_FAILED, t, a->fields, a->disc, j->err) != 0)
 		return -1;
 	return after_hard_bounce(c, a->id, a->fields, a->last_error, t, j->err);
 }
@@ -4055,7 +4055,7 @@ static int canceled_event(struct conn *c, const char *id, int64_t t, const char 
 		json_object_set_new(f, "sequence", json_string(sequence_id));
 	if (bounced)
 		json_object_set_new(f, "bounced_notice", json_string(bounced));
-	int r = event_add(c, id, EV_CANCELED, t, f, NULL, err);
+	int r = store_event_add(c, id, EV_CANCELED, t, f, NULL, err);
 	json_decref(f);
 	return r;
 }
@@ -4126,7 +4126,7 @@ int store_notice_cancel(struct store *s, const char *id, int64_t apikey_id, cons
 
 /* Stops sequence sid (if active) and cancels its steps not yet handed to
  * SMTP. *n = steps canceled. 0 stopped now, 1 it was not active. */
-static int sequence_stop_on(struct conn *c, const char *sid, int64_t t, const char *reason,
+static int store_sequence_stop_on(struct conn *c, const char *sid, int64_t t, const char *reason,
 			    const char *bounced, int64_t *n, struct selo_err *err)
 {
 	sqlite3_stmt *st = stmt_get(c, S_SEQ_STOP, err);
@@ -4163,7 +4163,7 @@ static int sequence_stop_on(struct conn *c, const char *sid, int64_t t, const ch
 }
 
 /* After notice id bounced hard: the sequence it belongs to stops. */
-static int sequence_stop_after_bounce(struct conn *c, const char *id, int64_t t,
+static int store_sequence_stop_after_bounce(struct conn *c, const char *id, int64_t t,
 				      struct selo_err *err)
 {
 	sqlite3_stmt *st = stmt_get(c, S_SEQ_OF, err);
@@ -4174,7 +4174,7 @@ static int sequence_stop_after_bounce(struct conn *c, const char *id, int64_t t,
 	col_copy(st, 0, sid, sizeof(sid));
 	stmt_done(st);
 	int64_t n = 0;
-	if (sequence_stop_on(c, sid, t, "hard_bounce", id, &n, err) < 0)
+	if (store_sequence_stop_on(c, sid, t, "hard_bounce", id, &n, err) < 0)
 		return -1;
 	return 0;
 }
@@ -4198,7 +4198,7 @@ static int run_sequence_stop(struct store *s, struct job *j)
 	stmt_done(st);
 	if (a->apikey_id >= 0 && key != a->apikey_id)
 		return err_set(j->err, 404, "not-found", "no sequence %s", a->id);
-	r = sequence_stop_on(c, a->id, writer_time(s), a->reason, NULL, &a->canceled, j->err);
+	r = store_sequence_stop_on(c, a->id, writer_time(s), a->reason, NULL, &a->canceled, j->err);
 	if (r < 0)
 		return -1;
 	j->ival = r;
@@ -4223,7 +4223,7 @@ struct seq_add_args {
 
 /* 1: the key's idempotency key was seen with this request (replay_id set);
  * 0: not seen; -1 with err (422 when seen with another request). */
-static int sequence_idem(struct conn *c, const struct sequence_new *q, char replay_id[32],
+static int store_sequence_idem(struct conn *c, const struct sequence_new *q, char replay_id[32],
 			 struct selo_err *err)
 {
 	sqlite3_stmt *st = stmt_get(c, S_SEQ_IDEM, err);
@@ -4254,7 +4254,7 @@ static int run_sequence_add(struct store *s, struct job *j)
 	const struct sequence_new *q = a->q;
 	struct conn *c = s->w;
 	if (q->idempotency_key) {
-		int seen = sequence_idem(c, q, a->replay_id, j->err);
+		int seen = store_sequence_idem(c, q, a->replay_id, j->err);
 		if (seen != 0) {
 			j->ival = seen > 0;
 			return seen < 0 ? -1 : 0;
@@ -4279,7 +4279,7 @@ static int run_sequence_add(struct store *s, struct job *j)
 		return -1;
 	for (size_t i = 0; i < q->n; i++) {
 		char status[16];
-		if (notice_insert(s, &q->steps[i], status, j->err) != 0)
+		if (store_notice_insert(s, &q->steps[i], status, j->err) != 0)
 			return -1;
 	}
 	return 0;
@@ -4299,7 +4299,7 @@ int store_sequence_add(struct store *s, const struct sequence_new *q, char repla
 	return replay ? 1 : 0;
 }
 
-static int sequence_get_on(struct conn *c, const char *id, int64_t apikey_id,
+static int store_sequence_get_on(struct conn *c, const char *id, int64_t apikey_id,
 			   struct sequence_rec *out, struct selo_err *err)
 {
 	sqlite3_stmt *st = stmt_get(c, S_SEQ_GET, err);
@@ -4324,7 +4324,7 @@ static int sequence_get_on(struct conn *c, const char *id, int64_t apikey_id,
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		out->steps = grow(out->steps, out->nsteps, &cap, sizeof(*out->steps));
-		if (notice_read(st, NULL, &out->steps[out->nsteps], err) != 0) {
+		if (store_notice_read(st, NULL, &out->steps[out->nsteps], err) != 0) {
 			stmt_done(st);
 			return -1;
 		}
@@ -4342,7 +4342,7 @@ int store_sequence_get(struct store *s, const char *id, int64_t apikey_id,
 	struct conn *c = reader_take(s, err);
 	if (!c)
 		return -1;
-	int r = sequence_get_on(c, id, apikey_id, out, err);
+	int r = store_sequence_get_on(c, id, apikey_id, out, err);
 	reader_give(s, c);
 	if (r != 1)
 		sequence_rec_free(out);
@@ -4360,7 +4360,7 @@ void sequence_rec_free(struct sequence_rec *q)
 
 /* ---- Webhooks (store.h "Webhooks", docs/store.md "The webhook outbox"). */
 
-static void webhook_from_row(sqlite3_stmt *st, struct webhook_rec *w)
+static void store_webhook_from_row(sqlite3_stmt *st, struct webhook_rec *w)
 {
 	memset(w, 0, sizeof(*w));
 	col_copy(st, 0, w->id, sizeof(w->id));
@@ -4419,7 +4419,7 @@ int store_webhook_add(struct store *s, const struct webhook_rec *w, size_t max_p
 	return job_do(s, run_webhook_add, &a, err, NULL);
 }
 
-static int webhook_list_on(struct conn *c, const char *id, int64_t apikey_id,
+static int store_webhook_list_on(struct conn *c, const char *id, int64_t apikey_id,
 			   struct webhook_rec **out, size_t *n, struct selo_err *err)
 {
 	sqlite3_stmt *st = stmt_get(c, apikey_id < 0 ? S_WH_LIST_ALL : S_WH_LIST, err);
@@ -4433,7 +4433,7 @@ static int webhook_list_on(struct conn *c, const char *id, int64_t apikey_id,
 		if (id && strcmp((const char *)sqlite3_column_text(st, 0), id) != 0)
 			continue;
 		*out = grow(*out, *n, &cap, sizeof(**out));
-		webhook_from_row(st, &(*out)[(*n)++]);
+		store_webhook_from_row(st, &(*out)[(*n)++]);
 	}
 	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "listing webhooks");
 	stmt_done(st);
@@ -4448,7 +4448,7 @@ int store_webhook_list(struct store *s, int64_t apikey_id, struct webhook_rec **
 	struct conn *c = reader_take(s, err);
 	if (!c)
 		return -1;
-	int r = webhook_list_on(c, NULL, apikey_id, out, n, err);
+	int r = store_webhook_list_on(c, NULL, apikey_id, out, n, err);
 	reader_give(s, c);
 	if (r != 0) {
 		webhook_recs_free(*out, *n);
@@ -4458,7 +4458,7 @@ int store_webhook_list(struct store *s, int64_t apikey_id, struct webhook_rec **
 	return r;
 }
 
-static int webhook_counts_on(struct conn *c, struct webhook_rec *w, struct selo_err *err)
+static int store_webhook_counts_on(struct conn *c, struct webhook_rec *w, struct selo_err *err)
 {
 	sqlite3_stmt *st = stmt_get(c, S_WH_COUNTS, err);
 	if (!st)
@@ -4493,9 +4493,9 @@ int store_webhook_get(struct store *s, const char *id, int64_t apikey_id, struct
 	struct conn *c = reader_take(s, err);
 	if (!c)
 		return -1;
-	int r = webhook_list_on(c, id, apikey_id, &w, &n, err);
+	int r = store_webhook_list_on(c, id, apikey_id, &w, &n, err);
 	if (r == 0 && n == 1)
-		r = webhook_counts_on(c, &w[0], err);
+		r = store_webhook_counts_on(c, &w[0], err);
 	reader_give(s, c);
 	if (r == 0 && n == 1) {
 		*out = w[0];
@@ -4749,7 +4749,7 @@ struct webhook_results_args {
 };
 
 /* A 410: the webhook is disabled and its other pending deliveries dropped. */
-static int webhook_gone(struct conn *c, const struct webhook_result *r, int64_t now,
+static int store_webhook_gone(struct conn *c, const struct webhook_result *r, int64_t now,
 			struct selo_err *err)
 {
 	sqlite3_stmt *st = stmt_get(c, S_WH_DISABLE, err);
@@ -4768,7 +4768,7 @@ static int webhook_gone(struct conn *c, const struct webhook_result *r, int64_t 
 	return step_done(c, st, err, "dropping webhook deliveries");
 }
 
-static int webhook_result_one(struct conn *c, const struct webhook_result *r, int64_t now,
+static int store_webhook_result_one(struct conn *c, const struct webhook_result *r, int64_t now,
 			      struct selo_err *err)
 {
 	static const char *const STATE[] = {"pending", "delivered", "failed", "dropped"};
@@ -4784,7 +4784,7 @@ static int webhook_result_one(struct conn *c, const struct webhook_result *r, in
 		return bind_failed(c, st, err, "recording a webhook delivery");
 	if (step_done(c, st, err, "recording a webhook delivery") != 0)
 		return -1;
-	return r->outcome == WEBHOOK_GONE ? webhook_gone(c, r, now, err) : 0;
+	return r->outcome == WEBHOOK_GONE ? store_webhook_gone(c, r, now, err) : 0;
 }
 
 static int run_webhook_results(struct store *s, struct job *j)
@@ -4792,7 +4792,7 @@ static int run_webhook_results(struct store *s, struct job *j)
 	const struct webhook_results_args *a = j->arg;
 	int64_t now = clock_now_ms();
 	for (size_t i = 0; i < a->n; i++)
-		if (webhook_result_one(s->w, &a->r[i], now, j->err) != 0)
+		if (store_webhook_result_one(s->w, &a->r[i], now, j->err) != 0)
 			return -1;
 	return 0;
 }
@@ -5024,7 +5024,7 @@ static const char STATS_SQL_FACTS[] =
 static const char STATS_SQL_CURSOR_TIME[] =
 	"SELECT coalesce((SELECT time_ms FROM events WHERE seq = ?1), 0)";
 
-static sqlite3_stmt *stats_prep(struct conn *c, const char *sql, struct selo_err *err)
+static sqlite3_stmt *store_stats_prep(struct conn *c, const char *sql, struct selo_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v3(c->db, sql, -1, 0, &st, NULL) != SQLITE_OK) {
@@ -5037,16 +5037,16 @@ static sqlite3_stmt *stats_prep(struct conn *c, const char *sql, struct selo_err
 }
 
 /* Ends a read transaction begun on a reader; its statements are finalized. */
-static void stats_read_end(struct store *s, struct conn *c, int began)
+static void store_stats_read_end(struct store *s, struct conn *c, int began)
 {
 	if (began)
 		sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
 	reader_give(s, c);
 }
 
-static int stats_cursor_on(struct conn *c, int64_t *cursor, int64_t *last, struct selo_err *err)
+static int store_stats_cursor_on(struct conn *c, int64_t *cursor, int64_t *last, struct selo_err *err)
 {
-	sqlite3_stmt *st = stats_prep(c, STATS_SQL_CURSOR, err);
+	sqlite3_stmt *st = store_stats_prep(c, STATS_SQL_CURSOR, err);
 	if (!st)
 		return -1;
 	int rc = sqlite3_step(st);
@@ -5068,10 +5068,10 @@ int store_stats_events(struct store *s, size_t max,
 	if (!c)
 		return -1;
 	int began = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
-	int r = stats_cursor_on(c, cursor, last, err);
-	sqlite3_stmt *st = r == 0 ? stats_prep(c, STATS_SQL_EVENTS, err) : NULL;
+	int r = store_stats_cursor_on(c, cursor, last, err);
+	sqlite3_stmt *st = r == 0 ? store_stats_prep(c, STATS_SQL_EVENTS, err) : NULL;
 	if (!st) {
-		stats_read_end(s, c, began);
+		store_stats_read_end(s, c, began);
 		return -1;
 	}
 	sqlite3_bind_int64(st, 1, *cursor);
@@ -5094,11 +5094,11 @@ int store_stats_events(struct store *s, size_t max,
 	if (rc != SQLITE_DONE)
 		r = db_err(err, c, "reading events for the statistics");
 	sqlite3_finalize(st);
-	stats_read_end(s, c, began);
+	store_stats_read_end(s, c, began);
 	return r;
 }
 
-static void stats_fact_from_row(sqlite3_stmt *st, struct stats_fact *f)
+static void store_stats_fact_from_row(sqlite3_stmt *st, struct stats_fact *f)
 {
 	col_copy(st, 0, f->notice_id, sizeof(f->notice_id));
 	f->apikey_id = sqlite3_column_int64(st, 1);
@@ -5120,7 +5120,7 @@ int store_stats_facts_get(struct store *s, struct stats_fact *f, size_t n, int *
 	if (!c)
 		return -1;
 	int began = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
-	sqlite3_stmt *st = stats_prep(c, STATS_SQL_FACT_GET, err);
+	sqlite3_stmt *st = store_stats_prep(c, STATS_SQL_FACT_GET, err);
 	int r = st ? 0 : -1;
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		found[i] = 0;
@@ -5130,7 +5130,7 @@ int store_stats_facts_get(struct store *s, struct stats_fact *f, size_t n, int *
 		}
 		int rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
-			stats_fact_from_row(st, &f[i]);
+			store_stats_fact_from_row(st, &f[i]);
 			found[i] = 1;
 		} else if (rc != SQLITE_DONE) {
 			r = db_err(err, c, "reading statistics facts");
@@ -5138,7 +5138,7 @@ int store_stats_facts_get(struct store *s, struct stats_fact *f, size_t n, int *
 		sqlite3_reset(st);
 	}
 	sqlite3_finalize(st);
-	stats_read_end(s, c, began);
+	store_stats_read_end(s, c, began);
 	return r;
 }
 
@@ -5156,7 +5156,7 @@ int store_stats_notice_info(struct store *s, const char *const *ids, size_t n,
 	struct conn *c = reader_take(s, err);
 	if (!c)
 		return -1;
-	sqlite3_stmt *st = stats_prep(c, STATS_SQL_INFO, err);
+	sqlite3_stmt *st = store_stats_prep(c, STATS_SQL_INFO, err);
 	int r = st ? 0 : -1;
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		memset(&out[i], 0, sizeof(out[i]));
@@ -5190,8 +5190,8 @@ struct stats_dim_args {
 static int run_stats_dim(struct store *s, struct job *j)
 {
 	const struct stats_dim_args *a = j->arg;
-	sqlite3_stmt *add = stats_prep(s->w, STATS_SQL_DIM_ADD, j->err);
-	sqlite3_stmt *get = add ? stats_prep(s->w, STATS_SQL_DIM_ID, j->err) : NULL;
+	sqlite3_stmt *add = store_stats_prep(s->w, STATS_SQL_DIM_ADD, j->err);
+	sqlite3_stmt *get = add ? store_stats_prep(s->w, STATS_SQL_DIM_ID, j->err) : NULL;
 	int r = -1;
 	if (get && bind_text(add, 1, a->dkey) == SQLITE_OK &&
 	    sqlite3_bind_int64(add, 2, a->apikey_id) == SQLITE_OK &&
@@ -5237,7 +5237,7 @@ enum { SA_CURSOR, SA_CURSOR_SET, SA_FACT, SA_ROLLUP, SA_LAST, SA_SET, SA_ADD, SA
 
 /* Appends v[0..n) to the (dim, day, kind) samples: fills the last chunk,
  * then adds new ones. */
-static int stats_delays_add(struct conn *c, sqlite3_stmt **st, const struct stats_delta *d,
+static int store_stats_delays_add(struct conn *c, sqlite3_stmt **st, const struct stats_delta *d,
 			    int kind, struct selo_err *err)
 {
 	const int64_t *v = d->delays[kind];
@@ -5291,7 +5291,7 @@ static int stats_delays_add(struct conn *c, sqlite3_stmt **st, const struct stat
 	return r;
 }
 
-static int stats_fact_write(struct conn *c, sqlite3_stmt *st, const struct stats_fact *f,
+static int store_stats_fact_write(struct conn *c, sqlite3_stmt *st, const struct stats_fact *f,
 			    struct selo_err *err)
 {
 	if (bind_text(st, 1, f->notice_id) | sqlite3_bind_int64(st, 2, f->apikey_id) |
@@ -5308,7 +5308,7 @@ static int stats_fact_write(struct conn *c, sqlite3_stmt *st, const struct stats
 	return rc == SQLITE_DONE ? 0 : db_err(err, c, "storing statistics facts");
 }
 
-static int stats_rollup_write(struct conn *c, sqlite3_stmt *st, const struct stats_delta *d,
+static int store_stats_rollup_write(struct conn *c, sqlite3_stmt *st, const struct stats_delta *d,
 			      struct selo_err *err)
 {
 	sqlite3_bind_int64(st, 1, d->dim);
@@ -5320,7 +5320,7 @@ static int stats_rollup_write(struct conn *c, sqlite3_stmt *st, const struct sta
 	return rc == SQLITE_DONE ? 0 : db_err(err, c, "storing statistics rollups");
 }
 
-static int stats_apply_on(struct conn *c, sqlite3_stmt **st, const struct stats_batch *b,
+static int store_stats_apply_on(struct conn *c, sqlite3_stmt **st, const struct stats_batch *b,
 			  struct selo_err *err)
 {
 	int rc = sqlite3_step(st[SA_CURSOR]);
@@ -5332,13 +5332,13 @@ static int stats_apply_on(struct conn *c, sqlite3_stmt **st, const struct stats_
 			       "events)");
 	sqlite3_reset(st[SA_CURSOR]);
 	for (size_t i = 0; i < b->nfacts; i++)
-		if (stats_fact_write(c, st[SA_FACT], &b->facts[i], err) != 0)
+		if (store_stats_fact_write(c, st[SA_FACT], &b->facts[i], err) != 0)
 			return -1;
 	for (size_t i = 0; i < b->ndeltas; i++) {
-		if (stats_rollup_write(c, st[SA_ROLLUP], &b->deltas[i], err) != 0)
+		if (store_stats_rollup_write(c, st[SA_ROLLUP], &b->deltas[i], err) != 0)
 			return -1;
 		for (int k = 0; k < SD_COUNT; k++)
-			if (b->deltas[i].ndelays[k] && stats_delays_add(c, st, &b->deltas[i], k, err))
+			if (b->deltas[i].ndelays[k] && store_stats_delays_add(c, st, &b->deltas[i], k, err))
 				return -1;
 	}
 	sqlite3_bind_int64(st[SA_CURSOR_SET], 1, b->cursor_to);
@@ -5357,10 +5357,10 @@ static int run_stats_apply(struct store *s, struct job *j)
 	sqlite3_stmt *st[SA_N] = {0};
 	int r = 0;
 	for (int i = 0; i < SA_N && r == 0; i++)
-		if (!(st[i] = stats_prep(s->w, sql[i], j->err)))
+		if (!(st[i] = store_stats_prep(s->w, sql[i], j->err)))
 			r = -1;
 	if (r == 0)
-		r = stats_apply_on(s->w, st, j->arg, j->err);
+		r = store_stats_apply_on(s->w, st, j->arg, j->err);
 	for (int i = 0; i < SA_N; i++)
 		sqlite3_finalize(st[i]);
 	return r;
@@ -5372,7 +5372,7 @@ int store_stats_apply(struct store *s, const struct stats_batch *b, struct selo_
 }
 
 /* The scan's rows of one key, on a reader inside its read transaction. */
-static int stats_scan_key(struct conn *c, sqlite3_stmt **st, struct stats_scan *q, int64_t key,
+static int store_stats_scan_key(struct conn *c, sqlite3_stmt **st, struct stats_scan *q, int64_t key,
 			  struct selo_err *err)
 {
 	int rc = SQLITE_DONE;
@@ -5419,7 +5419,7 @@ static int stats_scan_key(struct conn *c, sqlite3_stmt **st, struct stats_scan *
 		sqlite3_bind_int64(x, 2, q->ms_from[i]);
 		sqlite3_bind_int64(x, 3, q->ms_to[i]);
 		while ((rc = sqlite3_step(x)) == SQLITE_ROW) {
-			stats_fact_from_row(x, &f);
+			store_stats_fact_from_row(x, &f);
 			q->fact(q->arg, &f);
 		}
 		sqlite3_reset(x);
@@ -5429,10 +5429,10 @@ static int stats_scan_key(struct conn *c, sqlite3_stmt **st, struct stats_scan *
 	return 0;
 }
 
-static int stats_scan_on(struct conn *c, sqlite3_stmt **st, struct stats_scan *q,
+static int store_stats_scan_on(struct conn *c, sqlite3_stmt **st, struct stats_scan *q,
 			 struct selo_err *err)
 {
-	if (stats_cursor_on(c, &q->cursor, &q->last_seq, err) != 0)
+	if (store_stats_cursor_on(c, &q->cursor, &q->last_seq, err) != 0)
 		return -1;
 	sqlite3_bind_int64(st[4], 1, q->cursor);
 	if (sqlite3_step(st[4]) == SQLITE_ROW)
@@ -5459,7 +5459,7 @@ static int stats_scan_on(struct conn *c, sqlite3_stmt **st, struct stats_scan *q
 	}
 	int r = rc == SQLITE_DONE ? 0 : db_err(err, c, "reading statistics dimensions");
 	for (size_t i = 0; r == 0 && i < nkeys; i++)
-		r = stats_scan_key(c, st, q, keys[i], err);
+		r = store_stats_scan_key(c, st, q, keys[i], err);
 	free(keys);
 	return r;
 }
@@ -5475,12 +5475,12 @@ int store_stats_scan(struct store *s, struct stats_scan *q, struct selo_err *err
 	sqlite3_stmt *st[5] = {0};
 	int r = 0;
 	for (int i = 0; i < 5 && r == 0; i++)
-		if (!(st[i] = stats_prep(c, sql[i], err)))
+		if (!(st[i] = store_stats_prep(c, sql[i], err)))
 			r = -1;
 	if (r == 0)
-		r = stats_scan_on(c, st, q, err);
+		r = store_stats_scan_on(c, st, q, err);
 	for (int i = 0; i < 5; i++)
 		sqlite3_finalize(st[i]);
-	stats_read_end(s, c, began);
+	store_stats_read_end(s, c, began);
 	return r;
 }

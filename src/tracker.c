@@ -607,7 +607,7 @@ static size_t queue_take(struct hit_queue *q, struct hit_rec **out, size_t max, 
 
 /* ---- the recorder */
 
-static uint32_t id_slot(const char *id)
+static uint32_t tracker_id_slot(const char *id)
 {
 	uint32_t h = 2166136261u;
 	for (; *id; id++) {
@@ -622,7 +622,7 @@ static uint32_t id_slot(const char *id)
  * cached too, so a flood on an erased notice costs one read. */
 static const struct brief_slot *brief_get(struct tracker *t, const char *id)
 {
-	struct brief_slot *b = &t->briefs[id_slot(id)];
+	struct brief_slot *b = &t->briefs[tracker_id_slot(id)];
 	int64_t now = clock_mono_ms();
 	if (b->until_ms > now && !strcmp(b->id, id))
 		return b;
@@ -683,7 +683,7 @@ static void hit_fields(const struct hit_rec *h, const struct verdict *v, const u
 		event_field_int(f, "seconds_after_delivery", (h->time_ms - accepted_ms) / 1000);
 }
 
-static const char *event_type(enum hit_kind k)
+static const char *tracker_event_type(enum hit_kind k)
 {
 	return k == HIT_OPEN ? EV_OPENED : k == HIT_CLICK ? EV_CLICKED : EV_READ_CONFIRMED;
 }
@@ -814,7 +814,7 @@ static void batch_prepare(struct tracker *t, struct batch_space *bs)
 		bs->text_at[m] = bs->text.len;
 		buf_append(&bs->text, bs->one.data, bs->one.len);
 		struct hit_new *hn = &bs->hn[m];
-		hn->ev = (struct event_new){h->notice, event_type(h->kind), NULL, &bs->disc[m], NULL,
+		hn->ev = (struct event_new){h->notice, tracker_event_type(h->kind), NULL, &bs->disc[m], NULL,
 					    bs->one.len};
 		hn->kind = h->kind == HIT_OPEN ? HIT_KIND_OPENED : HIT_KIND_CLICKED;
 		hn->cls = class_index(v.class_name);

@@ -54,7 +54,7 @@ int transport_maildir_open(const struct selo_config *cfg, void **state, struct s
 
 /* The id becomes a file name, so only a plain, bounded name is accepted
  * (ids from id.c always are). */
-static int id_is_file_name(const char *id)
+static int maildir_id_is_file_name(const char *id)
 {
 	size_t n = strlen(id);
 	if (n == 0 || n > 200 || id[0] == '.')
@@ -126,7 +126,7 @@ static void fail(struct transport_msg *m, const char *why)
 static int place_message(struct maildir *md, struct transport_msg *m, char *final, size_t fn)
 {
 	char tmp[4352], why[sizeof(m->error)];
-	if (!id_is_file_name(m->notice_id)) {
+	if (!maildir_id_is_file_name(m->notice_id)) {
 		fail(m, "notice id is not usable as a file name");
 		return -1;
 	}

@@ -182,7 +182,7 @@ static int gentime_ms(const ASN1_GENERALIZEDTIME *t, int64_t *ms)
 }
 
 /* i2d into a malloc'd copy (callers free() it, not OPENSSL_free()). */
-static int token_der(PKCS7 *tok, uint8_t **der, size_t *len)
+static int tsa_token_der(PKCS7 *tok, uint8_t **der, size_t *len)
 {
 	unsigned char *p = NULL;
 	int n = tok ? i2d_PKCS7(tok, &p) : -1;
@@ -469,7 +469,7 @@ int tsa_response_accept_obj(const char *who, TS_RESP *r, const uint8_t *req, siz
 			who);
 		goto out;
 	}
-	if (token_der(TS_RESP_get_token(r), token, token_len) != 0) {
+	if (tsa_token_der(TS_RESP_get_token(r), token, token_len) != 0) {
 		err_set(err, 500, "crypto", "cannot encode the timestamp token");
 		err_add_openssl(err);
 		goto out;

@@ -362,7 +362,7 @@ int webhook_url_check(const char *url, int allow_private, struct selo_err *err)
 
 /* ---- registration */
 
-static int event_type_known(const char *t)
+static int webhook_event_type_known(const char *t)
 {
 	for (size_t i = 0; i < sizeof(EVENT_TYPES) / sizeof(EVENT_TYPES[0]); i++)
 		if (!strcmp(t, EVENT_TYPES[i]))
@@ -387,7 +387,7 @@ static int events_parse(const json_t *arr, struct buf *out, struct selo_err *err
 			buf_puts(out, "*");
 			return 0;
 		}
-		if (!t || strncmp(t, "notice.", 7) || !event_type_known(t + 7))
+		if (!t || strncmp(t, "notice.", 7) || !webhook_event_type_known(t + 7))
 			return err_field(err, "events", "%.120s is not an event type: use \"notice.\" + "
 					 "a log event type (docs/api.md), or [\"*\"] alone", t ? t : "(not a string)");
 		char item[48];
