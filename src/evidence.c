@@ -378,31 +378,10 @@ static void audit_contents(struct audit *a, const struct notice_rec *r,
 	disclosures_free(&d);
 }
 
-/* The row came in a page read before its events: a running `selo serve`
- * that seals the notice in between (row and event in one transaction)
- * makes the two disagree for a moment. The row read again after the events
- * is at least as new as they are, so a disagreement that remains is
- * damage. err keeps the first finding when the second read fails. */
-static int audit_recheck(struct audit *a, const char *id, const struct event_rec *ev, size_t n,
-			 struct selo_err *err)
-{
-	struct notice_rec now;
-	struct selo_err e;
-	err_clear(&e);
-	if (store_notice_get(a->s, id, -1, &now, &e) != 1)
-		return -1;
-	struct selo_err again;
-	err_clear(&again);
-	int r = evidence_notice(&now, ev, n, &again);
-	if (r != 0)
-		*err = again;
-	notice_rec_free(&now);
-	return r;
-}
-
 /* Every check of one notice; each failing one is a finding, and the next
- * check still runs: the operator learns all that is wrong in one pass. */
-static void audit_notice(struct audit *a, const struct notice_rec *r)
+ * check still runs: the operator learns all that is wrong in one pass.
+ * a->found counts the findings. */
+static void audit_notice_pass(struct audit *a, const struct notice_rec *r)
 {
 	struct selo_err e;
 	err_clear(&e);
@@ -411,23 +390,53 @@ static void audit_notice(struct audit *a, const struct notice_rec *r)
 		int named = id_text_valid(r->id);
 		damaged(&e, named ? r->id : "?", "its row cannot be decoded: %s", r->damage);
 		finding(a, r->id, &e);
-		if (!named) { /* nothing to look its events up by */
-			a->t->damaged++;
+		if (!named) /* nothing to look its events up by */
 			return;
-		}
 	}
 	struct event_rec ev[2];
 	size_t n = 0;
 	err_clear(&e);
 	if (audit_events(a, r->id, ev, &n, &e) != 0)
 		finding(a, r->id, &e);
-	else if (!r->damage && evidence_notice(r, ev, n, &e) != 0 &&
-		 audit_recheck(a, r->id, ev, n, &e) != 0)
+	else if (!r->damage && evidence_notice(r, ev, n, &e) != 0)
 		finding(a, r->id, &e);
 	audit_contents(a, r, first_of(ev, n, EV_CONTENT_SEALED));
 	for (size_t i = 0; i < n; i++)
 		event_rec_free(&ev[i]);
-	a->t->damaged += a->found > 0;
+}
+
+/* A pass reads the row (in a page, earlier), the events and the message
+ * each in its own snapshot, so a `selo serve` sealing the notice between
+ * two reads can make them disagree for a moment. The first pass is quiet;
+ * when it finds something, the notice is checked again from its row read
+ * anew, and only that pass reports. A seal writes the row, the message and
+ * its event in one transaction: the second pass, begun after the first
+ * saw part of it, sees all of it. Damage stays damage on both passes. */
+static void audit_notice(struct audit *a, const struct notice_rec *r)
+{
+	struct evidence_tally quiet = {0}, *tally = a->t;
+	void (*report)(void *, int, const char *) = a->report;
+	a->t = &quiet;
+	a->report = NULL;
+	audit_notice_pass(a, r);
+	a->t = tally;
+	a->report = report;
+	if (!a->found) {
+		tally->messages += quiet.messages;
+		tally->message_bytes += quiet.message_bytes;
+		tally->disclosures += quiet.disclosures;
+		return;
+	}
+	struct notice_rec now;
+	struct selo_err e;
+	err_clear(&e);
+	if (!r->damage && store_notice_get(a->s, r->id, -1, &now, &e) == 1) {
+		audit_notice_pass(a, &now);
+		notice_rec_free(&now);
+	} else {
+		audit_notice_pass(a, r);
+	}
+	tally->damaged += a->found > 0;
 }
 
 static void audit_summary(struct audit *a)
