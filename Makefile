@@ -98,7 +98,7 @@ $(BUILD)/gen/web_embed.c: scripts/embed-web.sh $(WEB_FILES)
 $(BUILD)/gen/web_embed.o: $(BUILD)/gen/web_embed.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/t.h tests/unit/t_run.h $(BUILD)/libselo.a
+$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/t*.h) $(BUILD)/libselo.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libselo.a $(LDLIBS)
 

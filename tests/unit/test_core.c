@@ -22,6 +22,7 @@
 #include "selo/notice.h"
 #include "selo/sender.h"
 #include "t.h"
+#include "t_stderr.h"
 
 TEST(base64_rfc4648_vectors)
 {
@@ -503,29 +504,7 @@ TEST(backoff_doubles_and_caps)
 	CHECK(sender_backoff_s(3, 1, 2) == 2);
 }
 
-/* ---- diag's limiters: stderr goes to a file while fn runs; returns what
- * was written (malloc'd). */
-static char *stderr_of(void (*fn)(void *), void *arg)
-{
-	char path[] = "/tmp/selo-diag-XXXXXX";
-	int fd = mkstemp(path);
-	int saved = dup(STDERR_FILENO);
-	if (fd < 0 || saved < 0)
-		return NULL;
-	fflush(stderr);
-	dup2(fd, STDERR_FILENO);
-	fn(arg);
-	fflush(stderr);
-	dup2(saved, STDERR_FILENO);
-	close(saved);
-	off_t n = lseek(fd, 0, SEEK_END);
-	char *out = calloc((size_t)n + 1, 1);
-	if (out && n > 0 && pread(fd, out, (size_t)n, 0) != n)
-		out[0] = '\0';
-	close(fd);
-	unlink(path);
-	return out;
-}
+/* ---- diag's limiters (stderr_of: t_stderr.h) */
 
 static int lines_in(const char *s)
 {

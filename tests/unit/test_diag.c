@@ -5,33 +5,13 @@
 #include <jansson.h>
 #include <unistd.h>
 #include "t.h"
+#include "t_stderr.h"
 #include "selo/accesslog.h"
 #include "selo/diag.h"
 
-/* stderr goes to a file while fn runs; returns what was written (malloc'd). */
-static char *stderr_of(void (*fn)(void))
+static void write_nasty(void *unused)
 {
-	char path[] = "/tmp/selo-diag-XXXXXX";
-	int fd = mkstemp(path);
-	int saved = dup(STDERR_FILENO);
-	if (fd < 0 || saved < 0)
-		return NULL;
-	fflush(stderr);
-	dup2(fd, STDERR_FILENO);
-	fn();
-	dup2(saved, STDERR_FILENO);
-	close(saved);
-	off_t n = lseek(fd, 0, SEEK_END);
-	char *out = calloc((size_t)n + 1, 1);
-	if (out && n > 0 && pread(fd, out, (size_t)n, 0) != n)
-		out[0] = '\0';
-	close(fd);
-	unlink(path);
-	return out;
-}
-
-static void write_nasty(void)
-{
+	(void)unused;
 	struct diag_field f[] = {{.key = "peer", .str = "mx \"1\"\n"},
 				 {.key = "code", .num = 451},
 				 {.key = "duration_ms", .number = "1.250"},
@@ -44,7 +24,7 @@ static void write_nasty(void)
 TEST(diag_json_escapes_and_carries_ids)
 {
 	CHECK(diag_configure("info", "json") == 0);
-	char *out = stderr_of(write_nasty);
+	char *out = stderr_of(write_nasty, NULL);
 	CHECK(out && strchr(out, '\n') == out + strlen(out) - 1); /* one line */
 	json_error_t je;
 	json_t *o = json_loads(out, 0, &je);
@@ -74,7 +54,7 @@ TEST(diag_json_escapes_and_carries_ids)
 TEST(diag_text_keeps_one_line)
 {
 	CHECK(diag_configure("info", "text") == 0);
-	char *out = stderr_of(write_nasty);
+	char *out = stderr_of(write_nasty, NULL);
 	CHECK(out && strchr(out, '\n') == out + strlen(out) - 1);
 	CHECK(out && strstr(out, " info write_nasty: quote \" backslash"));
 	CHECK(out && strstr(out, " notice=01ABC attempt=2 webhook=wh_1 delivery=msg_7 peer=mx \"1\"  "
@@ -83,8 +63,9 @@ TEST(diag_text_keeps_one_line)
 	free(out);
 }
 
-static void write_long(void)
+static void write_long(void *unused)
 {
+	(void)unused;
 	char big[5000];
 	memset(big, '"', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
@@ -94,7 +75,7 @@ static void write_long(void)
 TEST(diag_json_cut_stays_an_object)
 {
 	diag_configure("info", "json");
-	char *out = stderr_of(write_long);
+	char *out = stderr_of(write_long, NULL);
 	json_t *o = out ? json_loads(out, 0, NULL) : NULL;
 	CHECK(o != NULL);
 	CHECK(out && strlen(out) <= 2048);
@@ -103,8 +84,9 @@ TEST(diag_json_cut_stays_an_object)
 	diag_configure("info", "text");
 }
 
-static void write_levels(void)
+static void write_levels(void *unused)
 {
+	(void)unused;
 	diag_debug("debug line");
 	diag_info("info line");
 	diag_warn("warn line");
@@ -114,7 +96,7 @@ static void write_levels(void)
 TEST(diag_levels)
 {
 	CHECK(diag_configure("warn", "text") == 0);
-	char *out = stderr_of(write_levels);
+	char *out = stderr_of(write_levels, NULL);
 	CHECK(out && !strstr(out, "debug line") && !strstr(out, "info line"));
 	CHECK(out && strstr(out, "warn line") && strstr(out, "error line"));
 	free(out);
