@@ -2,6 +2,7 @@
  * encoder, and quoted-printable decoding (see codec.h). The decoders reject anything not canonical so that two
  * different strings never decode to the same bytes (receipts compare
  * encodings). */
+#include <stdint.h>
 #include <string.h>
 #include "selo/codec.h"
 
@@ -243,4 +244,52 @@ void qp_decode(const char *s, size_t n, struct buf *out)
 			buf_putc(out, '=');
 		}
 	}
+}
+
+/* Any byte of p[0, n) at 0x80 or above: eight at a time. */
+static int high_bit_any(const char *p, size_t n)
+{
+	uint64_t acc = 0, w;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&w, p + i, 8);
+		acc |= w;
+	}
+	for (; i < n; i++)
+		acc |= (uint8_t)p[i];
+	return (acc & 0x8080808080808080ull) != 0;
+}
+
+enum crlf_fault crlf_lines_check(const char *p, size_t n, size_t max_line, size_t *at,
+				 size_t *line, int *eightbit)
+{
+	size_t i = 0, no = 1;
+	*eightbit = 0;
+	while (i < n) {
+		const char *lf = memchr(p + i, '\n', n - i);
+		size_t end = lf ? (size_t)(lf - p) : n;
+		int crlf = lf && end > i && p[end - 1] == '\r';
+		size_t text = crlf ? end - 1 : end; /* the line without its CRLF */
+		const char *cr = memchr(p + i, '\r', text - i);
+		const char *nul = memchr(p + i, '\0', text - i);
+		const char *bad = cr && (!nul || cr < nul) ? cr : nul;
+		if (!*eightbit)
+			*eightbit = high_bit_any(p + i, (bad ? (size_t)(bad - p) : end) - i);
+		*line = no;
+		if (bad) {
+			*at = (size_t)(bad - p);
+			return bad == nul ? CRLF_NUL : CRLF_BARE_CR;
+		}
+		if (lf && !crlf) {
+			*at = end;
+			return CRLF_BARE_LF;
+		}
+		if (max_line && end + 1 - i > max_line) {
+			*at = i;
+			return CRLF_LONG_LINE;
+		}
+		i = end + 1;
+		no++;
+	}
+	return CRLF_OK;
 }

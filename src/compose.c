@@ -291,13 +291,22 @@ static int is_alpha(char ch)
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
 }
 
-/* Position of needle (ASCII, case-insensitive) in s[from, n), or n. */
+/* Position of needle (ASCII, case-insensitive) in s[from, n), or n. Every
+ * needle starts with a byte that has no case ('<', '-'), so memchr finds
+ * the candidates: this runs over every byte of every HTML part. */
 static size_t find_ci(const char *s, size_t n, size_t from, const char *needle)
 {
 	size_t k = strlen(needle);
-	for (size_t i = from; i + k <= n; i++)
-		if (strncasecmp(s + i, needle, k) == 0)
+	if (k == 0 || n < k)
+		return n;
+	for (size_t i = from; i + k <= n; i++) {
+		const char *p = memchr(s + i, needle[0], n - k + 1 - i);
+		if (!p)
+			return n;
+		i = (size_t)(p - s);
+		if (strncasecmp(p + 1, needle + 1, k - 1) == 0)
 			return i;
+	}
 	return n;
 }
 
@@ -423,10 +432,11 @@ static void rewrite_links_n(struct link_ctx *lc, const char *html, size_t n, str
 {
 	struct html_scan h = {html, n, 0, 0, out};
 	while (h.i < n) {
-		if (html[h.i] == '<')
-			scan_tag(&h, lc);
-		else
-			h.i++;
+		const char *lt = memchr(html + h.i, '<', n - h.i);
+		if (!lt)
+			break;
+		h.i = (size_t)(lt - html);
+		scan_tag(&h, lc);
 	}
 	buf_append(out, html + h.copied, n - h.copied);
 }
@@ -731,6 +741,7 @@ static int sign_and_assemble(const struct composer *c, const struct compose_in *
 	if (smime_sign(c->smime, entity->data, entity->len, c->tst, c->tst_arg, sm, err) < 0)
 		return -1;
 	struct buf msg = BUF_INIT;
+	buf_reserve(&msg, sm->body.len + 4096); /* the headers: one allocation, no regrowth */
 	if (write_top_headers(c, in, sm, out->message_id, &msg, err) < 0) {
 		buf_free(&msg);
 		return -1;
@@ -740,6 +751,7 @@ static int sign_and_assemble(const struct composer *c, const struct compose_in *
 		buf_free(&msg);
 		return -1;
 	}
+	buf_reserve(&out->eml, sigs->len + msg.len);
 	buf_append(&out->eml, sigs->data, sigs->len);
 	buf_append(&out->eml, msg.data, msg.len);
 	buf_free(&msg);

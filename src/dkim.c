@@ -152,15 +152,13 @@ static int is_wsp(char c)
  * is signed must survive SMTP unchanged. */
 static int crlf_check(const char *msg, size_t len, struct selo_err *err)
 {
-	for (size_t i = 0; i < len; i++) {
-		int bad = msg[i] == '\0' || (msg[i] == '\r' && (i + 1 == len || msg[i + 1] != '\n')) ||
-			  (msg[i] == '\n' && (i == 0 || msg[i - 1] != '\r'));
-		if (bad)
-			return err_set(err, 500, "internal",
-				       "DKIM: message has a bare CR, LF or NUL at byte %zu "
-				       "(lines must end in CRLF)", i);
-	}
-	return 0;
+	size_t at = 0, line = 0;
+	int eightbit;
+	if (crlf_lines_check(msg, len, 0, &at, &line, &eightbit) == CRLF_OK)
+		return 0;
+	return err_set(err, 500, "internal",
+		       "DKIM: message has a bare CR, LF or NUL at byte %zu (lines must end in CRLF)",
+		       at);
 }
 
 /* RFC 5322 §2.2: a field name is printable ASCII without ':'. The
@@ -254,9 +252,40 @@ static void canon_header(const char *p, size_t len, size_t name_len, struct buf 
 	buf_puts(out, "\r\n");
 }
 
+/* One body line (without its CRLF) in relaxed form, appended to out: WSP
+ * runs become one SP, WSP at the end goes. Runs without WSP are copied
+ * whole. */
+static void canon_body_line(const char *p, size_t n, struct buf *out)
+{
+	size_t i = 0;
+	while (i < n) {
+		size_t start = i;
+		while (i < n && !is_wsp(p[i]))
+			i++;
+		buf_append(out, p + start, i - start);
+		size_t wsp = i;
+		while (i < n && is_wsp(p[i]))
+			i++;
+		if (i > wsp && i < n)
+			buf_putc(out, ' ');
+	}
+}
+
+/* A line that relaxed canonicalisation makes empty. */
+static int wsp_only(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!is_wsp(p[i]))
+			return 0;
+	return 1;
+}
+
 /* SHA-256 of the relaxed body: WSP runs become one SP, WSP at line ends
- * goes, empty lines at the end go; an empty body stays empty. Hashed line
- * by line so a large attachment is never copied. */
+ * goes, empty lines at the end go; an empty body stays empty. The
+ * canonical text is hashed in pieces of at most BODY_PIECE bytes, so a
+ * large attachment is never copied whole. msg_parse checked the CRLFs, so
+ * every LF ends a line. */
+#define BODY_PIECE 65536
 static int body_hash(const char *b, size_t n, uint8_t out[32])
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -264,36 +293,31 @@ static int body_hash(const char *b, size_t n, uint8_t out[32])
 		EVP_MD_CTX_free(md);
 		return -1;
 	}
-	struct buf line = BUF_INIT;
+	struct buf canon = BUF_INIT;
+	buf_reserve(&canon, (n < BODY_PIECE ? n : BODY_PIECE) + 1024);
 	size_t empty_lines = 0, i = 0;
-	while (i < n) {
-		const char *crlf = memmem(b + i, n - i, "\r\n", 2);
-		size_t end = crlf ? (size_t)(crlf - b) : n;
-		buf_reset(&line);
-		int pending = 0;
-		for (size_t k = i; k < end; k++) {
-			if (is_wsp(b[k])) {
-				pending = 1;
-				continue;
-			}
-			if (pending)
-				buf_putc(&line, ' ');
-			pending = 0;
-			buf_putc(&line, b[k]);
-		}
-		if (line.len == 0) {
-			empty_lines++;
+	int ok = 1;
+	while (i < n && ok) {
+		const char *lf = memchr(b + i, '\n', n - i);
+		size_t end = lf ? (size_t)(lf - b) - 1 : n; /* the line's CR, or the end */
+		if (wsp_only(b + i, end - i)) {
+			empty_lines++; /* kept only if a line with text follows */
 		} else {
 			for (; empty_lines; empty_lines--)
-				EVP_DigestUpdate(md, "\r\n", 2);
-			EVP_DigestUpdate(md, line.data, line.len);
-			EVP_DigestUpdate(md, "\r\n", 2);
+				buf_append(&canon, "\r\n", 2);
+			canon_body_line(b + i, end - i, &canon);
+			buf_append(&canon, "\r\n", 2);
 		}
-		i = crlf ? end + 2 : n;
+		if (canon.len >= BODY_PIECE) {
+			ok = EVP_DigestUpdate(md, canon.data, canon.len) == 1;
+			buf_reset(&canon);
+		}
+		i = lf ? end + 2 : n;
 	}
 	unsigned int mdlen = 0;
-	int ok = EVP_DigestFinal_ex(md, out, &mdlen) == 1 && mdlen == 32;
-	buf_free(&line);
+	ok = ok && EVP_DigestUpdate(md, canon.data, canon.len) == 1 &&
+	     EVP_DigestFinal_ex(md, out, &mdlen) == 1 && mdlen == 32;
+	buf_free(&canon);
 	EVP_MD_CTX_free(md);
 	return ok ? 0 : -1;
 }

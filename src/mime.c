@@ -589,9 +589,36 @@ static void qp_hex(char u[3], unsigned char c)
 /* One line (without its line break). Whitespace before the line end is
  * encoded; so are '.' and "From " at the start of an output line, which
  * some relays alter (and an altered byte breaks the S/MIME signature). */
+static int qp_plain(unsigned char c)
+{
+	return (c >= 33 && c <= 126 && c != '=') || c == ' ' || c == '\t';
+}
+
+/* How many bytes from s[i] go out as they are, at once: plain bytes, not
+ * the line's last (trailing whitespace is encoded), on an output line
+ * already begun (its start has the '.' / "From " rule) and without
+ * reaching the column where qp_unit would break it. */
+static size_t qp_run(const struct qp *q, const char *s, size_t i, size_t n)
+{
+	if (q->col == 0 || q->col >= QP_LINE - 1)
+		return 0;
+	size_t room = QP_LINE - 1 - q->col, k = 0;
+	while (k < room && i + k + 1 < n && qp_plain((unsigned char)s[i + k]))
+		k++;
+	return k;
+}
+
 static void qp_line(struct qp *q, const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
+		size_t run = qp_run(q, s, i, n);
+		if (run) {
+			memcpy(q->w, s + i, run);
+			q->w += run;
+			q->col += run;
+			i += run - 1;
+			continue;
+		}
 		unsigned char c = (unsigned char)s[i];
 		int last = (i + 1 == n);
 		char u[3];

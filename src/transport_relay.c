@@ -44,9 +44,9 @@
 #include <auth-client.h>
 #include <libesmtp.h>
 #include "selo/buf.h"
+#include "selo/codec.h"
 #include "selo/diag.h"
 #include "selo/transport.h"
-#include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -79,6 +79,7 @@ struct relay_item {
 	struct transport_msg *msg;
 	smtp_message_t m;
 	smtp_recipient_t r;
+	struct relay_session *s;
 	size_t pos;        /* read position of the message callback */
 	size_t counted;    /* bytes libesmtp reported sending (SMTP_EV_MESSAGEDATA) */
 };
@@ -118,6 +119,8 @@ struct relay_session {
 	smtp_session_t ss;            /* for the CHUNKING switch below */
 	int chunking;                 /* the last EHLO reply announced CHUNKING */
 	int blind;                    /* BDAT was sent: the monitor is off for good */
+	int fd;                       /* the session's socket (relay_connect_fd), or -1 */
+	int corked;                   /* TCP_CORK is on while a message's data is written */
 };
 
 /* ---- opening ------------------------------------------------------------ */
@@ -172,6 +175,37 @@ int getaddrinfo(const char *restrict node, const char *restrict service,
 	h.ai_family = AF_INET6;
 	h.ai_flags |= AI_NUMERICHOST;
 	return next_getaddrinfo(lit, service, &h, res);
+}
+
+/* ---- The session's socket -------------------------------------------------
+ * libesmtp does not expose its socket, and Selo needs it twice: TCP_NODELAY
+ * (see relay_socket_setup) and TCP_CORK while a message's data is written
+ * (see read_message). libesmtp runs a session from connect() to QUIT in the
+ * calling thread, so the connect() below, which the dynamic linker binds in
+ * place of libc's for the whole process as it does getaddrinfo above, notes
+ * in a thread-local variable the descriptor this thread last connected; the
+ * session reads it at SMTP_EV_CONNECT, in the same thread, right after. It
+ * changes nothing else: the next connect (libc's, or a sanitizer's) does
+ * the work and errno is its. */
+typedef int (*connect_fn)(int, const struct sockaddr *, socklen_t);
+static connect_fn next_connect;
+static pthread_once_t next_connect_once = PTHREAD_ONCE_INIT;
+static __thread int relay_connect_fd = -1;
+
+static void find_next_connect(void)
+{
+	next_connect = (connect_fn)dlsym(RTLD_NEXT, "connect");
+}
+
+int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	pthread_once(&next_connect_once, find_next_connect);
+	if (!next_connect) {
+		errno = ENOSYS;
+		return -1;
+	}
+	relay_connect_fd = fd;
+	return next_connect(fd, addr, len);
 }
 
 /* "[v6]:port" -> "v6-with-dashes.ipv6-literal.invalid:port" for libesmtp;
@@ -323,16 +357,31 @@ static void relay_close(void *state)
 
 /* ---- transcript --------------------------------------------------------- */
 
+/* Wire activity, for telling a timeout from a dropped connection. libesmtp
+ * reports every line of the message (SMTP_EV_MESSAGEDATA), so this runs
+ * hundreds of times a message: the coarse clock (a few ms) is enough. */
 static void touch(struct relay_session *s)
 {
-	clock_gettime(CLOCK_MONOTONIC, &s->last_io);
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &s->last_io);
+}
+
+static long ms_between(const struct timespec *t, const struct timespec *now)
+{
+	return (long)(now->tv_sec - t->tv_sec) * 1000 + (now->tv_nsec - t->tv_nsec) / 1000000;
 }
 
 static long ms_since(const struct timespec *t)
 {
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+	return ms_between(t, &now);
+}
+
+static long ms_since_touch(const struct relay_session *s)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	return ms_between(&s->last_io, &now);
 }
 
 static int is_clean(unsigned char c)
@@ -702,6 +751,22 @@ static void on_monitor(const char *buf, int buflen, int writing, void *arg)
 
 /* ---- libesmtp callbacks ------------------------------------------------- */
 
+/* libesmtp writes a message in 2,048-byte pieces, and with TCP_NODELAY each
+ * becomes a packet of its own: seven for a 13 KB notice, each costing a
+ * trip through the network stack (most of the sender's system time). Corked
+ * from the message's first bytes until libesmtp asks for more after the
+ * last, they leave in full-sized segments. Only with DATA: after BDAT,
+ * libesmtp may wait for a reply between chunks, which a cork would hold
+ * back until the kernel's 200 ms limit. Uncorking sends what is queued at
+ * once; the final "." follows with TCP_NODELAY. */
+static void data_cork(struct relay_session *s, int on)
+{
+	if (!s || s->fd < 0 || s->corked == on || (on && s->chunking))
+		return;
+	if (setsockopt(s->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)) == 0)
+		s->corked = on;
+}
+
 static const char *read_message(void **ctx, int *len, void *arg)
 {
 	struct relay_item *it = arg;
@@ -714,6 +779,10 @@ static const char *read_message(void **ctx, int *len, void *arg)
 	size_t left = it->msg->len - it->pos;
 	size_t chunk = left > (1u << 20) ? (1u << 20) : left;
 	const char *p = it->msg->data + it->pos;
+	if (it->pos == 0 && chunk)
+		data_cork(it->s, 1);
+	else if (chunk == 0)
+		data_cork(it->s, 0);
 	it->pos += chunk;
 	*len = (int)chunk;
 	return p;
@@ -816,40 +885,16 @@ static void certificate_event(struct relay_session *s, int *ok, const char *prob
  * and then waits for the reply; with Nagle's algorithm on, the kernel holds
  * that segment until the previous one is acknowledged, and a peer that
  * delays its ACKs (40 ms on Linux) makes every message cost 40 ms: measured
- * 43 ms per message against Postfix's smtp-sink. libesmtp does not expose
- * its socket, so at connect time set TCP_NODELAY on this process's
- * connected TCP sockets whose peer port is the relay's. Another worker's
- * session to the same relay may get it too, which is what it wants anyway. */
-static void relay_sockets_nodelay(const char *server)
+ * 43 ms per message against Postfix's smtp-sink. So at connect time the
+ * session takes its socket (the connect() above) and sets TCP_NODELAY. */
+static void relay_socket_setup(struct relay_session *s)
 {
-	const char *colon = strrchr(server, ':');
-	long port = colon ? strtol(colon + 1, NULL, 10) : 0;
-	DIR *d = opendir("/proc/self/fd");
-	if (!d || port <= 0) {
-		if (d)
-			closedir(d);
-		return;
+	s->fd = relay_connect_fd;
+	int one = 1;
+	if (s->fd < 0 || setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
+		diag_debug("relay: cannot find the session's socket: no TCP_NODELAY, no TCP_CORK");
+		s->fd = -1;
 	}
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL) {
-		int fd = atoi(e->d_name);
-		if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(d))
-			continue;
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		int type = 0;
-		socklen_t tl = sizeof(type);
-		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM ||
-		    getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
-			continue;
-		int peer_port = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
-				: ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-							   : -1;
-		int one = 1;
-		if (peer_port == port)
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	}
-	closedir(d);
 }
 
 static void on_event(smtp_session_t session, int event, void *arg, ...)
@@ -870,7 +915,7 @@ static void on_event(smtp_session_t session, int event, void *arg, ...)
 	}
 	switch (event) {
 	case SMTP_EV_CONNECT:
-		relay_sockets_nodelay(s->relay->server);
+		relay_socket_setup(s);
 		/* The address the session went to is part of the evidence
 		 * (an MX host's IPv4 or IPv6 address, or the relay). */
 		emitf_to(s, 0, "-- connected to %s", s->relay->server);
@@ -962,28 +1007,24 @@ static int address_ok(const char *a)
  * nor refuses anything else. Sets *eightbit when BODY=8BITMIME is needed. */
 static int message_ok(const struct transport_msg *m, int *eightbit, char *why, size_t n)
 {
-	const unsigned char *d = (const unsigned char *)m->data;
-	size_t line_start = 0, line_no = 1;
+	const char *d = m->data;
 	*eightbit = 0;
 	if (m->len < 2 || d[m->len - 2] != '\r' || d[m->len - 1] != '\n')
 		return snprintf(why, n, "message does not end with CRLF"), 0;
-	for (size_t i = 0; i < m->len; i++) {
-		if (d[i] == 0)
-			return snprintf(why, n, "NUL byte in line %zu", line_no), 0;
-		if (d[i] >= 0x80)
-			*eightbit = 1;
-		if (d[i] == '\r' && (i + 1 >= m->len || d[i + 1] != '\n'))
-			return snprintf(why, n, "bare CR in line %zu", line_no), 0;
-		if (d[i] != '\n')
-			continue;
-		if (i == 0 || d[i - 1] != '\r')
-			return snprintf(why, n, "bare LF in line %zu", line_no), 0;
-		if (i + 1 - line_start > 1000)
-			return snprintf(why, n, "line %zu is longer than 1000 octets", line_no), 0;
-		line_start = i + 1;
-		line_no++;
+	size_t at = 0, line = 0;
+	switch (crlf_lines_check(d, m->len, 1000, &at, &line, eightbit)) {
+	case CRLF_OK:
+		return 1;
+	case CRLF_NUL:
+		return snprintf(why, n, "NUL byte in line %zu", line), 0;
+	case CRLF_BARE_CR:
+		return snprintf(why, n, "bare CR in line %zu", line), 0;
+	case CRLF_BARE_LF:
+		return snprintf(why, n, "bare LF in line %zu", line), 0;
+	case CRLF_LONG_LINE:
+		return snprintf(why, n, "line %zu is longer than 1000 octets", line), 0;
 	}
-	return 1;
+	return 0;
 }
 
 static void permfail_local(struct transport_msg *m, const char *why)
@@ -1123,7 +1164,7 @@ static int session_error(struct relay_session *s, int started, char *out, size_t
 		transport_textf(out, n, "connection refused by %s", srv);
 		return 1;
 	}
-	if (e == SMTP_ERR_DROPPED_CONNECTION && ms_since(&s->last_io) >= s->relay->timeout_ms * 9 / 10) {
+	if (e == SMTP_ERR_DROPPED_CONNECTION && ms_since_touch(s) >= s->relay->timeout_ms * 9 / 10) {
 		transport_textf(out, n, "no answer from %s within %ld ms (timeout)", srv, s->relay->timeout_ms);
 		return 1;
 	}
@@ -1263,7 +1304,7 @@ static void parts_free(struct part *p, size_t n)
 static int relay_send(void *state, struct transport_msg *msgs, size_t n)
 {
 	struct relay *r = state;
-	struct relay_session s = {.relay = r, .n = n};
+	struct relay_session s = {.relay = r, .n = n, .fd = -1};
 	struct relay_item *items = xcalloc(n, sizeof(*items));
 	s.items = items;
 	s.part = parts_new(n);
@@ -1279,6 +1320,7 @@ static int relay_send(void *state, struct transport_msg *msgs, size_t n)
 	size_t queued = 0;
 	for (size_t i = 0; i < n; i++) {
 		items[i].msg = &msgs[i];
+		items[i].s = &s;
 		if (add_message(ss, &items[i]) == 0)
 			queued++;
 		else if (!msgs[i].error[0])
@@ -1292,6 +1334,7 @@ static int relay_send(void *state, struct transport_msg *msgs, size_t n)
 		touch(&s);
 		sigpipe_block(&g);
 		prime_smtp_errno();
+		relay_connect_fd = -1; /* only a connect of this session counts */
 		started = smtp_start_session(ss);
 		sigpipe_restore(&g);
 		flush_partials(&s);

@@ -47,4 +47,15 @@ void utf8_put(struct buf *out, uint32_t cp);
  * '=' that starts neither kept as it is. Appends to out. */
 void qp_decode(const char *s, size_t n, struct buf *out);
 
+/* The lines of a message as SMTP and signatures need them (RFC 5321
+ * sections 2.3.8 and 4.5.3.1.6): every CR followed by LF, every LF after a
+ * CR, no NUL, and with max_line > 0 no line longer than max_line octets
+ * with its CRLF. CRLF_OK when all hold; else the first fault in byte
+ * order, with *at its offset and *line its line (from 1). *eightbit: some
+ * byte before the fault (any, when CRLF_OK) is 0x80 or above. Line by line
+ * with memchr: it runs over every byte of every message. */
+enum crlf_fault { CRLF_OK, CRLF_NUL, CRLF_BARE_CR, CRLF_BARE_LF, CRLF_LONG_LINE };
+enum crlf_fault crlf_lines_check(const char *p, size_t n, size_t max_line, size_t *at,
+				 size_t *line, int *eightbit);
+
 #endif

@@ -108,6 +108,46 @@ TEST(x_allocators)
 	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
 }
 
+/* crlf_lines_check: the first fault in byte order, its line, and 8-bit. */
+TEST(crlf_lines_check_finds_the_first_fault)
+{
+	static const struct {
+		const char *p;
+		size_t n, max;
+		enum crlf_fault want;
+		size_t at, line;
+		int eightbit;
+	} cases[] = {
+		{"", 0, 0, CRLF_OK, 0, 0, 0},
+		{"a\r\nb\r\n", 6, 0, CRLF_OK, 0, 0, 0},
+		{"a\r\n\xC3\xA9\r\n", 7, 0, CRLF_OK, 0, 0, 1},
+		{"abcdefghij\xC3\xA9\r\n", 14, 0, CRLF_OK, 0, 0, 1}, /* past the 8-byte words */
+		{"a\r\nb\0c\r\n", 8, 0, CRLF_NUL, 4, 2, 0},
+		{"a\r\nb\rc\r\n", 8, 0, CRLF_BARE_CR, 4, 2, 0},
+		{"a\r\nb\r", 5, 0, CRLF_BARE_CR, 4, 2, 0},
+		{"a\r\nb\nc\r\n", 8, 0, CRLF_BARE_LF, 4, 2, 0},
+		{"\n", 1, 0, CRLF_BARE_LF, 0, 1, 0},
+		{"\r\n\n", 3, 0, CRLF_BARE_LF, 2, 2, 0},
+		{"ab\r\nb\rc\0\r\n", 10, 0, CRLF_BARE_CR, 5, 2, 0},
+		{"ab\r\nb\0c\r\r\n", 10, 0, CRLF_NUL, 5, 2, 0},
+		{"\xC3\xA9\r\nb\0", 6, 0, CRLF_NUL, 5, 2, 1},
+		{"abc\r\nabcd\r\n", 11, 5, CRLF_LONG_LINE, 5, 2, 0},
+		{"abc\r\nabcd\r\n", 11, 6, CRLF_OK, 0, 0, 0},
+		{"abc", 3, 0, CRLF_OK, 0, 0, 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t at = 99, line = 99;
+		int eb = -1;
+		enum crlf_fault f = crlf_lines_check(cases[i].p, cases[i].n, cases[i].max, &at, &line, &eb);
+		int ok = f == cases[i].want && eb == cases[i].eightbit &&
+			 (f == CRLF_OK || (at == cases[i].at && line == cases[i].line));
+		CHECK(ok);
+		if (!ok)
+			fprintf(stderr, "  case %zu: fault %d at %zu line %zu eightbit %d\n", i, (int)f, at,
+				line, eb);
+	}
+}
+
 /* codec.c's UTF-8 step: the code point and length, or 0 for what RFC
  * 3629 forbids. */
 TEST(utf8_decode_code_points)

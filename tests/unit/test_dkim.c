@@ -346,6 +346,31 @@ TEST(corner_cases_verify_with_both_verifiers)
 	fixture_free(&f);
 }
 
+/* A body longer than the pieces the body hash is taken in (64 KiB), with
+ * whitespace runs, blank lines inside and at the end, and a blank line
+ * falling across a piece's edge: both verifiers agree with the signer. */
+TEST(long_body_verifies_with_both_verifiers)
+{
+	struct fixture f;
+	CHECK(fixture_make(&f) == 0);
+	struct buf msg = BUF_INIT, m = BUF_INIT, out = BUF_INIT;
+	buf_puts(&msg, "From: a@example.com\r\nTo: b@example.org\r\nSubject: long\r\n\r\n");
+	for (int i = 0; msg.len < 200000; i++) {
+		buf_printf(&msg, "line %d\t with  runs   of\t\twhite space and text  \r\n", i);
+		if (i % 7 == 0)
+			buf_puts(&msg, " \t \r\n\r\n");
+	}
+	buf_puts(&msg, "\r\n  \r\n\t\r\n\r\n");
+	CHECK(sign(&f, msg.data, &m) == 0);
+	CHECK(verify_count(&f, m.data) == 2);
+	CHECK(dkimpy_verdicts(&f, m.data, &out) == 0);
+	CHECK_STR(out.data, "True True\n");
+	buf_free(&out);
+	buf_free(&m);
+	buf_free(&msg);
+	fixture_free(&f);
+}
+
 TEST(one_key_gives_one_signature)
 {
 	struct fixture f;
@@ -408,6 +433,21 @@ TEST(bad_inputs_are_refused_with_reasons)
 		CHECK(dkim_sign_message(f.signer, bad[i], strlen(bad[i]), &out, &err) == -1);
 		CHECK(err.msg[0] != '\0');
 		CHECK(out.len == 0);
+	}
+	/* The error names the first bad byte. */
+	static const struct { const char *msg; size_t len; const char *at; } where[] = {
+		{"From: a@example.com\r\n\r\nN\0L\r\n", 28, "at byte 24 "},
+		{"From: a@example.com\r\n\r\nbare\rCR\r\n", 33, "at byte 27 "},
+		{"From: a@example.com\r\n\r\nbare\nLF\r\n", 33, "at byte 27 "},
+		{"From: a@example.com\r\n\r\nx\r", 25, "at byte 24 "},
+		{"\nFrom: a@example.com\r\n\r\nx\r\n", 27, "at byte 0 "},
+	};
+	for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
+		err_clear(&err);
+		CHECK(dkim_sign_message(f.signer, where[i].msg, where[i].len, &out, &err) == -1);
+		CHECK(strstr(err.msg, where[i].at) != NULL);
+		if (!strstr(err.msg, where[i].at))
+			fprintf(stderr, "  case %zu: %s\n", i, err.msg);
 	}
 	/* An empty body is a valid message. */
 	const char *empty = "From: a@example.com\r\nSubject: x\r\n\r\n";
