@@ -36,6 +36,7 @@
 #include "selo/id.h"
 #include "selo/mime.h"
 #include "selo/store.h"
+#include "selo/store_backend.h"
 #include "selo/suppress.h"
 
 #define GROUP_MAX 256          /* jobs per transaction: bounds one group's latency */
@@ -651,10 +652,12 @@ struct conn {
 	struct conn *next; /* reader free list */
 };
 
+struct store_sqlite;
+
 /* A write waiting for the writer. Lives on the caller's stack; the caller
  * sleeps on cv until done. */
 struct job {
-	int (*run)(struct store *s, struct job *j);
+	int (*run)(struct store_sqlite *s, struct job *j);
 	void *arg;
 	struct selo_err *err; /* the caller's (may be NULL) */
 	int rc;               /* run's result; -1 when the group did not commit */
@@ -663,7 +666,9 @@ struct job {
 	struct job *next;
 };
 
-struct store {
+/* The backend's state; base comes first (store_backend.h). */
+struct store_sqlite {
+	struct store base;
 	char *path;
 	int version;
 
@@ -703,6 +708,14 @@ struct store {
 	int nreaders;
 	int64_t last_full_check_ms;
 };
+
+static const struct store_ops store_sqlite_ops;
+static void sqlite_close(struct store *base);
+
+static struct store_sqlite *store_sqlite_of(struct store *base)
+{
+	return (struct store_sqlite *)base;
+}
 
 /* ---- Small helpers. */
 
@@ -962,7 +975,7 @@ undo:
 	return -1;
 }
 
-static int migrate(struct store *s, struct selo_err *err)
+static int migrate(struct store_sqlite *s, struct selo_err *err)
 {
 	struct conn *c = s->w;
 	if (sqlite3_exec(c->db, MIGRATIONS_TABLE, NULL, NULL, NULL) != SQLITE_OK)
@@ -984,7 +997,7 @@ static int migrate(struct store *s, struct selo_err *err)
 
 /* Seeds the event clock with the newest event's time, so that time order
  * holds across restarts even if the wall clock was set back meanwhile. */
-static int last_event_time_load(struct store *s, struct selo_err *err)
+static int last_event_time_load(struct store_sqlite *s, struct selo_err *err)
 {
 	sqlite3_stmt *st = stmt_get(s->w, S_LAST_EVENT_TIME, err);
 	if (!st)
@@ -1001,7 +1014,7 @@ static int last_event_time_load(struct store *s, struct selo_err *err)
 
 /* The time of the next event: the wall clock, held still rather than let it
  * go backwards, so that seq order and time order agree. */
-static int64_t writer_time(struct store *s)
+static int64_t writer_time(struct store_sqlite *s)
 {
 	int64_t t = clock_now_ms();
 	if (t < s->last_event_ms)
@@ -1058,20 +1071,9 @@ static enum store_fault fault_of(int rc, int sys_errno)
 	}
 }
 
-const char *store_fault_name(enum store_fault f)
-{
-	static const char *const names[] = {
-		[STORE_FAULT_NONE] = "",           [STORE_FAULT_DISK_FULL] = "disk-full",
-		[STORE_FAULT_IO] = "io-error",     [STORE_FAULT_READ_ONLY] = "read-only",
-		[STORE_FAULT_LOCKED] = "locked",   [STORE_FAULT_DAMAGED] = "damaged",
-		[STORE_FAULT_OTHER] = "other",
-	};
-	return (unsigned)f < sizeof(names) / sizeof(names[0]) ? names[f] : "other";
-}
-
 /* Notes the writer connection's last failure as the group's fault, when
  * it is the storage's and the group has none yet. */
-static void group_fault(struct store *s)
+static void group_fault(struct store_sqlite *s)
 {
 	enum store_fault f = fault_of(s->w->last_rc, s->w->last_errno);
 	if (f == STORE_FAULT_NONE || s->g_fault != STORE_FAULT_NONE)
@@ -1087,7 +1089,7 @@ static int writer_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 	(void)db;
 	(void)name;
 	(void)frames;
-	struct store *s = arg;
+	struct store_sqlite *s = arg;
 	s->g_wrote = 1;
 	return SQLITE_OK;
 }
@@ -1103,7 +1105,7 @@ static int health_failing(const struct store_health *h, int64_t now)
 /* Publishes what the last group (or probe) learned: a fault makes the
  * store failing; a commit that wrote and met no fault ends the run of
  * failures (store_health still says failing for a while: health_failing). */
-static void health_note(struct store *s, int probe)
+static void health_note(struct store_sqlite *s, int probe)
 {
 	enum store_fault f = s->g_fault;
 	if (f == STORE_FAULT_NONE && !s->g_wrote && !probe)
@@ -1132,8 +1134,9 @@ static void health_note(struct store *s, int probe)
 		diag_ended(&s->fail_log, "store: writes succeed again");
 }
 
-void store_health(struct store *s, struct store_health *out)
+static void sqlite_health(struct store *base, struct store_health *out)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	int64_t now = clock_now_ms();
 	pthread_mutex_lock(&s->hmu);
 	*out = s->health;
@@ -1153,7 +1156,7 @@ static int probe_int_cb(void *arg, int ncol, char **vals, char **names)
 
 /* The probe: rewrites the header's user_version with the value it has (one
  * page written and committed; no row changes, nothing a reader sees). */
-static void write_probe(struct store *s)
+static void write_probe(struct store_sqlite *s)
 {
 	sqlite3 *db = s->w->db;
 	s->g_fault = STORE_FAULT_NONE;
@@ -1183,7 +1186,7 @@ static void write_probe(struct store *s)
 	health_note(s, 1);
 }
 
-static int writes_failing(struct store *s)
+static int writes_failing(struct store_sqlite *s)
 {
 	pthread_mutex_lock(&s->hmu);
 	int f = s->health.failing;
@@ -1195,7 +1198,7 @@ static int writes_failing(struct store *s)
 
 /* A group that cannot commit failed for the storage's reason, whichever
  * it was (OTHER when SQLite's code names none). */
-static void group_abort(struct store *s, struct job **g, size_t n, const char *why)
+static void group_abort(struct store_sqlite *s, struct job **g, size_t n, const char *why)
 {
 	group_fault(s);
 	if (s->g_fault == STORE_FAULT_NONE) {
@@ -1213,7 +1216,7 @@ static void group_abort(struct store *s, struct job **g, size_t n, const char *w
 /* One transaction for the whole group, one savepoint per job. A job that
  * fails for the storage's reason is the group's fault even when the others
  * commit (s->g_fault, for health_note). */
-static void group_run(struct store *s, struct job **g, size_t n)
+static void group_run(struct store_sqlite *s, struct job **g, size_t n)
 {
 	struct selo_err e;
 	err_clear(&e);
@@ -1278,7 +1281,7 @@ static int restart_busy(void *arg, int tries)
 	return 1;
 }
 
-static void wal_restart(struct store *s)
+static void wal_restart(struct store_sqlite *s)
 {
 	sqlite3_busy_handler(s->w->db, restart_busy, NULL);
 	int log = 0, done = 0;
@@ -1290,13 +1293,15 @@ static void wal_restart(struct store *s)
 		diag_warn("store: restarting the WAL failed: %s", sqlite3_errmsg(s->w->db));
 }
 
-void store_wal_limit(struct store *s, int frames)
+static void sqlite_wal_limit(struct store *base, int frames)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	atomic_store(&s->restart_frames, frames > 0 ? frames : RESTART_FRAMES);
 }
 
-int64_t store_wal_restarts(struct store *s)
+static int64_t sqlite_wal_restarts(struct store *base)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	return atomic_load(&s->restarts);
 }
 
@@ -1304,7 +1309,7 @@ int64_t store_wal_restarts(struct store *s)
  * are not failing), 0 now. A group that tried to write counts as a probe;
  * groups that write nothing (a claim with nothing due) do not, so the
  * probe also comes between them. */
-static int64_t probe_wait_ms(struct store *s)
+static int64_t probe_wait_ms(struct store_sqlite *s)
 {
 	if (!writes_failing(s))
 		return -1;
@@ -1313,7 +1318,7 @@ static int64_t probe_wait_ms(struct store *s)
 }
 
 /* With qmu held: waits for a job at most ms. */
-static void writer_timed_wait(struct store *s, int64_t ms)
+static void writer_timed_wait(struct store_sqlite *s, int64_t ms)
 {
 	struct timespec ts = clock_deadline(CLOCK_REALTIME, ms);
 	pthread_cond_timedwait(&s->qcv, &s->qmu, &ts);
@@ -1326,7 +1331,7 @@ static void writer_timed_wait(struct store *s, int64_t ms)
  * to get a CPU again (`perf trace`: the writer's futex waits on qmu). */
 static void *writer_main(void *arg)
 {
-	struct store *s = arg;
+	struct store_sqlite *s = arg;
 	struct job *g[GROUP_MAX];
 	for (;;) {
 		pthread_mutex_lock(&s->qmu);
@@ -1363,7 +1368,7 @@ static void *writer_main(void *arg)
 }
 
 /* Queues j and sleeps until the writer has committed (or failed) it. */
-static int job_submit(struct store *s, struct job *j)
+static int job_submit(struct store_sqlite *s, struct job *j)
 {
 	j->rc = -1;
 	j->next = NULL;
@@ -1389,7 +1394,7 @@ static int job_submit(struct store *s, struct job *j)
 	return j->rc;
 }
 
-static int job_do(struct store *s, int (*run)(struct store *, struct job *), void *arg,
+static int job_do(struct store_sqlite *s, int (*run)(struct store_sqlite *, struct job *), void *arg,
 		  struct selo_err *err, int64_t *ival)
 {
 	struct job j;
@@ -1651,7 +1656,7 @@ struct apikey_args {
 	int64_t id;
 };
 
-static int run_apikey_add(struct store *s, struct job *j)
+static int run_apikey_add(struct store_sqlite *s, struct job *j)
 {
 	struct apikey_args *a = j->arg;
 	struct conn *c = s->w;
@@ -1670,9 +1675,10 @@ static int run_apikey_add(struct store *s, struct job *j)
 	return 0;
 }
 
-int store_apikey_add(struct store *s, const char *name, const uint8_t hash[32],
+static int sqlite_apikey_add(struct store *base, const char *name, const uint8_t hash[32],
 		     const char *prefix, int64_t *id_out, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	if (!name || !prefix || strlen(name) >= sizeof(((struct apikey *)0)->name) ||
 	    strlen(prefix) >= sizeof(((struct apikey *)0)->prefix))
 		return err_set(err, 400, "invalid-request",
@@ -1687,7 +1693,7 @@ int store_apikey_add(struct store *s, const char *name, const uint8_t hash[32],
 	return 0;
 }
 
-static int run_apikey_revoke(struct store *s, struct job *j)
+static int run_apikey_revoke(struct store_sqlite *s, struct job *j)
 {
 	struct conn *c = s->w;
 	sqlite3_stmt *st = stmt_get(c, S_APIKEY_REVOKE, j->err);
@@ -1701,8 +1707,9 @@ static int run_apikey_revoke(struct store *s, struct job *j)
 	return 0;
 }
 
-int store_apikey_revoke(struct store *s, int64_t id, struct selo_err *err)
+static int sqlite_apikey_revoke(struct store *base, int64_t id, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	int64_t changed = 0;
 	if (job_do(s, run_apikey_revoke, &id, err, &changed) != 0)
 		return -1;
@@ -1916,7 +1923,7 @@ static int idempotency_add(struct conn *c, const struct notice_new *nn, int64_t 
 }
 
 /* Every row of one notice. 0 ok, 1 the caller's mistake, -1 storage. */
-static int store_notice_insert(struct store *s, const struct notice_new *nn, char status[16],
+static int store_notice_insert(struct store_sqlite *s, const struct notice_new *nn, char status[16],
 			 struct selo_err *err)
 {
 	struct conn *c = s->w;
@@ -1934,7 +1941,7 @@ static int store_notice_insert(struct store *s, const struct notice_new *nn, cha
 
 /* One notice of a batch, in its own savepoint so that a refused notice
  * leaves the others. Returns -1 only for a storage failure (job fails). */
-static int accept_one(struct store *s, const struct notice_new *nn, struct accept_result *res,
+static int accept_one(struct store_sqlite *s, const struct notice_new *nn, struct accept_result *res,
 		      struct selo_err *err)
 {
 	memset(res, 0, sizeof(*res));
@@ -1997,7 +2004,7 @@ static int key_active(struct conn *c, int64_t id, struct selo_err *err)
 	return r;
 }
 
-static int run_accept(struct store *s, struct job *j)
+static int run_accept(struct store_sqlite *s, struct job *j)
 {
 	struct accept_args *a = j->arg;
 	int64_t checked = 0;
@@ -2016,9 +2023,10 @@ static int run_accept(struct store *s, struct job *j)
 	return 0;
 }
 
-int store_notices_accept(struct store *s, const struct notice_new *ns, size_t n,
+static int sqlite_notices_accept(struct store *base, const struct notice_new *ns, size_t n,
 			 struct accept_result *results, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	if (!n)
 		return 0;
 	struct accept_args a = {ns, n, results};
@@ -2072,7 +2080,7 @@ static int claim_one(struct conn *c, const char *id, int64_t t, struct notice_re
 	return r;
 }
 
-static int run_claim(struct store *s, struct job *j)
+static int run_claim(struct store_sqlite *s, struct job *j)
 {
 	struct claim_args *a = j->arg;
 	char(*ids)[27] = xcalloc(a->max, sizeof(*ids));
@@ -2096,9 +2104,10 @@ static int run_claim(struct store *s, struct job *j)
 	return r;
 }
 
-int store_claim_due(struct store *s, int64_t now_ms, size_t max, struct notice_rec **out,
+static int sqlite_claim_due(struct store *base, int64_t now_ms, size_t max, struct notice_rec **out,
 		    size_t *n, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	*out = NULL;
 	*n = 0;
 	if (!max)
@@ -2156,7 +2165,7 @@ static int seal_mark(struct conn *c, const struct seal_rec *r, int64_t t, struct
 
 /* A notice sealed before keeps its first message, tokens and event: those
  * bytes may already have gone out, and a resend must send them again. */
-static int seal_one(struct store *s, const struct seal_rec *r, struct selo_err *err)
+static int seal_one(struct store_sqlite *s, const struct seal_rec *r, struct selo_err *err)
 {
 	struct conn *c = s->w;
 	if (!r->id || !r->eml)
@@ -2179,7 +2188,7 @@ struct seal_args {
 	size_t n;
 };
 
-static int run_sealed(struct store *s, struct job *j)
+static int run_sealed(struct store_sqlite *s, struct job *j)
 {
 	struct seal_args *a = j->arg;
 	for (size_t i = 0; i < a->n; i++)
@@ -2188,9 +2197,10 @@ static int run_sealed(struct store *s, struct job *j)
 	return 0;
 }
 
-int store_notices_sealed(struct store *s, const struct seal_rec *r, size_t n,
+static int sqlite_notices_sealed(struct store *base, const struct seal_rec *r, size_t n,
 			 struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	if (!n)
 		return 0;
 	struct seal_args a = {r, n};
@@ -2205,7 +2215,7 @@ static int state_final_or_retry(const char *st)
 		      !strcmp(st, "deferred") || !strcmp(st, "failed"));
 }
 
-static int result_one(struct store *s, const struct result_rec *r, struct selo_err *err)
+static int result_one(struct store_sqlite *s, const struct result_rec *r, struct selo_err *err)
 {
 	struct conn *c = s->w;
 	if (!r->id || !r->event_type || !state_final_or_retry(r->state))
@@ -2244,7 +2254,7 @@ struct result_args {
 	size_t n;
 };
 
-static int run_results(struct store *s, struct job *j)
+static int run_results(struct store_sqlite *s, struct job *j)
 {
 	struct result_args *a = j->arg;
 	for (size_t i = 0; i < a->n; i++)
@@ -2253,16 +2263,17 @@ static int run_results(struct store *s, struct job *j)
 	return 0;
 }
 
-int store_delivery_results(struct store *s, const struct result_rec *r, size_t n,
+static int sqlite_delivery_results(struct store *base, const struct result_rec *r, size_t n,
 			   struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	if (!n)
 		return 0;
 	struct result_args a = {r, n};
 	return job_do(s, run_results, &a, err, NULL);
 }
 
-static int run_recover(struct store *s, struct job *j)
+static int run_recover(struct store_sqlite *s, struct job *j)
 {
 	struct conn *c = s->w;
 	sqlite3_stmt *st = stmt_get(c, S_RECOVER, j->err);
@@ -2276,8 +2287,9 @@ static int run_recover(struct store *s, struct job *j)
 	return 0;
 }
 
-int store_recover_inflight(struct store *s, struct selo_err *err)
+static int sqlite_recover_inflight(struct store *base, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	int64_t n = 0;
 	if (job_do(s, run_recover, NULL, err, &n) != 0)
 		return -1;
@@ -2288,7 +2300,7 @@ int store_recover_inflight(struct store *s, struct selo_err *err)
 
 /* Readers close first: the last connection to close checkpoints and removes
  * the WAL, and only the writer can. */
-static void store_free(struct store *s)
+static void store_free(struct store_sqlite *s)
 {
 	while (s->rfree) {
 		struct conn *c = s->rfree;
@@ -2314,7 +2326,7 @@ static void store_free(struct store *s)
 
 /* A failing checkpoint leaves the WAL growing: say so, at most once a
  * minute (a reader holding a snapshot only delays it, and is not this). */
-static void ckpt_failed(struct store *s)
+static void ckpt_failed(struct store_sqlite *s)
 {
 	int64_t now = clock_mono_ms();
 	if (s->ck_warned_ms && now - s->ck_warned_ms < 60000)
@@ -2325,7 +2337,7 @@ static void ckpt_failed(struct store *s)
 
 static void *checkpointer_main(void *arg)
 {
-	struct store *s = arg;
+	struct store_sqlite *s = arg;
 	for (;;) {
 		pthread_mutex_lock(&s->qmu);
 		struct timespec ts = clock_deadline(CLOCK_REALTIME, CKPT_MS);
@@ -2364,7 +2376,7 @@ static struct conn *checkpointer_conn(const char *path, struct selo_err *err)
 	return c;
 }
 
-int store_open(const char *path, struct store **out, struct selo_err *err)
+int store_sqlite_open(const char *path, struct store **out, struct selo_err *err)
 {
 	*out = NULL;
 	if (!sqlite3_threadsafe())
@@ -2372,7 +2384,8 @@ int store_open(const char *path, struct store **out, struct selo_err *err)
 			       "store: this SQLite library was built without thread support");
 	if (file_precreate(path, err) != 0)
 		return -1;
-	struct store *s = xcalloc(1, sizeof(*s));
+	struct store_sqlite *s = xcalloc(1, sizeof(*s));
+	s->base.ops = &store_sqlite_ops;
 	s->path = xmemdup(path, strlen(path));
 	pthread_mutex_init(&s->qmu, NULL);
 	pthread_cond_init(&s->qcv, NULL);
@@ -2403,19 +2416,20 @@ int store_open(const char *path, struct store **out, struct selo_err *err)
 	if (rc != 0) {
 		err_set(err, 500, "storage-failed", "store: cannot start the checkpointer thread: %s",
 			strerror(rc));
-		store_close(s); /* stops the writer */
+		sqlite_close(&s->base); /* stops the writer */
 		return -1;
 	}
 	s->ckpt_started = 1;
-	*out = s;
+	*out = &s->base;
 	return 0;
 fail:
 	store_free(s);
 	return -1;
 }
 
-void store_close(struct store *s)
+static void sqlite_close(struct store *base)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	if (!s)
 		return;
 	if (s->writer_started) {
@@ -2433,14 +2447,15 @@ void store_close(struct store *s)
 	store_free(s);
 }
 
-int store_schema_version(struct store *s)
+static int sqlite_schema_version(struct store *base)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	return s->version;
 }
 
 /* ---- Readers. */
 
-static struct conn *reader_take(struct store *s, struct selo_err *err)
+static struct conn *reader_take(struct store_sqlite *s, struct selo_err *err)
 {
 	pthread_mutex_lock(&s->rmu);
 	while (!s->rfree && s->nreaders >= READERS_MAX)
@@ -2463,7 +2478,7 @@ static struct conn *reader_take(struct store *s, struct selo_err *err)
 	return NULL;
 }
 
-static void reader_give(struct store *s, struct conn *c)
+static void reader_give(struct store_sqlite *s, struct conn *c)
 {
 	pthread_mutex_lock(&s->rmu);
 	c->next = s->rfree;
@@ -2500,9 +2515,10 @@ static int apikey_find_on(struct conn *c, const uint8_t hash[32], struct apikey 
 
 /* The hash is looked up through an index; since it is the SHA-256 of a
  * high-entropy key, timing reveals nothing about any stored key. */
-int store_apikey_find(struct store *s, const uint8_t hash[32], struct apikey *out,
+static int sqlite_apikey_find(struct store *base, const uint8_t hash[32], struct apikey *out,
 		      struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct conn *c = reader_take(s, err);
 	if (!c)
 		return -1;
@@ -2527,8 +2543,9 @@ static int apikey_list_on(struct conn *c, struct apikey **out, size_t *n, struct
 	return r;
 }
 
-int store_apikey_list(struct store *s, struct apikey **out, size_t *n, struct selo_err *err)
+static int sqlite_apikey_list(struct store *base, struct apikey **out, size_t *n, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	*out = NULL;
 	*n = 0;
 	struct conn *c = reader_take(s, err);
@@ -2560,9 +2577,10 @@ static int store_notice_get_on(struct conn *c, const char *id, int64_t apikey_id
 	return r;
 }
 
-int store_notice_get(struct store *s, const char *id, int64_t apikey_id, struct notice_rec *out,
+static int sqlite_notice_get(struct store *base, const char *id, int64_t apikey_id, struct notice_rec *out,
 		     struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	memset(out, 0, sizeof(*out));
 	if (!id)
 		return 0;
@@ -2602,9 +2620,10 @@ static int store_notice_list_on(struct conn *c, const struct notice_filter *f, s
 	return r;
 }
 
-int store_notice_list(struct store *s, const struct notice_filter *f, struct notice_rec **out,
+static int sqlite_notice_list(struct store *base, const struct notice_filter *f, struct notice_rec **out,
 		      size_t *n, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	*out = NULL;
 	*n = 0;
 	struct conn *c = reader_take(s, err);
@@ -2645,9 +2664,10 @@ static int store_notice_scan_on(struct conn *c, int64_t *cursor, size_t max, str
 	return r;
 }
 
-int store_notice_scan(struct store *s, int64_t *cursor, size_t max, struct notice_rec **out,
+static int sqlite_notice_scan(struct store *base, int64_t *cursor, size_t max, struct notice_rec **out,
 		      size_t *n, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	*out = NULL;
 	*n = 0;
 	struct conn *c = reader_take(s, err);
@@ -2689,7 +2709,7 @@ static int events_collect(struct conn *c, sqlite3_stmt *st, struct event_rec **o
 	return r;
 }
 
-static int events_query(struct store *s, enum stmt_id id, const char *notice_id, int64_t after,
+static int events_query(struct store_sqlite *s, enum stmt_id id, const char *notice_id, int64_t after,
 			int64_t max, struct event_rec **out, size_t *n, struct selo_err *err)
 {
 	*out = NULL;
@@ -2714,9 +2734,10 @@ static int events_query(struct store *s, enum stmt_id id, const char *notice_id,
 	return r;
 }
 
-int store_events_of(struct store *s, const char *notice_id, struct event_rec **out, size_t *n,
+static int sqlite_events_of(struct store *base, const char *notice_id, struct event_rec **out, size_t *n,
 		    struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	if (!notice_id) {
 		*out = NULL;
 		*n = 0;
@@ -2741,9 +2762,10 @@ static int store_event_first_on(struct conn *c, const char *id, const char *type
 	return r;
 }
 
-int store_event_first(struct store *s, const char *notice_id, const char *type,
+static int sqlite_event_first(struct store *base, const char *notice_id, const char *type,
 		      struct event_rec *out, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	memset(out, 0, sizeof(*out));
 	struct conn *c = reader_take(s, err);
 	if (!c)
@@ -2753,18 +2775,10 @@ int store_event_first(struct store *s, const char *notice_id, const char *type,
 	return r;
 }
 
-void event_rec_free(struct event_rec *e)
-{
-	if (!e)
-		return;
-	free(e->entry);
-	e->entry = NULL;
-	e->len = 0;
-}
-
-int store_confirmations_of(struct store *s, const char *notice_id, struct event_rec **out,
+static int sqlite_confirmations_of(struct store *base, const char *notice_id, struct event_rec **out,
 			   size_t *n, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	if (!notice_id) {
 		*out = NULL;
 		*n = 0;
@@ -2773,9 +2787,10 @@ int store_confirmations_of(struct store *s, const char *notice_id, struct event_
 	return events_query(s, S_CONFIRMATIONS_OF, notice_id, 0, 0, out, n, err);
 }
 
-int store_events_after(struct store *s, int64_t after_seq, size_t max, struct event_rec **out,
+static int sqlite_events_after(struct store *base, int64_t after_seq, size_t max, struct event_rec **out,
 		       size_t *n, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	if (!max) {
 		*out = NULL;
 		*n = 0;
@@ -2807,9 +2822,10 @@ static int attachments_of_on(struct conn *c, const char *id, struct attachment_r
 	return r;
 }
 
-int store_attachments_of(struct store *s, const char *notice_id, struct attachment_rec **out,
+static int sqlite_attachments_of(struct store *base, const char *notice_id, struct attachment_rec **out,
 			 size_t *n, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	*out = NULL;
 	*n = 0;
 	if (!notice_id)
@@ -2846,9 +2862,10 @@ static int message_get_on(struct conn *c, const char *id, struct buf *eml, char 
 	return r;
 }
 
-int store_message_get(struct store *s, const char *notice_id, struct buf *eml, char sha256[65],
+static int sqlite_message_get(struct store *base, const char *notice_id, struct buf *eml, char sha256[65],
 		      struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	sha256[0] = '\0';
 	if (!notice_id)
 		return 0;
@@ -2881,9 +2898,10 @@ static int disclosures_of_on(struct conn *c, const char *id, struct disclosures 
 	return r;
 }
 
-int store_disclosures_of(struct store *s, const char *notice_id, struct disclosures *out,
+static int sqlite_disclosures_of(struct store *base, const char *notice_id, struct disclosures *out,
 			 struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	if (!notice_id)
 		return 0;
 	struct conn *c = reader_take(s, err);
@@ -2908,8 +2926,9 @@ static int64_t next_due_on(struct conn *c)
 /* Errors read as "nothing deferred": the sender then polls on its own
  * schedule, which is safe (claims are what matters, and they go through the
  * writer). */
-int64_t store_next_due(struct store *s)
+static int64_t sqlite_next_due(struct store *base)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct selo_err e;
 	struct conn *c = reader_take(s, &e);
 	if (!c)
@@ -2963,8 +2982,9 @@ static int counts_on(struct conn *c, struct store_counts *out, struct selo_err *
 	return r;
 }
 
-int store_counts(struct store *s, struct store_counts *out, struct selo_err *err)
+static int sqlite_counts(struct store *base, struct store_counts *out, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	memset(out, 0, sizeof(*out));
 	struct conn *c = reader_take(s, err);
 	if (!c)
@@ -2995,8 +3015,9 @@ static int check_on(struct conn *c, enum stmt_id id, struct selo_err *err)
 /* quick_check reads the whole file, which /healthz must not do on every
  * probe of a large database: the full check runs at most every
  * PING_FULL_EVERY_MS, and in between a cheap query proves the file answers. */
-int store_ping(struct store *s, struct selo_err *err)
+static int sqlite_ping(struct store *base, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	int64_t now = clock_mono_ms();
 	pthread_mutex_lock(&s->rmu);
 	int full = !s->last_full_check_ms || now - s->last_full_check_ms >= PING_FULL_EVERY_MS;
@@ -3193,56 +3214,7 @@ int store_describe_file(const char *path, struct store_copy_info *out, struct se
 	return r;
 }
 
-void store_copy_info_free(struct store_copy_info *info)
-{
-	free(info->checkpoint);
-	info->checkpoint = NULL;
-}
-
 /* ---- Freeing results. */
-
-void notice_rec_free(struct notice_rec *r)
-{
-	if (!r)
-		return;
-	free(r->to);
-	free(r->template_name);
-	free(r->reference);
-	free(r->segment);
-	free(r->tags_json);
-	free(r->payload_json);
-	free(r->message_id);
-	free(r->last_error);
-	free(r->sequence_id);
-	free(r->damage);
-	r->to = r->template_name = r->reference = r->segment = NULL;
-	r->tags_json = r->payload_json = r->message_id = r->last_error = r->sequence_id = NULL;
-	r->damage = NULL;
-}
-
-void notice_recs_free(struct notice_rec *r, size_t n)
-{
-	for (size_t i = 0; r && i < n; i++)
-		notice_rec_free(&r[i]);
-	free(r);
-}
-
-void event_recs_free(struct event_rec *e, size_t n)
-{
-	for (size_t i = 0; e && i < n; i++)
-		free(e[i].entry);
-	free(e);
-}
-
-void attachment_recs_free(struct attachment_rec *a, size_t n)
-{
-	for (size_t i = 0; a && i < n; i++) {
-		free(a[i].filename);
-		free(a[i].content_type);
-		free(a[i].data);
-	}
-	free(a);
-}
 
 /* ---- Events that change no notice state. */
 
@@ -3253,7 +3225,7 @@ struct events_args {
 
 /* One event of store_events_add, encoded into e (reused across the call:
  * a batch of hits is thousands of events). */
-static int store_event_new_add(struct store *s, const struct event_new *ev, struct buf *e,
+static int store_event_new_add(struct store_sqlite *s, const struct event_new *ev, struct buf *e,
 			 struct disc_memo *m, struct selo_err *err)
 {
 	int64_t t = writer_time(s);
@@ -3268,7 +3240,7 @@ static int store_event_new_add(struct store *s, const struct event_new *ev, stru
 
 /* Inside the writer: 0 when the notice exists, else -1 (404 when it does
  * not: the caller's whole call is refused). */
-static int store_notice_known(struct store *s, const char *id, struct selo_err *err)
+static int store_notice_known(struct store_sqlite *s, const char *id, struct selo_err *err)
 {
 	int exists = row_exists(s->w, S_NOTICE_EXISTS, id, err);
 	if (exists > 0)
@@ -3276,7 +3248,7 @@ static int store_notice_known(struct store *s, const char *id, struct selo_err *
 	return exists < 0 ? -1 : err_set(err, 404, "not-found", "store: no notice %s", id);
 }
 
-static int run_events_add(struct store *s, struct job *j)
+static int run_events_add(struct store_sqlite *s, struct job *j)
 {
 	struct events_args *a = j->arg;
 	struct buf e = BUF_INIT;
@@ -3295,8 +3267,9 @@ static int run_events_add(struct store *s, struct job *j)
 	return r;
 }
 
-int store_events_add(struct store *s, const struct event_new *ev, size_t n, struct selo_err *err)
+static int sqlite_events_add(struct store *base, const struct event_new *ev, size_t n, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct events_args a = {ev, n};
 	return n ? job_do(s, run_events_add, &a, err, NULL) : 0;
 }
@@ -3449,7 +3422,7 @@ struct hits_args {
 };
 
 /* One hit: its event while its (kind, class) has room, else the fold. */
-static int hit_add(struct store *s, struct hits_args *a, const struct hit_new *h, struct tally *t,
+static int hit_add(struct store_sqlite *s, struct hits_args *a, const struct hit_new *h, struct tally *t,
 		   struct buf *e, struct disc_memo *m, struct selo_err *err)
 {
 	if (h->kind < 0 || h->kind >= HIT_KINDS || h->cls < 0 || h->cls >= HIT_CLASSES)
@@ -3462,7 +3435,7 @@ static int hit_add(struct store *s, struct hits_args *a, const struct hit_new *h
 	return fold_add(s->w, h->ev.notice_id, t, h, a->rule, err);
 }
 
-static int run_hits_add(struct store *s, struct job *j)
+static int run_hits_add(struct store_sqlite *s, struct job *j)
 {
 	struct hits_args *a = j->arg;
 	struct buf e = BUF_INIT;
@@ -3487,9 +3460,10 @@ static int run_hits_add(struct store *s, struct job *j)
 	return r;
 }
 
-int store_hits_add(struct store *s, const struct hit_new *h, size_t n, const struct fold_rule *rule,
+static int sqlite_hits_add(struct store *base, const struct hit_new *h, size_t n, const struct fold_rule *rule,
 		   size_t *folded, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct hits_args a = {h, n, rule, 0};
 	int r = n ? job_do(s, run_hits_add, &a, err, NULL) : 0;
 	if (folded)
@@ -3506,7 +3480,7 @@ struct folds_args {
 };
 
 /* Writes the summary of one notice's fold and empties it. */
-static int fold_close(struct store *s, const char *id, struct folds_args *a, struct selo_err *err)
+static int fold_close(struct store_sqlite *s, const char *id, struct folds_args *a, struct selo_err *err)
 {
 	struct tally t;
 	if (tally_load(s->w, id, &t, err) != 0)
@@ -3533,7 +3507,7 @@ static int fold_close(struct store *s, const char *id, struct folds_args *a, str
 	return 0;
 }
 
-static int run_folds_close(struct store *s, struct job *j)
+static int run_folds_close(struct store_sqlite *s, struct job *j)
 {
 	struct folds_args *a = j->arg;
 	sqlite3_stmt *st = stmt_get(s->w, S_FOLDS_DUE, j->err);
@@ -3558,7 +3532,7 @@ static int run_folds_close(struct store *s, struct job *j)
 /* 1 when a fold is due at now_ms, 0 none, -1 error: one index probe on a
  * reader, so the recorder's sweep costs the writer nothing while no fold
  * is due (nearly always). */
-static int folds_due(struct store *s, int64_t now_ms, struct selo_err *err)
+static int folds_due(struct store_sqlite *s, int64_t now_ms, struct selo_err *err)
 {
 	struct conn *c = reader_take(s, err);
 	if (!c)
@@ -3576,9 +3550,10 @@ static int folds_due(struct store *s, int64_t now_ms, struct selo_err *err)
 	return r;
 }
 
-int store_folds_close(struct store *s, int64_t now_ms, size_t max, fold_fields_fn fields,
+static int sqlite_folds_close(struct store *base, int64_t now_ms, size_t max, fold_fields_fn fields,
 		      void *arg, size_t *closed, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct folds_args a = {now_ms, max, fields, arg, 0};
 	int due = max ? folds_due(s, now_ms, err) : 0;
 	int r = due > 0 ? job_do(s, run_folds_close, &a, err, NULL) : due;
@@ -3612,8 +3587,9 @@ static int log_state_on(struct conn *c, struct log_state *out, struct selo_err *
 	return r;
 }
 
-int store_log_state(struct store *s, struct log_state *out, struct selo_err *err)
+static int sqlite_log_state(struct store *base, struct log_state *out, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct conn *c = reader_take(s, err);
 	if (!c)
 		return -1;
@@ -3684,7 +3660,7 @@ static int log_tile_set(struct conn *c, const struct log_tile_write *t, struct s
 	return step_done(c, st, err, "writing a log tile");
 }
 
-static int run_log_append(struct store *s, struct job *j)
+static int run_log_append(struct store_sqlite *s, struct job *j)
 {
 	const struct log_append *a = j->arg;
 	struct conn *c = s->w;
@@ -3709,14 +3685,16 @@ static int run_log_append(struct store *s, struct job *j)
 	return step_done(c, st, j->err, "writing the log state");
 }
 
-int store_log_append(struct store *s, const struct log_append *a, struct selo_err *err)
+static int sqlite_log_append(struct store *base, const struct log_append *a, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	return job_do(s, run_log_append, (void *)a, err, NULL);
 }
 
-int store_log_tile(struct store *s, int level, uint64_t index, struct buf *data,
+static int sqlite_log_tile(struct store *base, int level, uint64_t index, struct buf *data,
 		   struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct conn *c = reader_take(s, err);
 	if (!c)
 		return -1;
@@ -3738,15 +3716,17 @@ int store_log_tile(struct store *s, int level, uint64_t index, struct buf *data,
 	return r;
 }
 
-int store_log_entries(struct store *s, uint64_t from, size_t max, struct event_rec **out,
+static int sqlite_log_entries(struct store *base, uint64_t from, size_t max, struct event_rec **out,
 		      size_t *n, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	int64_t lim = max > EVENTS_AFTER_MAX ? EVENTS_AFTER_MAX : (int64_t)max;
 	return events_query(s, S_LOG_ENTRIES, NULL, (int64_t)from, lim, out, n, err);
 }
 
-int store_log_unindexed(struct store *s, int64_t last_seq, int64_t *count, struct selo_err *err)
+static int sqlite_log_unindexed(struct store *base, int64_t last_seq, int64_t *count, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct conn *c = reader_take(s, err);
 	if (!c)
 		return -1;
@@ -3775,7 +3755,7 @@ struct checkpoint_args {
 	size_t len;
 };
 
-static int run_checkpoint_add(struct store *s, struct job *j)
+static int run_checkpoint_add(struct store_sqlite *s, struct job *j)
 {
 	struct checkpoint_args *a = j->arg;
 	struct conn *c = s->w;
@@ -3788,14 +3768,15 @@ static int run_checkpoint_add(struct store *s, struct job *j)
 	return step_insert(c, st, j->err, "adding a checkpoint", NULL) == 0 ? 0 : -1;
 }
 
-int store_checkpoint_add(struct store *s, uint64_t size, const char *note, int64_t created_ms,
+static int sqlite_checkpoint_add(struct store *base, uint64_t size, const char *note, int64_t created_ms,
 			 struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct checkpoint_args a = {size, note, created_ms, NULL, 0};
 	return job_do(s, run_checkpoint_add, &a, err, NULL);
 }
 
-static int run_checkpoint_tst(struct store *s, struct job *j)
+static int run_checkpoint_tst(struct store_sqlite *s, struct job *j)
 {
 	struct checkpoint_args *a = j->arg;
 	struct conn *c = s->w;
@@ -3808,9 +3789,10 @@ static int run_checkpoint_tst(struct store *s, struct job *j)
 	return step_done(c, st, j->err, "storing a checkpoint timestamp");
 }
 
-int store_checkpoint_timestamp(struct store *s, uint64_t size, const uint8_t *tst, size_t len,
+static int sqlite_checkpoint_timestamp(struct store *base, uint64_t size, const uint8_t *tst, size_t len,
 			       int64_t tst_time_ms, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct checkpoint_args a = {size, NULL, tst_time_ms, tst, len};
 	return job_do(s, run_checkpoint_tst, &a, err, NULL);
 }
@@ -3827,7 +3809,7 @@ static void checkpoint_from_row(sqlite3_stmt *st, struct checkpoint_rec *r)
 }
 
 /* Runs a checkpoint query (bound by the caller via p1), collecting rows. */
-static int checkpoints_query(struct store *s, enum stmt_id id, int64_t p1, int bind,
+static int checkpoints_query(struct store_sqlite *s, enum stmt_id id, int64_t p1, int bind,
 			     struct checkpoint_rec **out, size_t *n, struct selo_err *err)
 {
 	*out = NULL;
@@ -3858,9 +3840,10 @@ static int checkpoints_query(struct store *s, enum stmt_id id, int64_t p1, int b
 	return r;
 }
 
-int store_checkpoint_find(struct store *s, uint64_t min_size, int timestamped,
+static int sqlite_checkpoint_find(struct store *base, uint64_t min_size, int timestamped,
 			  struct checkpoint_rec *out, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct checkpoint_rec *rows;
 	size_t n;
 	if (checkpoints_query(s, timestamped ? S_CP_FIND_TST : S_CP_FIND, (int64_t)min_size, 1, &rows,
@@ -3875,32 +3858,26 @@ int store_checkpoint_find(struct store *s, uint64_t min_size, int timestamped,
 	return 1;
 }
 
-int store_checkpoints_untimestamped(struct store *s, size_t max, struct checkpoint_rec **out,
+static int sqlite_checkpoints_untimestamped(struct store *base, size_t max, struct checkpoint_rec **out,
 				    size_t *n, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	return checkpoints_query(s, S_CP_UNTIMESTAMPED, (int64_t)(max ? max : 1), 1, out, n, err);
 }
 
-int store_checkpoints_all(struct store *s, struct checkpoint_rec **out, size_t *n,
+static int sqlite_checkpoints_all(struct store *base, struct checkpoint_rec **out, size_t *n,
 			  struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	return checkpoints_query(s, S_CP_ALL, 0, 0, out, n, err);
-}
-
-void checkpoint_recs_free(struct checkpoint_rec *c, size_t n)
-{
-	for (size_t i = 0; c && i < n; i++) {
-		free(c[i].note);
-		free(c[i].tst);
-	}
-	free(c);
 }
 
 /* ---- Tracker lookups (see store.h). */
 
-int store_token_lookup(struct store *s, const char *token, struct token_info *out,
+static int sqlite_token_lookup(struct store *base, const char *token, struct token_info *out,
 		       struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	memset(out, 0, sizeof(*out));
 	struct conn *c = reader_take(s, err);
 	if (!c)
@@ -3941,9 +3918,10 @@ static int one_row(struct conn *c, sqlite3_stmt *st, const char *a, const char *
 	return r;
 }
 
-int store_notice_brief(struct store *s, const char *id, uint8_t salt[32], int64_t *accepted_ms,
+static int sqlite_notice_brief(struct store *base, const char *id, uint8_t salt[32], int64_t *accepted_ms,
 		       struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct conn *c = reader_take(s, err);
 	if (!c)
 		return -1;
@@ -3988,7 +3966,7 @@ static int bounce_status(struct conn *c, const char *id, char status[16], struct
 	return r;
 }
 
-static int run_bounced(struct store *s, struct job *j)
+static int run_bounced(struct store_sqlite *s, struct job *j)
 {
 	struct bounce_args *a = j->arg;
 	struct conn *c = s->w;
@@ -4023,10 +4001,11 @@ static int run_bounced(struct store *s, struct job *j)
 	return after_hard_bounce(c, a->id, a->fields, a->last_error, t, j->err);
 }
 
-int store_notice_bounced(struct store *s, const char *id, json_t *fields,
+static int sqlite_notice_bounced(struct store *base, const char *id, json_t *fields,
 			 const struct disclosures *disc, const char *last_error,
 			 struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	const char *reason = json_string_value(json_object_get(fields, "reason"));
 	if (!id || !reason || strcmp(reason, "bounced") != 0)
 		return err_set(err, 400, "invalid-request",
@@ -4085,7 +4064,7 @@ struct cancel_args {
 	const char *reason;
 };
 
-static int run_cancel(struct store *s, struct job *j)
+static int run_cancel(struct store_sqlite *s, struct job *j)
 {
 	struct cancel_args *a = j->arg;
 	struct conn *c = s->w;
@@ -4115,9 +4094,10 @@ static int run_cancel(struct store *s, struct job *j)
 		       "canceled", a->id, status);
 }
 
-int store_notice_cancel(struct store *s, const char *id, int64_t apikey_id, const char *reason,
+static int sqlite_notice_cancel(struct store *base, const char *id, int64_t apikey_id, const char *reason,
 			struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct cancel_args a = {id, apikey_id, reason};
 	int64_t already = 0;
 	int r = job_do(s, run_cancel, &a, err, &already);
@@ -4186,7 +4166,7 @@ struct seq_stop_args {
 	int64_t canceled;
 };
 
-static int run_sequence_stop(struct store *s, struct job *j)
+static int run_sequence_stop(struct store_sqlite *s, struct job *j)
 {
 	struct seq_stop_args *a = j->arg;
 	struct conn *c = s->w;
@@ -4205,9 +4185,10 @@ static int run_sequence_stop(struct store *s, struct job *j)
 	return 0;
 }
 
-int store_sequence_stop(struct store *s, const char *id, int64_t apikey_id, const char *reason,
+static int sqlite_sequence_stop(struct store *base, const char *id, int64_t apikey_id, const char *reason,
 			int64_t *canceled, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct seq_stop_args a = {id, apikey_id, reason, 0};
 	int64_t already = 0;
 	int r = job_do(s, run_sequence_stop, &a, err, &already);
@@ -4248,7 +4229,7 @@ static int store_sequence_idem(struct conn *c, const struct sequence_new *q, cha
 	return 1;
 }
 
-static int run_sequence_add(struct store *s, struct job *j)
+static int run_sequence_add(struct store_sqlite *s, struct job *j)
 {
 	struct seq_add_args *a = j->arg;
 	const struct sequence_new *q = a->q;
@@ -4285,9 +4266,10 @@ static int run_sequence_add(struct store *s, struct job *j)
 	return 0;
 }
 
-int store_sequence_add(struct store *s, const struct sequence_new *q, char replay_id[32],
+static int sqlite_sequence_add(struct store *base, const struct sequence_new *q, char replay_id[32],
 		       struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct seq_add_args a;
 	memset(&a, 0, sizeof(a));
 	a.q = q;
@@ -4335,9 +4317,10 @@ static int store_sequence_get_on(struct conn *c, const char *id, int64_t apikey_
 	return r;
 }
 
-int store_sequence_get(struct store *s, const char *id, int64_t apikey_id,
+static int sqlite_sequence_get(struct store *base, const char *id, int64_t apikey_id,
 		       struct sequence_rec *out, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	memset(out, 0, sizeof(*out));
 	struct conn *c = reader_take(s, err);
 	if (!c)
@@ -4347,14 +4330,6 @@ int store_sequence_get(struct store *s, const char *id, int64_t apikey_id,
 	if (r != 1)
 		sequence_rec_free(out);
 	return r;
-}
-
-void sequence_rec_free(struct sequence_rec *q)
-{
-	free(q->reason);
-	free(q->request_json);
-	notice_recs_free(q->steps, q->nsteps);
-	memset(q, 0, sizeof(*q));
 }
 
 
@@ -4375,23 +4350,12 @@ static void store_webhook_from_row(sqlite3_stmt *st, struct webhook_rec *w)
 	w->old_secret_until_ms = sqlite3_column_int64(st, 9);
 }
 
-void webhook_recs_free(struct webhook_rec *w, size_t n)
-{
-	for (size_t i = 0; w && i < n; i++) {
-		free(w[i].url);
-		free(w[i].events);
-		free(w[i].secret);
-		free(w[i].disabled_reason);
-	}
-	free(w);
-}
-
 struct webhook_add_args {
 	const struct webhook_rec *w;
 	size_t max_per_key;
 };
 
-static int run_webhook_add(struct store *s, struct job *j)
+static int run_webhook_add(struct store_sqlite *s, struct job *j)
 {
 	const struct webhook_add_args *a = j->arg;
 	const struct webhook_rec *w = a->w;
@@ -4412,9 +4376,10 @@ static int run_webhook_add(struct store *s, struct job *j)
 	return 0;
 }
 
-int store_webhook_add(struct store *s, const struct webhook_rec *w, size_t max_per_key,
+static int sqlite_webhook_add(struct store *base, const struct webhook_rec *w, size_t max_per_key,
 		      struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct webhook_add_args a = {w, max_per_key};
 	return job_do(s, run_webhook_add, &a, err, NULL);
 }
@@ -4440,9 +4405,10 @@ static int store_webhook_list_on(struct conn *c, const char *id, int64_t apikey_
 	return r;
 }
 
-int store_webhook_list(struct store *s, int64_t apikey_id, struct webhook_rec **out, size_t *n,
+static int sqlite_webhook_list(struct store *base, int64_t apikey_id, struct webhook_rec **out, size_t *n,
 		       struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	*out = NULL;
 	*n = 0;
 	struct conn *c = reader_take(s, err);
@@ -4484,9 +4450,10 @@ static int store_webhook_counts_on(struct conn *c, struct webhook_rec *w, struct
 }
 
 /* A key has few webhooks: its list, filtered by id, is the look-up. */
-int store_webhook_get(struct store *s, const char *id, int64_t apikey_id, struct webhook_rec *out,
+static int sqlite_webhook_get(struct store *base, const char *id, int64_t apikey_id, struct webhook_rec *out,
 		      struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	memset(out, 0, sizeof(*out));
 	struct webhook_rec *w = NULL;
 	size_t n = 0;
@@ -4511,7 +4478,7 @@ struct webhook_del_args {
 	int64_t apikey_id;
 };
 
-static int run_webhook_delete(struct store *s, struct job *j)
+static int run_webhook_delete(struct store_sqlite *s, struct job *j)
 {
 	const struct webhook_del_args *a = j->arg;
 	sqlite3_stmt *st = stmt_get(s->w, S_WH_DELETE, j->err);
@@ -4525,9 +4492,10 @@ static int run_webhook_delete(struct store *s, struct job *j)
 	return 0;
 }
 
-int store_webhook_delete(struct store *s, const char *id, int64_t apikey_id,
+static int sqlite_webhook_delete(struct store *base, const char *id, int64_t apikey_id,
 			 struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct webhook_del_args a = {id, apikey_id};
 	int64_t n = 0;
 	if (job_do(s, run_webhook_delete, &a, err, &n) != 0)
@@ -4606,7 +4574,7 @@ static int fanout_read(struct conn *c, size_t max, struct fanout *f, struct selo
 	return r;
 }
 
-static int run_webhook_fanout(struct store *s, struct job *j)
+static int run_webhook_fanout(struct store_sqlite *s, struct job *j)
 {
 	const struct fanout *f = j->arg;
 	struct conn *c = s->w;
@@ -4635,8 +4603,9 @@ static int run_webhook_fanout(struct store *s, struct job *j)
 	return step_done(c, st, j->err, "moving the webhook cursor");
 }
 
-int store_webhook_fanout(struct store *s, size_t max, size_t *added, struct selo_err *err)
+static int sqlite_webhook_fanout(struct store *base, size_t max, size_t *added, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	*added = 0;
 	struct fanout f;
 	memset(&f, 0, sizeof(f));
@@ -4652,18 +4621,6 @@ int store_webhook_fanout(struct store *s, size_t max, size_t *added, struct selo
 	free(f.ids);
 	*added = (size_t)n;
 	return r < 0 ? -1 : 0;
-}
-
-void webhook_deliveries_free(struct webhook_delivery *d, size_t n)
-{
-	for (size_t i = 0; d && i < n; i++) {
-		free(d[i].url);
-		free(d[i].secret);
-		free(d[i].old_secret);
-		free(d[i].reference);
-		free(d[i].entry);
-	}
-	free(d);
 }
 
 static void delivery_from_row(sqlite3_stmt *st, struct webhook_delivery *d)
@@ -4683,8 +4640,9 @@ static void delivery_from_row(sqlite3_stmt *st, struct webhook_delivery *d)
 	d->old_secret = (uint8_t *)col_bytes(st, 11, &d->old_secret_len);
 }
 
-int store_webhook_active(struct store *s, char (**ids)[32], size_t *n, struct selo_err *err)
+static int sqlite_webhook_active(struct store *base, char (**ids)[32], size_t *n, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	*ids = NULL;
 	*n = 0;
 	struct conn *c = reader_take(s, err);
@@ -4711,9 +4669,10 @@ int store_webhook_active(struct store *s, char (**ids)[32], size_t *n, struct se
 	return r;
 }
 
-int store_webhook_due(struct store *s, const char *webhook_id, int64_t now_ms, size_t max,
+static int sqlite_webhook_due(struct store *base, const char *webhook_id, int64_t now_ms, size_t max,
 		      struct webhook_delivery **out, size_t *n, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	*out = NULL;
 	*n = 0;
 	struct conn *c = reader_take(s, err);
@@ -4787,7 +4746,7 @@ static int store_webhook_result_one(struct conn *c, const struct webhook_result 
 	return r->outcome == WEBHOOK_GONE ? store_webhook_gone(c, r, now, err) : 0;
 }
 
-static int run_webhook_results(struct store *s, struct job *j)
+static int run_webhook_results(struct store_sqlite *s, struct job *j)
 {
 	const struct webhook_results_args *a = j->arg;
 	int64_t now = clock_now_ms();
@@ -4797,9 +4756,10 @@ static int run_webhook_results(struct store *s, struct job *j)
 	return 0;
 }
 
-int store_webhook_results(struct store *s, const struct webhook_result *r, size_t n,
+static int sqlite_webhook_results(struct store *base, const struct webhook_result *r, size_t n,
 			  struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct webhook_results_args a = {r, n};
 	return n ? job_do(s, run_webhook_results, &a, err, NULL) : 0;
 }
@@ -4809,7 +4769,7 @@ struct webhook_prune_args {
 	size_t max;
 };
 
-static int run_webhook_prune(struct store *s, struct job *j)
+static int run_webhook_prune(struct store_sqlite *s, struct job *j)
 {
 	const struct webhook_prune_args *a = j->arg;
 	sqlite3_stmt *st = stmt_get(s->w, S_WH_PRUNE, j->err);
@@ -4837,7 +4797,7 @@ struct webhook_rotate_args {
 	int64_t old_until_ms;
 };
 
-static int run_webhook_rotate(struct store *s, struct job *j)
+static int run_webhook_rotate(struct store_sqlite *s, struct job *j)
 {
 	const struct webhook_rotate_args *a = j->arg;
 	sqlite3_stmt *st = stmt_get(s->w, S_WH_ROTATE, j->err);
@@ -4852,10 +4812,11 @@ static int run_webhook_rotate(struct store *s, struct job *j)
 	return 0;
 }
 
-int store_webhook_rotate_secret(struct store *s, const char *id, int64_t apikey_id,
+static int sqlite_webhook_rotate_secret(struct store *base, const char *id, int64_t apikey_id,
 				const uint8_t *secret, size_t secret_len, int64_t old_until_ms,
 				struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct webhook_rotate_args a = {id, apikey_id, secret, secret_len, old_until_ms};
 	int64_t n = 0;
 	if (job_do(s, run_webhook_rotate, &a, err, &n) != 0)
@@ -4863,9 +4824,10 @@ int store_webhook_rotate_secret(struct store *s, const char *id, int64_t apikey_
 	return n > 0;
 }
 
-int store_webhook_prune(struct store *s, int64_t before_ms, size_t max, size_t *pruned,
+static int sqlite_webhook_prune(struct store *base, int64_t before_ms, size_t max, size_t *pruned,
 			struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct webhook_prune_args a = {before_ms, max};
 	int64_t n = 0;
 	int r = job_do(s, run_webhook_prune, &a, err, &n);
@@ -4874,15 +4836,6 @@ int store_webhook_prune(struct store *s, int64_t before_ms, size_t max, size_t *
 }
 
 /* ---- Suppressions: reads and deletes (store.h "Suppressions"). */
-
-void suppression_recs_free(struct suppression_rec *r, size_t n)
-{
-	for (size_t i = 0; r && i < n; i++) {
-		free(r[i].address);
-		free(r[i].reason);
-	}
-	free(r);
-}
 
 static int suppression_list_on(struct conn *c, int64_t apikey_id, int64_t before, int limit,
 			       struct suppression_rec **out, size_t *n, struct selo_err *err)
@@ -4904,9 +4857,10 @@ static int suppression_list_on(struct conn *c, int64_t apikey_id, int64_t before
 	return r;
 }
 
-int store_suppression_list(struct store *s, int64_t apikey_id, int64_t before, int limit,
+static int sqlite_suppression_list(struct store *base, int64_t apikey_id, int64_t before, int limit,
 			   struct suppression_rec **out, size_t *n, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	*out = NULL;
 	*n = 0;
 	if (limit < 1 || limit > LIST_MAX)
@@ -4930,7 +4884,7 @@ struct suppression_del_args {
 	const char *key;
 };
 
-static int run_suppression_delete(struct store *s, struct job *j)
+static int run_suppression_delete(struct store_sqlite *s, struct job *j)
 {
 	const struct suppression_del_args *a = j->arg;
 	sqlite3_stmt *st = stmt_get(s->w, S_SUP_DELETE, j->err);
@@ -4944,9 +4898,10 @@ static int run_suppression_delete(struct store *s, struct job *j)
 	return 0;
 }
 
-int store_suppression_delete(struct store *s, int64_t apikey_id, const char *address,
+static int sqlite_suppression_delete(struct store *base, int64_t apikey_id, const char *address,
 			     struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	char key[SUPPRESS_ADDR_MAX];
 	if (!address || suppress_address_key(address, key, sizeof(key)) != 0)
 		return 0; /* no suppression has an address this long */
@@ -5037,7 +4992,7 @@ static sqlite3_stmt *store_stats_prep(struct conn *c, const char *sql, struct se
 }
 
 /* Ends a read transaction begun on a reader; its statements are finalized. */
-static void store_stats_read_end(struct store *s, struct conn *c, int began)
+static void store_stats_read_end(struct store_sqlite *s, struct conn *c, int began)
 {
 	if (began)
 		sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
@@ -5059,10 +5014,11 @@ static int store_stats_cursor_on(struct conn *c, int64_t *cursor, int64_t *last,
 	return r;
 }
 
-int store_stats_events(struct store *s, size_t max,
+static int sqlite_stats_events(struct store *base, size_t max,
 		       int (*fn)(void *arg, const struct stats_event *e), void *arg,
 		       int64_t *cursor, int64_t *last, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	*cursor = *last = 0;
 	struct conn *c = reader_take(s, err);
 	if (!c)
@@ -5113,9 +5069,10 @@ static void store_stats_fact_from_row(sqlite3_stmt *st, struct stats_fact *f)
 		f->hits[k] = sqlite3_column_int64(st, 9 + k);
 }
 
-int store_stats_facts_get(struct store *s, struct stats_fact *f, size_t n, int *found,
+static int sqlite_stats_facts_get(struct store *base, struct stats_fact *f, size_t n, int *found,
 			  struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct conn *c = reader_take(s, err);
 	if (!c)
 		return -1;
@@ -5142,17 +5099,10 @@ int store_stats_facts_get(struct store *s, struct stats_fact *f, size_t n, int *
 	return r;
 }
 
-void stats_notice_info_free(struct stats_notice_info *i)
-{
-	free(i->template_name);
-	free(i->segment);
-	free(i->tags_json);
-	memset(i, 0, sizeof(*i));
-}
-
-int store_stats_notice_info(struct store *s, const char *const *ids, size_t n,
+static int sqlite_stats_notice_info(struct store *base, const char *const *ids, size_t n,
 			    struct stats_notice_info *out, int *found, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct conn *c = reader_take(s, err);
 	if (!c)
 		return -1;
@@ -5187,7 +5137,7 @@ struct stats_dim_args {
 	int64_t apikey_id;
 };
 
-static int run_stats_dim(struct store *s, struct job *j)
+static int run_stats_dim(struct store_sqlite *s, struct job *j)
 {
 	const struct stats_dim_args *a = j->arg;
 	sqlite3_stmt *add = store_stats_prep(s->w, STATS_SQL_DIM_ADD, j->err);
@@ -5209,10 +5159,11 @@ static int run_stats_dim(struct store *s, struct job *j)
 	return r;
 }
 
-int store_stats_dim(struct store *s, const char *dkey, int64_t apikey_id,
+static int sqlite_stats_dim(struct store *base, const char *dkey, int64_t apikey_id,
 		    const char *template_name, const char *segment, const char *tags_json,
 		    int64_t *id, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	struct stats_dim_args a = {dkey, template_name, segment, tags_json, apikey_id};
 	return job_do(s, run_stats_dim, &a, err, id);
 }
@@ -5346,7 +5297,7 @@ static int store_stats_apply_on(struct conn *c, sqlite3_stmt **st, const struct 
 	return rc == SQLITE_DONE ? 0 : db_err(err, c, "moving the statistics cursor");
 }
 
-static int run_stats_apply(struct store *s, struct job *j)
+static int run_stats_apply(struct store_sqlite *s, struct job *j)
 {
 	static const char *const sql[SA_N] = {
 		[SA_CURSOR] = STATS_SQL_CURSOR, [SA_CURSOR_SET] = STATS_SQL_CURSOR_SET,
@@ -5366,8 +5317,9 @@ static int run_stats_apply(struct store *s, struct job *j)
 	return r;
 }
 
-int store_stats_apply(struct store *s, const struct stats_batch *b, struct selo_err *err)
+static int sqlite_stats_apply(struct store *base, const struct stats_batch *b, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	return job_do(s, run_stats_apply, (void *)b, err, NULL);
 }
 
@@ -5464,8 +5416,9 @@ static int store_stats_scan_on(struct conn *c, sqlite3_stmt **st, struct stats_s
 	return r;
 }
 
-int store_stats_scan(struct store *s, struct stats_scan *q, struct selo_err *err)
+static int sqlite_stats_scan(struct store *base, struct stats_scan *q, struct selo_err *err)
 {
+	struct store_sqlite *s = store_sqlite_of(base);
 	static const char *const sql[5] = {STATS_SQL_DIMS, STATS_SQL_ROLLUPS, STATS_SQL_DELAYS,
 					   STATS_SQL_FACTS, STATS_SQL_CURSOR_TIME};
 	struct conn *c = reader_take(s, err);
@@ -5484,3 +5437,72 @@ int store_stats_scan(struct store *s, struct stats_scan *q, struct selo_err *err
 	store_stats_read_end(s, c, began);
 	return r;
 }
+
+static const struct store_ops store_sqlite_ops = {
+	.name = "sqlite",
+	.close = sqlite_close,
+	.schema_version = sqlite_schema_version,
+	.apikey_add = sqlite_apikey_add,
+	.apikey_find = sqlite_apikey_find,
+	.apikey_list = sqlite_apikey_list,
+	.apikey_revoke = sqlite_apikey_revoke,
+	.notices_accept = sqlite_notices_accept,
+	.notice_get = sqlite_notice_get,
+	.notice_list = sqlite_notice_list,
+	.notice_scan = sqlite_notice_scan,
+	.events_of = sqlite_events_of,
+	.event_first = sqlite_event_first,
+	.confirmations_of = sqlite_confirmations_of,
+	.events_after = sqlite_events_after,
+	.attachments_of = sqlite_attachments_of,
+	.message_get = sqlite_message_get,
+	.claim_due = sqlite_claim_due,
+	.next_due = sqlite_next_due,
+	.notices_sealed = sqlite_notices_sealed,
+	.delivery_results = sqlite_delivery_results,
+	.events_add = sqlite_events_add,
+	.hits_add = sqlite_hits_add,
+	.folds_close = sqlite_folds_close,
+	.notice_bounced = sqlite_notice_bounced,
+	.notice_cancel = sqlite_notice_cancel,
+	.sequence_add = sqlite_sequence_add,
+	.sequence_get = sqlite_sequence_get,
+	.sequence_stop = sqlite_sequence_stop,
+	.suppression_list = sqlite_suppression_list,
+	.suppression_delete = sqlite_suppression_delete,
+	.token_lookup = sqlite_token_lookup,
+	.notice_brief = sqlite_notice_brief,
+	.recover_inflight = sqlite_recover_inflight,
+	.counts = sqlite_counts,
+	.wal_limit = sqlite_wal_limit,
+	.wal_restarts = sqlite_wal_restarts,
+	.log_state = sqlite_log_state,
+	.log_append = sqlite_log_append,
+	.log_tile = sqlite_log_tile,
+	.log_entries = sqlite_log_entries,
+	.log_unindexed = sqlite_log_unindexed,
+	.checkpoint_add = sqlite_checkpoint_add,
+	.checkpoint_timestamp = sqlite_checkpoint_timestamp,
+	.checkpoint_find = sqlite_checkpoint_find,
+	.checkpoints_untimestamped = sqlite_checkpoints_untimestamped,
+	.checkpoints_all = sqlite_checkpoints_all,
+	.disclosures_of = sqlite_disclosures_of,
+	.ping = sqlite_ping,
+	.health = sqlite_health,
+	.webhook_add = sqlite_webhook_add,
+	.webhook_list = sqlite_webhook_list,
+	.webhook_get = sqlite_webhook_get,
+	.webhook_delete = sqlite_webhook_delete,
+	.webhook_fanout = sqlite_webhook_fanout,
+	.webhook_rotate_secret = sqlite_webhook_rotate_secret,
+	.webhook_active = sqlite_webhook_active,
+	.webhook_due = sqlite_webhook_due,
+	.webhook_results = sqlite_webhook_results,
+	.webhook_prune = sqlite_webhook_prune,
+	.stats_events = sqlite_stats_events,
+	.stats_facts_get = sqlite_stats_facts_get,
+	.stats_notice_info = sqlite_stats_notice_info,
+	.stats_dim = sqlite_stats_dim,
+	.stats_apply = sqlite_stats_apply,
+	.stats_scan = sqlite_stats_scan,
+};
