@@ -17,7 +17,9 @@
  *   store_sqlite_file.c     check, copy and describe a database file
  * The concurrency and failure rules of the whole backend are in
  * store_sqlite.c's opening comment. Names shared here carry the sqlite_ or
- * store_sqlite_ prefix; a helper one file uses stays static in it. */
+ * store_sqlite_ prefix; a helper one file uses stays static in it. The
+ * sqlite_<op> functions below are the ops table's entries (store_sqlite.c),
+ * each with the contract of store_<op> in store.h. */
 #ifndef SELO_STORE_SQLITE_INT_H
 #define SELO_STORE_SQLITE_INT_H
 #include <errno.h>
