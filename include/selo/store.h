@@ -1,6 +1,8 @@
-/* store.h: everything Selo keeps, behind one interface so that a second
- * backend (PostgreSQL, for several nodes) can follow store_sqlite.c. No SQL
- * leaves the backend.
+/* store.h: everything Selo keeps, behind one interface that each backend
+ * implements (store_backend.h: SQLite in store_sqlite*.c; PostgreSQL, for
+ * several nodes, to follow). No SQL leaves a backend. What follows on
+ * concurrency and durability is what the SQLite backend does; what every
+ * backend must guarantee is in docs/store.md "The interface and its backends".
  *
  * Concurrency: any thread may call any function. Reads run on a pool of read
  * connections (SQLite WAL: readers never block the writer). Every write goes
@@ -24,11 +26,20 @@
 #include "selo/err.h"
 #include "selo/event.h"
 
+/* The store's state belongs to its backend: callers hold a pointer and pass
+ * it back. store.c hands each call to the backend's op of the same name
+ * (store_backend.h, for backends only). */
 struct store;
 
-/* Opens (creating if needed) the database at path, applies pending
+/* Opens (creating if needed) the SQLite database at path, applies pending
  * migrations in order, starts the writer thread. */
 int store_open(const char *path, struct store **out, struct selo_err *err);
+/* The same for the backend named backend ("sqlite"; NULL or "": sqlite),
+ * opening what target names (for SQLite the file's path; for a server
+ * backend its connection string). -1 with err 400 "invalid-config" when no
+ * backend has that name, else as store_open. */
+int store_open_backend(const char *backend, const char *target, struct store **out,
+		       struct selo_err *err);
 /* Runs every queued write, then frees the store: no other thread may still
  * be calling into it (the caller stops the API, senders and followers first). */
 void store_close(struct store *s);
