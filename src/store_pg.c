@@ -401,6 +401,12 @@ static int pgconn_setup(struct pgstore *s, struct pgconn *c, int64_t deadline,
 	return pgconn_simple(c, sql, deadline, &fail, "setting up a connection", err);
 }
 
+static void pgconn_notice_drop(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 static int pgconn_connect(struct pgstore *s, struct pgconn *c, int64_t deadline,
 			  struct selo_err *err)
 {
@@ -435,6 +441,9 @@ static int pgconn_connect(struct pgstore *s, struct pgconn *c, int64_t deadline,
 			       s->url_shown, msg);
 	}
 	c->epoch = s->epoch;
+	/* libpq prints notices (and a FATAL that arrives while idle) on
+	 * stderr by default: ours are none of a person's business. */
+	PQsetNoticeProcessor(c->conn, pgconn_notice_drop, NULL);
 	if (PQsetnonblocking(c->conn, 1) != 0 || pgconn_setup(s, c, deadline, err) != 0) {
 		pgconn_drop(c);
 		return -1;
@@ -443,6 +452,21 @@ static int pgconn_connect(struct pgstore *s, struct pgconn *c, int64_t deadline,
 }
 
 /* ---- The pool */
+
+/* Whether an idle connection still has its server. A server that shut
+ * down or died closed the socket, after a FATAL 57P01 or not, which makes
+ * it readable; an idle session is sent nothing else we ask for (no LISTEN),
+ * so a readable idle socket is a connection to replace. Costs one poll()
+ * with no wait. */
+static int pgconn_idle_ok(struct pgconn *c)
+{
+	if (!c->conn || PQstatus(c->conn) != CONNECTION_OK)
+		return 0;
+	struct pollfd p = {.fd = PQsocket(c->conn), .events = POLLIN};
+	if (p.fd < 0)
+		return 0;
+	return poll(&p, 1, 0) == 0;
+}
 
 /* A free slot, preferring one with a connection; -1 if all are busy. */
 static int pgstore_free_slot(struct pgstore *s)
@@ -480,7 +504,7 @@ struct pgconn *pgstore_acquire(struct pgstore *s, int64_t deadline, struct selo_
 	c->busy = 1;
 	int stale = c->conn && c->epoch != s->epoch;
 	pthread_mutex_unlock(&s->mu);
-	if (stale || (c->conn && PQstatus(c->conn) != CONNECTION_OK))
+	if (stale || (c->conn && !pgconn_idle_ok(c)))
 		pgconn_drop(c);
 	if (!c->conn && pgconn_connect(s, c, deadline, err) != 0) {
 		pgstore_release(s, c);

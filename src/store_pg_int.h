@@ -21,7 +21,7 @@
 /* The key of the transaction-level advisory lock that migrations hold, so
  * that nodes starting at once migrate one after another ("selo" in ASCII
  * and a 1: any constant; it only has to be the same in every node). */
-#define PGSTORE_MIGRATION_LOCK 0x73656c6f0001LL
+#define PGSTORE_MIGRATION_LOCK 126879448104961 /* 0x73656c6f0001 */
 
 struct pgstore_opts {
 	const char *url;     /* libpq connection string or URI (store.url) */
