@@ -341,6 +341,7 @@ def _watch(dir, pid):
     if os.path.exists(os.path.join(dir, STATE)):
         c = PgCluster.attach(dir)
         c.stop()
+        shutil.rmtree(dir, ignore_errors=True)  # its owner can no longer
 
 
 def main(argv):

@@ -80,5 +80,29 @@ def command_line_start_stop_for_c_tests():
         shutil.rmtree(d, ignore_errors=True)
 
 
+@test
+def watcher_stops_the_cluster_of_a_dead_owner():
+    """A C test that crashes never runs its atexit: --watch PID ends its cluster."""
+    need_pg()
+    import tempfile, shutil, signal
+    from selotest import spawn, stop, wait_until
+    owner = spawn(['sleep', '600'])
+    d = tempfile.mkdtemp(prefix='selo-pgwatch-')
+    try:
+        r = subprocess.run([os.path.join(ROOT, 'tests', 'pg', 'cluster.sh'), 'start', d,
+                            '--watch', str(owner.pid)], stdout=subprocess.PIPE, timeout=120)
+        eq(r.returncode, 0)
+        c = pgtest.PgCluster.attach(d)
+        pid = c.pid()
+        check(pid and pgtest._alive(pid), 'the server runs')
+        stop(owner, signal.SIGKILL)
+        wait_until(lambda: not pgtest._alive(pid) and not os.path.exists(d), 60, 0.1,
+                   'the watcher to stop the cluster and remove its directory')
+    finally:
+        if os.path.exists(os.path.join(d, pgtest.STATE)):
+            pgtest.PgCluster.attach(d).stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == '__main__':
     main()
