@@ -371,6 +371,105 @@ int pgconn_simple(struct pgconn *c, const char *sql, int64_t deadline, enum pg_f
 	return 0;
 }
 
+/* ---- Batches in pipeline mode */
+
+/* Reads one statement's result and the NULL that ends it; a NULL result
+ * with PG_OK when the statement was skipped after an earlier failure. */
+static PGresult *pgconn_pipeline_read(struct pgconn *c, int64_t deadline, enum pg_fail *fail,
+				      const char *doing, struct selo_err *err)
+{
+	*fail = pgstore_wait_result(c->s, c, deadline, doing, err);
+	if (*fail != PG_OK)
+		return NULL;
+	PGresult *r = PQgetResult(c->conn);
+	if (!r) {
+		*fail = pgstore_lost(c->s, c, doing, err);
+		return NULL;
+	}
+	if ((*fail = pgstore_wait_result(c->s, c, deadline, doing, err)) != PG_OK) {
+		PQclear(r);
+		return NULL;
+	}
+	PGresult *end = PQgetResult(c->conn); /* NULL: the end of this statement's results */
+	PQclear(end);
+	return r;
+}
+
+/* Reads the results of n statements and the sync that follows them. */
+static int pgconn_pipeline_collect(struct pgconn *c, int n, PGresult **results,
+				   int64_t deadline, enum pg_fail *fail, const char *doing,
+				   struct selo_err *err)
+{
+	int rc = 0;
+	*fail = PG_OK;
+	for (int i = 0; i < n; i++) {
+		enum pg_fail f;
+		PGresult *r = pgconn_pipeline_read(c, deadline, &f, doing, err);
+		if (!r) {
+			*fail = f;
+			return -1; /* the connection is lost or late: it is dropped */
+		}
+		ExecStatusType st = PQresultStatus(r);
+		if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+			results[i] = r;
+			continue;
+		}
+		if (st != PGRES_PIPELINE_ABORTED && rc == 0) {
+			*fail = pgstore_map(c->s, c->conn, r, doing, err);
+			rc = -1;
+		}
+		PQclear(r);
+	}
+	if ((*fail == PG_OK || rc != 0) &&
+	    pgstore_wait_result(c->s, c, deadline, doing, err) == PG_OK) {
+		PGresult *sync = PQgetResult(c->conn);
+		int synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+		PQclear(sync);
+		if (synced && PQexitPipelineMode(c->conn))
+			return rc;
+	}
+	if (rc == 0)
+		*fail = pgstore_lost(c->s, c, doing, err);
+	c->lost = c->lost ? c->lost : 1;
+	return -1;
+}
+
+int pgconn_pipeline(struct pgconn *c, const struct pgbatch_item *items, int n,
+		    PGresult **results, int64_t deadline, enum pg_fail *fail, const char *doing,
+		    struct selo_err *err)
+{
+	for (int i = 0; i < n; i++) {
+		results[i] = NULL;
+		if (!c->prepared[items[i].st] &&
+		    pgconn_prepare(c->s, c, items[i].st, deadline, fail, err) != 0)
+			return -1;
+	}
+	if (!PQenterPipelineMode(c->conn)) {
+		*fail = pgstore_lost(c->s, c, doing, err);
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "s%d", (int)items[i].st);
+		if (!PQsendQueryPrepared(c->conn, name, items[i].n, items[i].vals, items[i].lens,
+					 items[i].fmts, 0)) {
+			*fail = pgstore_lost(c->s, c, doing, err);
+			return -1;
+		}
+	}
+	if (!PQpipelineSync(c->conn)) {
+		*fail = pgstore_lost(c->s, c, doing, err);
+		return -1;
+	}
+	if (pgconn_pipeline_collect(c, n, results, deadline, fail, doing, err) == 0)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		PQclear(results[i]);
+		results[i] = NULL;
+	}
+	return -1;
+}
+
 PGconn *pgconn_handle(struct pgconn *c)
 {
 	return c->conn;

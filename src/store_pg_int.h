@@ -83,6 +83,23 @@ void pgstore_release(struct pgstore *s, struct pgconn *c);
 PGresult *pgconn_exec(struct pgconn *c, enum pg_stmt st, int n, const char *const *vals,
 		      const int *lens, const int *fmts, int64_t deadline, enum pg_fail *fail,
 		      const char *doing, struct selo_err *err);
+/* One statement of a batch (pgconn_pipeline). */
+struct pgbatch_item {
+	enum pg_stmt st;
+	int n;
+	const char *const *vals;
+	const int *lens;  /* NULL: text parameters */
+	const int *fmts;
+};
+/* Sends the n statements of items at once in pipeline mode (one round trip
+ * instead of n) and reads their results in order into results[i] (each a
+ * result for the caller to PQclear, or NULL for a statement that was not
+ * run because an earlier one failed). Inside the caller's transaction, a
+ * failure aborts it (roll back); outside, each statement commits alone.
+ * 0, or -1 with err and *fail from the first failure. */
+int pgconn_pipeline(struct pgconn *c, const struct pgbatch_item *items, int n,
+		    PGresult **results, int64_t deadline, enum pg_fail *fail, const char *doing,
+		    struct selo_err *err);
 /* Runs sql without parameters (BEGIN, COMMIT, DDL): 0, or -1 with *fail. */
 int pgconn_simple(struct pgconn *c, const char *sql, int64_t deadline, enum pg_fail *fail,
 		  const char *doing, struct selo_err *err);

@@ -345,3 +345,59 @@ TEST(nodes_with_other_keys_are_refused)
 	CHECK(strstr(e.msg, "t-node") != NULL);
 	pgstore_close(s);
 }
+
+struct batch_arg {
+	int n;
+	int bad; /* the index of an item whose value is NULL (not-null violation), or -1 */
+	int got;
+};
+
+static int put_batch(struct pgconn *c, void *arg, int64_t deadline, enum pg_fail *fail,
+		     struct selo_err *err)
+{
+	struct batch_arg *a = arg;
+	static char keys[200][16];
+	static const char *vals[200][4];
+	struct pgbatch_item items[200];
+	PGresult *res[200];
+	for (int i = 0; i < a->n; i++) {
+		snprintf(keys[i], sizeof keys[i], "k%d", i);
+		vals[i][0] = keys[i];
+		vals[i][1] = i == a->bad ? NULL : "v";
+		vals[i][2] = "0";
+		vals[i][3] = "batch";
+		items[i] = (struct pgbatch_item){.st = PG_S_META_PUT, .n = 4, .vals = vals[i]};
+	}
+	int rc = pgconn_pipeline(c, items, a->n, res, deadline, fail, "storing a batch", err);
+	for (int i = 0; rc == 0 && i < a->n; i++) {
+		a->got += res[i] && PQcmdTuples(res[i])[0] == '1';
+		PQclear(res[i]);
+	}
+	return rc;
+}
+
+TEST(pipeline_batches_commit_together_or_not_at_all)
+{
+	NEED_PG();
+	char url[640], v[64];
+	struct selo_err e;
+	enum pg_fail fail;
+	CHECK(t_pg_new_db(url, sizeof url) == 0);
+	struct pgstore *s = open_url(url, 5000, &e);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	struct batch_arg a = {.n = 150, .bad = 70};
+	CHECK(pgstore_txn(s, put_batch, &a, &fail, &e) == -1);
+	CHECK(fail == PG_FAILED && e.status == 500);
+	CHECK(strstr(e.msg, "storing a batch") != NULL);
+	CHECK_STR(one_value(url, "SELECT count(*) FROM store_meta WHERE set_by = 'batch'", v,
+			    sizeof v), "0");
+	/* the connection came back usable: the same pool runs the good batch */
+	a = (struct batch_arg){.n = 150, .bad = -1};
+	CHECK(pgstore_txn(s, put_batch, &a, &fail, &e) == 0);
+	CHECK(a.got == 150);
+	CHECK_STR(one_value(url, "SELECT count(*) FROM store_meta WHERE set_by = 'batch'", v,
+			    sizeof v), "150");
+	pgstore_close(s);
+}
