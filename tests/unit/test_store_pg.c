@@ -13,12 +13,6 @@
 #include "selo/clock.h"
 #include "../../src/store_pg_int.h"
 
-#define NEED_PG()                                                  \
-	do {                                                           \
-		if (!t_pg_url())                                           \
-			SKIP("PostgreSQL 15 binaries not installed");         \
-	} while (0)
-
 static struct pgstore *open_url(const char *url, int timeout_ms, struct selo_err *e)
 {
 	struct pgstore_opts o = {.url = url, .pool_size = 2, .timeout_ms = timeout_ms,
@@ -40,7 +34,7 @@ static const char *one_value(const char *url, const char *sql, char *out, size_t
 
 TEST(open_migrates_to_the_binary_schema)
 {
-	NEED_PG();
+	T_PG_NEED();
 	char url[640], v[64];
 	struct selo_err e;
 	CHECK(t_pg_new_db(url, sizeof url) == 0);
@@ -89,7 +83,7 @@ static void *open_concurrently(void *arg)
 
 TEST(concurrent_opens_migrate_once)
 {
-	NEED_PG();
+	T_PG_NEED();
 	enum { N = 4 };
 	char url[640], v[64];
 	CHECK(t_pg_new_db(url, sizeof url) == 0);
@@ -115,7 +109,7 @@ TEST(concurrent_opens_migrate_once)
 
 TEST(newer_schema_is_refused)
 {
-	NEED_PG();
+	T_PG_NEED();
 	char url[640], db[32];
 	struct selo_err e;
 	CHECK(t_pg_new_db(url, sizeof url) == 0);
@@ -166,7 +160,7 @@ static void open_and_log(void *arg)
 
 TEST(password_never_in_messages_or_logs)
 {
-	NEED_PG();
+	T_PG_NEED();
 	struct selo_err e;
 	char url[720];
 	/* a wrong password: the error names the server, never either password */
@@ -190,7 +184,7 @@ TEST(password_never_in_messages_or_logs)
 
 TEST(pool_survives_a_server_restart)
 {
-	NEED_PG();
+	T_PG_NEED();
 	char url[640];
 	struct selo_err e;
 	CHECK(t_pg_new_db(url, sizeof url) == 0);
@@ -247,7 +241,7 @@ static int sleepy(struct pgconn *c, void *arg, int64_t deadline, enum pg_fail *f
 
 TEST(a_slow_answer_fails_within_the_timeout)
 {
-	NEED_PG();
+	T_PG_NEED();
 	char url[640];
 	struct selo_err e;
 	CHECK(t_pg_new_db(url, sizeof url) == 0);
@@ -300,7 +294,7 @@ static int deadlocks_always(struct pgconn *c, void *arg, int64_t deadline, enum 
 
 TEST(sqlstates_map_to_errors_and_retries)
 {
-	NEED_PG();
+	T_PG_NEED();
 	char url[640], v[64];
 	struct selo_err e;
 	enum pg_fail fail;
@@ -328,7 +322,7 @@ TEST(sqlstates_map_to_errors_and_retries)
 
 TEST(nodes_with_other_keys_are_refused)
 {
-	NEED_PG();
+	T_PG_NEED();
 	char url[640];
 	struct selo_err e;
 	CHECK(t_pg_new_db(url, sizeof url) == 0);
@@ -378,7 +372,7 @@ static int put_batch(struct pgconn *c, void *arg, int64_t deadline, enum pg_fail
 
 TEST(pipeline_batches_commit_together_or_not_at_all)
 {
-	NEED_PG();
+	T_PG_NEED();
 	char url[640], v[64];
 	struct selo_err e;
 	enum pg_fail fail;
