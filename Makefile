@@ -14,7 +14,7 @@ PREFIX   ?= /usr/local
 DATA     ?= $(CURDIR)/var
 CC       ?= gcc
 PKGS      = libssl libcrypto sqlite3 jansson libmicrohttpd libesmtp-1.0 opendkim libcurl inih \
-            cairo pangocairo libqrencode zlib libsystemd libarchive
+            cairo pangocairo libqrencode zlib libsystemd libarchive libpq
 CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c17 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -pthread

@@ -20,16 +20,18 @@ set -eu
 # receipt checks by hand), fonts the PDF receipt is drawn with.
 RUN="openssl libssl3 libsqlite3-0 libjansson4 libmicrohttpd12 libesmtp6 libcurl4
 libinih1 libcairo2 libpango-1.0-0 libpangocairo-1.0-0 libqrencode4 zlib1g
-libopendkim11 libsystemd0 libarchive13 fonts-dejavu-core"
+libopendkim11 libsystemd0 libarchive13 libpq5 fonts-dejavu-core"
 # Build: compiler, libraries with their headers.
 BUILD="gcc make pkg-config libc6-dev libssl-dev libsqlite3-dev sqlite3
 libjansson-dev libmicrohttpd-dev libesmtp-dev libopendkim-dev libcurl4-openssl-dev
 libinih-dev libcairo2-dev libpango1.0-dev libqrencode-dev libsystemd-dev
-libarchive-dev"
-# Tests: real peers and third-party verifiers, sanitizers, fuzzing, linters.
+libarchive-dev libpq-dev"
+# Tests: real peers and third-party verifiers, sanitizers, fuzzing, linters;
+# postgresql is the server the PostgreSQL tests start themselves (initdb into
+# a temporary directory; tests/integration/pgtest.py), never a system cluster.
 TEST="curl python3 python3-aiosmtpd python3-dkim python3-dnslib python3-jsonschema
 postfix clang libclang-rt-14-dev wrk nginx-light chromium opendkim opendkim-tools
-poppler-utils qpdf mandoc spamassassin"
+poppler-utils qpdf mandoc spamassassin postgresql"
 
 usage() {
 	echo "usage: $0 run|build|test  (or --check run|build|test)" >&2
@@ -79,7 +81,7 @@ export DEBIAN_FRONTEND=noninteractive
 # Postfix is used only for its smtp-sink test server: keep it unconfigured and
 # never started as a system MTA.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-# Postfix, OpenDKIM and nginx are test and benchmark peers, started by the tests on
+# Postfix, OpenDKIM, nginx and PostgreSQL are test and benchmark peers, started by the tests on
 # their own ports: keep the packages from starting system daemons.
 policy=""
 if [ ! -e /usr/sbin/policy-rc.d ]; then
