@@ -13,23 +13,28 @@
 
 /* The backends by the name `store.backend` gives them. The first is the
  * default (an empty or NULL name). */
+static int store_sqlite_open_params(const struct store_params *p, struct store **out,
+				    struct selo_err *err)
+{
+	return store_sqlite_open(p->target, out, err);
+}
+
 static const struct store_backend {
 	const char *name;
-	int (*open)(const char *target, struct store **out, struct selo_err *err);
+	int (*open)(const struct store_params *p, struct store **out, struct selo_err *err);
 } STORE_BACKENDS[] = {
-	{"sqlite", store_sqlite_open},
+	{"sqlite", store_sqlite_open_params},
+	{"postgres", store_pg_open},
 };
 #define NSTORE_BACKENDS (sizeof(STORE_BACKENDS) / sizeof(STORE_BACKENDS[0]))
 
-int store_open_backend(const char *backend, const char *target, struct store **out,
-		       struct selo_err *err)
+int store_open_backend(const struct store_params *p, struct store **out, struct selo_err *err)
 {
 	*out = NULL;
-	if (!backend || !*backend)
-		backend = STORE_BACKENDS[0].name;
+	const char *backend = p->backend && *p->backend ? p->backend : STORE_BACKENDS[0].name;
 	for (size_t i = 0; i < NSTORE_BACKENDS; i++)
 		if (strcmp(STORE_BACKENDS[i].name, backend) == 0)
-			return STORE_BACKENDS[i].open(target, out, err);
+			return STORE_BACKENDS[i].open(p, out, err);
 	return err_set(err, 400, "invalid-config", "store: no backend named '%s' (docs/store.md)",
 		       backend);
 }

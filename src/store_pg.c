@@ -33,12 +33,15 @@
 #include "selo/buf.h"
 #include "selo/clock.h"
 #include "selo/diag.h"
+#include "selo/event.h"
+#include "selo/store_backend.h"
 #include "store_pg_int.h"
 
 #define PG_POOL_DEFAULT 4
 #define PG_TIMEOUT_DEFAULT_MS 5000
+#define PG_LEASE_DEFAULT_MS 30000
 
-static const char *const PG_SQL[PG_S_COUNT] = {
+static const char *const pg_sql_core[PG_S_CORE_END] = {
 	[PG_S_MIG_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
 	[PG_S_MIG_RECORD] = "INSERT INTO schema_migrations(version, name, applied_ms, applied_by)"
 			    " VALUES($1, $2, $3, $4)",
@@ -49,7 +52,34 @@ static const char *const PG_SQL[PG_S_COUNT] = {
 			   " VALUES($1, $2, $2, $3) ON CONFLICT (name) DO UPDATE"
 			   " SET started_ms = $2, seen_ms = $2, schema_version = $3",
 	[PG_S_PING] = "SELECT 1",
+	[PG_S_EVENT_CLOCK] = "UPDATE event_clock SET seq = seq + $1, time_ms = greatest(time_ms, $2)"
+			     " WHERE id = 1 RETURNING seq, time_ms",
+	[PG_S_EVENT_ADD] = "INSERT INTO events(seq, notice_id, type, time_ms, entry)"
+			   " VALUES($1, $2, $3, $4, $5)",
+	[PG_S_DISC_ADD] = "INSERT INTO disclosures(notice_id, commitment, value) VALUES($1, $2, $3)"
+			  " ON CONFLICT DO NOTHING",
 };
+
+/* The SQL of statement st (store_pg_int.h "Prepared statements"), or NULL
+ * for an id no file uses. */
+static const char *pg_sql_of(int st)
+{
+	static const struct {
+		int base;
+		const struct pg_sql_table *t;
+	} ranges[] = {
+		{PG_S_NOTICE_BASE, &pg_sql_notice}, {PG_S_READ_BASE, &pg_sql_read},
+		{PG_S_LOG_BASE, &pg_sql_log},       {PG_S_WEBHOOK_BASE, &pg_sql_webhook},
+		{PG_S_STATS_BASE, &pg_sql_stats},
+	};
+	if (st >= 0 && st < PG_S_CORE_END)
+		return pg_sql_core[st];
+	for (size_t i = sizeof(ranges) / sizeof(ranges[0]); i-- > 0;)
+		if (st >= ranges[i].base)
+			return st - ranges[i].base < ranges[i].t->count ? ranges[i].t->sql[st - ranges[i].base]
+								       : NULL;
+	return NULL;
+}
 
 struct pgconn {
 	struct pgstore *s;              /* the pool it belongs to */
@@ -61,11 +91,13 @@ struct pgconn {
 };
 
 struct pgstore {
+	struct store base;  /* first: see store_backend.h */
 	char *url;
 	char *url_shown;    /* redacted, for messages */
 	char *password;     /* the url's password (or NULL): scrubbed from libpq's texts */
 	char *node;
 	int timeout_ms;
+	int64_t lease_ms;
 	int n;
 	unsigned epoch;
 	pthread_mutex_t mu;
@@ -328,7 +360,12 @@ static int pgconn_prepare(struct pgstore *s, struct pgconn *c, enum pg_stmt st, 
 {
 	char name[16];
 	snprintf(name, sizeof name, "s%d", (int)st);
-	if (!PQsendPrepare(c->conn, name, PG_SQL[st], 0, NULL)) {
+	const char *sql = pg_sql_of((int)st);
+	if (!sql) {
+		*fail = PG_FAILED;
+		return err_set(err, 500, "internal", "store: no SQL for statement %d", (int)st);
+	}
+	if (!PQsendPrepare(c->conn, name, sql, 0, NULL)) {
 		*fail = pgstore_lost(s, c, "preparing a statement", err);
 		return -1;
 	}
@@ -774,6 +811,7 @@ static struct pgstore *pgstore_new(const struct pgstore_opts *o)
 	s->password = pgstore_url_password(s->url);
 	s->node = xstrdup(o->node && *o->node ? o->node : "selo");
 	s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : PG_TIMEOUT_DEFAULT_MS;
+	s->lease_ms = o->lease_ms > 0 ? o->lease_ms : PG_LEASE_DEFAULT_MS;
 	s->n = o->pool_size > 0 ? o->pool_size : PG_POOL_DEFAULT;
 	s->conns = xcalloc((size_t)s->n, sizeof *s->conns);
 	for (int i = 0; i < s->n; i++)
@@ -829,4 +867,217 @@ void pgstore_close(struct pgstore *s)
 	free(s->url_shown);
 	free(s->node);
 	free(s);
+}
+
+/* ---- The backend behind store.h (store_backend.h). */
+
+struct pgstore *pgstore_of(struct store *s)
+{
+	return (struct pgstore *)s;
+}
+
+const char *pgstore_node(const struct pgstore *s)
+{
+	return s->node;
+}
+
+int64_t pgstore_lease_ms(const struct pgstore *s)
+{
+	return s->lease_ms;
+}
+
+int pg_not_yet(const char *op, struct selo_err *err)
+{
+	return err_set(err, 501, "not-implemented", "store: %s is not written yet for PostgreSQL", op);
+}
+
+static void pg_close(struct store *st)
+{
+	pgstore_close(pgstore_of(st));
+}
+
+static int pg_schema_version(struct store *st)
+{
+	struct selo_err err;
+	err_clear(&err);
+	int v = 0;
+	return pgstore_schema_version(pgstore_of(st), &v, &err) == 0 ? v : -1;
+}
+
+static int pg_ping(struct store *st, struct selo_err *err)
+{
+	struct pgstore *s = pgstore_of(st);
+	int64_t deadline = pgstore_deadline(s);
+	struct pgconn *c = pgstore_acquire(s, deadline, err);
+	if (!c)
+		return -1;
+	enum pg_fail fail = PG_OK;
+	PGresult *r = pgconn_exec(c, PG_S_PING, 0, NULL, NULL, NULL, deadline, &fail, "ping", err);
+	PQclear(r);
+	pgstore_release(s, c);
+	return r ? 0 : -1;
+}
+
+/* Health of writes as SQLite's writer tracks it (store.h): not tracked yet
+ * here; a failing database shows in the calls' own errors. */
+static void pg_health(struct store *st, struct store_health *out)
+{
+	(void)st;
+	memset(out, 0, sizeof(*out));
+}
+
+/* ---- Events (store_pg_int.h "Events"). */
+
+static int pg_event_clock(struct pgconn *c, int64_t deadline, int64_t *seq, int64_t *t,
+			  enum pg_fail *fail, struct selo_err *err)
+{
+	char now[24];
+	snprintf(now, sizeof now, "%lld", (long long)clock_now_ms());
+	const char *vals[2] = {"1", now};
+	PGresult *r = pgconn_exec(c, PG_S_EVENT_CLOCK, 2, vals, NULL, NULL, deadline, fail,
+				  "taking the event clock", err);
+	if (!r)
+		return -1;
+	int ok = PQntuples(r) == 1;
+	if (ok) {
+		*seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		*t = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+	}
+	PQclear(r);
+	if (!ok) {
+		*fail = PG_FAILED;
+		return err_set(err, 500, "storage-failed", "store: the event clock row is missing");
+	}
+	return 0;
+}
+
+static int pg_disclosures_add(struct pgconn *c, const char *id, const struct disclosures *d,
+			      int64_t deadline, enum pg_fail *fail, struct selo_err *err)
+{
+	for (size_t i = 0; d && i < d->n; i++) {
+		const char *vals[3] = {id, d->v[i].commitment, d->v[i].value};
+		const int lens[3] = {0, 0, (int)d->v[i].len};
+		const int fmts[3] = {0, 0, 1};
+		PGresult *r = pgconn_exec(c, PG_S_DISC_ADD, 3, vals, lens, fmts, deadline, fail,
+					  "storing a disclosure", err);
+		if (!r)
+			return -1;
+		PQclear(r);
+	}
+	return 0;
+}
+
+int pg_event_add(struct pgconn *c, const char *notice_id, const char *type,
+		 const json_t *fields, const struct disclosures *d, int64_t deadline,
+		 int64_t *seq_out, enum pg_fail *fail, struct selo_err *err)
+{
+	int64_t seq = 0, t = 0;
+	if (pg_event_clock(c, deadline, &seq, &t, fail, err) != 0)
+		return -1;
+	struct buf e = BUF_INIT;
+	if (event_entry_encode(&e, type, notice_id, t, fields) != 0) {
+		buf_free(&e);
+		*fail = PG_FAILED;
+		err_set(err, 422, "invalid-event",
+			"store: the %s event of notice %s cannot be encoded (fields must be an "
+			"object without the keys v, type, notice, time)",
+			type, notice_id);
+		return 1;
+	}
+	char sq[24], tm[24];
+	snprintf(sq, sizeof sq, "%lld", (long long)seq);
+	snprintf(tm, sizeof tm, "%lld", (long long)t);
+	const char *vals[5] = {sq, notice_id, type, tm, e.data};
+	const int lens[5] = {0, 0, 0, 0, (int)e.len};
+	const int fmts[5] = {0, 0, 0, 0, 1};
+	PGresult *r = pgconn_exec(c, PG_S_EVENT_ADD, 5, vals, lens, fmts, deadline, fail,
+				  "storing an event", err);
+	buf_free(&e);
+	if (!r)
+		return -1;
+	PQclear(r);
+	if (seq_out)
+		*seq_out = seq;
+	return pg_disclosures_add(c, notice_id, d, deadline, fail, err);
+}
+
+static const struct store_ops pg_ops = {
+	.name = "postgres",
+	.close = pg_close,
+	.schema_version = pg_schema_version,
+	.apikey_add = pg_apikey_add,
+	.apikey_find = pg_apikey_find,
+	.apikey_list = pg_apikey_list,
+	.apikey_revoke = pg_apikey_revoke,
+	.notices_accept = pg_notices_accept,
+	.notice_get = pg_notice_get,
+	.notice_list = pg_notice_list,
+	.notice_scan = pg_notice_scan,
+	.events_of = pg_events_of,
+	.event_first = pg_event_first,
+	.confirmations_of = pg_confirmations_of,
+	.events_after = pg_events_after,
+	.attachments_of = pg_attachments_of,
+	.message_get = pg_message_get,
+	.claim_due = pg_claim_due,
+	.next_due = pg_next_due,
+	.notices_sealed = pg_notices_sealed,
+	.delivery_results = pg_delivery_results,
+	.events_add = pg_events_add,
+	.hits_add = pg_hits_add,
+	.folds_close = pg_folds_close,
+	.notice_bounced = pg_notice_bounced,
+	.notice_cancel = pg_notice_cancel,
+	.sequence_add = pg_sequence_add,
+	.sequence_get = pg_sequence_get,
+	.sequence_stop = pg_sequence_stop,
+	.suppression_list = pg_suppression_list,
+	.suppression_delete = pg_suppression_delete,
+	.token_lookup = pg_token_lookup,
+	.notice_brief = pg_notice_brief,
+	.recover_inflight = pg_recover_inflight,
+	.counts = pg_counts,
+	.wal_limit = NULL,
+	.wal_restarts = NULL,
+	.log_state = pg_log_state,
+	.log_append = pg_log_append,
+	.log_tile = pg_log_tile,
+	.log_entries = pg_log_entries,
+	.log_unindexed = pg_log_unindexed,
+	.checkpoint_add = pg_checkpoint_add,
+	.checkpoint_timestamp = pg_checkpoint_timestamp,
+	.checkpoint_find = pg_checkpoint_find,
+	.checkpoints_untimestamped = pg_checkpoints_untimestamped,
+	.checkpoints_all = pg_checkpoints_all,
+	.disclosures_of = pg_disclosures_of,
+	.ping = pg_ping,
+	.health = pg_health,
+	.webhook_add = pg_webhook_add,
+	.webhook_list = pg_webhook_list,
+	.webhook_get = pg_webhook_get,
+	.webhook_delete = pg_webhook_delete,
+	.webhook_fanout = pg_webhook_fanout,
+	.webhook_rotate_secret = pg_webhook_rotate_secret,
+	.webhook_active = pg_webhook_active,
+	.webhook_due = pg_webhook_due,
+	.webhook_results = pg_webhook_results,
+	.webhook_prune = pg_webhook_prune,
+	.stats_events = pg_stats_events,
+	.stats_facts_get = pg_stats_facts_get,
+	.stats_notice_info = pg_stats_notice_info,
+	.stats_dim = pg_stats_dim,
+	.stats_apply = pg_stats_apply,
+	.stats_scan = pg_stats_scan,
+};
+
+int store_pg_open(const struct store_params *p, struct store **out, struct selo_err *err)
+{
+	*out = NULL;
+	const struct pgstore_opts o = {p->target, p->pool_size, p->timeout_ms, p->node, p->lease_ms};
+	struct pgstore *s = pgstore_open(&o, err);
+	if (!s)
+		return -1;
+	s->base.ops = &pg_ops;
+	*out = &s->base;
+	return 0;
 }

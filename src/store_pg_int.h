@@ -15,6 +15,7 @@
 #include <libpq-fe.h>
 #include <stdint.h>
 #include "selo/err.h"
+#include "selo/store.h"
 
 /* The schema version this binary writes (the last migration's). */
 #define PGSTORE_SCHEMA_VERSION 2
@@ -28,6 +29,7 @@ struct pgstore_opts {
 	int pool_size;       /* connections kept (0: 4) */
 	int timeout_ms;      /* store.timeout: 0 means 5000 */
 	const char *node;    /* node.name: marks migrations and, later, claims */
+	int lease_ms;        /* store.lease: how long a claim holds (0: 30000) */
 };
 
 struct pgstore;
@@ -50,8 +52,12 @@ char *pgstore_redact_url(const char *url);
 /* The deadline a call starting now gets (clock_mono_ms() + store.timeout). */
 int64_t pgstore_deadline(const struct pgstore *s);
 
-/* ---- Prepared statements: one table, prepared on each connection the
- * first time that connection runs them (named "s<N>"). */
+/* ---- Prepared statements, prepared on each connection the first time
+ * that connection runs them (named "s<N>"). Each file of the backend has
+ * its own range of ids and its own table of SQL, so that the files can
+ * grow apart: store_pg.c's ids are the enum below; a file's own start at
+ * its PG_S_*_BASE (an enum in that file, ending before the next base) and
+ * its table is declared here, indexed from its base. */
 enum pg_stmt {
 	PG_S_MIG_VERSION,
 	PG_S_MIG_RECORD,
@@ -59,8 +65,25 @@ enum pg_stmt {
 	PG_S_META_PUT,
 	PG_S_NODE_SEEN,
 	PG_S_PING,
-	PG_S_COUNT
+	PG_S_EVENT_CLOCK,
+	PG_S_EVENT_ADD,
+	PG_S_DISC_ADD,
+	PG_S_CORE_END,
+	PG_S_NOTICE_BASE = 64,   /* store_pg_notice.c: accepting and changing notices */
+	PG_S_READ_BASE = 192,    /* store_pg_read.c: reading notices, events, keys */
+	PG_S_LOG_BASE = 256,     /* store_pg_log.c: the log, checkpoints, tracker hits */
+	PG_S_WEBHOOK_BASE = 320, /* store_pg_webhook.c */
+	PG_S_STATS_BASE = 384,   /* store_pg_stats.c */
+	PG_S_COUNT = 448
 };
+/* Each file's SQL, indexed from its base; entries past its count are
+ * unused ids. */
+struct pg_sql_table {
+	const char *const *sql;
+	int count;
+};
+extern const struct pg_sql_table pg_sql_notice, pg_sql_read, pg_sql_log, pg_sql_webhook,
+	pg_sql_stats;
 
 /* What a failure means to the caller (besides its struct selo_err). */
 enum pg_fail {
@@ -132,6 +155,149 @@ int pgstore_txn(struct pgstore *s, pgstore_txn_fn fn, void *arg, enum pg_fail *f
  * never the values of secrets: callers pass fingerprints). */
 int pgstore_meta_check(struct pgstore *s, const char *key, const char *value,
 		       struct selo_err *err);
+
+/* ---- The backend behind store.h. struct pgstore starts with the
+ * struct store base (store_backend.h), so a struct store * of this backend
+ * is its struct pgstore *. */
+struct pgstore *pgstore_of(struct store *s);
+/* node.name and store.lease of this store. */
+const char *pgstore_node(const struct pgstore *s);
+int64_t pgstore_lease_ms(const struct pgstore *s);
+
+/* The ops, by file (each has the contract of the store.h function of the
+ * same name). store_pg.c: close, schema_version, ping, health. */
+/* store_pg_notice.c: accepting and changing notices, events, keys. */
+int pg_notices_accept(struct store *s, const struct notice_new *ns, size_t n,
+		      struct accept_result *results, struct selo_err *err);
+int pg_claim_due(struct store *s, int64_t now_ms, size_t max, struct notice_rec **out, size_t *n,
+		 struct selo_err *err);
+int pg_notices_sealed(struct store *s, const struct seal_rec *r, size_t n, struct selo_err *err);
+int pg_delivery_results(struct store *s, const struct result_rec *r, size_t n,
+			struct selo_err *err);
+int pg_events_add(struct store *s, const struct event_new *ev, size_t n, struct selo_err *err);
+int pg_notice_bounced(struct store *s, const char *id, json_t *fields,
+		      const struct disclosures *disc, const char *last_error, struct selo_err *err);
+int pg_notice_cancel(struct store *s, const char *id, int64_t apikey_id, const char *reason,
+		     struct selo_err *err);
+int pg_sequence_add(struct store *s, const struct sequence_new *q, char replay_id[32],
+		    struct selo_err *err);
+int pg_sequence_stop(struct store *s, const char *id, int64_t apikey_id, const char *reason,
+		     int64_t *canceled, struct selo_err *err);
+int pg_suppression_delete(struct store *s, int64_t apikey_id, const char *address,
+			  struct selo_err *err);
+int pg_recover_inflight(struct store *s, struct selo_err *err);
+int pg_apikey_add(struct store *s, const char *name, const uint8_t hash[32], const char *prefix,
+		  int64_t *id_out, struct selo_err *err);
+int pg_apikey_revoke(struct store *s, int64_t id, struct selo_err *err);
+/* store_pg_read.c: reads. */
+int pg_apikey_find(struct store *s, const uint8_t hash[32], struct apikey *out,
+		   struct selo_err *err);
+int pg_apikey_list(struct store *s, struct apikey **out, size_t *n, struct selo_err *err);
+int pg_notice_get(struct store *s, const char *id, int64_t apikey_id, struct notice_rec *out,
+		  struct selo_err *err);
+int pg_notice_list(struct store *s, const struct notice_filter *f, struct notice_rec **out,
+		   size_t *n, struct selo_err *err);
+int pg_notice_scan(struct store *s, int64_t *cursor, size_t max, struct notice_rec **out,
+		   size_t *n, struct selo_err *err);
+int pg_events_of(struct store *s, const char *notice_id, struct event_rec **out, size_t *n,
+		 struct selo_err *err);
+int pg_event_first(struct store *s, const char *notice_id, const char *type,
+		   struct event_rec *out, struct selo_err *err);
+int pg_confirmations_of(struct store *s, const char *notice_id, struct event_rec **out,
+			size_t *n, struct selo_err *err);
+int pg_events_after(struct store *s, int64_t after_seq, size_t max, struct event_rec **out,
+		    size_t *n, struct selo_err *err);
+int pg_attachments_of(struct store *s, const char *notice_id, struct attachment_rec **out,
+		      size_t *n, struct selo_err *err);
+int pg_message_get(struct store *s, const char *notice_id, struct buf *eml, char sha256[65],
+		   struct selo_err *err);
+int64_t pg_next_due(struct store *s);
+int pg_sequence_get(struct store *s, const char *id, int64_t apikey_id, struct sequence_rec *out,
+		    struct selo_err *err);
+int pg_suppression_list(struct store *s, int64_t apikey_id, int64_t before, int limit,
+			struct suppression_rec **out, size_t *n, struct selo_err *err);
+int pg_token_lookup(struct store *s, const char *token, struct token_info *out,
+		    struct selo_err *err);
+int pg_notice_brief(struct store *s, const char *id, uint8_t salt[32], int64_t *accepted_ms,
+		    struct selo_err *err);
+int pg_counts(struct store *s, struct store_counts *out, struct selo_err *err);
+int pg_disclosures_of(struct store *s, const char *notice_id, struct disclosures *out,
+		      struct selo_err *err);
+/* store_pg_log.c: tracker hits and folds, the log's storage, checkpoints. */
+int pg_hits_add(struct store *s, const struct hit_new *h, size_t n, const struct fold_rule *rule,
+		size_t *folded, struct selo_err *err);
+int pg_folds_close(struct store *s, int64_t now_ms, size_t max, fold_fields_fn fields, void *arg,
+		   size_t *closed, struct selo_err *err);
+int pg_log_state(struct store *s, struct log_state *out, struct selo_err *err);
+int pg_log_append(struct store *s, const struct log_append *a, struct selo_err *err);
+int pg_log_tile(struct store *s, int level, uint64_t index, struct buf *data,
+		struct selo_err *err);
+int pg_log_entries(struct store *s, uint64_t from, size_t max, struct event_rec **out, size_t *n,
+		   struct selo_err *err);
+int pg_log_unindexed(struct store *s, int64_t last_seq, int64_t *count, struct selo_err *err);
+int pg_checkpoint_add(struct store *s, uint64_t size, const char *note, int64_t created_ms,
+		      struct selo_err *err);
+int pg_checkpoint_timestamp(struct store *s, uint64_t size, const uint8_t *tst, size_t len,
+			    int64_t tst_time_ms, struct selo_err *err);
+int pg_checkpoint_find(struct store *s, uint64_t min_size, int timestamped,
+		       struct checkpoint_rec *out, struct selo_err *err);
+int pg_checkpoints_untimestamped(struct store *s, size_t max, struct checkpoint_rec **out,
+				 size_t *n, struct selo_err *err);
+int pg_checkpoints_all(struct store *s, struct checkpoint_rec **out, size_t *n,
+		       struct selo_err *err);
+/* store_pg_webhook.c */
+int pg_webhook_add(struct store *s, const struct webhook_rec *w, size_t max_per_key,
+		   struct selo_err *err);
+int pg_webhook_list(struct store *s, int64_t apikey_id, struct webhook_rec **out, size_t *n,
+		    struct selo_err *err);
+int pg_webhook_get(struct store *s, const char *id, int64_t apikey_id, struct webhook_rec *out,
+		   struct selo_err *err);
+int pg_webhook_delete(struct store *s, const char *id, int64_t apikey_id, struct selo_err *err);
+int pg_webhook_fanout(struct store *s, size_t max, size_t *added, struct selo_err *err);
+int pg_webhook_rotate_secret(struct store *s, const char *id, int64_t apikey_id,
+			     const uint8_t *secret, size_t secret_len, int64_t old_until_ms,
+			     struct selo_err *err);
+int pg_webhook_active(struct store *s, char (**ids)[32], size_t *n, struct selo_err *err);
+int pg_webhook_due(struct store *s, const char *webhook_id, int64_t now_ms, size_t max,
+		   struct webhook_delivery **out, size_t *n, struct selo_err *err);
+int pg_webhook_results(struct store *s, const struct webhook_result *r, size_t n,
+		       struct selo_err *err);
+int pg_webhook_prune(struct store *s, int64_t before_ms, size_t max, size_t *pruned,
+		     struct selo_err *err);
+/* store_pg_stats.c */
+int pg_stats_events(struct store *s, size_t max, int (*fn)(void *arg, const struct stats_event *e),
+		    void *arg, int64_t *cursor, int64_t *last, struct selo_err *err);
+int pg_stats_facts_get(struct store *s, struct stats_fact *f, size_t n, int *found,
+		       struct selo_err *err);
+int pg_stats_notice_info(struct store *s, const char *const *ids, size_t n,
+			 struct stats_notice_info *out, int *found, struct selo_err *err);
+int pg_stats_dim(struct store *s, const char *dkey, int64_t apikey_id, const char *template_name,
+		 const char *segment, const char *tags_json, int64_t *id, struct selo_err *err);
+int pg_stats_apply(struct store *s, const struct stats_batch *b, struct selo_err *err);
+int pg_stats_scan(struct store *s, struct stats_scan *q, struct selo_err *err);
+
+/* ---- Events (store_pg.c). Every event of this backend is added through
+ * pg_event_add, inside the caller's transaction (pgstore_txn). It takes
+ * the event clock's row lock first (table event_clock), which it keeps
+ * until the transaction ends: so transactions that add events commit one
+ * after another, each event's seq is one more than the last committed one
+ * (a reader of "seq > cursor" never skips a row that commits late: the
+ * sequence trap of docs/scale.md cannot happen), and its time is the later
+ * of now and the last event's time (time never goes backwards along seq,
+ * across nodes whose clocks differ). The entry is encoded here
+ * (event_entry_encode) with that time; the disclosures are stored beside
+ * it. Returns 0, 1 when the fields cannot be encoded (422 invalid-event,
+ * the caller's mistake: roll back), -1 with *fail. *seq_out (may be NULL)
+ * gets the event's seq. Cost: one extra statement per transaction that
+ * adds events, and those transactions serialize on one row; fine at the
+ * rate one database commits. */
+int pg_event_add(struct pgconn *c, const char *notice_id, const char *type,
+		 const json_t *fields, const struct disclosures *d, int64_t deadline,
+		 int64_t *seq_out, enum pg_fail *fail, struct selo_err *err);
+
+/* Scaffolding while the ops are written: an op not written yet answers
+ * 501 "not-implemented". Removed when every op is written. */
+int pg_not_yet(const char *op, struct selo_err *err);
 
 /* ---- Schema (store_pg_schema.c). */
 struct pgstore_migration {

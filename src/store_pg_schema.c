@@ -281,7 +281,15 @@ static const struct pgstore_migration PG_MIGRATIONS[] = {
 	 " key text PRIMARY KEY,"
 	 " value text NOT NULL,"
 	 " set_ms bigint NOT NULL,"
-	 " set_by text NOT NULL);"},
+	 " set_by text NOT NULL);"
+	 /* The event clock (store_pg.c pg_event_add): one row whose lock every
+	  * transaction that adds events takes first, so events get their seq in
+	  * commit order and their time never goes backwards. */
+	 "CREATE TABLE event_clock("
+	 " id bigint PRIMARY KEY CHECK (id = 1),"
+	 " seq bigint NOT NULL,"
+	 " time_ms bigint NOT NULL);"
+	 "INSERT INTO event_clock VALUES(1, 0, 0);"},
 };
 #define PG_NMIGRATIONS (sizeof(PG_MIGRATIONS) / sizeof(PG_MIGRATIONS[0]))
 

@@ -34,12 +34,20 @@ struct store;
 /* Opens (creating if needed) the SQLite database at path, applies pending
  * migrations in order, starts the writer thread. */
 int store_open(const char *path, struct store **out, struct selo_err *err);
-/* The same for the backend named backend ("sqlite"; NULL or "": sqlite),
- * opening what target names (for SQLite the file's path; for a server
- * backend its connection string). -1 with err 400 "invalid-config" when no
- * backend has that name, else as store_open. */
-int store_open_backend(const char *backend, const char *target, struct store **out,
-		       struct selo_err *err);
+/* Which store to open, and how (docs/scale.md): from store.backend,
+ * store.url (or the data directory's selo.db), store.timeout, store.lease
+ * and node.name. */
+struct store_params {
+	const char *backend; /* "sqlite" (NULL or "": sqlite) | "postgres" */
+	const char *target;  /* sqlite: the database file; postgres: a libpq connection string */
+	const char *node;    /* node.name: marks claims, leases and migrations (postgres) */
+	int timeout_ms;      /* store.timeout: the longest a call waits for the database (postgres) */
+	int lease_ms;        /* store.lease: how long a node's claim on work holds (postgres) */
+	int pool_size;       /* connections kept (postgres; 0: the backend's default) */
+};
+/* Opens the store p names, as store_open does for SQLite. -1 with err 400
+ * "invalid-config" when no backend has that name, else the backend's. */
+int store_open_backend(const struct store_params *p, struct store **out, struct selo_err *err);
 /* Runs every queued write, then frees the store: no other thread may still
  * be calling into it (the caller stops the API, senders and followers first). */
 void store_close(struct store *s);

@@ -154,5 +154,6 @@ struct store {
  * opens (creating and migrating as needed) the store that target names and
  * sets *out to its base. */
 int store_sqlite_open(const char *path, struct store **out, struct selo_err *err);
+int store_pg_open(const struct store_params *p, struct store **out, struct selo_err *err);
 
 #endif
