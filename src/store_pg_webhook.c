@@ -83,10 +83,12 @@ static const char *const pg_webhook_sql_text[PGW_END - PG_S_WEBHOOK_BASE] = {
 	[PGW_CURSOR_LOCK - PG_S_WEBHOOK_BASE] = "SELECT seq FROM webhook_cursor WHERE id = 1 FOR UPDATE",
 	[PGW_CURSOR_INIT - PG_S_WEBHOOK_BASE] =
 		"INSERT INTO webhook_cursor(id, seq) VALUES(1, 0) ON CONFLICT (id) DO NOTHING",
-	/* min(from_seq) is NULL when no webhook is active. */
+	/* min(from_seq) is NULL when no webhook is active; the cursor as
+	 * committed, unlocked (the look before the lock). */
 	[PGW_RANGE - PG_S_WEBHOOK_BASE] =
 		"SELECT (SELECT min(from_seq) FROM webhooks WHERE disabled_ms = 0),"
-		" coalesce((SELECT last_seq FROM log_state WHERE id = 1), 0)",
+		" coalesce((SELECT last_seq FROM log_state WHERE id = 1), 0),"
+		" coalesce((SELECT seq FROM webhook_cursor WHERE id = 1), 0)",
 	/* Integrated events in ($1, $2] that an active webhook of the notice's
 	 * key wants (a revoked key's get none), as SQLite's S_WH_CANDIDATES.
 	 * FOR SHARE OF w: a webhook deleted or disabled meanwhile is waited
@@ -463,38 +465,58 @@ static int pgw_cursor_lock(struct pgconn *c, int64_t deadline, int64_t *cursor,
 	return err_set(err, 500, "storage-failed", "store: the webhook cursor row is missing");
 }
 
-/* The range (lo, upto] to fan out this round, as SQLite's fanout_range:
- * past the cursor and every active webhook's from_seq, up to the last
- * integrated event. 0 when there is nothing to do. */
-static int pgw_fanout_range(struct pgconn *c, int64_t cursor, size_t max, int64_t deadline,
-			    int64_t *lo, int64_t *upto, enum pg_fail *fail, struct selo_err *err)
+/* What a round looks at: the active webhooks' smallest from_seq (none:
+ * no active webhook), the last integrated event, the cursor. */
+struct pgw_range {
+	int none;
+	int64_t min_from, last, cursor;
+};
+
+static int pgw_range_read(struct pgconn *c, int64_t deadline, struct pgw_range *g,
+			  enum pg_fail *fail, struct selo_err *err)
 {
 	PGresult *r = pgconn_exec(c, (enum pg_stmt)PGW_RANGE, 0, NULL, NULL, NULL, deadline, fail,
 				  "reading the range to fan out", err);
 	if (!r)
 		return -1;
-	int none = PQgetisnull(r, 0, 0);
-	int64_t min_from = none ? 0 : pgw_col_i64(r, 0, 0);
-	int64_t last = pgw_col_i64(r, 0, 1);
+	g->none = PQgetisnull(r, 0, 0);
+	g->min_from = g->none ? 0 : pgw_col_i64(r, 0, 0);
+	g->last = pgw_col_i64(r, 0, 1);
+	g->cursor = pgw_col_i64(r, 0, 2);
 	PQclear(r);
-	if (none)
+	return 0;
+}
+
+/* The range (lo, upto] to fan out, as SQLite's fanout_range: past the
+ * cursor and every active webhook's from_seq, up to the last integrated
+ * event. 0 when there is nothing to do. */
+static int pgw_range_of(const struct pgw_range *g, size_t max, int64_t *lo, int64_t *upto)
+{
+	if (g->none)
 		return 0; /* no active webhook: nothing to deliver, nothing to remember */
-	*lo = cursor > min_from ? cursor : min_from;
-	*upto = last < *lo + (int64_t)max ? last : *lo + (int64_t)max;
+	*lo = g->cursor > g->min_from ? g->cursor : g->min_from;
+	*upto = g->last < *lo + (int64_t)max ? g->last : *lo + (int64_t)max;
 	return *upto > *lo;
 }
 
+/* Looks first without the lock, so that an idle round (every poll, on
+ * every node) writes nothing; then locks the cursor and takes the range
+ * from the cursor as locked (another node may have moved it meanwhile). */
 static int pgw_fanout_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg_fail *fail,
 			  struct selo_err *err)
 {
 	struct pgw_fanout_arg *a = arg;
-	int64_t cursor = 0, lo = 0, upto = 0;
+	struct pgw_range g;
+	int64_t lo = 0, upto = 0;
 	a->added = 0;
-	if (pgw_cursor_lock(c, deadline, &cursor, fail, err) != 0)
+	if (pgw_range_read(c, deadline, &g, fail, err) != 0)
 		return -1;
-	int r = pgw_fanout_range(c, cursor, a->max, deadline, &lo, &upto, fail, err);
-	if (r <= 0)
-		return r;
+	if (!pgw_range_of(&g, a->max, &lo, &upto))
+		return 0;
+	if (pgw_cursor_lock(c, deadline, &g.cursor, fail, err) != 0)
+		return -1;
+	if (!pgw_range_of(&g, a->max, &lo, &upto))
+		return 0;
 	struct pgw_num lo_s, upto_s, now_s;
 	const char *vals[3] = {pgw_i64(&lo_s, lo), pgw_i64(&upto_s, upto),
 			       pgw_i64(&now_s, clock_now_ms())};

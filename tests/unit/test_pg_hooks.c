@@ -286,7 +286,7 @@ static void *hk_add_many(void *arg)
 	struct hk_adder *a = arg;
 	struct store *s = hk_open(a->url, a->node, 0);
 	pthread_barrier_wait(a->go);
-	for (int i = 0; s && i < 6; i++) {
+	for (int i = 0; s && i < 6; i++) { /* s NULL: counted as nothing done */
 		char id[32];
 		struct selo_err e;
 		snprintf(id, sizeof id, "wh_%s%d", a->node, i);
