@@ -66,6 +66,8 @@ static const char FIXTURE[] =
 	" (6, '" N1 "', 'opened', 1040, '\\x7b7d'),"
 	" (7, '" N1 "', 'read_confirmed', 1050, '\\x7b2272223a317d'),"
 	" (8, '" N1 "', 'read_confirmed', 1060, '\\x7b2272223a327d');"
+	/* the event clock as pg_event_add would have left it */
+	"UPDATE event_clock SET seq = 8, time_ms = 1060;"
 	/* seq 1..3 are log indexes 0..2, seq 4 index 3; 5.. not integrated */
 	"INSERT INTO log_ranges(first_index, first_seq, n) VALUES (0, 1, 3), (3, 4, 1);"
 	"INSERT INTO attachments(notice_id, idx, filename, content_type, data) VALUES"
@@ -540,4 +542,101 @@ TEST(a_database_that_is_down_is_503)
 	CHECK(store_next_due(s) == 0);
 	t_pg_restart(); /* stop, then start on the same socket */
 	store_close(s);
+}
+
+/* ---- events_after with several nodes: writers on two stores (two nodes'
+ * pools) add events while a reader follows "seq > cursor"; the reader
+ * must see every seq once, in order, with no gap (docs/scale.md). */
+#include <pthread.h>
+#include <time.h>
+#include "../../src/store_pg_int.h"
+
+#define W_TXNS 40
+#define W_THREADS 4
+
+struct writer {
+	struct store *s;
+	int failed;
+};
+
+static int add_two_events(struct pgconn *c, void *arg, int64_t deadline, enum pg_fail *fail,
+			  struct selo_err *err)
+{
+	(void)arg;
+	json_t *f = json_pack("{s:i}", "k", 1);
+	int rc = pg_event_add(c, N1, "opened", f, NULL, deadline, NULL, fail, err);
+	/* hold the transaction open a little: a late commit */
+	struct timespec ts = {0, (long)(rand() % 3) * 1000000L};
+	nanosleep(&ts, NULL);
+	if (rc == 0)
+		rc = pg_event_add(c, N1, "clicked", f, NULL, deadline, NULL, fail, err);
+	json_decref(f);
+	return rc == 0 ? 0 : -1;
+}
+
+static void *writer_run(void *arg)
+{
+	struct writer *w = arg;
+	for (int i = 0; i < W_TXNS; i++) {
+		struct selo_err e;
+		enum pg_fail fail;
+		err_clear(&e);
+		if (pgstore_txn(pgstore_of(w->s), add_two_events, NULL, &fail, &e) != 0) {
+			fprintf(stderr, "  writer: %s\n", e.msg);
+			w->failed++;
+		}
+	}
+	return NULL;
+}
+
+TEST(events_after_never_skips_with_two_nodes_writing)
+{
+	T_PG_NEED();
+	char db[32], url[640];
+	struct store *a = open_fixture(db, sizeof db);
+	CHECK(a != NULL);
+	if (!a)
+		return;
+	snprintf(url, sizeof url, "%s dbname=%s", t_pg_base, db);
+	struct store *b = NULL;
+	struct selo_err e;
+	struct store_params p = {.backend = "postgres", .target = url, .node = "t-read-2",
+				 .timeout_ms = 20000};
+	CHECK(store_open_backend(&p, &b, &e) == 0);
+	if (!b) {
+		store_close(a);
+		return;
+	}
+	pthread_t th[W_THREADS];
+	struct writer w[W_THREADS];
+	for (int i = 0; i < W_THREADS; i++) {
+		w[i] = (struct writer){i % 2 ? b : a, 0};
+		pthread_create(&th[i], NULL, writer_run, &w[i]);
+	}
+	const int64_t want = 8 + 2 * W_TXNS * W_THREADS;
+	int64_t cursor = 0, gaps = 0;
+	time_t end = time(NULL) + 60;
+	while (cursor < want && time(NULL) < end) {
+		struct event_rec *v = NULL;
+		size_t n = 0;
+		if (store_events_after(a, cursor, 7, &v, &n, &e) != 0) {
+			fprintf(stderr, "  reader: %s\n", e.msg);
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			gaps += v[i].seq != cursor + 1;
+			cursor = v[i].seq;
+		}
+		event_recs_free(v, n);
+	}
+	for (int i = 0; i < W_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		CHECK(w[i].failed == 0);
+	}
+	CHECK(gaps == 0);
+	CHECK(cursor == want);
+	struct store_counts k;
+	CHECK(store_counts(b, &k, &e) == 0 && k.events == want);
+	store_close(b);
+	store_close(a);
 }
