@@ -116,7 +116,7 @@ static const char *const pg_notice_sql_text[PGN_END - PG_S_NOTICE_BASE] = {
 	 * so two nodes claiming at once get disjoint sets. One OR rather than
 	 * SQLite's UNION ALL of three range scans: FOR UPDATE is not allowed
 	 * with UNION (the planner ORs the notices_due index ranges instead). */
-	PGN(CLAIM) = "WITH due AS (SELECT id FROM notices WHERE status = 'queued'"
+	PGN(CLAIM) = "WITH due AS MATERIALIZED (SELECT id FROM notices WHERE status = 'queued'"
 		     " OR (status IN ('deferred', 'scheduled') AND next_attempt_ms <= $1::bigint)"
 		     " OR (status = 'sending' AND lease_until < $2::bigint)"
 		     " ORDER BY next_attempt_ms, id LIMIT $3::bigint FOR UPDATE SKIP LOCKED),"
