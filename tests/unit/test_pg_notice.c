@@ -436,6 +436,13 @@ TEST(events_add_and_bounces)
 		 " 'opened'");
 	q1(url, sql, v, sizeof v);
 	CHECK(strstr(v, "\"class\":\"human\",\"n\":3}") != NULL);
+	/* the same bytes SQLite writes from the text (event_entry_encode_text) */
+	struct buf want = BUF_INIT;
+	long long t = q1i(url, "SELECT time_ms FROM events WHERE type = 'opened'");
+	CHECK(event_entry_encode_text(&want, EV_OPENED, nn.id, t, ft.data, ft.len) == 0);
+	buf_putc(&want, '\0');
+	CHECK_STR(v, want.data);
+	buf_free(&want);
 	struct event_new unknown = {.notice_id = "01ARZ3NDEKTSV4RRFFQ69G5FAV", .type = EV_OPENED};
 	CHECK(store_events_add(s, &unknown, 1, &e) == -1 && e.status == 404);
 	CHECK(q1i(url, "SELECT count(*) FROM events") == 3);
@@ -583,6 +590,30 @@ static void *accept_loop(void *arg)
 	return NULL;
 }
 
+/* Reads the events while accepts run: a reader must never see seq N+1
+ * committed without N (count = max(seq) in every snapshot). */
+struct watcher {
+	const char *url;
+	atomic_int stop;
+	int reads, gaps;
+};
+
+static void *watch_loop(void *arg)
+{
+	struct watcher *w = arg;
+	PGconn *c = PQconnectdb(w->url);
+	while (!atomic_load(&w->stop) && PQstatus(c) == CONNECTION_OK) {
+		PGresult *r = PQexec(c, "SELECT count(*) = coalesce(max(seq), 0) FROM events");
+		if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+			w->reads++;
+			w->gaps += strcmp(PQgetvalue(r, 0, 0), "t") != 0;
+		}
+		PQclear(r);
+	}
+	PQfinish(c);
+	return NULL;
+}
+
 TEST(concurrent_accepts_get_seq_in_commit_order)
 {
 	T_PG_NEED();
@@ -594,7 +625,9 @@ TEST(concurrent_accepts_get_seq_in_commit_order)
 		return;
 	enum { T = 4, K = 40 };
 	struct acceptor ac[T];
-	pthread_t th[T];
+	pthread_t th[T], wt;
+	struct watcher w = {.url = url};
+	pthread_create(&wt, NULL, watch_loop, &w);
 	for (int i = 0; i < T; i++) {
 		ac[i] = (struct acceptor){i % 2 ? b : a, K, 0};
 		pthread_create(&th[i], NULL, accept_loop, &ac[i]);
@@ -603,6 +636,10 @@ TEST(concurrent_accepts_get_seq_in_commit_order)
 		pthread_join(th[i], NULL);
 		CHECK(!ac[i].failed);
 	}
+	atomic_store(&w.stop, 1);
+	pthread_join(wt, NULL);
+	CHECK(w.reads > 0);
+	CHECK(w.gaps == 0);
 	/* seq 1..N without a gap, and time never going back along seq */
 	CHECK(q1i(url, "SELECT count(*) FROM events") == T * K);
 	CHECK(q1i(url, "SELECT max(seq) FROM events") == T * K);
