@@ -112,13 +112,29 @@ static const char *const pg_notice_sql_text[PGN_END - PG_S_NOTICE_BASE] = {
 	PGN(SUP_NOTICE) = "SELECT apikey_id, to_addr FROM notices WHERE id = $1",
 	PGN(SUP_DELETE) = "DELETE FROM suppressions WHERE apikey_id = $1 AND address_key = $2",
 	/* Due notices, and those a node claimed and whose lease has run out (it
-	 * died, or hangs): rows another claim holds are skipped, not waited for,
-	 * so two nodes claiming at once get disjoint sets. One OR rather than
-	 * SQLite's UNION ALL of three range scans: FOR UPDATE is not allowed
-	 * with UNION (the planner ORs the notices_due index ranges instead). */
-	PGN(CLAIM) = "WITH due AS MATERIALIZED (SELECT id FROM notices WHERE status = 'queued'"
+	 * died, or hangs). cand: the oldest few of each kind, one index range
+	 * scan each (notices_due), as SQLite's S_DUE, rather than one OR that
+	 * would sort every queued notice on each claim when the queue is long;
+	 * $6 = 4 x max of them, so that rows another node is claiming right now
+	 * leave this one enough. due: those rows locked, skipping rows others
+	 * hold (FOR UPDATE is not allowed with UNION, hence two steps), with
+	 * the condition again: a row changed since the statement's snapshot is
+	 * re-checked against its new version when locked. Two nodes claiming
+	 * at once get disjoint sets. */
+	PGN(CLAIM) = "WITH cand AS (SELECT id FROM ("
+		     "(SELECT id, next_attempt_ms AS t FROM notices WHERE status = 'queued'"
+		     " ORDER BY next_attempt_ms, id LIMIT $6::bigint)"
+		     " UNION ALL (SELECT id, next_attempt_ms FROM notices WHERE status = 'deferred'"
+		     " AND next_attempt_ms <= $1::bigint ORDER BY next_attempt_ms, id LIMIT $6::bigint)"
+		     " UNION ALL (SELECT id, next_attempt_ms FROM notices WHERE status = 'scheduled'"
+		     " AND next_attempt_ms <= $1::bigint ORDER BY next_attempt_ms, id LIMIT $6::bigint)"
+		     " UNION ALL (SELECT id, next_attempt_ms FROM notices WHERE status = 'sending'"
+		     " AND lease_until < $2::bigint ORDER BY next_attempt_ms, id LIMIT $6::bigint)"
+		     ") c ORDER BY t, id LIMIT $6::bigint),"
+		     " due AS MATERIALIZED (SELECT id FROM notices WHERE id IN (SELECT id FROM cand)"
+		     " AND (status = 'queued'"
 		     " OR (status IN ('deferred', 'scheduled') AND next_attempt_ms <= $1::bigint)"
-		     " OR (status = 'sending' AND lease_until < $2::bigint)"
+		     " OR (status = 'sending' AND lease_until < $2::bigint))"
 		     " ORDER BY next_attempt_ms, id LIMIT $3::bigint FOR UPDATE SKIP LOCKED),"
 		     " took AS (UPDATE notices SET status = 'sending', updated_ms = $2::bigint,"
 		     " claimed_by = $4, lease_until = $2::bigint + $5::bigint"
@@ -718,6 +734,7 @@ static int pgn_claim_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg_
 	pp_int(&p, (int64_t)a->max);
 	pp_text(&p, pgstore_node(a->s));
 	pp_int(&p, pgstore_lease_ms(a->s));
+	pp_int(&p, 4 * (int64_t)a->max);
 	PGresult *r = pgn_run(&x, PGN_CLAIM, &p, "claiming due notices");
 	if (!r)
 		return -1;

@@ -92,6 +92,19 @@ static void accept_many(struct store *s, int k)
 	}
 }
 
+/* Runs sql on the database of url: 0 or -1. */
+static int t_pg_sql_url(const char *url, const char *sql)
+{
+	PGconn *c = PQconnectdb(url);
+	PGresult *r = PQexec(c, sql);
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (!ok)
+		fprintf(stderr, "  %s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+	return ok ? 0 : -1;
+}
+
 static char url_[640];
 static const char *fresh_db(void)
 {
@@ -274,6 +287,56 @@ TEST(two_nodes_claim_disjoint_sets)
 		       " ('node-a', 'node-b') AND lease_until > 0") == K);
 	store_close(a);
 	store_close(b);
+}
+
+TEST(claims_take_what_is_due_oldest_first)
+{
+	T_PG_NEED();
+	const char *url = fresh_db();
+	struct store *s = url ? pgn_open(url, "a", 0) : NULL;
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	struct notice_new ns[4];
+	for (int i = 0; i < 4; i++) {
+		notice_make(&ns[i], 1, NULL, "x");
+		CHECK(!accept1(s, &ns[i]).failed);
+	}
+	char sql[256];
+	int64_t later = clock_now_ms() + 3600000;
+	snprintf(sql, sizeof sql, "UPDATE notices SET status = 'deferred', next_attempt_ms = %lld"
+		 " WHERE id = '%s'", (long long)later, ns[0].id);
+	CHECK(t_pg_sql_url(url, sql) == 0);
+	snprintf(sql, sizeof sql, "UPDATE notices SET status = 'deferred', next_attempt_ms = 1"
+		 " WHERE id = '%s'", ns[1].id);
+	CHECK(t_pg_sql_url(url, sql) == 0);
+	snprintf(sql, sizeof sql, "UPDATE notices SET status = 'scheduled', next_attempt_ms = 2"
+		 " WHERE id = '%s'", ns[2].id);
+	CHECK(t_pg_sql_url(url, sql) == 0);
+	struct notice_rec *out = NULL;
+	size_t n = 0;
+	struct selo_err e;
+	err_clear(&e);
+	CHECK(store_claim_due(s, clock_now_ms(), 1, &out, &n, &e) == 0 && n == 1);
+	CHECK(n == 1 && !strcmp(out[0].id, ns[1].id) && out[0].next_attempt_ms == 1);
+	notice_recs_free(out, n);
+	CHECK(store_claim_due(s, clock_now_ms(), 10, &out, &n, &e) == 0 && n == 2);
+	if (n == 2) {
+		CHECK(!strcmp(out[0].id, ns[2].id) && !strcmp(out[1].id, ns[3].id));
+		CHECK(!strcmp(out[1].status, "sending") && out[1].apikey_id == 1);
+		CHECK(out[1].to && !strcmp(out[1].to, "devedor@example.com"));
+		CHECK(!memcmp(out[1].salt, ns[3].salt, 32));
+		CHECK(out[1].payload_json && out[1].template_name && !out[1].reference);
+	}
+	notice_recs_free(out, n);
+	/* the deferred one's time has not come */
+	CHECK(store_claim_due(s, clock_now_ms(), 10, &out, &n, &e) == 0 && n == 0);
+	notice_recs_free(out, n);
+	CHECK(store_claim_due(s, later, 10, &out, &n, &e) == 0 && n == 1);
+	notice_recs_free(out, n);
+	for (int i = 0; i < 4; i++)
+		json_decref(ns[i].event_fields);
+	store_close(s);
 }
 
 TEST(lapsed_lease_is_taken_over_and_recovery_is_per_node)
