@@ -59,6 +59,7 @@ enum {
 	PGN_MSG_ADD,
 	PGN_TOKEN_ADD,
 	PGN_SEAL,
+	PGN_LEASE_RENEW,
 	PGN_RESULT,
 	PGN_RECOVER,
 	PGN_BOUNCED,
@@ -146,6 +147,10 @@ static const char *const pg_notice_sql_text[PGN_END - PG_S_NOTICE_BASE] = {
 	PGN(TOKEN_ADD) = "INSERT INTO tokens(token, notice_id, kind, link, url) VALUES($1, $2, $3, $4, $5)"
 			 " ON CONFLICT (token) DO NOTHING",
 	PGN(SEAL) = "UPDATE notices SET message_id = $2, sha256 = $3, updated_ms = $4 WHERE id = $1",
+	/* The claimant sealing its notice is alive and about to send: its
+	 * lease starts again (the SMTP session is the long part) */
+	PGN(LEASE_RENEW) = "UPDATE notices SET lease_until = $3::bigint WHERE id = $1"
+			   " AND claimed_by = $2 AND status = 'sending'",
 	/* One outcome per notice (docs/store.md "States"); the claim ends */
 	PGN(RESULT) = "UPDATE notices SET status = $2, attempts = attempts + 1, next_attempt_ms = $3,"
 		      " last_error = $4, updated_ms = $5, claimed_by = NULL, lease_until = 0"
@@ -833,7 +838,16 @@ static int pgn_seal_mark(struct pgn *x, const struct seal_rec *r, int64_t t)
  * bytes may already have gone out (from another node, before its lease
  * ran out), and a resend must send them again. The notice's row lock
  * orders two nodes sealing one notice. */
-static int pgn_seal_one(struct pgn *x, const struct seal_rec *r)
+static int pgn_lease_renew(struct pgn *x, struct pgstore *s, const char *id)
+{
+	struct pgn_params p = {0};
+	pp_text(&p, id);
+	pp_text(&p, pgstore_node(s));
+	pp_int(&p, clock_now_ms() + pgstore_lease_ms(s));
+	return pgn_do(x, PGN_LEASE_RENEW, &p, "renewing a lease", NULL);
+}
+
+static int pgn_seal_one(struct pgn *x, struct pgstore *s, const struct seal_rec *r)
 {
 	if (!r->id || !r->eml)
 		return pgn_no(x, err_set(x->err, 400, "invalid-request",
@@ -844,6 +858,8 @@ static int pgn_seal_one(struct pgn *x, const struct seal_rec *r)
 		return known < 0 ? -1
 				 : pgn_no(x, err_set(x->err, 404, "not-found",
 								"store: notice %s not found", r->id));
+	if (pgn_lease_renew(x, s, r->id) != 0)
+		return -1;
 	int have = pgn_row(x, PGN_MSG_EXISTS, r->id, "looking a row up", NULL);
 	if (have != 0)
 		return have < 0 ? -1 : 0;
@@ -857,6 +873,7 @@ static int pgn_seal_one(struct pgn *x, const struct seal_rec *r)
 struct pgn_batch {
 	const void *r;
 	size_t n;
+	struct pgstore *s;
 };
 
 static int pgn_sealed_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg_fail *fail,
@@ -868,7 +885,7 @@ static int pgn_sealed_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg
 	if (pgn_clock_lock(&x) != 0)
 		return -1;
 	for (size_t i = 0; i < a->n; i++)
-		if (pgn_seal_one(&x, &r[i]) != 0)
+		if (pgn_seal_one(&x, a->s, &r[i]) != 0)
 			return -1;
 	return 0;
 }
@@ -877,9 +894,9 @@ int pg_notices_sealed(struct store *s, const struct seal_rec *r, size_t n, struc
 {
 	if (!n)
 		return 0;
-	struct pgn_batch a = {r, n};
+	struct pgn_batch a = {r, n, pgstore_of(s)};
 	enum pg_fail fail;
-	return pgstore_txn(pgstore_of(s), pgn_sealed_txn, &a, &fail, err);
+	return pgstore_txn(a.s, pgn_sealed_txn, &a, &fail, err);
 }
 
 /* ---- Delivery results. */
@@ -944,7 +961,7 @@ int pg_delivery_results(struct store *s, const struct result_rec *r, size_t n,
 {
 	if (!n)
 		return 0;
-	struct pgn_batch a = {r, n};
+	struct pgn_batch a = {r, n, NULL};
 	enum pg_fail fail;
 	return pgstore_txn(pgstore_of(s), pgn_results_txn, &a, &fail, err);
 }
@@ -1014,7 +1031,7 @@ int pg_events_add(struct store *s, const struct event_new *ev, size_t n, struct 
 {
 	if (!n)
 		return 0;
-	struct pgn_batch a = {ev, n};
+	struct pgn_batch a = {ev, n, NULL};
 	enum pg_fail fail;
 	return pgstore_txn(pgstore_of(s), pgn_events_txn, &a, &fail, err);
 }

@@ -361,7 +361,10 @@ TEST(lapsed_lease_is_taken_over_and_recovery_is_per_node)
 	struct seal_rec sr = {.id = id, .eml = "Subject: x\r\n\r\nbody", .len = 17,
 			      .sha256 = "ab", .message_id = "<m1@selo>"};
 	sr.event_fields = json_pack("{s:s}", "sha256", "ab");
+	long long before = q1i(url, "SELECT lease_until FROM notices");
 	CHECK(store_notices_sealed(a, &sr, 1, &e) == 0);
+	/* sealing renewed a's lease */
+	CHECK(q1i(url, "SELECT lease_until FROM notices") >= before);
 	/* b cannot take it while a's lease holds... */
 	CHECK(store_claim_due(b, clock_now_ms(), 10, &out, &n, &e) == 0 && n == 0);
 	notice_recs_free(out, n);
