@@ -41,7 +41,6 @@
 /* Lease times are the database's clock, one clock for every node (as the
  * webhook outbox's): a node whose clock runs ahead cannot take another's
  * claim early. */
-#define PGN_DBNOW "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
 enum {
 	PGN_CLOCK_LOCK = PG_S_NOTICE_BASE,
@@ -135,15 +134,15 @@ static const char *const pg_notice_sql_text[PGN_END - PG_S_NOTICE_BASE] = {
 		     " UNION ALL (SELECT id, next_attempt_ms FROM notices WHERE status = 'scheduled'"
 		     " AND next_attempt_ms <= $1::bigint ORDER BY next_attempt_ms, id LIMIT $6::bigint)"
 		     " UNION ALL (SELECT id, next_attempt_ms FROM notices WHERE status = 'sending'"
-		     " AND lease_until < " PGN_DBNOW " ORDER BY next_attempt_ms, id LIMIT $6::bigint)"
+		     " AND lease_until < " PG_DB_NOW_MS " ORDER BY next_attempt_ms, id LIMIT $6::bigint)"
 		     ") c ORDER BY t, id LIMIT $6::bigint),"
 		     " due AS MATERIALIZED (SELECT id FROM notices WHERE id IN (SELECT id FROM cand)"
 		     " AND (status = 'queued'"
 		     " OR (status IN ('deferred', 'scheduled') AND next_attempt_ms <= $1::bigint)"
-		     " OR (status = 'sending' AND lease_until < " PGN_DBNOW "))"
+		     " OR (status = 'sending' AND lease_until < " PG_DB_NOW_MS "))"
 		     " ORDER BY next_attempt_ms, id LIMIT $3::bigint FOR UPDATE SKIP LOCKED),"
 		     " took AS (UPDATE notices SET status = 'sending', updated_ms = $2::bigint,"
-		     " claimed_by = $4, lease_until = " PGN_DBNOW " + $5::bigint"
+		     " claimed_by = $4, lease_until = " PG_DB_NOW_MS " + $5::bigint"
 		     " WHERE id IN (SELECT id FROM due) RETURNING " PGN_COLS ")"
 		     " SELECT " PGN_COLS " FROM took ORDER BY next_attempt_ms, id",
 	PGN(NOTICE_LOCK) = "SELECT 1 FROM notices WHERE id = $1 FOR UPDATE",
@@ -154,7 +153,7 @@ static const char *const pg_notice_sql_text[PGN_END - PG_S_NOTICE_BASE] = {
 	PGN(SEAL) = "UPDATE notices SET message_id = $2, sha256 = $3, updated_ms = $4 WHERE id = $1",
 	/* The claimant sealing its notice is alive and about to send: its
 	 * lease starts again (the SMTP session is the long part) */
-	PGN(LEASE_RENEW) = "UPDATE notices SET lease_until = " PGN_DBNOW " + $3::bigint WHERE id = $1"
+	PGN(LEASE_RENEW) = "UPDATE notices SET lease_until = " PG_DB_NOW_MS " + $3::bigint WHERE id = $1"
 			   " AND claimed_by = $2 AND status = 'sending'",
 	/* One outcome per notice (docs/store.md "States"); the claim ends */
 	PGN(RESULT) = "UPDATE notices SET status = $2, attempts = attempts + 1, next_attempt_ms = $3,"

@@ -571,6 +571,14 @@ int store_ping(struct store *s, struct selo_err *err);
  * replaces the fences of the writes themselves (store_log_append). */
 enum store_role { STORE_ROLE_INTEGRATOR, STORE_ROLE_STATS, STORE_ROLE_PRUNER, STORE_ROLE_COUNT };
 int store_lead(struct store *s, enum store_role role, struct selo_err *err);
+/* Keeps this node's claims (store.h "Notices": notices being sent;
+ * webhook deliveries in flight) from lapsing while their work runs: a
+ * claim lasts store.lease, and an SMTP session or a slow webhook may take
+ * longer. Renews them all by store.lease; *next_ms gets when to call again
+ * (ms from now; -1: never, a store for one node has no leases). 0, or -1
+ * with err (the claims then lapse after store.lease, and another node may
+ * take the work over: at worst a resend with the same Message-ID). */
+int store_claims_renew(struct store *s, int64_t *next_ms, struct selo_err *err);
 /* The role's name for logs: "integrator", "stats", "pruner". */
 const char *store_role_name(enum store_role role);
 

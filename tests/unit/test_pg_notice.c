@@ -716,3 +716,48 @@ TEST(concurrent_accepts_get_seq_in_commit_order)
 	store_close(a);
 	store_close(b);
 }
+
+/* store_claims_renew: a node that renews its claims keeps them past
+ * store.lease (a long SMTP session); once it stops renewing, the other
+ * node takes the work over. The store asks to be renewed every lease/3. */
+TEST(renewed_claims_hold_past_the_lease)
+{
+	T_PG_NEED();
+	const char *url = fresh_db();
+	struct store *a = url ? pgn_open(url, "node-a", 300) : NULL;
+	struct store *b = url ? pgn_open(url, "node-b", 60000) : NULL;
+	CHECK(a && b);
+	if (!a || !b)
+		return;
+	accept_many(a, 1);
+	struct notice_rec *out = NULL;
+	size_t n = 0;
+	struct selo_err e;
+	err_clear(&e);
+	CHECK(store_claim_due(a, clock_now_ms(), 10, &out, &n, &e) == 0 && n == 1);
+	notice_recs_free(out, n);
+	int64_t next = 0, end = clock_mono_ms() + 1200; /* four leases */
+	int taken = 0;
+	while (clock_mono_ms() < end) {
+		CHECK(store_claims_renew(a, &next, &e) == 0);
+		CHECK(next == 100);
+		CHECK(store_claim_due(b, clock_now_ms(), 10, &out, &n, &e) == 0);
+		taken += (int)n;
+		notice_recs_free(out, n);
+		struct timespec ts = {0, 50 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	CHECK(taken == 0);
+	/* a stops renewing ("dies"): b gets it within a lease or so */
+	end = clock_mono_ms() + 5000;
+	while (!taken && clock_mono_ms() < end) {
+		CHECK(store_claim_due(b, clock_now_ms(), 10, &out, &n, &e) == 0);
+		taken += (int)n;
+		notice_recs_free(out, n);
+		struct timespec ts = {0, 20 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	CHECK(taken == 1);
+	store_close(a);
+	store_close(b);
+}
