@@ -289,7 +289,12 @@ static const struct pgstore_migration PG_MIGRATIONS[] = {
 	 " id bigint PRIMARY KEY CHECK (id = 1),"
 	 " seq bigint NOT NULL,"
 	 " time_ms bigint NOT NULL);"
-	 "INSERT INTO event_clock VALUES(1, 0, 0);"},
+	 "INSERT INTO event_clock VALUES(1, 0, 0);"
+	 /* store_pg_log.c: the log_state row exists from the start (the empty
+	  * tree, root SHA-256("")), so that every log_append can lock it and
+	  * compare (its fence), the first one included. */
+	 "INSERT INTO log_state VALUES(1, 0,"
+	 " decode('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855', 'hex'), 0);"},
 };
 #define PG_NMIGRATIONS (sizeof(PG_MIGRATIONS) / sizeof(PG_MIGRATIONS[0]))
 
