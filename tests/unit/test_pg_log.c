@@ -533,3 +533,100 @@ TEST(hits_tally_counted_from_earlier_events)
 		fx_close(&f);
 	}
 }
+
+/* ---- Several nodes on one PostgreSQL database */
+
+struct node_run {
+	struct store *s;
+	pthread_barrier_t *go;
+	int reverse;
+	size_t folded, closed;
+	int failures;
+	struct selo_err e;
+};
+
+static struct fold_rule node_rule = {.full_max = 5, .window_ms = 1000, .window_max_ms = 8000};
+
+/* 10 calls of 2 hits each, on n1 and n2 (in either order: the tallies'
+ * locks must still be taken without a deadlock). */
+static void *node_hits(void *arg)
+{
+	struct node_run *r = arg;
+	json_t *human = json_pack("{s:s}", "class", "human");
+	pthread_barrier_wait(r->go);
+	for (int i = 0; i < 10; i++) {
+		struct hit_new h[2] = {hit(r->reverse ? "n2" : "n1", HIT_KIND_OPENED, HIT_CLASS_HUMAN,
+					   (uint8_t)i, 100 + i, human),
+				       hit(r->reverse ? "n1" : "n2", HIT_KIND_OPENED, HIT_CLASS_HUMAN,
+					   (uint8_t)(i + r->reverse * 50), 100 + i, human)};
+		size_t folded = 0;
+		if (store_hits_add(r->s, h, 2, &node_rule, &folded, &r->e) != 0)
+			r->failures++;
+		r->folded += folded;
+	}
+	json_decref(human);
+	return NULL;
+}
+
+static void *node_folds(void *arg)
+{
+	struct node_run *r = arg;
+	pthread_barrier_wait(r->go);
+	for (int i = 0; i < 3; i++) {
+		size_t closed = 0;
+		if (store_folds_close(r->s, 1000000, 1, summary_fields, NULL, &closed, &r->e) != 0)
+			r->failures++;
+		r->closed += closed;
+	}
+	return NULL;
+}
+
+static void nodes_run(struct store *a, struct store *b, void *(*fn)(void *), struct node_run r[2])
+{
+	pthread_barrier_t go;
+	pthread_barrier_init(&go, NULL, 2);
+	memset(r, 0, 2 * sizeof(*r));
+	r[0].s = a;
+	r[1].s = b;
+	r[0].go = r[1].go = &go;
+	r[1].reverse = 1;
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, fn, &r[i]);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&go);
+}
+
+TEST(two_nodes_share_hits_and_folds)
+{
+	T_PG_NEED();
+	struct fx f;
+	CHECK(fx_open(&f, 1) == 0);
+	if (!f.s)
+		return;
+	struct store_params p = {.backend = "postgres", .target = f.url, .node = "t-other",
+				 .timeout_ms = 10000, .pool_size = 4};
+	struct store *other = NULL;
+	struct selo_err e;
+	CHECK(store_open_backend(&p, &other, &e) == 0);
+	CHECK(fx_events(&f, "n1", 1, 1) == 0 && fx_events(&f, "n2", 2, 1) == 0);
+	struct node_run r[2];
+	nodes_run(f.s, other, node_hits, r);
+	CHECK(r[0].failures == 0 && r[1].failures == 0);
+	/* 20 hits a notice: 5 logged, 15 folded, whoever wrote them */
+	CHECK(r[0].folded + r[1].folded == 30);
+	CHECK(count_of(&f, "n1", "opened") == 5 && count_of(&f, "n2", "opened") == 5);
+	CHECK(fx_int(&f, "SELECT sum(fold_opened_human) FROM hit_tally") == 30);
+	CHECK(fx_int(&f, "SELECT sum(full_opened_human) FROM hit_tally") == 10);
+	/* seq follows commit order without a hole */
+	CHECK(fx_int(&f, "SELECT max(seq) - count(*) FROM events") == 0);
+	/* two sweeps at once: each fold closed once */
+	nodes_run(f.s, other, node_folds, r);
+	CHECK(r[0].failures == 0 && r[1].failures == 0);
+	CHECK(r[0].closed + r[1].closed == 2);
+	CHECK(count_of(&f, "n1", "tracking_summary") == 1 &&
+	      count_of(&f, "n2", "tracking_summary") == 1);
+	store_close(other);
+	fx_close(&f);
+}
