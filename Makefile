@@ -102,6 +102,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/t*.h) $(BUILD)/libselo.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libselo.a $(LDLIBS)
 
+# test_x_onpg.c #includes test_x.c (tests/unit/t_store.h): rebuild it with it.
+$(filter %_onpg,$(UNIT_BIN)): $(BUILD)/tests/%_onpg: tests/unit/%.c
+
 unit: $(BUILD)/selo $(UNIT_BIN)
 
 $(BUILD)/bench/ledger_bench: scripts/bench/ledger_bench.c $(BUILD)/libselo.a

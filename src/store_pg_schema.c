@@ -290,6 +290,16 @@ static const struct pgstore_migration PG_MIGRATIONS[] = {
 	 " seq bigint NOT NULL,"
 	 " time_ms bigint NOT NULL);"
 	 "INSERT INTO event_clock VALUES(1, 0, 0);"
+	 /* store_pg_read.c. Notice ids compare byte by byte (collation "C"),
+	  * as in SQLite, whatever the database's locale: paging by `after`
+	  * and the order of lists must not depend on it (a locale may sort
+	  * "AA" or "Z" elsewhere). row_id: a stable order of the table for
+	  * store_notice_scan's integer cursor (ctid moves on update).
+	  * disclosures.id: their insertion order (SQLite's rowid). */
+	 "ALTER TABLE notices ALTER COLUMN id TYPE text COLLATE \"C\";"
+	 "ALTER TABLE notices ADD COLUMN row_id bigserial;"
+	 "CREATE UNIQUE INDEX notices_by_row ON notices(row_id);"
+	 "ALTER TABLE disclosures ADD COLUMN id bigserial;"
 	 /* store_pg_log.c: the log_state row exists from the start (the empty
 	  * tree, root SHA-256("")), so that every log_append can lock it and
 	  * compare (its fence), the first one included. */

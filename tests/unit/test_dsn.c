@@ -1,5 +1,6 @@
 /* test_dsn.c: bounce addresses (VERP) and the DSN parser (dsn.h), and the
- * store's bounce record (store_notice_bounced). VERP: round trip, any case,
+ * store's bounce record (store_notice_bounced; on PostgreSQL too in
+ * test_dsn_onpg.c). VERP: round trip, any case,
  * angle brackets, every altered or forged token refused, return paths too
  * long to carry one. DSNs modelled on what Postfix, Exim and Gmail send,
  * with CRLF and LF line ends; delayed vs failed, several recipients,
@@ -15,6 +16,7 @@
 #include "selo/mime.h"
 #include "selo/store.h"
 #include "t.h"
+#include "t_store.h"
 
 #define NOTICE "01KBCDEFGHJKMNPQRSTVWXYZ12"
 
@@ -729,12 +731,7 @@ TEST(garbage_never_parses)
 
 /* ---- The store's bounce record */
 
-struct sfx {
-	char dir[64], path[128];
-	struct store *s;
-};
-
-static int sfx_notice(struct sfx *f, char id[SELO_ID_TEXT + 1], uint8_t salt[32])
+static int sfx_notice(struct store_fx *f, char id[SELO_ID_TEXT + 1], uint8_t salt[32])
 {
 	struct notice_new n;
 	memset(&n, 0, sizeof(n));
@@ -773,13 +770,10 @@ static int count_type(struct store *s, const char *id, const char *type)
 
 TEST(store_bounce_once_not_in_flight)
 {
-	struct sfx f;
+	struct store_fx f;
 	struct selo_err e;
 	err_clear(&e);
-	snprintf(f.dir, sizeof(f.dir), "/tmp/selo-dsn-XXXXXX");
-	CHECK(mkdtemp(f.dir) != NULL);
-	snprintf(f.path, sizeof(f.path), "%s/selo.db", f.dir);
-	CHECK(store_open(f.path, &f.s, &e) == 0);
+	CHECK(store_fx_open(&f, "dsn") == 0);
 	if (!f.s)
 		return;
 	char id[SELO_ID_TEXT + 1];
@@ -829,12 +823,5 @@ TEST(store_bounce_once_not_in_flight)
 	json_decref(wrong);
 	json_decref(fields);
 	disclosures_free(&disc);
-	store_close(f.s);
-	static const char *const suffix[] = {"", "-wal", "-shm"};
-	char p[160];
-	for (size_t i = 0; i < 3; i++) {
-		snprintf(p, sizeof(p), "%s%s", f.path, suffix[i]);
-		unlink(p);
-	}
-	rmdir(f.dir);
+	store_fx_close(&f);
 }
