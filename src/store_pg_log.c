@@ -680,24 +680,66 @@ static int pgl_runs_add(struct pgconn *c, const struct log_append *a, int64_t la
 	return 0;
 }
 
-static int pgl_tile_set(struct pgconn *c, const struct log_tile_write *t, int64_t deadline,
-			enum pg_fail *fail, struct selo_err *err)
+/* One tile's parameters for the pipeline. */
+struct pgl_tile_params {
+	struct pgl_num level, index;
+	const char *vals[3];
+	int lens[3];
+};
+
+static const int PGL_TILE_FMTS[3] = {0, 0, 1};
+static const int PGL_STATE_FMTS[3] = {0, 1, 0};
+
+/* 0 when every tile's upsert wrote its row; a full tile that holds other
+ * bytes wrote none: 409, and the caller rolls everything back. */
+static int pgl_tiles_check(const struct log_append *a, PGresult **res, enum pg_fail *fail,
+			   struct selo_err *err)
 {
-	struct pgl_num lv, ix;
-	const char *vals[3] = {pgl_num(&lv, t->level), pgl_num(&ix, (int64_t)t->index),
-			       (const char *)t->data};
-	const int lens[3] = {0, 0, (int)t->len};
-	const int fmts[3] = {0, 0, 1};
-	int64_t changed = 0;
-	if (pgl_run(c, PGL_TILE_SET, 3, vals, lens, fmts, deadline, fail, "writing a log tile", err,
-		    &changed) != 0)
-		return -1;
-	if (changed == 1)
-		return 0;
-	err_set(err, 409, "log-tile-immutable",
-		"store: log tile %d/%llu is full and holds other hashes: a full tile never changes",
-		t->level, (unsigned long long)t->index);
-	return pgl_refuse(fail);
+	for (size_t i = 0; i < a->ntiles; i++) {
+		if (strtoll(PQcmdTuples(res[i]), NULL, 10) == 1)
+			continue;
+		err_set(err, 409, "log-tile-immutable",
+			"store: log tile %d/%llu is full and holds other hashes: a full tile never "
+			"changes", a->tiles[i].level, (unsigned long long)a->tiles[i].index);
+		return pgl_refuse(fail);
+	}
+	return 0;
+}
+
+/* The tiles and the new state, in one round trip (pipeline mode): a batch
+ * writes a few tiles, and the integrator's rate is bounded by round trips. */
+static int pgl_tree_write(struct pgconn *c, const struct log_append *a, int64_t last_seq,
+			  int64_t deadline, enum pg_fail *fail, struct selo_err *err)
+{
+	size_t n = a->ntiles + 1;
+	struct pgl_tile_params *tp = xcalloc(a->ntiles ? a->ntiles : 1, sizeof(*tp));
+	struct pgbatch_item *items = xcalloc(n, sizeof(*items));
+	PGresult **res = xcalloc(n, sizeof(*res));
+	for (size_t i = 0; i < a->ntiles; i++) {
+		const struct log_tile_write *t = &a->tiles[i];
+		tp[i].vals[0] = pgl_num(&tp[i].level, t->level);
+		tp[i].vals[1] = pgl_num(&tp[i].index, (int64_t)t->index);
+		tp[i].vals[2] = (const char *)t->data;
+		tp[i].lens[2] = (int)t->len;
+		items[i] = (struct pgbatch_item){(enum pg_stmt)PGL_TILE_SET, 3, tp[i].vals, tp[i].lens,
+						 PGL_TILE_FMTS};
+	}
+	struct pgl_num sz, last;
+	const char *vals[3] = {pgl_num(&sz, (int64_t)(a->first_index + a->n)), (const char *)a->root,
+			       pgl_num(&last, last_seq)};
+	const int lens[3] = {0, 32, 0};
+	items[a->ntiles] = (struct pgbatch_item){(enum pg_stmt)PGL_STATE_SET, 3, vals, lens,
+						 PGL_STATE_FMTS};
+	int r = pgconn_pipeline(c, items, (int)n, res, deadline, fail,
+				"writing the log's tiles and state", err);
+	if (r == 0)
+		r = pgl_tiles_check(a, res, fail, err);
+	for (size_t i = 0; i < n; i++)
+		PQclear(res[i]);
+	free(res);
+	free(items);
+	free(tp);
+	return r;
 }
 
 static int pgl_append_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg_fail *fail,
@@ -708,16 +750,7 @@ static int pgl_append_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg
 	if (pgl_fence(c, a, &cur, deadline, fail, err) != 0 ||
 	    pgl_runs_add(c, a, cur.last_seq, deadline, fail, err) != 0)
 		return -1;
-	for (size_t i = 0; i < a->ntiles; i++)
-		if (pgl_tile_set(c, &a->tiles[i], deadline, fail, err) != 0)
-			return -1;
-	struct pgl_num sz, last;
-	const char *vals[3] = {pgl_num(&sz, (int64_t)(a->first_index + a->n)), (const char *)a->root,
-			       pgl_num(&last, a->n ? a->seqs[a->n - 1] : cur.last_seq)};
-	const int lens[3] = {0, 32, 0};
-	const int fmts[3] = {0, 1, 0};
-	return pgl_run(c, PGL_STATE_SET, 3, vals, lens, fmts, deadline, fail,
-		       "writing the log state", err, NULL);
+	return pgl_tree_write(c, a, a->n ? a->seqs[a->n - 1] : cur.last_seq, deadline, fail, err);
 }
 
 int pg_log_append(struct store *s, const struct log_append *a, struct selo_err *err)
