@@ -503,7 +503,7 @@ int store_log_state(struct store *s, struct log_state *out, struct selo_err *err
 struct log_tile_write {
 	int level;
 	uint64_t index;
-	const uint8_t *data;   /* width * 32 bytes; replaces the stored tile */
+	const uint8_t *data;   /* width * 32 bytes; replaces a stored partial tile */
 	size_t len;
 };
 /* A log_append is fenced: it writes only over the tree it grew from, the
