@@ -647,9 +647,8 @@ static int pgl_run_add(struct pgconn *c, int64_t first_seq, uint64_t first_index
 			(long long)n);
 		return pgl_refuse(fail);
 	}
-	const char *vals[3] = {pgl_num(&p[2], (int64_t)first_index), span[0], NULL};
-	struct pgl_num nn;
-	vals[2] = pgl_num(&nn, n);
+	struct pgl_num count;
+	const char *vals[3] = {pgl_num(&p[2], (int64_t)first_index), span[0], pgl_num(&count, n)};
 	return pgl_run(c, PGL_RANGE_ADD, 3, vals, NULL, NULL, deadline, fail, "indexing events", err,
 		       NULL);
 }
