@@ -503,11 +503,18 @@ int store_log_state(struct store *s, struct log_state *out, struct selo_err *err
 struct log_tile_write {
 	int level;
 	uint64_t index;
-	const uint8_t *data;   /* width * 32 bytes; replaces the stored tile */
+	const uint8_t *data;   /* width * 32 bytes; replaces a stored partial tile */
 	size_t len;
 };
+/* A log_append is fenced: it writes only over the tree it grew from, the
+ * stored size first_index and root old_root, checked under the write lock
+ * of the same transaction; another tree there (a process or node that
+ * integrated meanwhile) is 409 "log-moved" and nothing is written, so an
+ * integrator that lost its lock can never publish a second tree: it reads
+ * the state again. A full tile (256 hashes) never changes: writing other
+ * bytes over one is 409 "log-tile-immutable". */
 struct log_append {
-	uint64_t first_index;  /* must equal the stored size (else 409, nothing written) */
+	uint64_t first_index;  /* must equal the stored size (else 409 log-moved) */
 	const int64_t *seqs;   /* the events, rising and after the last integrated seq (else
 				* 409), that get indexes first_index..; each run of
 				* consecutive seqs is stored as one row, not per event */
@@ -515,6 +522,8 @@ struct log_append {
 	const struct log_tile_write *tiles;
 	size_t ntiles;
 	uint8_t root[32];      /* root of the tree of first_index + n leaves */
+	uint8_t old_root[32];  /* root of the stored tree grown from (else 409 log-moved);
+				* all zero: not known to the caller, only the size fences */
 };
 int store_log_append(struct store *s, const struct log_append *a, struct selo_err *err);
 /* The stored tile (level, index): 1 and its bytes appended to data, 0 none. */
@@ -535,6 +544,8 @@ struct checkpoint_rec {
 	int64_t tst_time_ms;
 };
 void checkpoint_recs_free(struct checkpoint_rec *c, size_t n);
+/* Only for the stored tree's size (else 409 log-moved); a size already
+ * checkpointed is 409 conflict. */
 int store_checkpoint_add(struct store *s, uint64_t size, const char *note, int64_t created_ms,
 			 struct selo_err *err);
 int store_checkpoint_timestamp(struct store *s, uint64_t size, const uint8_t *tst, size_t len,
