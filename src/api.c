@@ -188,13 +188,20 @@ static enum MHD_Result send_problem(struct api *a, struct MHD_Connection *c, str
 		diag_error_limited(&a->fail_log, "API request failed: %s", e->msg);
 	if (status >= 500) {
 		atomic_fetch_add(&a->app->metrics.http_5xx, 1);
-		/* Storage errors can name paths; the caller gets a generic detail. */
-		snprintf(e->msg, sizeof(e->msg), "internal error; the operator's log has the details");
+		/* Storage errors can name paths (or a database's host); the caller
+		 * gets a generic detail. A 503 (the database unreachable, a
+		 * timeout) is worth retrying, and says so. */
+		snprintf(e->msg, sizeof(e->msg), "%s",
+			 status == 503 ? "temporarily unavailable; retry after the Retry-After delay "
+					 "(the request changed nothing, or repeats safely with its "
+					 "Idempotency-Key)"
+				       : "internal error; the operator's log has the details");
 	} else {
 		atomic_fetch_add(&a->app->metrics.http_4xx, 1);
 	}
 	static const char *const auth_hdr[] = {"WWW-Authenticate", "Bearer realm=\"selo\"", NULL};
-	return send_problem_doc(c, e, status == 401 ? auth_hdr : NULL);
+	static const char *const retry_hdr[] = {"Retry-After", "2", NULL};
+	return send_problem_doc(c, e, status == 401 ? auth_hdr : status == 503 ? retry_hdr : NULL);
 }
 
 /* During a stop, on a connection opened before it: the client should come

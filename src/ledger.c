@@ -322,10 +322,43 @@ int ledger_sync(struct ledger *l, int force, struct selo_err *err)
 
 /* ---- The sequencer thread */
 
+/* On a node that does not integrate (store_lead: another node does), the
+ * tree grows elsewhere: take the new state and edge from the store when it
+ * moved, so receipts and proofs served here are of the current tree. */
+static int ledger_follow(struct ledger *l, struct selo_err *err)
+{
+	struct log_state st;
+	if (store_log_state(l->app->store, &st, err) != 0)
+		return -1;
+	pthread_mutex_lock(&l->mu);
+	int r = st.size == l->state.size ? 0 : ledger_reload(l, err);
+	pthread_mutex_unlock(&l->mu);
+	return r;
+}
+
+/* One round: integrate, sign and timestamp when this node has the
+ * integrator role, else follow. Returns what ledger_sync returns, or 0
+ * when following went well. */
+static int ledger_round(struct ledger *l, int stop, int *leading, struct selo_err *err)
+{
+	int lead = store_lead(l->app->store, STORE_ROLE_INTEGRATOR, err);
+	if (lead == 1) {
+		*leading = 1;
+		return ledger_sync(l, stop, err);
+	}
+	if (*leading)
+		diag_info("ledger: another node integrates the log now; this one follows");
+	*leading = 0;
+	if (lead < 0)
+		return -1;
+	return ledger_follow(l, err);
+}
+
 static void *sequencer(void *arg)
 {
 	struct ledger *l = arg;
 	struct diag_limit fail_log = DIAG_LIMIT_INIT; /* a round fails every second on a full disk */
+	int leading = 1;
 	for (;;) {
 		pthread_mutex_lock(&l->smu);
 		if (!l->stop) {
@@ -339,7 +372,7 @@ static void *sequencer(void *arg)
 		/* On stop, one last round so that what was recorded is integrated.
 		 * A failed round changed nothing (integrate keeps its edge): the
 		 * next one tries the same events again. */
-		if (ledger_sync(l, stop, &err) < 0)
+		if (ledger_round(l, stop, &leading, &err) < 0)
 			diag_warn_limited(&fail_log, "ledger: %s (will retry)", err.msg);
 		else
 			diag_ended(&fail_log, "ledger: integrating works again");

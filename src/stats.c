@@ -705,7 +705,10 @@ static void *stats_main(void *arg)
 		struct selo_err err;
 		err_clear(&err);
 		size_t n = 0;
-		int r = stats_follow(RUN.f, STATS_BATCH, &n, &err);
+		/* On a store several nodes share, one follows at a time (the
+		 * others wait: they would count the same events). */
+		int lead = store_lead(RUN.f->s, STORE_ROLE_STATS, &err);
+		int r = lead == 1 ? stats_follow(RUN.f, STATS_BATCH, &n, &err) : lead;
 		/* A failed batch wrote nothing and is counted again; while the
 		 * store fails (a full disk) the tries slow down to one every
 		 * STATS_FAIL_MAX_MS, as reading and counting a batch is not free. */

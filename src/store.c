@@ -322,6 +322,19 @@ int store_ping(struct store *s, struct selo_err *err)
 	return s->ops->ping(s, err);
 }
 
+int store_lead(struct store *s, enum store_role role, struct selo_err *err)
+{
+	if ((unsigned)role >= STORE_ROLE_COUNT)
+		return err_set(err, 500, "internal", "store_lead: no role %d", (int)role);
+	return s->ops->lead ? s->ops->lead(s, role, err) : 1;
+}
+
+const char *store_role_name(enum store_role role)
+{
+	static const char *const names[STORE_ROLE_COUNT] = {"integrator", "stats", "pruner"};
+	return (unsigned)role < STORE_ROLE_COUNT ? names[role] : "?";
+}
+
 void store_health(struct store *s, struct store_health *out)
 {
 	s->ops->health(s, out);

@@ -52,6 +52,7 @@ static const char *const pg_sql_core[PG_S_CORE_END] = {
 			   " VALUES($1, $2, $2, $3) ON CONFLICT (name) DO UPDATE"
 			   " SET started_ms = $2, seen_ms = $2, schema_version = $3",
 	[PG_S_PING] = "SELECT 1",
+	[PG_S_LEAD_TRY] = "SELECT pg_try_advisory_lock($1)",
 	[PG_S_EVENT_CLOCK] = "UPDATE event_clock SET seq = seq + $1, time_ms = greatest(time_ms, $2)"
 			     " WHERE id = 1 RETURNING seq, time_ms",
 	[PG_S_EVENT_ADD] = "INSERT INTO events(seq, notice_id, type, time_ms, entry)"
@@ -103,6 +104,11 @@ struct pgstore {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;  /* a connection came back (CLOCK_MONOTONIC) */
 	struct pgconn *conns;
+	struct pglead {             /* store_lead: one session per role, outside the pool */
+		pthread_mutex_t mu;
+		struct pgconn c;
+		int held;
+	} lead[STORE_ROLE_COUNT];
 };
 
 /* ---- Redaction */
@@ -816,6 +822,10 @@ static struct pgstore *pgstore_new(const struct pgstore_opts *o)
 	s->conns = xcalloc((size_t)s->n, sizeof *s->conns);
 	for (int i = 0; i < s->n; i++)
 		s->conns[i].s = s;
+	for (int i = 0; i < STORE_ROLE_COUNT; i++) {
+		pthread_mutex_init(&s->lead[i].mu, NULL);
+		s->lead[i].c.s = s;
+	}
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -856,6 +866,10 @@ void pgstore_close(struct pgstore *s)
 		return;
 	for (int i = 0; i < s->n; i++)
 		pgconn_drop(&s->conns[i]);
+	for (int i = 0; i < STORE_ROLE_COUNT; i++) { /* ending the session frees its role */
+		pgconn_drop(&s->lead[i].c);
+		pthread_mutex_destroy(&s->lead[i].mu);
+	}
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
 	free(s->conns);
@@ -1008,6 +1022,73 @@ int pg_event_add(struct pgconn *c, const char *notice_id, const char *type,
 	return pg_disclosures_add(c, notice_id, d, deadline, fail, err);
 }
 
+/* ---- Roles (store.h "Work only one node does at a time"). Each role is a
+ * session-level advisory lock held on a connection of its own, outside the
+ * pool (a pooled connection is shared, and the lock belongs to a session):
+ * it lasts as long as that session. A node killed, or cut off, loses its
+ * session: the kernel closes the socket of a killed process at once; a
+ * node cut off by the network is noticed by the server through the TCP
+ * keepalives set below (about 15 s), and by the node itself on its next
+ * check, which fails within store.timeout. A node that lost its role and
+ * does not know it yet is stopped by the fences of the writes. */
+static int pg_lead_session(struct pgstore *s, struct pglead *l, int64_t deadline,
+			   struct selo_err *err)
+{
+	if (pgconn_connect(s, &l->c, deadline, err) != 0)
+		return -1;
+	enum pg_fail fail;
+	if (pgconn_simple(&l->c, "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
+				 " SET tcp_keepalives_count = 5", deadline, &fail,
+			  "setting up a role's session", err) != 0) {
+		pgconn_drop(&l->c);
+		return -1;
+	}
+	return 0;
+}
+
+static int pg_lead_locked(struct pgstore *s, struct pglead *l, enum store_role role,
+			  int64_t deadline, struct selo_err *err)
+{
+	enum pg_fail fail;
+	if (l->held) {
+		if (pgconn_idle_ok(&l->c) &&
+		    pgconn_simple(&l->c, "SELECT 1", deadline, &fail, "checking a role", err) == 0)
+			return 1;
+		l->held = 0;
+		pgconn_drop(&l->c);
+		diag_warn("store: this node (%s) lost the %s role: its database session ended",
+			  s->node, store_role_name(role));
+	}
+	if (l->c.conn && !pgconn_idle_ok(&l->c))
+		pgconn_drop(&l->c); /* its server went away: ask on a new session */
+	if (!l->c.conn && pg_lead_session(s, l, deadline, err) != 0)
+		return -1;
+	char key[24];
+	snprintf(key, sizeof key, "%lld", (long long)PGSTORE_ROLE_LOCK + (long long)role);
+	const char *vals[1] = {key};
+	PGresult *r = pgconn_exec(&l->c, PG_S_LEAD_TRY, 1, vals, NULL, NULL, deadline, &fail,
+				  "asking for a role", err);
+	if (!r) {
+		pgconn_drop(&l->c);
+		return -1;
+	}
+	l->held = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	if (l->held)
+		diag_info("store: this node (%s) now has the %s role", s->node, store_role_name(role));
+	return l->held;
+}
+
+static int pg_lead(struct store *st, enum store_role role, struct selo_err *err)
+{
+	struct pgstore *s = pgstore_of(st);
+	struct pglead *l = &s->lead[role];
+	pthread_mutex_lock(&l->mu);
+	int r = pg_lead_locked(s, l, role, pgstore_deadline(s), err);
+	pthread_mutex_unlock(&l->mu);
+	return r;
+}
+
 static const struct store_ops pg_ops = {
 	.name = "postgres",
 	.close = pg_close,
@@ -1058,6 +1139,7 @@ static const struct store_ops pg_ops = {
 	.checkpoints_all = pg_checkpoints_all,
 	.disclosures_of = pg_disclosures_of,
 	.ping = pg_ping,
+	.lead = pg_lead,
 	.health = pg_health,
 	.webhook_add = pg_webhook_add,
 	.webhook_list = pg_webhook_list,

@@ -23,6 +23,9 @@
  * that nodes starting at once migrate one after another ("selo" in ASCII
  * and a 1: any constant; it only has to be the same in every node). */
 #define PGSTORE_MIGRATION_LOCK 126879448104961 /* 0x73656c6f0001 */
+/* The session-level advisory locks of the roles (store_lead): this plus
+ * the role's number ("selo" and 0x0100 + role). */
+#define PGSTORE_ROLE_LOCK 126879448105216 /* 0x73656c6f0100 */
 
 struct pgstore_opts {
 	const char *url;     /* libpq connection string or URI (store.url) */
@@ -65,6 +68,7 @@ enum pg_stmt {
 	PG_S_META_PUT,
 	PG_S_NODE_SEEN,
 	PG_S_PING,
+	PG_S_LEAD_TRY,
 	PG_S_EVENT_CLOCK,
 	PG_S_EVENT_ADD,
 	PG_S_DISC_ADD,

@@ -19,22 +19,15 @@
  * that has shipped.
  *
  * Events and the order they become visible in (issue 19, "the classic
- * trap"). events.seq is a bigserial: values are handed out at INSERT time
- * but rows become visible at COMMIT, out of order, so a reader taking
- * "everything after the last seq I integrated" can skip a row that commits
- * late, forever. The integrator will therefore not read past a horizon
- * that no open transaction can still fill: in a short transaction of its
- * own it takes LOCK TABLE events IN SHARE MODE (which waits for every
- * transaction holding ROW EXCLUSIVE on events, i.e. every one that has
- * inserted an event and so drawn a seq, to end, and keeps new inserts out
- * for that moment), reads max(seq) as the horizon, and commits. Every seq
- * at or below the horizon is then committed or rolled back for good (a
- * rolled-back one is a gap, skipped by the ranges as today), and later
- * inserts draw larger values. Appenders never wait on each other, and wait
- * for the integrator only while it reads one number, once a round. The
- * pg_snapshot_xmin alternative needs a per-row xid and still cannot order
- * a late row with a smaller seq, and appending under one row lock would
- * serialize every accept behind the synchronous standby's round trip. */
+ * trap"): events.seq is not drawn from its sequence. pg_event_add
+ * (store_pg.c) takes seq and time from the single row of event_clock,
+ * whose lock the writing transaction keeps until it ends, so seq follows
+ * commit order (a reader of "seq > cursor" never skips a row that commits
+ * late) and time never goes backwards along seq whatever the nodes' clocks
+ * say. The price, that event-writing transactions serialize on that row,
+ * and the way out (a clock per notice and a read horizon) are in
+ * docs/scale.md "The schema".
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,7 +282,17 @@ static const struct pgstore_migration PG_MIGRATIONS[] = {
 	 " id bigint PRIMARY KEY CHECK (id = 1),"
 	 " seq bigint NOT NULL,"
 	 " time_ms bigint NOT NULL);"
-	 "INSERT INTO event_clock VALUES(1, 0, 0);"},
+	 "INSERT INTO event_clock VALUES(1, 0, 0);"
+	 /* store_pg_read.c. Notice ids compare byte by byte (collation "C"),
+	  * as in SQLite, whatever the database's locale: paging by `after`
+	  * and the order of lists must not depend on it (a locale may sort
+	  * "AA" or "Z" elsewhere). row_id: a stable order of the table for
+	  * store_notice_scan's integer cursor (ctid moves on update).
+	  * disclosures.id: their insertion order (SQLite's rowid). */
+	 "ALTER TABLE notices ALTER COLUMN id TYPE text COLLATE \"C\";"
+	 "ALTER TABLE notices ADD COLUMN row_id bigserial;"
+	 "CREATE UNIQUE INDEX notices_by_row ON notices(row_id);"
+	 "ALTER TABLE disclosures ADD COLUMN id bigserial;"},
 };
 #define PG_NMIGRATIONS (sizeof(PG_MIGRATIONS) / sizeof(PG_MIGRATIONS[0]))
 

@@ -1030,7 +1030,10 @@ static void prune_round(struct webhooks *w, int64_t *due_ms)
 	err_clear(&err);
 	size_t n = 0;
 	int64_t keep = (int64_t)w->app->cfg.webhooks_keep_days * 86400 * 1000;
-	if (store_webhook_prune(w->app->store, clock_now_ms() - keep, PRUNE_MAX, &n, &err) != 0)
+	/* One node prunes at a time, on a store several share (store_lead). */
+	int lead = store_lead(w->app->store, STORE_ROLE_PRUNER, &err);
+	if (lead < 0 || (lead == 1 && store_webhook_prune(w->app->store, clock_now_ms() - keep,
+							  PRUNE_MAX, &n, &err) != 0))
 		round_failed(w, "pruning finished deliveries", &err);
 	*due_ms = now + (n == PRUNE_MAX ? POLL_MS * 10 : PRUNE_EVERY_MS);
 }

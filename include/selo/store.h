@@ -559,6 +559,21 @@ int store_disclosures_of(struct store *s, const char *notice_id, struct disclosu
 /* Runs `PRAGMA quick_check`; 0 when the database answers and is sane. */
 int store_ping(struct store *s, struct selo_err *err);
 
+/* ---- Work only one node does at a time (docs/scale.md "What only one
+ * node does"). On a store several nodes share, integrating the log and
+ * signing checkpoints, following the statistics and pruning the webhook
+ * outbox run on one node at a time. store_lead asks to hold role, or to
+ * go on holding it: 1 this process holds it now, 0 another node does, -1
+ * with err when the store cannot say (unreachable: act as 0). Ask before
+ * each round of the work: a role is lost with the backend's session (a
+ * database restart, a network cut), and then another node may take it. A
+ * store for one node (SQLite) always answers 1. Holding a role never
+ * replaces the fences of the writes themselves (store_log_append). */
+enum store_role { STORE_ROLE_INTEGRATOR, STORE_ROLE_STATS, STORE_ROLE_PRUNER, STORE_ROLE_COUNT };
+int store_lead(struct store *s, enum store_role role, struct selo_err *err);
+/* The role's name for logs: "integrator", "stats", "pruner". */
+const char *store_role_name(enum store_role role);
+
 /* ---- Health of writes (docs/operations.md "A full disk"). The writer
  * knows whether its transactions commit. A write that fails for a reason
  * of the storage (the disk is full, an I/O error, a read-only file, damage,

@@ -111,6 +111,8 @@ struct store_ops {
 	int (*disclosures_of)(struct store *s, const char *notice_id, struct disclosures *out,
 			      struct selo_err *err);
 	int (*ping)(struct store *s, struct selo_err *err);
+	/* NULL allowed: a store for one node, where store_lead answers 1. */
+	int (*lead)(struct store *s, enum store_role role, struct selo_err *err);
 	void (*health)(struct store *s, struct store_health *out);
 	int (*webhook_add)(struct store *s, const struct webhook_rec *w, size_t max_per_key,
 			   struct selo_err *err);

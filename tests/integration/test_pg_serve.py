@@ -20,11 +20,19 @@ def need_pg():
         skip(f'no PostgreSQL binaries in {pgtest.PG_BIN} (Debian package postgresql)')
 
 
-def pg_selo(cluster, node='node-a', **extra):
-    conf = {'store': {'backend': 'postgres', 'url': cluster.url(), 'timeout': '2000'},
-            'node': {'name': node}}
-    conf.update(extra)
-    return Selo(**conf)
+def pg_selo(cluster, node='node-a'):
+    """A data directory (`selo init`: its own keys) set to the cluster's
+    database; nothing of it has touched the database yet."""
+    s = Selo()
+    s.conf['store'] = {'backend': 'postgres', 'url': cluster.url(), 'timeout': '2000'}
+    s.conf['node'] = {'name': node}
+    s.write_conf()
+    return s
+
+
+def pg_key(s):
+    """An API key in the database (the one `selo init` made is in selo.db)."""
+    s.key = run(['apikey', 'create', 'test', '--data', s.data], check_rc=0)[1].strip().splitlines()[-1]
 
 
 def serve_until_exit(s, timeout=60):
@@ -95,7 +103,7 @@ def node_with_other_keys_is_refused_naming_the_key():
         b = pg_selo(c, 'node-b')
         try:
             # the first node records its keys (whatever the command does next)
-            run(['apikey', 'list', '--data', a.data])
+            run(['apikey', 'list', '--data', a.data], check_rc=0)
             eq(c.psql("SELECT count(*) FROM store_meta WHERE key IN "
                       "('log_vkey', 'token_key_sha256')"), '2', 'both keys recorded')
             token = open(os.path.join(a.data, 'keys', 'token.key')).read().strip()
@@ -126,6 +134,7 @@ def serve_on_postgres_answers_healthz():
         s = pg_selo(c)
         try:
             try:
+                pg_key(s)
                 s.start()
             except Fail as e:
                 op = stub_op(s.serve_log_all())
