@@ -23,7 +23,7 @@ def need_pg():
 def pg_selo(cluster, node='node-a'):
     """A data directory (`selo init`: its own keys) set to the cluster's
     database; nothing of it has touched the database yet."""
-    s = Selo()
+    s = Selo(store={'backend': 'sqlite'})  # (not selotest's SELO_TEST_STORE database)
     s.conf['store'] = {'backend': 'postgres', 'url': cluster.url(), 'timeout': '2000'}
     s.conf['node'] = {'name': node}
     s.write_conf()
