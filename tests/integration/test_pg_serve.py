@@ -54,7 +54,7 @@ def stub_op(log):
 def store_keys_are_checked_with_clear_messages():
     """No PostgreSQL needed: the configuration is refused before any
     connection, with exit 2 and a message naming the key."""
-    s = Selo()
+    s = Selo(store={'backend': 'sqlite'})
     try:
         cases = [
             ({'store': {'backend': 'postgres'}}, 'store.url'),
