@@ -22,6 +22,17 @@ STORE = os.environ.get('SELO_TEST_STORE', 'sqlite')
 _pg = {'cluster': None, 'n': 0}
 
 
+def _pg_text(v):
+    """A value of psql's CSV output as Selo's SQLite rows give it: bytea
+    ("\\x...") decoded to text."""
+    if v.startswith('\\x'):
+        try:
+            return bytes.fromhex(v[2:]).decode('utf-8', 'replace')
+        except ValueError:
+            return v
+    return v
+
+
 def pg_database():
     """A fresh, empty database in this process's private PostgreSQL: its
     libpq connection string."""
@@ -250,6 +261,28 @@ class Selo:
     @property
     def url(self):
         return f'http://127.0.0.1:{self.api_port}'
+
+    @property
+    def backend(self):
+        return self.conf.get('store', {}).get('backend', 'sqlite')
+
+    def sql(self, query):
+        """Runs a read-only query on this server's store, SQLite file or
+        PostgreSQL database alike; returns its rows as lists of text (bytes
+        decoded as UTF-8; NULL as None). For tests that check what is (and
+        is not) stored. Write the query in the SQL both understand."""
+        if self.backend != 'postgres':
+            import sqlite3
+            with sqlite3.connect(f'file:{self.data}/selo.db?mode=ro', uri=True) as db:
+                rows = db.execute(query).fetchall()
+            return [[v.decode('utf-8', 'replace') if isinstance(v, bytes)
+                     else None if v is None else str(v) for v in r] for r in rows]
+        url = self.conf['store']['url']
+        dbname = re.search(r'dbname=(\S+)', url).group(1)
+        out = _pg['cluster'].psql(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", db=dbname)
+        import csv, io
+        rows = list(csv.reader(io.StringIO(out)))
+        return [[_pg_text(v) for v in r] for r in rows]
 
     def start(self):
         """Starts `selo serve`. free_port() only finds a port free at that

@@ -4,7 +4,7 @@ real SMTP server on 127.0.0.1, notices through the HTTP API, and the message
 checked with tools Selo did not write: dkimpy for both DKIM signatures,
 `openssl cms -verify` for S/MIME, Python's email parser for every part. Also
 every kind of bad input, idempotency, batches, retries and the CLI."""
-import base64, email, email.policy, hashlib, json, os, sqlite3, stat, subprocess, sys, tempfile, time
+import base64, email, email.policy, hashlib, json, os, stat, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from selotest import *  # noqa: F401,F403
 import dkim
@@ -453,10 +453,8 @@ def cli_submit_status_apikeys_and_maildir():
         st, _, j = s.api('POST', '/v1/notices/batch', {'notices': [notice()]}, key=key,
                          headers={'Idempotency-Key': 'after-revoke'})
         eq(st, 401, f'batch with the revoked key {j}')
-        with sqlite3.connect(f'file:{s.data}/selo.db?mode=ro', uri=True) as db:
-            (count,) = db.execute('SELECT count(*) FROM notices WHERE apikey_id = ?',
-                                  (int(kid),)).fetchone()
-        eq(count, 1, 'nothing stored for the revoked key')
+        (count,), = s.sql(f'SELECT count(*) FROM notices WHERE apikey_id = {int(kid)}')
+        eq(count, '1', 'nothing stored for the revoked key')
         rc, _, _ = run(['apikey', 'revoke', '999', '--data', s.data])
         eq(rc, 1, 'revoke unknown')
         rc, _, _ = run(['apikey', '--data', s.data])
@@ -489,10 +487,7 @@ def starttls_and_auth_through_the_relay():
         check(entry.get('tls', '').startswith('TLS'), f'TLS in the event: {entry}')
         eq(len(smtp.messages()), 1)
         # the transcript is disclosed only in the store; it must not hold the password
-        db = os.path.join(s.data, 'selo.db')
-        p = subprocess.run(['sqlite3', db, 'select value from disclosures'],
-                           stdout=subprocess.PIPE, check=True)
-        dump = p.stdout
+        dump = '\n'.join(r[0] for r in s.sql('SELECT value FROM disclosures')).encode()
         check(b'AUTH' in dump and b'[redacted]' in dump, 'AUTH redacted in the transcript')
         check(b's3nh4-secreta' not in dump and base64.b64encode(b'\0cobrador\0s3nh4-secreta')
               not in dump, 'password in the transcript')
