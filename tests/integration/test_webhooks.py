@@ -691,9 +691,26 @@ def at_most_20_webhooks_per_key_even_when_registered_at_once():
         s.cleanup()
 
 
+def age_finished_deliveries(s, done_ms):
+    """Backdates every finished delivery of s's store (selo stopped): the
+    SQLite file, or the PostgreSQL database through psql and its URL.
+    s.sql only reads; this is the one write the test makes behind selo."""
+    q = f"UPDATE webhook_outbox SET done_ms = {int(done_ms)} WHERE state != 'pending'"
+    if s.backend != 'postgres':
+        import sqlite3
+        db = sqlite3.connect(os.path.join(s.data, 'selo.db'))
+        with db:
+            db.execute(q)
+        db.close()
+        return
+    import pgtest
+    subprocess.run([os.path.join(pgtest.PG_BIN, 'psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1',
+                    '-d', s.conf['store']['url'], '-c', q], check=True,
+                   stdout=subprocess.DEVNULL, timeout=60)
+
+
 @test
 def finished_deliveries_older_than_keep_days_are_dropped():
-    import sqlite3
     rcv = Receiver()
     s = fast_selo()
     try:
@@ -705,14 +722,12 @@ def finished_deliveries_older_than_keep_days_are_dropped():
         n_events = len(events_of(s, nid))
         wait_until(lambda: len(rcv.delivered('/ok')) >= n_events, 30, 0.1, 'all delivered')
         s.stop()
-        db = sqlite3.connect(os.path.join(s.data, 'selo.db'))
-        old = int((time.time() - 31 * 86400) * 1000)
-        with db:
-            db.execute("UPDATE webhook_outbox SET done_ms = ? WHERE state != 'pending'", (old,))
+        age_finished_deliveries(s, (time.time() - 31 * 86400) * 1000)
+
         def count(state):
-            return db.execute('SELECT count(*) FROM webhook_outbox WHERE webhook_id = ? AND'
-                              ' state = ?', (ok['id'] if state == 'delivered' else dead['id'],
-                                             state)).fetchone()[0]
+            wh = ok['id'] if state == 'delivered' else dead['id']
+            return int(s.sql(f"SELECT count(*) FROM webhook_outbox WHERE webhook_id = '{wh}'"
+                             f" AND state = '{state}'")[0][0])
         eq(count('delivered'), n_events)
         pending = count('pending')
         check(pending >= 1, 'the dead endpoint has pending deliveries')
@@ -721,7 +736,6 @@ def finished_deliveries_older_than_keep_days_are_dropped():
         eq(count('pending'), pending, 'pending deliveries are kept, whatever their age')
         st, _, g = s.api('GET', f'/v1/webhooks/{ok["id"]}')
         eq((st, g['deliveries']['delivered']), (200, 0))
-        db.close()
     finally:
         s.cleanup()
         rcv.stop()
