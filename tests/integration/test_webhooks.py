@@ -629,7 +629,14 @@ def in_netns():
     subprocess.run(['mount', '--bind', hosts.name, '/etc/hosts'], check=True)
     pub = Receiver(host=PUBLIC)
     loop = Receiver(port=pub.port)  # where hook.example will point next
-    s = Selo(webhooks={'timeout_ms': '1000', 'retry_speedup': '2000'}).start()
+    # On PostgreSQL the store is a database of the outer test's cluster, given
+    # by its URL: its Unix socket is a file, reachable from this network
+    # namespace (no TCP needed), and no cluster can start in here (we are
+    # root in a user namespace mapping only root: initdb refuses root, and
+    # `nobody`, the owner pgtest uses for root, does not exist here).
+    store = os.environ.get('SELO_NETNS_STORE_URL')
+    extra = {'store': {'backend': 'postgres', 'url': store}} if store else {}
+    s = Selo(webhooks={'timeout_ms': '1000', 'retry_speedup': '2000'}, **extra).start()
     try:
         lit = register(s, pub.url('/lit'), ['notice.submission_accepted'])
         named = register(s, f'http://hook.example:{pub.port}/named', ['notice.submission_accepted'])
@@ -703,10 +710,16 @@ def age_finished_deliveries(s, done_ms):
             db.execute(q)
         db.close()
         return
+    psql(s.conf['store']['url'], q)
+
+
+def psql(url, q):
+    """Runs q with psql on the PostgreSQL database at url (a libpq
+    connection string); returns its unaligned output."""
     import pgtest
-    subprocess.run([os.path.join(pgtest.PG_BIN, 'psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1',
-                    '-d', s.conf['store']['url'], '-c', q], check=True,
-                   stdout=subprocess.DEVNULL, timeout=60)
+    return subprocess.run([os.path.join(pgtest.PG_BIN, 'psql'), '-X', '-q', '-At', '-v',
+                           'ON_ERROR_STOP=1', '-d', url, '-c', q], check=True,
+                          stdout=subprocess.PIPE, timeout=60).stdout.decode().strip()
 
 
 @test
@@ -769,10 +782,14 @@ def a_damaged_sealing_key_stops_the_start_and_is_kept():
 def public_targets_and_dns_rebinding_in_a_network_namespace():
     if subprocess.run(['unshare', '-rnm', 'true'], stderr=subprocess.DEVNULL).returncode != 0:
         skip('unshare -rnm is not permitted here')
+    env = dict(os.environ)
+    url = env['SELO_NETNS_STORE_URL'] = pg_database() if selotest.STORE == 'postgres' else ''
     p = subprocess.run(['unshare', '-rnm', PY, os.path.abspath(__file__), '--in-netns'],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180, env=env)
     out = p.stdout.decode('utf-8', 'replace')
     check(p.returncode == 0 and 'netns ok' in out, f'in the namespace: {out[-3000:]}')
+    if url:  # the namespace's selo kept its webhooks in that database
+        eq(psql(url, 'SELECT count(*) FROM webhooks'), '2')
 
 
 if __name__ == '__main__':
