@@ -147,7 +147,7 @@ static int cp_src_make(struct cp_src *src)
 	int64_t key = 0;
 	int rc = store_apikey_add(s, "one", h, "sk_1", &key, &e);
 	for (int i = 0; rc == 0 && i < 3; i++) {
-		char idem[16];
+		char idem[24];
 		snprintf(idem, sizeof idem, "idem-%d", i);
 		rc = cp_accept(s, key, idem);
 	}
