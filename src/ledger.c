@@ -222,7 +222,11 @@ static int integrate(struct ledger *l, struct selo_err *err)
 	}
 	size_t ntiles;
 	struct log_tile_write *tiles = tiles_to_write(l->edge, &full, &ntiles);
-	struct log_append a = {l->state.size, seqs, n, tiles, ntiles, {0}};
+	/* Fenced by the tree it grew from: an integrator on another node (or
+	 * process) that moved the log makes this a 409 log-moved. */
+	struct log_append a = {.first_index = l->state.size, .seqs = seqs, .n = n,
+			       .tiles = tiles, .ntiles = ntiles};
+	memcpy(a.old_root, l->state.root, 32);
 	tlog_edge_root(l->edge, a.root);
 	int r = store_log_append(l->app->store, &a, err);
 	if (r == 0) {
@@ -231,8 +235,9 @@ static int integrate(struct ledger *l, struct selo_err *err)
 		memcpy(l->state.root, a.root, 32);
 	} else {
 		memcpy(l->edge, backup, sizeof(*backup));
-		/* 409: another process (`selo receipt`, `selo log checkpoint` while
-		 * `selo serve` runs) integrated first; start again from the store. */
+		/* 409 (log-moved, the fence, or an event already indexed): another
+		 * process (`selo receipt`, `selo log checkpoint` while `selo serve`
+		 * runs) or node integrated first; start again from the store. */
 		if (err && err->status == 409)
 			r = ledger_reload(l, err) == 0 ? 0 : -1;
 	}
@@ -265,9 +270,13 @@ static int checkpoint(struct ledger *l, int force, struct selo_err *err)
 	buf_free(&text);
 	buf_free(&note);
 	/* 409: another process signed this very size (the same bytes: Ed25519
-	 * is deterministic); nothing to add. */
+	 * is deterministic); nothing to add. 409 log-moved: the stored tree
+	 * grew meanwhile (another node integrated): sign nothing over the old
+	 * size; read the state again, and the next round signs the new one. */
 	if (r != 0 && !(err && err->status == 409))
 		return -1;
+	if (r != 0 && !strcmp(err->type, "log-moved"))
+		return ledger_reload(l, err);
 	l->last_cp_size = c.size;
 	l->last_cp_ms = now;
 	return 0;

@@ -329,6 +329,12 @@ int store_lead(struct store *s, enum store_role role, struct selo_err *err)
 	return s->ops->lead ? s->ops->lead(s, role, err) : 1;
 }
 
+int store_claims_renew(struct store *s, int64_t *next_ms, struct selo_err *err)
+{
+	*next_ms = -1;
+	return s->ops->claims_renew ? s->ops->claims_renew(s, next_ms, err) : 0;
+}
+
 const char *store_role_name(enum store_role role)
 {
 	static const char *const names[STORE_ROLE_COUNT] = {"integrator", "stats", "pruner"};

@@ -53,6 +53,10 @@ static const char *const pg_sql_core[PG_S_CORE_END] = {
 			   " SET started_ms = $2, seen_ms = $2, schema_version = $3",
 	[PG_S_PING] = "SELECT 1",
 	[PG_S_LEAD_TRY] = "SELECT pg_try_advisory_lock($1)",
+	[PG_S_RENEW_NOTICES] = "UPDATE notices SET lease_until = " PG_DB_NOW_MS " + $2::bigint"
+			       " WHERE claimed_by = $1 AND status = 'sending'",
+	[PG_S_RENEW_OUTBOX] = "UPDATE webhook_outbox SET lease_until = " PG_DB_NOW_MS " + $2::bigint"
+			      " WHERE claimed_by = $1 AND state = 'pending'",
 	[PG_S_EVENT_CLOCK] = "UPDATE event_clock SET seq = seq + $1, time_ms = greatest(time_ms, $2)"
 			     " WHERE id = 1 RETURNING seq, time_ms",
 	[PG_S_EVENT_ADD] = "INSERT INTO events(seq, notice_id, type, time_ms, entry)"
@@ -1089,6 +1093,32 @@ static int pg_lead(struct store *st, enum store_role role, struct selo_err *err)
 	return r;
 }
 
+/* ---- Leases (store.h store_claims_renew): two statements, each an index
+ * scan of this node's claimed rows (the partial indexes of migration 2). */
+static int pg_claims_renew(struct store *st, int64_t *next_ms, struct selo_err *err)
+{
+	struct pgstore *s = pgstore_of(st);
+	*next_ms = s->lease_ms / 3 > 0 ? s->lease_ms / 3 : 1;
+	int64_t deadline = pgstore_deadline(s);
+	struct pgconn *c = pgstore_acquire(s, deadline, err);
+	if (!c)
+		return -1;
+	char lease[24];
+	snprintf(lease, sizeof lease, "%lld", (long long)s->lease_ms);
+	const char *vals[2] = {s->node, lease};
+	enum pg_fail fail = PG_OK;
+	int rc = 0;
+	static const enum pg_stmt stmts[2] = {PG_S_RENEW_NOTICES, PG_S_RENEW_OUTBOX};
+	for (int i = 0; i < 2 && rc == 0; i++) {
+		PGresult *r = pgconn_exec(c, stmts[i], 2, vals, NULL, NULL, deadline, &fail,
+					  "renewing this node's claims", err);
+		rc = r ? 0 : -1;
+		PQclear(r);
+	}
+	pgstore_release(s, c);
+	return rc;
+}
+
 static const struct store_ops pg_ops = {
 	.name = "postgres",
 	.close = pg_close,
@@ -1140,6 +1170,7 @@ static const struct store_ops pg_ops = {
 	.disclosures_of = pg_disclosures_of,
 	.ping = pg_ping,
 	.lead = pg_lead,
+	.claims_renew = pg_claims_renew,
 	.health = pg_health,
 	.webhook_add = pg_webhook_add,
 	.webhook_list = pg_webhook_list,

@@ -116,6 +116,13 @@ static const struct pgcopy_table PGCOPY_TABLES[] = {
 #define PGCOPY_NTABLES (sizeof(PGCOPY_TABLES) / sizeof(PGCOPY_TABLES[0]))
 _Static_assert(PGCOPY_NTABLES <= PGCOPY_MAX_TABLES, "the report holds every table");
 
+/* The empty tree's root, SHA-256(""): the log_state row PostgreSQL's
+ * schema starts with (store_pg_schema.c, store_pg_log.c's fence), which a
+ * SQLite log_state row replaces; a SQLite store whose log never grew has
+ * none, and the copy keeps PostgreSQL's. */
+#define PGCOPY_EMPTY_ROOT_HEX "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define PGCOPY_EMPTY_ROOT "decode('" PGCOPY_EMPTY_ROOT_HEX "', 'hex')"
+
 /* One copy in progress. */
 struct pgcopy {
 	sqlite3 *db;            /* the source, inside its read transaction */
@@ -278,15 +285,19 @@ static PGresult *pgcopy_query(struct pgcopy *k, const char *sql, int n, const ch
 
 /* ---- The target must be empty */
 
-/* Every table of ours that holds a row, and an event clock that moved:
- * rows there would mix two logs. "" when empty. Caller frees. */
+/* Every table of ours that holds a row, an event clock that moved, a log
+ * that is not the empty tree the schema starts with: rows there would mix
+ * two logs. "" when empty. Caller frees. */
 static char *pgcopy_target_rows(struct pgcopy *k, struct selo_err *err)
 {
 	struct buf sql = BUF_INIT;
-	buf_puts(&sql, "SELECT 'event_clock' FROM event_clock WHERE seq <> 0");
+	buf_puts(&sql, "SELECT 'event_clock' FROM event_clock WHERE seq <> 0 OR time_ms <> 0"
+		 " UNION ALL SELECT 'log_state' FROM log_state WHERE size <> 0 OR last_seq <> 0"
+		 " OR root <> " PGCOPY_EMPTY_ROOT);
 	for (size_t i = 0; i < PGCOPY_NTABLES; i++)
-		buf_printf(&sql, " UNION ALL SELECT '%s' WHERE EXISTS (SELECT 1 FROM %s)",
-			   PGCOPY_TABLES[i].name, PGCOPY_TABLES[i].name);
+		if (strcmp(PGCOPY_TABLES[i].name, "log_state") != 0)
+			buf_printf(&sql, " UNION ALL SELECT '%s' WHERE EXISTS (SELECT 1 FROM %s)",
+				   PGCOPY_TABLES[i].name, PGCOPY_TABLES[i].name);
 	PGresult *r = pgcopy_query(k, buf_str(&sql), 0, NULL, "checking that the target is empty", err);
 	buf_free(&sql);
 	if (!r)
@@ -458,6 +469,21 @@ static int pgcopy_end(struct pgcopy *k, const char *reason, const char *doing,
 	return r && !reason ? 0 : -1;
 }
 
+/* SQLite's log_state row, when it has one, replaces the empty tree the
+ * target starts with (checked empty by pgcopy_target_empty). */
+static int pgcopy_log_state_clear(struct pgcopy *k, struct selo_err *err)
+{
+	int64_t n = 0;
+	if (pgcopy_sqlite_ints(k->db, "SELECT count(*) FROM log_state", NULL, &n, 1, err) < 0)
+		return -1;
+	if (n == 0)
+		return 0;
+	PGresult *r = pgcopy_query(k, "DELETE FROM log_state RETURNING id", 0, NULL,
+				   "replacing the empty tree", err);
+	PQclear(r);
+	return r ? 0 : -1;
+}
+
 static const char PGCOPY_HEADER[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
 
 /* COPY t FROM STDIN (binary): the header, every row, the trailer. */
@@ -470,6 +496,10 @@ static int pgcopy_table(struct pgcopy *k, const struct pgcopy_table *t, int64_t 
 	snprintf(sql, sizeof sql, "SELECT %s FROM %s ORDER BY %s", t->cols, t->name, t->order);
 	if (sqlite3_prepare_v2(k->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return pgcopy_sqlite_err(k->db, doing, err);
+	if (!strcmp(t->name, "log_state") && pgcopy_log_state_clear(k, err) != 0) {
+		sqlite3_finalize(st);
+		return -1;
+	}
 	snprintf(sql, sizeof sql, "COPY %s(%s) FROM STDIN (FORMAT binary)", t->name, t->cols);
 	PGconn *conn = pgconn_handle(k->c);
 	PGresult *r = NULL;
@@ -596,7 +626,8 @@ static int pgcopy_check_counts(struct pgcopy *k, struct selo_err *err)
 			return -1;
 		int64_t got = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 		PQclear(r);
-		if (have != k->out->tables[i].rows || got != have) {
+		int kept = !strcmp(t->name, "log_state") && have == 0 && got == 1; /* the empty tree */
+		if (have != k->out->tables[i].rows || (got != have && !kept)) {
 			char what[96];
 			snprintf(what, sizeof what, "the number of rows of %s", t->name);
 			return pgcopy_mismatch(what, err);
@@ -686,7 +717,10 @@ static int pgcopy_check(struct pgcopy *k, struct selo_err *err)
 {
 	if (pgcopy_check_counts(k, err) != 0 || pgcopy_check_digests(k, err) != 0)
 		return -1;
-	if (pgcopy_check_same(k, "SELECT size, lower(hex(root)), last_seq FROM log_state WHERE id = 1",
+	if (pgcopy_check_same(k, "SELECT coalesce((SELECT size FROM log_state WHERE id = 1), 0),"
+			      " coalesce((SELECT lower(hex(root)) FROM log_state WHERE id = 1), '"
+			      PGCOPY_EMPTY_ROOT_HEX "'),"
+			      " coalesce((SELECT last_seq FROM log_state WHERE id = 1), 0)",
 			      "SELECT size, encode(root, 'hex'), last_seq FROM log_state WHERE id = 1",
 			      "the log's state (size, root, last seq)", err) != 0)
 		return -1;
@@ -703,6 +737,7 @@ static int pgcopy_check(struct pgcopy *k, struct selo_err *err)
 static int pgcopy_describe(struct pgcopy *k, struct selo_err *err)
 {
 	struct pgcopy_report *o = k->out;
+	sha256("", 0, o->root); /* a log that never grew: the empty tree */
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(k->db, "SELECT size, root, last_seq FROM log_state WHERE id = 1",
 				    -1, &st, NULL);

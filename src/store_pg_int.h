@@ -27,6 +27,10 @@
  * the role's number ("selo" and 0x0100 + role). */
 #define PGSTORE_ROLE_LOCK 126879448105216 /* 0x73656c6f0100 */
 
+/* The database's clock in ms, for leases: every node compares lease times
+ * with the same clock, whatever its own says. */
+#define PG_DB_NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
 struct pgstore_opts {
 	const char *url;     /* libpq connection string or URI (store.url) */
 	int pool_size;       /* connections kept (0: 4) */
@@ -69,6 +73,8 @@ enum pg_stmt {
 	PG_S_NODE_SEEN,
 	PG_S_PING,
 	PG_S_LEAD_TRY,
+	PG_S_RENEW_NOTICES,
+	PG_S_RENEW_OUTBOX,
 	PG_S_EVENT_CLOCK,
 	PG_S_EVENT_ADD,
 	PG_S_DISC_ADD,

@@ -292,7 +292,12 @@ static const struct pgstore_migration PG_MIGRATIONS[] = {
 	 "ALTER TABLE notices ALTER COLUMN id TYPE text COLLATE \"C\";"
 	 "ALTER TABLE notices ADD COLUMN row_id bigserial;"
 	 "CREATE UNIQUE INDEX notices_by_row ON notices(row_id);"
-	 "ALTER TABLE disclosures ADD COLUMN id bigserial;"},
+	 "ALTER TABLE disclosures ADD COLUMN id bigserial;"
+	 /* store_pg_log.c: the log_state row exists from the start (the empty
+	  * tree, root SHA-256("")), so that every log_append can lock it and
+	  * compare (its fence), the first one included. */
+	 "INSERT INTO log_state VALUES(1, 0,"
+	 " decode('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855', 'hex'), 0);"},
 };
 #define PG_NMIGRATIONS (sizeof(PG_MIGRATIONS) / sizeof(PG_MIGRATIONS[0]))
 

@@ -51,7 +51,6 @@ _Static_assert((int)PGW_END <= (int)PG_S_STATS_BASE, "store_pg_webhook.c's ids f
 	"old_secret_until_ms"
 /* The database's clock in ms: leases are compared on one clock, whatever
  * the nodes' clocks say. */
-#define PGW_DB_NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 /* The log index of event e (-1 when not integrated), as SQLite's
  * LOG_INDEX_OF_EVENT: the run of log_ranges that holds its seq. */
 #define PGW_LOG_INDEX                                                                   \
@@ -115,10 +114,10 @@ static const char *const pg_webhook_sql_text[PGW_END - PG_S_WEBHOOK_BASE] = {
 		"WITH due AS (SELECT o.id FROM webhook_outbox o JOIN webhooks w ON w.id = o.webhook_id"
 		" WHERE o.webhook_id = $3 AND o.state = 'pending' AND o.next_ms <= $1::bigint"
 		" AND w.disabled_ms = 0 AND (o.claimed_by IS NULL OR o.claimed_by = $4::text"
-		" OR o.lease_until <= " PGW_DB_NOW_MS ")"
+		" OR o.lease_until <= " PG_DB_NOW_MS ")"
 		" ORDER BY o.next_ms, o.id LIMIT $2 FOR UPDATE OF o SKIP LOCKED),"
 		" got AS (UPDATE webhook_outbox o SET claimed_by = $4::text,"
-		" lease_until = " PGW_DB_NOW_MS " + $5::bigint FROM due WHERE o.id = due.id"
+		" lease_until = " PG_DB_NOW_MS " + $5::bigint FROM due WHERE o.id = due.id"
 		" RETURNING o.id, o.webhook_id, o.attempts, o.seq, o.next_ms)"
 		" SELECT g.id, g.webhook_id, g.attempts, w.url, w.secret, e.type, e.notice_id,"
 		" e.time_ms, e.entry, n.reference, " PGW_LOG_INDEX ","

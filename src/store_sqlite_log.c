@@ -3,8 +3,13 @@
  * tiles and index runs (store_log_append writes them with the events'
  * indexes in one transaction), and signed checkpoints with their
  * timestamps. Errors as in store_sqlite.c; a log_append that does not
- * continue the stored tree is a 409 and writes nothing. */
+ * continue the stored tree (size and root: the fence) is a 409 log-moved
+ * and writes nothing, and so is a checkpoint of another size; a full tile
+ * is never overwritten with other bytes. */
 #include "store_sqlite_int.h"
+
+/* A full tile: 256 hashes of 32 bytes (tlog-tiles). */
+#define LOG_TILE_FULL 8192
 
 /* ---- Tracker hits and their folds (store.h "Tracker hits"). */
 
@@ -382,8 +387,35 @@ static int log_runs_add(struct conn *c, const struct log_append *a, int64_t last
 	return 0;
 }
 
+/* A full tile never changes (store.h): 0 when t may be written, 409 when
+ * it would change one. The check reads only full tiles' rows, one per 256
+ * entries. */
+static int log_tile_check(struct conn *c, const struct log_tile_write *t, struct selo_err *err)
+{
+	if (t->len != LOG_TILE_FULL)
+		return 0;
+	sqlite3_stmt *st = sqlite_stmt_get(c, S_LOG_TILE_GET, err);
+	if (!st)
+		return -1;
+	if (sqlite3_bind_int(st, 1, t->level) | sqlite3_bind_int64(st, 2, (int64_t)t->index))
+		return sqlite_bind_failed(c, st, err, "reading a log tile");
+	int rc = sqlite3_step(st);
+	int differs = rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == LOG_TILE_FULL &&
+		      memcmp(sqlite3_column_blob(st, 0), t->data, LOG_TILE_FULL) != 0;
+	sqlite_stmt_done(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return sqlite_db_err(err, c, "reading a log tile");
+	if (differs)
+		return err_set(err, 409, "log-tile-immutable",
+			       "store: log tile %d/%llu is full and holds other hashes: a full tile "
+			       "never changes", t->level, (unsigned long long)t->index);
+	return 0;
+}
+
 static int log_tile_set(struct conn *c, const struct log_tile_write *t, struct selo_err *err)
 {
+	if (log_tile_check(c, t, err) != 0)
+		return -1;
 	sqlite3_stmt *st = sqlite_stmt_get(c, S_LOG_TILE_SET, err);
 	if (!st)
 		return -1;
@@ -393,6 +425,16 @@ static int log_tile_set(struct conn *c, const struct log_tile_write *t, struct s
 	return sqlite_step_done(c, st, err, "writing a log tile");
 }
 
+/* The root the append says it grew from matches the stored one; all zero
+ * means the caller did not say (then the size alone fences). */
+static int log_root_matches(const uint8_t old_root[32], const uint8_t root[32])
+{
+	uint8_t zero = 0;
+	for (int i = 0; i < 32; i++)
+		zero |= old_root[i];
+	return zero == 0 || memcmp(old_root, root, 32) == 0;
+}
+
 static int run_log_append(struct store_sqlite *s, struct job *j)
 {
 	const struct log_append *a = j->arg;
@@ -400,9 +442,13 @@ static int run_log_append(struct store_sqlite *s, struct job *j)
 	struct log_state cur;
 	if (sqlite_log_state_on(c, &cur, j->err) != 0)
 		return -1;
-	if (cur.size != a->first_index)
-		return err_set(j->err, 409, "conflict", "store: the log has %llu entries, not %llu",
-			       (unsigned long long)cur.size, (unsigned long long)a->first_index);
+	/* The fence (store.h "log_append"): the writer's transaction holds the
+	 * write lock, so the tree cannot move between this check and the commit. */
+	if (cur.size != a->first_index || !log_root_matches(a->old_root, cur.root))
+		return err_set(j->err, 409, "log-moved",
+			       "store: the log is no longer the %llu-entry tree this append grew "
+			       "from (it has %llu entries): read the state again",
+			       (unsigned long long)a->first_index, (unsigned long long)cur.size);
 	if (log_runs_add(c, a, cur.last_seq, j->err) != 0)
 		return -1;
 	for (size_t i = 0; i < a->ntiles; i++)
@@ -492,6 +538,14 @@ static int run_checkpoint_add(struct store_sqlite *s, struct job *j)
 {
 	struct checkpoint_args *a = j->arg;
 	struct conn *c = s->w;
+	/* Only over the stored tree (store.h), as the log_append fence. */
+	struct log_state cur;
+	if (sqlite_log_state_on(c, &cur, j->err) != 0)
+		return -1;
+	if (cur.size != a->size)
+		return err_set(j->err, 409, "log-moved",
+			       "store: no checkpoint of %llu entries: the stored tree has %llu",
+			       (unsigned long long)a->size, (unsigned long long)cur.size);
 	sqlite3_stmt *st = sqlite_stmt_get(c, S_CP_ADD, j->err);
 	if (!st)
 		return -1;

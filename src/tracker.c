@@ -190,7 +190,7 @@ struct tracker {
 	int64_t log_last_ms;
 	unsigned long long log_suppressed;
 	atomic_llong store_calls;
-	struct diag_limit write_failed, sweep_failed; /* a failing store, said once per interval */
+	struct diag_limit write_failed, sweep_failed, read_failed; /* a failing store, said once per interval */
 	struct MHD_Response *gif, *not_found, *too_many, *too_large, *internal, *no_ledger,
 		*busy, *form_page, *gone_page, *allow_get, *allow_post;
 };
@@ -1051,6 +1051,17 @@ static enum MHD_Result serve_open(struct tracker *t, struct MHD_Connection *c,
 	return send_shared(c, MHD_HTTP_OK, t->gif);
 }
 
+/* A read of the store failed: a database that does not answer (503, within
+ * store.timeout) is worth a retry and says so (Retry-After), anything else
+ * is our fault (500). Pixels never get here: they read nothing. */
+static enum MHD_Result store_down_reply(struct tracker *t, struct MHD_Connection *c,
+					const struct selo_err *err)
+{
+	if (err->status == 503)
+		return send_shared(c, MHD_HTTP_SERVICE_UNAVAILABLE, t->busy);
+	return send_shared(c, MHD_HTTP_INTERNAL_SERVER_ERROR, t->internal);
+}
+
 /* An absolute http(s) URL with nothing a header could be split on. */
 static int redirect_ok(const char *u)
 {
@@ -1076,8 +1087,8 @@ static enum MHD_Result serve_click(struct tracker *t, struct MHD_Connection *c,
 	atomic_fetch_add(&t->store_calls, 1);
 	int r = store_token_lookup(t->app->store, text, &ti, &err);
 	if (r < 0) {
-		diag_error("tracker: reading a click token: %s", err.msg);
-		return send_shared(c, MHD_HTTP_INTERNAL_SERVER_ERROR, t->internal);
+		diag_error_limited(&t->read_failed, "tracker: reading a click token: %s", err.msg);
+		return store_down_reply(t, c, &err);
 	}
 	/* Erased (or never sealed): the link still answers, without error. */
 	if (r == 0 || !ti.url || strcmp(ti.kind, "click") != 0 || !redirect_ok(ti.url)) {
@@ -1163,8 +1174,9 @@ static enum MHD_Result serve_read_page(struct tracker *t, struct MHD_Connection 
 	if (r == 1)
 		r = confirmation_find(t, notice, CLASS_HUMAN, &when, &err);
 	if (r < 0) {
-		diag_error("tracker: reading a confirmation page's notice: %s", err.msg);
-		return send_shared(c, MHD_HTTP_INTERNAL_SERVER_ERROR, t->internal);
+		diag_error_limited(&t->read_failed, "tracker: reading a confirmation page's notice: %s",
+				   err.msg);
+		return store_down_reply(t, c, &err);
 	}
 	record_hit(t, c, HIT_READ_VIEW, method, tok);
 	return r == 1 ? send_confirmed(c, when) : send_shared(c, MHD_HTTP_OK, t->form_page);

@@ -503,11 +503,18 @@ int store_log_state(struct store *s, struct log_state *out, struct selo_err *err
 struct log_tile_write {
 	int level;
 	uint64_t index;
-	const uint8_t *data;   /* width * 32 bytes; replaces the stored tile */
+	const uint8_t *data;   /* width * 32 bytes; replaces a stored partial tile */
 	size_t len;
 };
+/* A log_append is fenced: it writes only over the tree it grew from, the
+ * stored size first_index and root old_root, checked under the write lock
+ * of the same transaction; another tree there (a process or node that
+ * integrated meanwhile) is 409 "log-moved" and nothing is written, so an
+ * integrator that lost its lock can never publish a second tree: it reads
+ * the state again. A full tile (256 hashes) never changes: writing other
+ * bytes over one is 409 "log-tile-immutable". */
 struct log_append {
-	uint64_t first_index;  /* must equal the stored size (else 409, nothing written) */
+	uint64_t first_index;  /* must equal the stored size (else 409 log-moved) */
 	const int64_t *seqs;   /* the events, rising and after the last integrated seq (else
 				* 409), that get indexes first_index..; each run of
 				* consecutive seqs is stored as one row, not per event */
@@ -515,6 +522,8 @@ struct log_append {
 	const struct log_tile_write *tiles;
 	size_t ntiles;
 	uint8_t root[32];      /* root of the tree of first_index + n leaves */
+	uint8_t old_root[32];  /* root of the stored tree grown from (else 409 log-moved);
+				* all zero: not known to the caller, only the size fences */
 };
 int store_log_append(struct store *s, const struct log_append *a, struct selo_err *err);
 /* The stored tile (level, index): 1 and its bytes appended to data, 0 none. */
@@ -535,6 +544,8 @@ struct checkpoint_rec {
 	int64_t tst_time_ms;
 };
 void checkpoint_recs_free(struct checkpoint_rec *c, size_t n);
+/* Only for the stored tree's size (else 409 log-moved); a size already
+ * checkpointed is 409 conflict. */
 int store_checkpoint_add(struct store *s, uint64_t size, const char *note, int64_t created_ms,
 			 struct selo_err *err);
 int store_checkpoint_timestamp(struct store *s, uint64_t size, const uint8_t *tst, size_t len,
@@ -571,6 +582,14 @@ int store_ping(struct store *s, struct selo_err *err);
  * replaces the fences of the writes themselves (store_log_append). */
 enum store_role { STORE_ROLE_INTEGRATOR, STORE_ROLE_STATS, STORE_ROLE_PRUNER, STORE_ROLE_COUNT };
 int store_lead(struct store *s, enum store_role role, struct selo_err *err);
+/* Keeps this node's claims (store.h "Notices": notices being sent;
+ * webhook deliveries in flight) from lapsing while their work runs: a
+ * claim lasts store.lease, and an SMTP session or a slow webhook may take
+ * longer. Renews them all by store.lease; *next_ms gets when to call again
+ * (ms from now; -1: never, a store for one node has no leases). 0, or -1
+ * with err (the claims then lapse after store.lease, and another node may
+ * take the work over: at worst a resend with the same Message-ID). */
+int store_claims_renew(struct store *s, int64_t *next_ms, struct selo_err *err);
 /* The role's name for logs: "integrator", "stats", "pruner". */
 const char *store_role_name(enum store_role role);
 

@@ -111,6 +111,8 @@ struct store_ops {
 	int (*disclosures_of)(struct store *s, const char *notice_id, struct disclosures *out,
 			      struct selo_err *err);
 	int (*ping)(struct store *s, struct selo_err *err);
+	/* NULL allowed: a store for one node, which has no leases. */
+	int (*claims_renew)(struct store *s, int64_t *next_ms, struct selo_err *err);
 	/* NULL allowed: a store for one node, where store_lead answers 1. */
 	int (*lead)(struct store *s, enum store_role role, struct selo_err *err);
 	void (*health)(struct store *s, struct store_health *out);

@@ -278,8 +278,26 @@ static void serve_alive(struct selo *app)
 	sdnotify_watchdog();
 }
 
-/* Waits for a stop signal and returns it. With a watchdog it wakes every
- * half interval (sdnotify_watchdog_interval_ms) to prove the service alive. */
+/* Renews this node's claims when due (store_claims_renew: a store several
+ * nodes share); returns when to renew next (monotonic ms), or -1. */
+static int64_t serve_renew(struct selo *app)
+{
+	static struct diag_limit failing = DIAG_LIMIT_INIT;
+	struct selo_err err;
+	err_clear(&err);
+	int64_t next = -1;
+	if (store_claims_renew(app->store, &next, &err) != 0)
+		diag_warn_limited(&failing, "cannot renew this node's claims (they lapse after "
+				  "store.lease): %s", err.msg);
+	else
+		diag_ended(&failing, "this node's claims are renewed again");
+	return next < 0 ? -1 : clock_mono_ms() + next;
+}
+
+/* Waits for a stop signal and returns it. Meanwhile: with a watchdog it
+ * wakes every half interval (sdnotify_watchdog_interval_ms) to prove the
+ * service alive; on a store several nodes share it renews this node's
+ * claims as often as the store asks. */
 static int serve_wait(struct selo *app)
 {
 	sigset_t set;
@@ -288,18 +306,31 @@ static int serve_wait(struct selo *app)
 	if (every > 0)
 		diag_info("watchdog: WATCHDOG=1 every %lld ms while the store answers",
 			  (long long)every);
+	int64_t now = clock_mono_ms(), alive_at = every > 0 ? now + every : -1;
+	int64_t renew_at = serve_renew(app);
 	for (;;) {
 		int sig = 0;
-		if (every <= 0) {
+		if (alive_at < 0 && renew_at < 0) {
 			if (sigwait(&set, &sig) == 0)
 				return sig;
 			continue;
 		}
-		struct timespec ts = {(time_t)(every / 1000), (long)(every % 1000) * 1000000L};
+		int64_t wake = alive_at < 0 ? renew_at : renew_at < 0 ? alive_at
+				 : alive_at < renew_at ? alive_at : renew_at;
+		int64_t wait = wake - clock_mono_ms();
+		if (wait < 1)
+			wait = 1;
+		struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000L};
 		sig = sigtimedwait(&set, NULL, &ts);
 		if (sig > 0)
 			return sig;
-		serve_alive(app); /* EAGAIN: the interval passed; EINTR: as good a time */
+		now = clock_mono_ms(); /* EAGAIN: a wake-up came; EINTR: as good a time */
+		if (alive_at >= 0 && now >= alive_at) {
+			serve_alive(app);
+			alive_at = now + every;
+		}
+		if (renew_at >= 0 && now >= renew_at)
+			renew_at = serve_renew(app);
 	}
 }
 

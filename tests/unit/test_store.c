@@ -1189,7 +1189,7 @@ TEST(event_entry_exact_bytes)
 static int append_seqs(struct store *s, uint64_t first, const int64_t *seqs, size_t n,
 		       struct selo_err *e)
 {
-	struct log_append a = {first, seqs, n, NULL, 0, {0}};
+	struct log_append a = {first, seqs, n, NULL, 0, {0}, {0}};
 	return store_log_append(s, &a, e);
 }
 

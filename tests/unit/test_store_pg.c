@@ -487,6 +487,8 @@ TEST(sqlite_holds_every_role)
 	for (int r = 0; s && r < STORE_ROLE_COUNT; r++)
 		CHECK(lead(s, (enum store_role)r) == 1);
 	CHECK(lead(s, STORE_ROLE_COUNT) == -1);
+	int64_t next = 0; /* and has no leases to renew */
+	CHECK(s && store_claims_renew(s, &next, &e) == 0 && next == -1);
 	store_close(s);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
