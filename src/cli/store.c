@@ -25,12 +25,13 @@
 #include "selo/clock.h"
 #include "selo/codec.h"
 #include "selo/evidence.h"
+#include "selo/ledger.h"
 #include "selo/selo.h"
 #include "selo/store_pg_copy.h"
 
 static const char HELP[] =
 	"usage: selo store check --data DIR [--quick]\n"
-	"       selo store copy --data DIR --to URL\n"
+	"       selo store copy --data DIR --to URL [--audit]\n"
 	"\n"
 	"Checks DIR/selo.db; it may run beside `selo serve` (the file check writes\n"
 	"nothing; the notices are read as `selo status` reads them):\n"
@@ -51,8 +52,12 @@ static const char HELP[] =
 	"before it commits (rows per table, the log's size, root and last event,\n"
 	"every entry and tile, the latest checkpoint): all or nothing. Then set\n"
 	"store.backend = postgres and store.url in selo.conf and start serve. Prints\n"
-	"what was copied. Exit 0 copied, 1 the check failed, 2 refused or failed\n"
-	"(nothing copied in both cases). docs/scale.md, \"Moving from SQLite\".\n";
+	"what was copied. --audit then runs `selo log verify`'s audit on the copy,\n"
+	"through the PostgreSQL store with DIR's keys (the whole tree, every\n"
+	"checkpoint, every notice's evidence). Exit 0 copied (and sound), 1 the check\n"
+	"failed (nothing copied) or the audit found damage (the copy is committed:\n"
+	"do not switch to it), 2 refused or failed (nothing copied).\n"
+	"docs/scale.md, \"Moving from SQLite\".\n";
 
 static void print_page(void *arg, const char *line)
 {
@@ -146,7 +151,41 @@ static void copy_print(const char *db, const struct pgcopy_report *r)
 	       r->checkpoint);
 }
 
-static int cmd_store_copy(const char *dir, const char *url)
+/* `selo log verify`'s audit (the whole tree, every checkpoint, every
+ * notice's evidence) of the copy, through the PostgreSQL store, with DIR's
+ * configuration and keys: 0 sound, 1 damaged, -1 not run. selo_open opens
+ * the store selo.conf names (DIR/selo.db here, until serve is switched);
+ * the audit is of the copy, so that store is put in its place. */
+static int copy_audit(const char *dir, const struct store_params *to)
+{
+	struct selo app;
+	struct selo_err err;
+	err_clear(&err);
+	struct store *pg = NULL;
+	if (selo_open(&app, dir, &err) != 0) {
+		fprintf(stderr, "selo store copy: the audit: %s\n", err.msg);
+		return -1;
+	}
+	int r = -1;
+	struct ledger *l = NULL;
+	if (store_open_backend(to, &pg, &err) == 0) {
+		store_close(app.store);
+		app.store = pg;
+		if (ledger_open(&app, &l, &err) == 0) {
+			int log = ledger_audit(l, print_finding, NULL, &err);
+			struct evidence_tally t;
+			int notices = log < 0 ? -1 : evidence_audit(app.store, print_finding, NULL, &t, &err);
+			r = log == 1 || notices == 1 ? 1 : log < 0 || notices < 0 ? -1 : 0;
+			ledger_close(l);
+		}
+	}
+	if (r < 0)
+		fprintf(stderr, "selo store copy: the audit: %s\n", err.msg);
+	selo_close(&app);
+	return r;
+}
+
+static int cmd_store_copy(const char *dir, const char *url, int audit)
 {
 	char db[1100];
 	snprintf(db, sizeof(db), "%s/selo.db", dir);
@@ -163,23 +202,31 @@ static int cmd_store_copy(const char *dir, const char *url)
 	err_clear(&err);
 	int64_t t0 = clock_mono_ms();
 	int rc = store_pg_copy(db, &to, &rep, &err);
-	close(lock);
 	if (rc != 0) {
+		close(lock);
 		fprintf(stderr, "selo store copy: %s\n", err.msg);
 		return !strcmp(err.type, "copy-mismatch") ? EXIT_NOTFOUND : EXIT_USAGE;
 	}
 	copy_print(db, &rep);
-	fprintf(stderr, "selo store copy: done in %lld ms; now set store.backend = postgres and "
-		"store.url in %s/selo.conf and start selo serve\n",
-		(long long)(clock_mono_ms() - t0), dir);
+	fprintf(stderr, "selo store copy: copied in %lld ms\n", (long long)(clock_mono_ms() - t0));
 	pgcopy_report_free(&rep);
-	return EXIT_OK;
+	int bad = audit ? copy_audit(dir, &to) : 0;
+	if (audit)
+		printf("audit: %s\n", bad == 0 ? "CONSISTENT" : bad == 1 ? "MISMATCH" : "NOT CHECKED");
+	if (bad == 0)
+		fprintf(stderr, "selo store copy: now set store.backend = postgres and store.url in "
+			"%s/selo.conf and start selo serve\n", dir);
+	else
+		fprintf(stderr, "selo store copy: the copy is committed but %s: do not switch to it "
+			"(docs/scale.md)\n", bad == 1 ? "its audit found damage" : "was not audited");
+	close(lock);
+	return bad == 0 ? EXIT_OK : bad == 1 ? EXIT_NOTFOUND : EXIT_USAGE;
 }
 
 int cmd_store(int argc, char **argv)
 {
 	struct cli_opt opts[] = {{"data", 1, NULL}, {"quick", 0, NULL}, {"to", 1, NULL},
-				 {NULL, 0, NULL}};
+				 {"audit", 0, NULL}, {NULL, 0, NULL}};
 	const char *pos[1];
 	int npos, help;
 	if (cli_parse(argc, argv, opts, pos, 1, &npos, &help) != 0)
@@ -200,9 +247,9 @@ int cmd_store(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (copy)
-		return cmd_store_copy(dir, cli_get(opts, "to"));
-	if (cli_get(opts, "to")) {
-		fprintf(stderr, "selo store check: --to belongs to copy\n");
+		return cmd_store_copy(dir, cli_get(opts, "to"), cli_get(opts, "audit") != NULL);
+	if (cli_get(opts, "to") || cli_get(opts, "audit")) {
+		fprintf(stderr, "selo store check: --to and --audit belong to copy\n");
 		return EXIT_USAGE;
 	}
 	int quick = cli_get(opts, "quick") != NULL;

@@ -3,8 +3,10 @@
 binary and a private PostgreSQL (pgtest.py): `selo init`, a serve on SQLite
 writing to its maildir, receipts of the first notices exported, 10,000
 notices accepted (sent or still queued when serve stops: both are copied);
-the copy is refused while serve runs; serve stopped; the copy; then, read
-from PostgreSQL: every table's row count equals SQLite's, every event entry
+the copy is refused while serve runs; serve stopped; the copy, with
+`--audit`: `selo log verify`'s audit (the whole tree, every checkpoint,
+every notice's evidence) passes on the copy through the PostgreSQL store;
+then, read from PostgreSQL: every table's row count equals SQLite's, every event entry
 equals SQLite's byte for byte, the receipts' entries are in the copy and
 the copy's tiles give the root of each receipt's checkpoint and of the
 last SQLite checkpoint (so receipts exported before the copy verify against
@@ -152,8 +154,13 @@ def copy_of_a_served_store_keeps_its_log():
             last = parse_checkpoint(cp_last)
             db = os.path.join(s.data, 'selo.db')
             t0 = time.time()
-            rc, out, err = run(['store', 'copy', '--data', s.data, '--to', url])
-            eq(rc, 0, f'selo store copy: {err}')
+            rc, out, err = run(['store', 'copy', '--data', s.data, '--to', url, '--audit'])
+            eq(rc, 0, f'selo store copy: {out[-3000:]} {err}')
+            check('audit: CONSISTENT' in out, out[-3000:])
+            check('FAIL' not in out, 'no finding of the audit')
+            audit = out[out.index('\naudit') - 400:] if '\naudit' in out else out
+            print('     the audit: ' + ' / '.join(l[5:70] for l in audit.splitlines()[-4:-1]),
+                  flush=True)
             print(f'     {len(ids)} notices copied in {time.time() - t0:.1f}s: '
                   + ', '.join(l for l in out.splitlines() if l.startswith(('rows notices',
                               'rows events', 'log_size'))), flush=True)
