@@ -16,8 +16,8 @@
  * a pruned webhook delivery's id is never handed out again), the event
  * clock is set to the last event's seq and time, claims stay empty, and
  * before COMMIT the copy is checked: rows per table, the log's state (size,
- * root, last seq), the latest checkpoint, and a digest of every event entry
- * and every tile. Anything wrong rolls it all back.
+ * root, last seq), the latest checkpoint, and digests of every event entry
+ * and every tile read back. Anything wrong rolls it all back.
  *
  * Columns PostgreSQL has and SQLite has not are left to their defaults:
  * notices.claimed_by (NULL) and lease_until (0), webhook_outbox's claim
@@ -123,14 +123,26 @@ _Static_assert(PGCOPY_NTABLES <= PGCOPY_MAX_TABLES, "the report holds every tabl
 #define PGCOPY_EMPTY_ROOT_HEX "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define PGCOPY_EMPTY_ROOT "decode('" PGCOPY_EMPTY_ROOT_HEX "', 'hex')"
 
+/* Digests of the log's bytes as sent, checked against the same read back
+ * from PostgreSQL: per block, the SHA-256 of the SHA-256s of its rows in
+ * order (events: each entry, blocks of PGCOPY_DIGEST_SEQS seqs; tiles:
+ * each tile's data, one block per level, by index). Blocks bound what
+ * either side holds at once (32 bytes a row of one block), whatever the
+ * size of the log. */
+#define PGCOPY_DIGEST_SEQS 65536
+struct pgcopy_digest {
+	int64_t block;   /* the block being summed */
+	struct buf rows; /* its rows' SHA-256s */
+	struct buf done; /* each finished block: int64 block, then 32 bytes */
+};
+
 /* One copy in progress. */
 struct pgcopy {
 	sqlite3 *db;            /* the source, inside its read transaction */
 	struct pgstore *pg;     /* the target's pool */
 	struct pgconn *c;       /* the connection of the copy's transaction */
 	struct pgcopy_report *out;
-	uint8_t events_digest[32]; /* SHA-256 of the SHA-256 of each entry, in seq order */
-	uint8_t tiles_digest[32];  /* the same over the tiles, by (level, idx) */
+	struct pgcopy_digest digest[2]; /* events, tiles */
 	struct buf data;        /* COPY data not sent yet */
 };
 
@@ -417,22 +429,39 @@ static int pgcopy_field(struct pgcopy *k, sqlite3_stmt *st, int i, char kind,
 	return 0;
 }
 
-/* The digests of the log's bytes: each event entry (column 4 of events)
- * and each tile's data (column 2 of log_tiles), in the order sent, which
- * is the order the check reads them back in. */
-static void pgcopy_digest_row(const struct pgcopy_table *t, sqlite3_stmt *st, struct buf *acc)
+static void pgcopy_digest_close(struct pgcopy_digest *d)
 {
-	int col = !strcmp(t->name, "events") ? 4 : !strcmp(t->name, "log_tiles") ? 2 : -1;
-	if (col < 0)
+	if (!d->rows.len)
 		return;
 	uint8_t h[32];
+	sha256(d->rows.data, d->rows.len, h);
+	buf_append(&d->done, &d->block, sizeof d->block);
+	buf_append(&d->done, h, 32);
+	buf_reset(&d->rows);
+}
+
+/* A row of events (entry: column 4) or of log_tiles (data: column 2)
+ * into its block's digest; other tables have none. */
+static void pgcopy_digest_row(struct pgcopy *k, const struct pgcopy_table *t, sqlite3_stmt *st)
+{
+	int ev = !strcmp(t->name, "events");
+	if (!ev && strcmp(t->name, "log_tiles") != 0)
+		return;
+	struct pgcopy_digest *d = &k->digest[!ev];
+	int col = ev ? 4 : 2;
+	int64_t block = ev ? sqlite3_column_int64(st, 0) / PGCOPY_DIGEST_SEQS
+			   : sqlite3_column_int64(st, 0);
+	if (block != d->block)
+		pgcopy_digest_close(d);
+	d->block = block;
+	uint8_t h[32];
 	sha256(sqlite3_column_blob(st, col), (size_t)sqlite3_column_bytes(st, col), h);
-	buf_append(acc, h, 32);
+	buf_append(&d->rows, h, 32);
 }
 
 /* Reads t's rows from SQLite into the COPY stream; *rows counts them. */
 static int pgcopy_rows(struct pgcopy *k, const struct pgcopy_table *t, sqlite3_stmt *st,
-		       int64_t *rows, struct buf *acc, const char *doing, struct selo_err *err)
+		       int64_t *rows, const char *doing, struct selo_err *err)
 {
 	int ncols = (int)strlen(t->kinds), rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -440,7 +469,7 @@ static int pgcopy_rows(struct pgcopy *k, const struct pgcopy_table *t, sqlite3_s
 		for (int i = 0; i < ncols; i++)
 			if (pgcopy_field(k, st, i, t->kinds[i], t, err) != 0)
 				return -1;
-		pgcopy_digest_row(t, st, acc);
+		pgcopy_digest_row(k, t, st);
 		(*rows)++;
 		if (k->data.len >= PGCOPY_CHUNK && pgcopy_send(k, doing, err) != 0)
 			return -1;
@@ -488,7 +517,7 @@ static const char PGCOPY_HEADER[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
 
 /* COPY t FROM STDIN (binary): the header, every row, the trailer. */
 static int pgcopy_table(struct pgcopy *k, const struct pgcopy_table *t, int64_t *rows,
-			struct buf *acc, struct selo_err *err)
+			struct selo_err *err)
 {
 	char doing[96], sql[1024];
 	snprintf(doing, sizeof doing, "copying %s", t->name);
@@ -515,7 +544,7 @@ static int pgcopy_table(struct pgcopy *k, const struct pgcopy_table *t, int64_t 
 	buf_reset(&k->data);
 	buf_append(&k->data, PGCOPY_HEADER, sizeof PGCOPY_HEADER);
 	*rows = 0;
-	int rc = pgcopy_rows(k, t, st, rows, acc, doing, err);
+	int rc = pgcopy_rows(k, t, st, rows, doing, err);
 	sqlite3_finalize(st);
 	if (rc == 0) {
 		pgcopy_put_u16(&k->data, 0xffffu);
@@ -531,19 +560,15 @@ static int pgcopy_table(struct pgcopy *k, const struct pgcopy_table *t, int64_t 
 /* Every table, in order; the report gets the rows of each. */
 static int pgcopy_tables(struct pgcopy *k, struct selo_err *err)
 {
-	struct buf events = BUF_INIT, tiles = BUF_INIT;
 	int r = 0;
 	for (size_t i = 0; i < PGCOPY_NTABLES && r == 0; i++) {
 		const struct pgcopy_table *t = &PGCOPY_TABLES[i];
-		struct buf *acc = !strcmp(t->name, "events") ? &events : &tiles;
 		k->out->tables[i].table = t->name;
-		r = pgcopy_table(k, t, &k->out->tables[i].rows, acc, err);
+		r = pgcopy_table(k, t, &k->out->tables[i].rows, err);
 		k->out->ntables = i + 1;
 	}
-	sha256(events.data, events.len, k->events_digest);
-	sha256(tiles.data, tiles.len, k->tiles_digest);
-	buf_free(&events);
-	buf_free(&tiles);
+	pgcopy_digest_close(&k->digest[0]);
+	pgcopy_digest_close(&k->digest[1]);
 	return r;
 }
 
@@ -687,28 +712,38 @@ static int pgcopy_check_same(struct pgcopy *k, const char *sqlite_sql, const cha
 	return r;
 }
 
-/* Every entry and tile read back equals what was sent. */
+/* Every entry and tile read back equals what was sent, block by block
+ * (with the equal row counts, no block of the target holds a row more). */
 static int pgcopy_check_digests(struct pgcopy *k, struct selo_err *err)
 {
 	static const struct {
 		const char *sql, *what;
 	} q[] = {
-		{"SELECT encode(sha256(coalesce(string_agg(sha256(entry), ''::bytea ORDER BY seq),"
-		 " ''::bytea)), 'hex') FROM events", "an event entry"},
-		{"SELECT encode(sha256(coalesce(string_agg(sha256(data), ''::bytea ORDER BY level,"
-		 " idx), ''::bytea)), 'hex') FROM log_tiles", "a tile of the log"},
+		{"SELECT encode(sha256(string_agg(sha256(entry), ''::bytea ORDER BY seq)), 'hex')"
+		 " FROM events WHERE seq >= $1::bigint * $2::bigint"
+		 " AND seq < ($1::bigint + 1) * $2::bigint", "an event entry"},
+		{"SELECT encode(sha256(string_agg(sha256(data), ''::bytea ORDER BY idx)), 'hex')"
+		 " FROM log_tiles WHERE level = $1::bigint AND $2::bigint > 0", "a tile of the log"},
 	};
-	const uint8_t *want[] = {k->events_digest, k->tiles_digest};
+	char per[24];
+	snprintf(per, sizeof per, "%d", PGCOPY_DIGEST_SEQS);
 	for (size_t i = 0; i < 2; i++) {
-		char hex[65];
-		hex_encode(want[i], 32, hex);
-		char *got = pgcopy_pg_line(k, q[i].sql, err);
-		if (!got)
-			return -1;
-		int same = !strcmp(got, hex);
-		free(got);
-		if (!same)
-			return pgcopy_mismatch(q[i].what, err);
+		const struct buf *done = &k->digest[i].done;
+		for (size_t off = 0; off + 40 <= done->len; off += 40) {
+			int64_t block;
+			memcpy(&block, done->data + off, sizeof block);
+			char b[24], hex[65];
+			snprintf(b, sizeof b, "%lld", (long long)block);
+			hex_encode((const uint8_t *)done->data + off + 8, 32, hex);
+			const char *vals[] = {b, per};
+			PGresult *r = pgcopy_query(k, q[i].sql, 2, vals, "checking the copy", err);
+			if (!r)
+				return -1;
+			int same = PQntuples(r) == 1 && !strcmp(PQgetvalue(r, 0, 0), hex);
+			PQclear(r);
+			if (!same)
+				return pgcopy_mismatch(q[i].what, err);
+		}
 	}
 	return 0;
 }
@@ -845,6 +880,10 @@ done:
 		sqlite3_close(k.db);
 	}
 	buf_free(&k.data);
+	for (int i = 0; i < 2; i++) {
+		buf_free(&k.digest[i].rows);
+		buf_free(&k.digest[i].done);
+	}
 	if (r != 0)
 		pgcopy_report_free(out);
 	return r;

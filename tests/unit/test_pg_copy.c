@@ -594,3 +594,53 @@ TEST(copy_of_a_store_without_a_log)
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	CHECK(system(cmd) == 0);
 }
+
+/* The check before COMMIT catches what PostgreSQL stored differently from
+ * what was sent: a trigger in the target changes one entry, one tile, the
+ * latest checkpoint's note or the log's root, or drops a row. Each is 500
+ * copy-mismatch naming what, and nothing is committed. */
+static void cp_mismatch(const struct cp_src *src, const char *table, const char *body,
+			const char *what)
+{
+	char url[640];
+	CHECK(t_pg_new_db(url, sizeof url) == 0);
+	struct store *s = NULL;
+	struct selo_err e;
+	err_clear(&e);
+	struct store_params p = {.backend = "postgres", .target = url, .node = "t-schema"};
+	CHECK(store_open_backend(&p, &s, &e) == 0); /* the schema, for the trigger */
+	store_close(s);
+	char sql[1024];
+	snprintf(sql, sizeof sql,
+		 "CREATE FUNCTION tamper() RETURNS trigger AS $$ BEGIN %s RETURN NEW; END $$"
+		 " LANGUAGE plpgsql; CREATE TRIGGER tamper BEFORE INSERT ON %s"
+		 " FOR EACH ROW EXECUTE FUNCTION tamper()", body, table);
+	CHECK(t_pg_sql(strstr(url, "dbname=") + 7, sql) == 0);
+	struct pgcopy_report rep;
+	CHECK(cp_copy(src->path, url, &rep, &e) == -1);
+	CHECK(e.status == 500 && !strcmp(e.type, "copy-mismatch"));
+	if (!strstr(e.msg, what))
+		fprintf(stderr, "  wanted \"%s\" in: %s\n", what, e.msg);
+	CHECK(strstr(e.msg, what) != NULL);
+	CHECK(cp_pg_total(url) == 0);
+}
+
+TEST(copy_check_catches_what_the_target_changed)
+{
+	T_PG_NEED();
+	struct cp_src src;
+	CHECK(cp_src_make(&src) == 0);
+	cp_mismatch(&src, "events",
+		    "IF NEW.seq = 1500 THEN NEW.entry := NEW.entry || '\\x00'::bytea; END IF;",
+		    "an event entry");
+	cp_mismatch(&src, "log_tiles",
+		    "IF NEW.level = 1 THEN NEW.data := NEW.data || '\\x01'::bytea; END IF;",
+		    "a tile of the log");
+	cp_mismatch(&src, "checkpoints",
+		    "IF NEW.size = 3000 THEN NEW.note := NEW.note || ' '; END IF;",
+		    "the latest checkpoint");
+	cp_mismatch(&src, "log_state", "NEW.root := sha256(NEW.root);", "the log's state");
+	cp_mismatch(&src, "tokens", "IF NEW.token = 'tok2' THEN RETURN NULL; END IF;",
+		    "the number of rows of tokens");
+	cp_src_free(&src);
+}
