@@ -99,7 +99,44 @@ static const struct key KEYS[] = {
 	INT("webhooks", "workers", webhooks_workers, 1, 256),
 	INT("webhooks", "retry_speedup", webhooks_retry_speedup, 1, 10000000),
 	INT("webhooks", "keep_days", webhooks_keep_days, 1, 3650),
+	STR("store", "backend", store_backend),
+	STR("store", "url", store_url),
+	INT("store", "timeout", store_timeout_ms, 100, 600000),
+	INT("store", "lease", store_lease_ms, 1000, 86400000),
+	INT("store", "pool", store_pool, 1, 256),
+	STR("node", "name", node_name),
 };
+
+/* A node name: what claims and leases are marked with, and what an operator
+ * reads in the nodes table and in logs: letters, digits, '.', '_', '-'. */
+static int node_name_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       ch == '.' || ch == '_' || ch == '-';
+}
+
+static int node_name_valid(const char *v)
+{
+	if (!v[0])
+		return 0;
+	for (; *v; v++)
+		if (!node_name_char(*v))
+			return 0;
+	return 1;
+}
+
+/* The host name (cut to fit, any other character as '-'), or "selo". */
+static void node_name_default(char *out, size_t n)
+{
+	char host[256];
+	if (gethostname(host, sizeof(host)) != 0 || !host[0])
+		snprintf(host, sizeof(host), "selo");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(out, n, "%.63s", host);
+	for (char *p = out; *p; p++)
+		if (!node_name_char(*p))
+			*p = '-';
+}
 
 void config_defaults(struct selo_config *c, const char *data_dir)
 {
@@ -156,6 +193,11 @@ void config_defaults(struct selo_config *c, const char *data_dir)
 	c->webhooks_keep_days = 30;
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 	snprintf(c->log_format, sizeof(c->log_format), "text");
+	snprintf(c->store_backend, sizeof(c->store_backend), "sqlite");
+	c->store_timeout_ms = 5000;
+	c->store_lease_ms = 30000;
+	c->store_pool = 8;
+	node_name_default(c->node_name, sizeof(c->node_name));
 }
 
 /* Values derived from others unless set explicitly. */
@@ -357,6 +399,37 @@ int config_file(const struct selo_config *c, const char *value, char *out, size_
 	return w < 0 || (size_t)w >= n ? -1 : 0;
 }
 
+int config_store_postgres(const struct selo_config *c)
+{
+	return !strcmp(c->store_backend, "postgres");
+}
+
+/* [store] and [node]: a URL with the sqlite backend is refused rather than
+ * ignored, since a node meant for a shared database would otherwise run
+ * alone on its own file, unseen. */
+static int config_check_store(const struct selo_config *c, const char *path, struct selo_err *err)
+{
+	if (strcmp(c->store_backend, "sqlite") && strcmp(c->store_backend, "postgres"))
+		return err_set(err, 500, "config", "%s: store.backend must be sqlite or postgres",
+			       path);
+	if (config_store_postgres(c) && !c->store_url[0])
+		return err_set(err, 500, "config", "%s: store.backend = postgres needs store.url, a "
+			       "libpq connection string such as \"host=db1 dbname=selo user=selo\" "
+			       "(docs/scale.md)", path);
+	if (!config_store_postgres(c) && c->store_url[0])
+		return err_set(err, 500, "config", "%s: store.url is set but store.backend is sqlite: "
+			       "set store.backend = postgres to use it, or remove store.url", path);
+	if (c->store_lease_ms <= c->store_timeout_ms)
+		return err_set(err, 500, "config", "%s: store.lease (%d ms) must be longer than "
+			       "store.timeout (%d ms): a claim must outlive the longest store call",
+			       path, c->store_lease_ms, c->store_timeout_ms);
+	if (!node_name_valid(c->node_name))
+		return err_set(err, 500, "config", "%s: node.name must be letters, digits, '.', '_' "
+			       "or '-' (at most %zu), unique per node", path,
+			       sizeof(c->node_name) - 1);
+	return 0;
+}
+
 int config_load(const char *data_dir, struct selo_config *c, struct selo_err *err)
 {
 	config_defaults(c, data_dir);
@@ -387,7 +460,7 @@ int config_load(const char *data_dir, struct selo_config *c, struct selo_err *er
 	if (c->smtp_mode == SMTP_RELAY && !c->smtp_relay[0])
 		return err_set(err, 500, "config", "%s: smtp.mode = relay needs smtp.relay = host:port",
 			       path);
-	return 0;
+	return config_check_store(c, path, err);
 }
 
 int config_write_initial(const char *path, const char *domain, const char *selector,

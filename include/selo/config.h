@@ -105,6 +105,18 @@ struct selo_config {
 	int webhooks_workers;         /* deliveries in flight at once, default 8 */
 	int webhooks_retry_speedup;   /* tests only: every delay of the schedule divided by it, default 1 */
 	int webhooks_keep_days;       /* finished deliveries are kept this long, default 30 */
+
+	/* [store] (docs/scale.md "Configuration") */
+	char store_backend[16];       /* sqlite (default: DIR/selo.db) | postgres */
+	char store_url[1024];         /* libpq connection string; required with postgres, refused
+				       * with sqlite; its password never shows (redacted) */
+	int store_timeout_ms;         /* the longest a store call waits for the database, 5000 */
+	int store_lease_ms;           /* how long a node's claim on work holds, 30000 */
+	int store_pool;               /* connections per node, default 8 */
+
+	/* [node] */
+	char node_name[64];           /* unique per node; marks claims and leases; default the
+				       * host name */
 };
 
 /* Fills c with the embedded defaults for a data directory. */
@@ -115,6 +127,8 @@ int config_load(const char *data_dir, struct selo_config *c, struct selo_err *er
 /* Writes a commented selo.conf with the given values, mode 0600. */
 int config_write_initial(const char *path, const char *domain, const char *selector,
 			 const char *origin, struct selo_err *err);
+/* 1 when store.backend is postgres. */
+int config_store_postgres(const struct selo_config *c);
 /* DIR/<rel> into out (size n); returns out. */
 char *config_path(const struct selo_config *c, const char *rel, char *out, size_t n);
 /* A file named by a configuration value: an absolute path as is, a

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "cli.h"
 #include "selo/backup.h"
+#include "selo/config.h"
 
 static const char BACKUP_HELP[] =
 	"usage: selo backup --data DIR -o FILE [--force] [--compress zstd|gzip|none]\n"
@@ -20,7 +21,8 @@ static const char BACKUP_HELP[] =
 	"copy is read as one snapshot and never blocks the server. The archive is\n"
 	"written beside FILE, synced and renamed into place, mode 0600 (it holds\n"
 	"the private keys). An existing FILE is kept unless --force. Prints the\n"
-	"manifest on stdout. Exit 0 written, 2 refused or failed (nothing written).\n";
+	"manifest on stdout. Exit 0 written, 2 refused or failed (nothing written).\n"
+	"On PostgreSQL (store.backend) it refuses: use PostgreSQL's own backups.\n";
 
 static const char RESTORE_HELP[] =
 	"usage: selo restore FILE --data NEWDIR [--seen CHECKPOINT|RECEIPT.json]...\n"
@@ -89,6 +91,14 @@ int cmd_backup(int argc, char **argv)
 	}
 	struct selo_err err;
 	err_clear(&err);
+	struct selo_config cfg;
+	if (config_load(o.data_dir, &cfg, &err) == 0 && config_store_postgres(&cfg)) {
+		fprintf(stderr, "selo backup: this store is PostgreSQL (store.backend): back the "
+				"database up with PostgreSQL's tools (pg_basebackup, or pg_dump) and "
+				"DIR/keys and DIR/selo.conf beside it (docs/scale.md); `selo backup` "
+				"copies SQLite's DIR/selo.db\n");
+		return EXIT_USAGE;
+	}
 	struct backup_summary s;
 	if (backup_create(&o, &s, &err) != 0) {
 		fprintf(stderr, "selo backup: %s\n", err.msg);

@@ -50,7 +50,10 @@ static const char HELP[] =
 	"SIGINT. The first signal stops gracefully (up to sender.stop_timeout\n"
 	"seconds); a second one exits at once. Configuration: DIR/selo.conf\n"
 	"(docs/operations.md). At start it checks DIR/selo.db with SQLite's\n"
-	"quick_check and refuses a damaged file (`selo store check` is the full check).\n";
+	"quick_check and refuses a damaged file (`selo store check` is the full check).\n"
+	"With store.backend = postgres (docs/scale.md) it connects to store.url\n"
+	"instead, and refuses to start (exit 2) when the database cannot be reached\n"
+	"or records other keys than this node's (log key, token key).\n";
 
 static int stamp_signature(void *arg, const uint8_t digest[32], uint8_t **der, size_t *len,
 			   struct selo_err *err)
@@ -379,7 +382,8 @@ int cmd_serve(int argc, char **argv)
 	struct selo_err early_err;
 	(void)config_load(cli_get(opts, "data"), &early, &early_err);
 	sdnotify_status("starting: checking the database file");
-	if (startup_check(cli_get(opts, "data")) != 0) {
+	/* On PostgreSQL there is no file of ours to check. */
+	if (!config_store_postgres(&early) && startup_check(cli_get(opts, "data")) != 0) {
 		sdnotify_status("failed to start: the database file is damaged or cannot be "
 				"checked (the log says which)");
 		return EXIT_USAGE;
