@@ -262,6 +262,8 @@ def serve_on_copy(orig, url, last, receipts):
             leaves += [data[i:i + 32] for i in range(0, len(data), 32)]
         eq(mth(leaves[:cp['size']]), cp['root'], 'the new checkpoint')
         eq(mth(leaves[:last['size']]), last['root'], 'it extends the last SQLite checkpoint')
+        print(f'     serving on the copy: checkpoint {cp["size"]} extends the last SQLite '
+              f'one ({last["size"]})', flush=True)
         p.stop()
         rc, out, err = run(['log', 'verify', '--data', p.data])
         eq(rc, 0, f'selo log verify on the copy: {out} {err}')
