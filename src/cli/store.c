@@ -8,7 +8,7 @@
  * sound, 1 damage found, 2 usage or I/O error. docs/operations.md, "A
  * damaged store".
  *
- * `selo store copy --data DIR --to URL`: moves DIR/selo.db into an empty
+ * `selo store copy --data DIR [--to URL] [--audit]`: moves DIR/selo.db into an empty
  * PostgreSQL database with its log intact (store_pg_copy.h; docs/scale.md
  * "Moving from SQLite: selo store copy"). `selo serve` must be stopped: the
  * copy holds DIR/serve.lock (serve's own lock) while it runs, so it refuses
@@ -31,7 +31,7 @@
 
 static const char HELP[] =
 	"usage: selo store check --data DIR [--quick]\n"
-	"       selo store copy --data DIR --to URL [--audit]\n"
+	"       selo store copy --data DIR [--to URL] [--audit]\n"
 	"\n"
 	"Checks DIR/selo.db (on PostgreSQL: step 2 only, and no --quick); it may run\n"
 	"beside `selo serve` (the file check writes\n"
@@ -48,7 +48,8 @@ static const char HELP[] =
 	"\n"
 	"copy moves DIR/selo.db into the PostgreSQL database URL (a libpq connection\n"
 	"string; better without the password, which libpq also takes from PGPASSWORD\n"
-	"or ~/.pgpass), which must hold no Selo data. Stop `selo serve` first. Every\n"
+	"or ~/.pgpass; without --to, store.url of selo.conf when store.backend is\n"
+	"postgres), which must hold no Selo data. Stop `selo serve` first. Every\n"
 	"row of every table is copied byte for byte in one transaction and checked\n"
 	"before it commits (rows per table, the log's size, root and last event,\n"
 	"every entry and tile, the latest checkpoint): all or nothing. Then set\n"
@@ -186,8 +187,31 @@ static int copy_audit(const char *dir, const struct store_params *to)
 	return r;
 }
 
-static int cmd_store_copy(const char *dir, const char *url, int audit)
+/* The target: --to, else store.url when selo.conf already says postgres
+ * (which keeps the password off the command line). NULL after saying why. */
+static const char *copy_target(const char *dir, const char *to, struct selo_config *cfg)
 {
+	if (to && *to)
+		return to;
+	struct selo_err err;
+	err_clear(&err);
+	if (config_load(dir, cfg, &err) != 0) {
+		fprintf(stderr, "selo store copy: %s\n", err.msg);
+		return NULL;
+	}
+	if (config_store_postgres(cfg))
+		return cfg->store_url;
+	fprintf(stderr, "selo store copy: name the PostgreSQL database with --to URL, or with "
+		"store.backend = postgres and store.url in %s/selo.conf\n%s", dir, HELP);
+	return NULL;
+}
+
+static int cmd_store_copy(const char *dir, const char *to_arg, int audit)
+{
+	struct selo_config cfg;
+	const char *url = copy_target(dir, to_arg, &cfg);
+	if (!url)
+		return EXIT_USAGE;
 	char db[1100];
 	snprintf(db, sizeof(db), "%s/selo.db", dir);
 	if (access(db, R_OK) != 0) {
@@ -216,7 +240,7 @@ static int cmd_store_copy(const char *dir, const char *url, int audit)
 		printf("audit: %s\n", bad == 0 ? "CONSISTENT" : bad == 1 ? "MISMATCH" : "NOT CHECKED");
 	if (bad == 0)
 		fprintf(stderr, "selo store copy: now set store.backend = postgres and store.url in "
-			"%s/selo.conf and start selo serve\n", dir);
+			"%s/selo.conf (if not done yet) and start selo serve\n", dir);
 	else
 		fprintf(stderr, "selo store copy: the copy is committed but %s: do not switch to it "
 			"(docs/scale.md)\n", bad == 1 ? "its audit found damage" : "was not audited");
@@ -243,8 +267,8 @@ int cmd_store(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	const char *dir = cli_get(opts, "data");
-	if (copy && (!cli_get(opts, "to") || !*cli_get(opts, "to") || cli_get(opts, "quick"))) {
-		fprintf(stderr, "selo store copy: --to URL names the PostgreSQL database\n%s", HELP);
+	if (copy && cli_get(opts, "quick")) {
+		fprintf(stderr, "selo store copy: --quick belongs to check\n");
 		return EXIT_USAGE;
 	}
 	if (copy)

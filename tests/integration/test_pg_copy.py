@@ -219,9 +219,15 @@ def copy_of_a_served_store_keeps_its_log():
                 rc, vout, verr = verify(path, os.path.join(s.data, 'keys'))
                 eq(rc, 0, f'selo verify {nid}: {vout} {verr}')
 
-            # a second copy is refused and changes nothing
+            # a second copy is refused and changes nothing; without --to, the
+            # target is store.url of selo.conf (when this selo has the keys)
             before = pg.psql('SELECT count(*) FROM events') + pg.psql('SELECT seq FROM event_clock')
-            rc, out2, err = run(['store', 'copy', '--data', s.data, '--to', url])
+            argv = ['store', 'copy', '--data', s.data, '--to', url]
+            if has_pg_config():
+                s.conf['store'] = {'backend': 'postgres', 'url': url}
+                s.write_conf()
+                argv = argv[:-2]
+            rc, out2, err = run(argv)
             eq(rc, 2, f'second copy: {err}')
             check('already holds Selo data' in err, err)
             check(PASSWORD not in out2 + err, 'the password is never printed')
