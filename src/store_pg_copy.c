@@ -201,8 +201,8 @@ static int pgcopy_sqlite_version(struct pgcopy *k, struct selo_err *err)
 	if (v < PGCOPY_SQLITE_SCHEMA)
 		return err_set(err, 409, "schema-mismatch",
 			       "store copy: the SQLite database has schema version %lld, older than "
-			       "this selo's %d: run this selo once on it (`selo serve` or `selo "
-			       "store check`), stop it, then copy",
+			       "this selo's %d: open it once with this selo while store.backend is "
+			       "still sqlite (`selo store check --data DIR` migrates it), then copy",
 			       (long long)v, PGCOPY_SQLITE_SCHEMA);
 	return err_set(err, 409, "schema-mismatch",
 		       "store copy: the SQLite database has schema version %lld, newer than this "
