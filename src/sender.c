@@ -351,9 +351,12 @@ static int retry_sleep(struct sender *s, int64_t ms)
 }
 
 /* Whether a write failed because the store does (store.h "Health of
- * writes"): worth trying again. Another failure would fail the same way. */
+ * writes"), or because the database does not answer (503: PostgreSQL down,
+ * a failover): worth trying again. Another failure would fail the same way. */
 static int sender_store_failing(struct selo *app, const struct selo_err *err)
 {
+	if (err->status == 503)
+		return 1;
 	if (err->status != 500)
 		return 0;
 	struct store_health h;

@@ -907,15 +907,6 @@ int64_t pgstore_lease_ms(const struct pgstore *s)
 /* Scaffolding with the stubs: the store conformance suite on PostgreSQL
  * (tests/unit/t_store.h) sets this to end a test that met a stub as
  * skipped rather than failed. Goes with the last stub. */
-void (*pg_not_yet_hook)(const char *op);
-
-int pg_not_yet(const char *op, struct selo_err *err)
-{
-	if (pg_not_yet_hook)
-		pg_not_yet_hook(op);
-	return err_set(err, 501, "not-implemented", "store: %s is not written yet for PostgreSQL", op);
-}
-
 static void pg_close(struct store *st)
 {
 	pgstore_close(pgstore_of(st));

@@ -305,12 +305,6 @@ int pg_event_add(struct pgconn *c, const char *notice_id, const char *type,
 		 const json_t *fields, const struct disclosures *d, int64_t deadline,
 		 int64_t *seq_out, enum pg_fail *fail, struct selo_err *err);
 
-/* Scaffolding while the ops are written: an op not written yet answers
- * 501 "not-implemented". Removed when every op is written. */
-int pg_not_yet(const char *op, struct selo_err *err);
-/* Called first by pg_not_yet when set (tests/unit/t_store.h). */
-extern void (*pg_not_yet_hook)(const char *op);
-
 /* ---- Schema (store_pg_schema.c). */
 struct pgstore_migration {
 	int version;

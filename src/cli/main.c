@@ -25,6 +25,8 @@ static const char USAGE[] =
 	"          delivery, open and read indicators (docs/stats.md)\n"
 	"  store   check --data DIR [--quick]   is the database file sound, and every\n"
 	"          notice's evidence intact? exit 0 sound, 1 damage found\n"
+	"  store   copy --data DIR [--to URL] [--audit]   move DIR/selo.db into an empty\n"
+	"          PostgreSQL database, log intact (serve stopped; docs/scale.md)\n"
 	"  version                 the version of this binary (also --version)\n"
 	"  backup  --data DIR -o FILE [--force] [--compress zstd|gzip|none]\n"
 	"          one archive of the database (beside a running serve), keys, config\n"

@@ -18,16 +18,10 @@
  * SQLITE_ONLY(why) at the start of a test that only makes sense on SQLite
  * (the file, its WAL, damaged pages, SQLite's SQL) skips it on PostgreSQL.
  *
- * On PostgreSQL each test runs in a child process. While PostgreSQL ops
- * are still stubs answering 501 "not-implemented" (pg_not_yet,
- * src/store_pg.c), the first stub a test calls ends it there and it is
- * reported as skipped, naming the op: a test that touched a stub proves
- * nothing either way (a refusal checked as `== -1` would pass vacuously,
- * and the outputs the stub never wrote would be read). Tests that meet no
- * stub pass or fail for real, a crash included. Without the PostgreSQL
- * binaries every test skips; with them but a cluster that could not start,
- * every test fails. Remove the 501 rule (pg_not_yet_hook) with the last
- * stub. */
+ * On PostgreSQL each test runs in a child process (its store, its
+ * databases and its memory end with it; a crash is a failure, a leak too
+ * under the sanitizers). Without the PostgreSQL binaries every test skips;
+ * with them but a cluster that could not start, every test fails. */
 #ifndef SELO_T_STORE_H
 #define SELO_T_STORE_H
 #include <stdint.h>
@@ -54,8 +48,6 @@ struct store_fx {
 /* t_pg.h's restart, for the tests that want it (and no unused warning). */
 static void (*const t_store_pg_restart)(void) __attribute__((unused)) = t_pg_restart;
 
-/* src/store_pg.c: called by an op that answers 501 (a stub). */
-extern void (*pg_not_yet_hook)(const char *op);
 /* LeakSanitizer's check, present in a sanitizer build only. */
 extern void __lsan_do_leak_check(void) __attribute__((weak));
 
@@ -67,16 +59,7 @@ static inline int t_store_pg_open(const char *url, struct store **out, struct se
 /* The test's store_open(f.path, ...) reopens f's database. */
 #define store_open(path, out, err) t_store_pg_open((path), (out), (err))
 
-enum { T_STORE_PG_PASS, T_STORE_PG_FAIL, T_STORE_PG_SKIP, T_STORE_PG_STUB = 77 };
-
-/* In the test's process: a stub ends the test there and then (the test
- * would go on reading outputs the stub never wrote). */
-static inline void t_store_pg_stub(const char *op)
-{
-	fprintf(stderr, "  skipped: store_%s answers 501 not-implemented on PostgreSQL yet\n", op);
-	fflush(NULL);
-	_exit(T_STORE_PG_STUB);
-}
+enum { T_STORE_PG_PASS, T_STORE_PG_FAIL, T_STORE_PG_SKIP };
 
 /* Drops the databases t<base+1>..t<base+4> that are there, quietly. */
 static inline void t_store_pg_drop(int base)
@@ -94,8 +77,8 @@ static inline void t_store_pg_drop(int base)
 	PQfinish(c);
 }
 
-/* Runs one test in a child process, so that a stub can end it at once,
- * leaving nothing behind (its store, its memory) in this one. The child
+/* Runs one test in a child process, leaving nothing behind (its store,
+ * its memory) in this one. The child
  * ends with _exit: the cluster is this process's (t_pg.h's atexit). */
 static inline void t_store_pg_run(void (*fn)(void))
 {
@@ -115,7 +98,6 @@ static inline void t_store_pg_run(void (*fn)(void))
 	}
 	if (pid == 0) {
 		t_pg_ndb = base;
-		pg_not_yet_hook = t_store_pg_stub;
 		fn();
 		fflush(NULL);
 		if (__lsan_do_leak_check)
@@ -126,9 +108,9 @@ static inline void t_store_pg_run(void (*fn)(void))
 	while (waitpid(pid, &st, 0) < 0)
 		;
 	int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-	if (code == T_STORE_PG_STUB || code == T_STORE_PG_SKIP) {
+	if (code == T_STORE_PG_SKIP) {
 		t_skipped_now = 1;
-		t_store_pg_drop(base); /* a stub left the test's databases there */
+		t_store_pg_drop(base); /* a skip may leave the test's databases there */
 	} else if (code != T_STORE_PG_PASS) {
 		if (code < 0)
 			fprintf(stderr, "  the test died of signal %d\n", WTERMSIG(st));
