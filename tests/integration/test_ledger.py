@@ -8,6 +8,7 @@ and a kill -9 during a burst of events."""
 import base64, hashlib, json, os, signal, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from selotest import *  # noqa: F401,F403
+import pgtest
 
 NOTICE = {'to': 'devedor@destino.example', 'to_name': 'Maria Souza', 'template': 'vencimento',
           'reference': 'CTR-77',
@@ -22,11 +23,35 @@ UNINDEXED = f'SELECT (SELECT count(*) FROM events) - ({INDEXED})'
 
 
 def sql(s, q):
-    p = subprocess.run(['sqlite3', os.path.join(s.data, 'selo.db'), q], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE)
+    """One value read from the server's store, SQLite or PostgreSQL alike
+    (s.sql), as text."""
+    rows = s.sql(q)
+    return rows[0][0] if rows and rows[0] else ''
+
+
+def hexof(s, col, text=False):
+    """The bytes of column col in hex, in the store's own SQL (SQLite's hex()
+    is PostgreSQL's encode(.., 'hex'), which takes bytea: a text column is
+    converted to its UTF-8 bytes first)."""
+    if s.backend != 'postgres':
+        return f'hex({col})'
+    return f"encode(convert_to({col}, 'UTF8'), 'hex')" if text else f"encode({col}, 'hex')"
+
+
+def tamper(s, lite, pg):
+    """Changes the store behind the server's back: the statement lite on the
+    SQLite file, pg on the PostgreSQL database (the two differ where bytes
+    are concerned: BLOB literals, replace() on bytea)."""
+    if s.backend == 'postgres':
+        cmd = [os.path.join(pgtest.PG_BIN, 'psql'), '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1',
+               '-d', s.conf['store']['url'], '-c', pg]
+        what = 'psql'
+    else:
+        cmd = ['sqlite3', os.path.join(s.data, 'selo.db'), lite]
+        what = 'sqlite3'
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if p.returncode != 0:
-        raise Fail(f'sqlite3: {p.stderr.decode()}')
-    return p.stdout.decode()
+        raise Fail(f'{what}: {p.stderr.decode()}')
 
 
 def fetch_receipt(s, nid, form=None, timeout=20):
@@ -169,26 +194,34 @@ def log_verify_catches_tampering():
         rc, out, _ = run(['log', 'verify', '--data', s.data])
         eq(rc, 0, out)
         # one byte of an entry
-        sql(s, "UPDATE events SET entry = replace(entry, '\"v\":1', '\"v\":2') WHERE seq = 2")
+        tamper(s, "UPDATE events SET entry = replace(entry, '\"v\":1', '\"v\":2') WHERE seq = 2",
+               "UPDATE events SET entry = convert_to(replace(convert_from(entry, 'UTF8'),"
+               " '\"v\":1', '\"v\":2'), 'UTF8') WHERE seq = 2")
         rc, out, _ = run(['log', 'verify', '--data', s.data])
         eq(rc, 1, f'entry changed: {out}')
         check('FAIL' in out and 'verdict: MISMATCH' in out, out)
-        sql(s, "UPDATE events SET entry = replace(entry, '\"v\":2', '\"v\":1') WHERE seq = 2")
+        tamper(s, "UPDATE events SET entry = replace(entry, '\"v\":2', '\"v\":1') WHERE seq = 2",
+               "UPDATE events SET entry = convert_to(replace(convert_from(entry, 'UTF8'),"
+               " '\"v\":2', '\"v\":1'), 'UTF8') WHERE seq = 2")
         rc, out, _ = run(['log', 'verify', '--data', s.data])
         eq(rc, 0, f'restored: {out}')
         # a partial tile one hash longer than the tree, in a store nobody writes
         last = "level = 0 AND idx = (SELECT max(idx) FROM log_tiles WHERE level = 0)"
-        tile = sql(s, f"SELECT hex(data) FROM log_tiles WHERE {last}").strip()
-        sql(s, f"UPDATE log_tiles SET data = X'{tile}{'00' * 32}' WHERE {last}")
+        tile = sql(s, f"SELECT {hexof(s, 'data')} FROM log_tiles WHERE {last}").strip()
+        check(tile, 'the last tile of level 0')
+        tamper(s, f"UPDATE log_tiles SET data = X'{tile}{'00' * 32}' WHERE {last}",
+               f"UPDATE log_tiles SET data = decode('{tile}{'00' * 32}', 'hex') WHERE {last}")
         rc, out, _ = run(['log', 'verify', '--data', s.data])
         eq(rc, 1, f'partial tile longer than the tree: {out}')
         check('partial tile 0/0 differs' in out, out)
-        sql(s, f"UPDATE log_tiles SET data = X'{tile}' WHERE {last}")
+        tamper(s, f"UPDATE log_tiles SET data = X'{tile}' WHERE {last}",
+               f"UPDATE log_tiles SET data = decode('{tile}', 'hex') WHERE {last}")
         rc, out, err = run(['log', 'verify', '--data', s.data])
         eq(rc, 0, f'tile restored: {out} {err}')
         # one byte of a checkpoint
-        sql(s, "UPDATE checkpoints SET note = replace(note, 'selo-log', 'selo-lag')"
-               " WHERE size = (SELECT max(size) FROM checkpoints)")
+        q = ("UPDATE checkpoints SET note = replace(note, 'selo-log', 'selo-lag')"
+             " WHERE size = (SELECT max(size) FROM checkpoints)")
+        tamper(s, q, q)
         rc, out, _ = run(['log', 'verify', '--data', s.data])
         eq(rc, 1, f'checkpoint changed: {out}')
     finally:
@@ -250,13 +283,14 @@ def external_tsa_tokens_verify_with_openssl():
         rc, out, _ = run(['verify', path, '--key', os.path.join(s.data, 'keys', 'log.vkey'),
                           '--tsa-ca', os.path.join(xk, 'ca.crt')])
         eq(rc, 0, out)
-        rows = sql(s, "SELECT size FROM checkpoints WHERE tst IS NOT NULL").split()
+        rows = [r[0] for r in s.sql("SELECT size FROM checkpoints WHERE tst IS NOT NULL")]
         check(rows, 'timestamped checkpoints')
         for size in rows:
-            note = sql(s, f"SELECT writefile('{s.dir}/n.txt', CAST(note AS BLOB)),"
-                          f" writefile('{s.dir}/t.der', tst) FROM checkpoints WHERE size = {size}")
-            with open(os.path.join(s.dir, 'n.txt'), 'rb') as f:
-                digest = hashlib.sha256(f.read()).hexdigest()
+            note, tst = s.sql(f"SELECT {hexof(s, 'note', text=True)}, {hexof(s, 'tst')}"
+                              f" FROM checkpoints WHERE size = {size}")[0]
+            with open(os.path.join(s.dir, 't.der'), 'wb') as f:
+                f.write(bytes.fromhex(tst))
+            digest = hashlib.sha256(bytes.fromhex(note)).hexdigest()
             p = subprocess.run(['openssl', 'ts', '-verify', '-token_in', '-in',
                                 os.path.join(s.dir, 't.der'), '-digest', digest, '-CAfile',
                                 os.path.join(xk, 'ca.crt')], stdout=subprocess.PIPE,
