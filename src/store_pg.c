@@ -887,6 +887,29 @@ void pgstore_close(struct pgstore *s)
 	free(s);
 }
 
+/* ---- Values in and out (store_pg_int.h). */
+
+const char *pg_num(struct pg_num *n, int64_t v)
+{
+	snprintf(n->s, sizeof n->s, "%lld", (long long)v);
+	return n->s;
+}
+
+int64_t pg_col_int(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+char *pg_col_text(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
+}
+
+void pg_col_copy(const PGresult *r, int row, int col, char *out, size_t n)
+{
+	snprintf(out, n, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
+}
+
 /* ---- The backend behind store.h (store_backend.h). */
 
 struct pgstore *pgstore_of(struct store *s)

@@ -59,6 +59,20 @@ char *pgstore_redact_url(const char *url);
 /* The deadline a call starting now gets (clock_mono_ms() + store.timeout). */
 int64_t pgstore_deadline(const struct pgstore *s);
 
+/* ---- Values in and out: parameters go to the server as text, results
+ * come back as text (bytea in its hex form). */
+struct pg_num {
+	char s[24];
+};
+/* The decimal text of v, in n. */
+const char *pg_num(struct pg_num *n, int64_t v);
+/* An integer column; NULL reads 0. */
+int64_t pg_col_int(const PGresult *r, int row, int col);
+/* A text column as a malloc'd copy; NULL for SQL NULL. */
+char *pg_col_text(const PGresult *r, int row, int col);
+/* A text column into out (cut at n - 1 bytes); "" for SQL NULL. */
+void pg_col_copy(const PGresult *r, int row, int col, char *out, size_t n);
+
 /* ---- Prepared statements, prepared on each connection the first time
  * that connection runs them (named "s<N>"). Each file of the backend has
  * its own range of ids and its own table of SQL, so that the files can

@@ -149,21 +149,6 @@ const struct pg_sql_table pg_sql_log = {pg_log_sql_text, PGL_END - PG_S_LOG_BASE
 
 /* ---- Small helpers */
 
-/* Decimal text of v in a caller's buffer (parameters are sent as text). */
-struct pgl_num {
-	char s[24];
-};
-static const char *pgl_num(struct pgl_num *n, int64_t v)
-{
-	snprintf(n->s, sizeof n->s, "%lld", (long long)v);
-	return n->s;
-}
-
-static int64_t pgl_int(const PGresult *r, int row, int col)
-{
-	return strtoll(PQgetvalue(r, row, col), NULL, 10);
-}
-
 /* A bytea column as malloc'd bytes with a NUL after them (entries are
  * text); *len its length. */
 static char *pgl_bytes(const PGresult *r, int row, int col, size_t *len)
@@ -177,11 +162,6 @@ static char *pgl_bytes(const PGresult *r, int row, int col, size_t *len)
 	PQfreemem(raw);
 	*len = raw ? n : 0;
 	return out;
-}
-
-static void pgl_copy(char *dst, size_t n, const PGresult *r, int row, int col)
-{
-	snprintf(dst, n, "%s", PQgetvalue(r, row, col));
 }
 
 /* Runs st and keeps only its success: 0, or -1 with *fail and err. */
@@ -237,15 +217,15 @@ static void pgl_tally_from_row(const PGresult *r, struct pgl_tally *t)
 	int col = 0;
 	for (int k = 0; k < HIT_KINDS; k++)
 		for (int c = 0; c < HIT_CLASSES; c++)
-			t->full[k][c] = pgl_int(r, 0, col++);
-	t->summaries = pgl_int(r, 0, col++);
-	t->first_ms = pgl_int(r, 0, col++);
-	t->last_ms = pgl_int(r, 0, col++);
-	t->due_ms = pgl_int(r, 0, col++);
+			t->full[k][c] = pg_col_int(r, 0, col++);
+	t->summaries = pg_col_int(r, 0, col++);
+	t->first_ms = pg_col_int(r, 0, col++);
+	t->last_ms = pg_col_int(r, 0, col++);
+	t->due_ms = pg_col_int(r, 0, col++);
 	for (int k = 0; k < HIT_KINDS; k++)
 		for (int c = 0; c < HIT_CLASSES; c++)
-			t->fold[k][c] = pgl_int(r, 0, col++);
-	t->addresses = pgl_int(r, 0, col);
+			t->fold[k][c] = pg_col_int(r, 0, col++);
+	t->addresses = pg_col_int(r, 0, col);
 }
 
 /* Reads and locks the notice's tally: 1 found, 0 no row, -1 error. */
@@ -289,20 +269,20 @@ static int pgl_tally_lock(struct pgconn *c, struct pgl_tally *t, int64_t deadlin
 static int pgl_tally_put(struct pgconn *c, const struct pgl_tally *t, int64_t deadline,
 			 enum pg_fail *fail, struct selo_err *err)
 {
-	struct pgl_num num[17];
+	struct pg_num num[17];
 	const char *vals[18];
 	int i = 0;
 	vals[0] = t->id;
 	for (int k = 0; k < HIT_KINDS; k++)
 		for (int cl = 0; cl < HIT_CLASSES; cl++, i++)
-			vals[i + 1] = pgl_num(&num[i], t->full[k][cl]);
+			vals[i + 1] = pg_num(&num[i], t->full[k][cl]);
 	const int64_t mid[] = {t->summaries, t->first_ms, t->last_ms, t->due_ms};
 	for (size_t m = 0; m < 4; m++, i++)
-		vals[i + 1] = pgl_num(&num[i], mid[m]);
+		vals[i + 1] = pg_num(&num[i], mid[m]);
 	for (int k = 0; k < HIT_KINDS; k++)
 		for (int cl = 0; cl < HIT_CLASSES; cl++, i++)
-			vals[i + 1] = pgl_num(&num[i], t->fold[k][cl]);
-	vals[i + 1] = pgl_num(&num[i], t->addresses);
+			vals[i + 1] = pg_num(&num[i], t->fold[k][cl]);
+	vals[i + 1] = pg_num(&num[i], t->addresses);
 	return pgl_run(c, PGL_TALLY_PUT, 18, vals, NULL, NULL, deadline, fail,
 		       "storing a notice's hit tally", err, NULL);
 }
@@ -516,8 +496,8 @@ static int pgl_folds_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg_
 {
 	struct pgl_folds *a = arg;
 	a->closed = 0;
-	struct pgl_num now, max;
-	const char *vals[2] = {pgl_num(&now, a->now_ms), pgl_num(&max, (int64_t)a->max)};
+	struct pg_num now, max;
+	const char *vals[2] = {pg_num(&now, a->now_ms), pg_num(&max, (int64_t)a->max)};
 	/* Claimed: another node's sweep skips these and takes the next ones. */
 	PGresult *r = pgconn_exec(c, (enum pg_stmt)PGL_FOLDS_CLAIM, 2, vals, NULL, NULL, deadline, fail,
 				  "claiming hit folds due", err);
@@ -534,8 +514,8 @@ static int pgl_folds_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg_
  * a transaction, so a sweep costs next to nothing while none is due. */
 static int pgl_folds_due(struct store *s, int64_t now_ms, struct selo_err *err)
 {
-	struct pgl_num now;
-	const char *vals[2] = {pgl_num(&now, now_ms), "1"};
+	struct pg_num now;
+	const char *vals[2] = {pg_num(&now, now_ms), "1"};
 	PGresult *r = pgl_read(s, PGL_FOLDS_DUE, 2, vals, NULL, NULL, "finding hit folds due", err);
 	if (!r)
 		return -1;
@@ -574,13 +554,13 @@ static void pgl_state_from(const PGresult *r, struct log_state *out)
 	memcpy(out->root, PGL_EMPTY_ROOT, 32);
 	if (PQntuples(r) != 1)
 		return;
-	out->size = (uint64_t)pgl_int(r, 0, 0);
+	out->size = (uint64_t)pg_col_int(r, 0, 0);
 	size_t len = 0;
 	char *root = pgl_bytes(r, 0, 1, &len);
 	if (len == 32)
 		memcpy(out->root, root, 32);
 	free(root);
-	out->last_seq = pgl_int(r, 0, 2);
+	out->last_seq = pg_col_int(r, 0, 2);
 }
 
 int pg_log_state(struct store *s, struct log_state *out, struct selo_err *err)
@@ -633,13 +613,13 @@ static int pgl_fence(struct pgconn *c, const struct log_append *a, struct log_st
 static int pgl_run_add(struct pgconn *c, int64_t first_seq, uint64_t first_index, int64_t n,
 		       int64_t deadline, enum pg_fail *fail, struct selo_err *err)
 {
-	struct pgl_num p[3];
-	const char *span[2] = {pgl_num(&p[0], first_seq), pgl_num(&p[1], first_seq + n - 1)};
+	struct pg_num p[3];
+	const char *span[2] = {pg_num(&p[0], first_seq), pg_num(&p[1], first_seq + n - 1)};
 	PGresult *r = pgconn_exec(c, (enum pg_stmt)PGL_RANGE_COUNT, 2, span, NULL, NULL, deadline, fail,
 				  "indexing events", err);
 	if (!r)
 		return -1;
-	int64_t have = pgl_int(r, 0, 0);
+	int64_t have = pg_col_int(r, 0, 0);
 	PQclear(r);
 	if (have != n) {
 		err_set(err, 409, "conflict", "store: events %lld..%lld: %lld of %lld exist",
@@ -647,8 +627,8 @@ static int pgl_run_add(struct pgconn *c, int64_t first_seq, uint64_t first_index
 			(long long)n);
 		return pgl_refuse(fail);
 	}
-	struct pgl_num count;
-	const char *vals[3] = {pgl_num(&p[2], (int64_t)first_index), span[0], pgl_num(&count, n)};
+	struct pg_num count;
+	const char *vals[3] = {pg_num(&p[2], (int64_t)first_index), span[0], pg_num(&count, n)};
 	return pgl_run(c, PGL_RANGE_ADD, 3, vals, NULL, NULL, deadline, fail, "indexing events", err,
 		       NULL);
 }
@@ -681,7 +661,7 @@ static int pgl_runs_add(struct pgconn *c, const struct log_append *a, int64_t la
 
 /* One tile's parameters for the pipeline. */
 struct pgl_tile_params {
-	struct pgl_num level, index;
+	struct pg_num level, index;
 	const char *vals[3];
 	int lens[3];
 };
@@ -716,16 +696,16 @@ static int pgl_tree_write(struct pgconn *c, const struct log_append *a, int64_t 
 	PGresult **res = xcalloc(n, sizeof(*res));
 	for (size_t i = 0; i < a->ntiles; i++) {
 		const struct log_tile_write *t = &a->tiles[i];
-		tp[i].vals[0] = pgl_num(&tp[i].level, t->level);
-		tp[i].vals[1] = pgl_num(&tp[i].index, (int64_t)t->index);
+		tp[i].vals[0] = pg_num(&tp[i].level, t->level);
+		tp[i].vals[1] = pg_num(&tp[i].index, (int64_t)t->index);
 		tp[i].vals[2] = (const char *)t->data;
 		tp[i].lens[2] = (int)t->len;
 		items[i] = (struct pgbatch_item){(enum pg_stmt)PGL_TILE_SET, 3, tp[i].vals, tp[i].lens,
 						 PGL_TILE_FMTS};
 	}
-	struct pgl_num sz, last;
-	const char *vals[3] = {pgl_num(&sz, (int64_t)(a->first_index + a->n)), (const char *)a->root,
-			       pgl_num(&last, last_seq)};
+	struct pg_num sz, last;
+	const char *vals[3] = {pg_num(&sz, (int64_t)(a->first_index + a->n)), (const char *)a->root,
+			       pg_num(&last, last_seq)};
 	const int lens[3] = {0, 32, 0};
 	items[a->ntiles] = (struct pgbatch_item){(enum pg_stmt)PGL_STATE_SET, 3, vals, lens,
 						 PGL_STATE_FMTS};
@@ -760,8 +740,8 @@ int pg_log_append(struct store *s, const struct log_append *a, struct selo_err *
 
 int pg_log_tile(struct store *s, int level, uint64_t index, struct buf *data, struct selo_err *err)
 {
-	struct pgl_num lv, ix;
-	const char *vals[2] = {pgl_num(&lv, level), pgl_num(&ix, (int64_t)index)};
+	struct pg_num lv, ix;
+	const char *vals[2] = {pg_num(&lv, level), pg_num(&ix, (int64_t)index)};
 	PGresult *r = pgl_read(s, PGL_TILE_GET, 2, vals, NULL, NULL, "reading a log tile", err);
 	if (!r)
 		return -1;
@@ -781,9 +761,9 @@ int pg_log_entries(struct store *s, uint64_t from, size_t max, struct event_rec 
 {
 	*out = NULL;
 	*n = 0;
-	struct pgl_num f, m;
-	const char *vals[2] = {pgl_num(&f, (int64_t)from),
-			       pgl_num(&m, max > PGL_READ_MAX ? PGL_READ_MAX : (int64_t)max)};
+	struct pg_num f, m;
+	const char *vals[2] = {pg_num(&f, (int64_t)from),
+			       pg_num(&m, max > PGL_READ_MAX ? PGL_READ_MAX : (int64_t)max)};
 	PGresult *r = pgl_read(s, PGL_ENTRIES, 2, vals, NULL, NULL, "reading log entries", err);
 	if (!r)
 		return -1;
@@ -791,12 +771,12 @@ int pg_log_entries(struct store *s, uint64_t from, size_t max, struct event_rec 
 	*out = rows ? xcalloc((size_t)rows, sizeof(**out)) : NULL;
 	for (int i = 0; i < rows; i++) {
 		struct event_rec *e = &(*out)[i];
-		e->seq = pgl_int(r, i, 0);
-		pgl_copy(e->notice_id, sizeof(e->notice_id), r, i, 1);
-		pgl_copy(e->type, sizeof(e->type), r, i, 2);
-		e->time_ms = pgl_int(r, i, 3);
+		e->seq = pg_col_int(r, i, 0);
+		pg_col_copy(r, i, 1, e->notice_id, sizeof(e->notice_id));
+		pg_col_copy(r, i, 2, e->type, sizeof(e->type));
+		e->time_ms = pg_col_int(r, i, 3);
 		e->entry = pgl_bytes(r, i, 4, &e->len);
-		e->log_index = pgl_int(r, i, 5);
+		e->log_index = pg_col_int(r, i, 5);
 	}
 	*n = (size_t)rows;
 	PQclear(r);
@@ -805,13 +785,13 @@ int pg_log_entries(struct store *s, uint64_t from, size_t max, struct event_rec 
 
 int pg_log_unindexed(struct store *s, int64_t last_seq, int64_t *count, struct selo_err *err)
 {
-	struct pgl_num l;
-	const char *vals[1] = {pgl_num(&l, last_seq)};
+	struct pg_num l;
+	const char *vals[1] = {pg_num(&l, last_seq)};
 	PGresult *r = pgl_read(s, PGL_UNINDEXED, 1, vals, NULL, NULL,
 			       "counting events outside the log", err);
 	if (!r)
 		return -1;
-	*count = pgl_int(r, 0, 0);
+	*count = pg_col_int(r, 0, 0);
 	PQclear(r);
 	return 0;
 }
@@ -828,8 +808,8 @@ static int pgl_cp_add_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg
 			  struct selo_err *err)
 {
 	const struct pgl_cp *a = arg;
-	struct pgl_num sz, ms;
-	const char *vals[3] = {pgl_num(&sz, (int64_t)a->size), a->note, pgl_num(&ms, a->ms)};
+	struct pg_num sz, ms;
+	const char *vals[3] = {pg_num(&sz, (int64_t)a->size), a->note, pg_num(&ms, a->ms)};
 	int64_t added = 0;
 	if (pgl_run(c, PGL_CP_ADD, 3, vals, NULL, NULL, deadline, fail, "adding a checkpoint", err,
 		    &added) != 0)
@@ -861,9 +841,9 @@ static int pgl_cp_tst_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg
 			  struct selo_err *err)
 {
 	const struct pgl_tst *a = arg;
-	struct pgl_num sz, ms;
-	const char *vals[3] = {pgl_num(&sz, (int64_t)a->size), (const char *)a->tst,
-			       pgl_num(&ms, a->ms)};
+	struct pg_num sz, ms;
+	const char *vals[3] = {pg_num(&sz, (int64_t)a->size), (const char *)a->tst,
+			       pg_num(&ms, a->ms)};
 	const int lens[3] = {0, (int)a->len, 0};
 	const int fmts[3] = {0, 1, 0};
 	return pgl_run(c, PGL_CP_TST, 3, vals, lens, fmts, deadline, fail,
@@ -881,12 +861,12 @@ int pg_checkpoint_timestamp(struct store *s, uint64_t size, const uint8_t *tst, 
 static void pgl_cp_from_row(const PGresult *r, int i, struct checkpoint_rec *cp)
 {
 	memset(cp, 0, sizeof(*cp));
-	cp->size = (uint64_t)pgl_int(r, i, 0);
+	cp->size = (uint64_t)pg_col_int(r, i, 0);
 	cp->note = xstrdup(PQgetvalue(r, i, 1));
-	cp->created_ms = pgl_int(r, i, 2);
+	cp->created_ms = pg_col_int(r, i, 2);
 	if (!PQgetisnull(r, i, 3))
 		cp->tst = (uint8_t *)pgl_bytes(r, i, 3, &cp->tst_len);
-	cp->tst_time_ms = pgl_int(r, i, 4);
+	cp->tst_time_ms = pg_col_int(r, i, 4);
 }
 
 /* Runs a checkpoint query with at most one integer parameter. */
@@ -895,8 +875,8 @@ static int pgl_cp_query(struct store *s, int st, const int64_t *p1, struct check
 {
 	*out = NULL;
 	*n = 0;
-	struct pgl_num v;
-	const char *vals[1] = {p1 ? pgl_num(&v, *p1) : NULL};
+	struct pg_num v;
+	const char *vals[1] = {p1 ? pg_num(&v, *p1) : NULL};
 	PGresult *r = pgl_read(s, st, p1 ? 1 : 0, vals, NULL, NULL, "reading checkpoints", err);
 	if (!r)
 		return -1;

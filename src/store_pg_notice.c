@@ -266,23 +266,6 @@ static int pgn_clock_lock(struct pgn *x)
 	return pgn_do(x, PGN_CLOCK_LOCK, NULL, "taking the event clock", NULL);
 }
 
-static char *pgn_text(const PGresult *r, int row, int col)
-{
-	if (PQgetisnull(r, row, col))
-		return NULL;
-	return xstrdup(PQgetvalue(r, row, col));
-}
-
-static void pgn_copy(const PGresult *r, int row, int col, char *out, size_t n)
-{
-	snprintf(out, n, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
-}
-
-static int64_t pgn_int(const PGresult *r, int row, int col)
-{
-	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
-}
-
 /* A bytea column (text form) into out, when it is exactly n bytes: 1, else 0. */
 static int pgn_bytes(const PGresult *r, int row, int col, uint8_t *out, size_t n)
 {
@@ -301,26 +284,26 @@ static int pgn_bytes(const PGresult *r, int row, int col, uint8_t *out, size_t n
 static void pgn_notice_from_row(const PGresult *r, int row, struct notice_rec *n)
 {
 	memset(n, 0, sizeof(*n));
-	pgn_copy(r, row, 0, n->id, sizeof(n->id));
-	n->apikey_id = pgn_int(r, row, 1);
-	pgn_copy(r, row, 2, n->status, sizeof(n->status));
-	n->to = pgn_text(r, row, 3);
-	n->template_name = pgn_text(r, row, 4);
-	n->reference = pgn_text(r, row, 5);
-	n->segment = pgn_text(r, row, 6);
-	n->tags_json = pgn_text(r, row, 7);
-	n->payload_json = pgn_text(r, row, 8);
+	pg_col_copy(r, row, 0, n->id, sizeof(n->id));
+	n->apikey_id = pg_col_int(r, row, 1);
+	pg_col_copy(r, row, 2, n->status, sizeof(n->status));
+	n->to = pg_col_text(r, row, 3);
+	n->template_name = pg_col_text(r, row, 4);
+	n->reference = pg_col_text(r, row, 5);
+	n->segment = pg_col_text(r, row, 6);
+	n->tags_json = pg_col_text(r, row, 7);
+	n->payload_json = pg_col_text(r, row, 8);
 	pgn_bytes(r, row, 9, n->salt, sizeof(n->salt));
-	n->attempts = (int)pgn_int(r, row, 10);
-	n->created_ms = pgn_int(r, row, 11);
-	n->updated_ms = pgn_int(r, row, 12);
-	n->next_attempt_ms = pgn_int(r, row, 13);
-	n->message_id = pgn_text(r, row, 14);
-	pgn_copy(r, row, 15, n->sha256, sizeof(n->sha256));
-	n->last_error = pgn_text(r, row, 16);
-	n->send_at_ms = pgn_int(r, row, 17);
-	n->sequence_id = pgn_text(r, row, 18);
-	n->step = (int)pgn_int(r, row, 19);
+	n->attempts = (int)pg_col_int(r, row, 10);
+	n->created_ms = pg_col_int(r, row, 11);
+	n->updated_ms = pg_col_int(r, row, 12);
+	n->next_attempt_ms = pg_col_int(r, row, 13);
+	n->message_id = pg_col_text(r, row, 14);
+	pg_col_copy(r, row, 15, n->sha256, sizeof(n->sha256));
+	n->last_error = pg_col_text(r, row, 16);
+	n->send_at_ms = pg_col_int(r, row, 17);
+	n->sequence_id = pg_col_text(r, row, 18);
+	n->step = (int)pg_col_int(r, row, 19);
 }
 
 /* A text-id look-up: 1 a row (kept in *out when out is not NULL, else
@@ -362,7 +345,7 @@ static int pgn_apikey_add_txn(struct pgconn *c, void *arg, int64_t deadline, enu
 	if (!r)
 		return -1;
 	int got = PQntuples(r) == 1;
-	a->id = got ? pgn_int(r, 0, 0) : 0;
+	a->id = got ? pg_col_int(r, 0, 0) : 0;
 	PQclear(r);
 	if (!got)
 		return pgn_no(&x, err_set(err, 409, "apikey-exists",
@@ -443,12 +426,12 @@ static int pgn_suppression_check(struct pgn *x, const struct notice_new *nn,
 	int got = PQntuples(r) > 0;
 	if (got) {
 		char enhanced[16], notice[27];
-		pgn_copy(r, 0, 2, enhanced, sizeof enhanced);
-		pgn_copy(r, 0, 4, notice, sizeof notice);
+		pg_col_copy(r, 0, 2, enhanced, sizeof enhanced);
+		pg_col_copy(r, 0, 4, notice, sizeof notice);
 		res->failed = 1;
 		pgn_suppressed_err(&res->err, PQgetvalue(r, 0, 1), enhanced,
 				   PQgetisnull(r, 0, 3) ? NULL : PQgetvalue(r, 0, 3), notice,
-				   pgn_int(r, 0, 5));
+				   pg_col_int(r, 0, 5));
 	}
 	PQclear(r);
 	return got;
@@ -487,8 +470,8 @@ static int pgn_after_hard_bounce(struct pgn *x, const char *id, const json_t *fi
 	int got = pgn_row(x, PGN_SUP_NOTICE, id, "reading a bounced notice", &r);
 	if (got <= 0)
 		return got;
-	int64_t key_id = pgn_int(r, 0, 0);
-	char *to = pgn_text(r, 0, 1);
+	int64_t key_id = pg_col_int(r, 0, 0);
+	char *to = pg_col_text(r, 0, 1);
 	PQclear(r);
 	int rc = to ? pgn_suppression_add(x, key_id, to, id, enhanced, reason) : 0;
 	free(to);
@@ -515,7 +498,7 @@ static int pgn_idempotency_check(struct pgn *x, const struct notice_new *nn,
 	uint8_t h[32];
 	int same = pgn_bytes(r, 0, 0, h, 32) && !memcmp(h, nn->request_sha256, 32);
 	char first[27];
-	pgn_copy(r, 0, 1, first, sizeof first);
+	pg_col_copy(r, 0, 1, first, sizeof first);
 	PQclear(r);
 	if (!same) {
 		res->failed = 1;
@@ -532,7 +515,7 @@ static int pgn_idempotency_check(struct pgn *x, const struct notice_new *nn,
 	if (got <= 0)
 		return got < 0 ? -1 : pgn_no(x, err_set(x->err, 500, "storage-failed",
 							 "store: the notice of an idempotency key is missing"));
-	pgn_copy(r, 0, 0, res->status, sizeof(res->status));
+	pg_col_copy(r, 0, 0, res->status, sizeof(res->status));
 	PQclear(r);
 	return 1;
 }
@@ -596,7 +579,7 @@ static int pgn_notice_timed(struct pgn *x, const struct notice_new *nn, int64_t 
 	if (!r)
 		return -1;
 	if (PQntuples(r) == 1)
-		pgn_copy(r, 0, 0, status, 16);
+		pg_col_copy(r, 0, 0, status, 16);
 	PQclear(r);
 	return 0;
 }
@@ -1162,10 +1145,10 @@ static int pgn_cancel_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg
 	int got = pgn_row(&x, PGN_CANCEL_GET, a->id, "reading a notice", &r);
 	if (got < 0)
 		return -1;
-	int64_t key = got ? pgn_int(r, 0, 0) : 0;
+	int64_t key = got ? pg_col_int(r, 0, 0) : 0;
 	char status[16] = "";
 	if (got)
-		pgn_copy(r, 0, 1, status, sizeof status);
+		pg_col_copy(r, 0, 1, status, sizeof status);
 	PQclear(r);
 	if (!got || (a->apikey_id >= 0 && key != a->apikey_id))
 		return pgn_no(&x, err_set(err, 404, "not-found", "no notice %s", a->id));
@@ -1233,7 +1216,7 @@ static int pgn_sequence_stop_after_bounce(struct pgn *x, const char *id)
 	int got = pgn_row(x, PGN_SEQ_OF, id, "reading a notice", &r);
 	if (got <= 0)
 		return got;
-	char *sid = pgn_text(r, 0, 0);
+	char *sid = pg_col_text(r, 0, 0);
 	PQclear(r);
 	int64_t n = 0;
 	int rc = pgn_sequence_stop_on(x, sid, "hard_bounce", id, &n) < 0 ? -1 : 0;
@@ -1254,7 +1237,7 @@ static int pgn_sequence_stop_txn(struct pgconn *c, void *arg, int64_t deadline,
 	int got = pgn_row(&x, PGN_SEQ_KEY, a->id, "reading a sequence", &r);
 	if (got < 0)
 		return -1;
-	int64_t key = got ? pgn_int(r, 0, 0) : 0;
+	int64_t key = got ? pg_col_int(r, 0, 0) : 0;
 	PQclear(r);
 	if (!got || (a->apikey_id >= 0 && key != a->apikey_id))
 		return pgn_no(&x, err_set(err, 404, "not-found", "no sequence %s", a->id));
@@ -1296,7 +1279,7 @@ static int pgn_sequence_idem(struct pgn *x, const struct sequence_new *q, char r
 		PQclear(r);
 		return 0;
 	}
-	pgn_copy(r, 0, 0, replay_id, 32);
+	pg_col_copy(r, 0, 0, replay_id, 32);
 	uint8_t h[32];
 	int same = pgn_bytes(r, 0, 1, h, 32) && !memcmp(h, q->request_sha256, 32);
 	PQclear(r);

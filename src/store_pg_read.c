@@ -179,34 +179,7 @@ static PGresult *pgread_exec(struct store *base, int st, int n, const char *cons
 	return r;
 }
 
-/* Integers go to the server as text parameters. */
-struct pgr_num {
-	char v[24];
-};
-
-static const char *pgr_num(struct pgr_num *b, int64_t v)
-{
-	snprintf(b->v, sizeof b->v, "%lld", (long long)v);
-	return b->v;
-}
-
 /* ---- Columns (results come as text; bytea in its text form). */
-
-static int64_t pgr_int(const PGresult *r, int row, int col)
-{
-	return strtoll(PQgetvalue(r, row, col), NULL, 10);
-}
-
-static void pgr_copy(const PGresult *r, int row, int col, char *out, size_t cap)
-{
-	snprintf(out, cap, "%s", PQgetvalue(r, row, col));
-}
-
-/* A text column as a malloc'd copy, NULL for SQL NULL. */
-static char *pgr_text(const PGresult *r, int row, int col)
-{
-	return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
-}
 
 /* A bytea column as malloc'd bytes with a NUL after them (entries and
  * disclosures are text), *len their count; NULL stays "". */
@@ -284,29 +257,29 @@ static int pgr_notice_damage(const PGresult *r, int row, int col0, char *out, si
 static void pgr_notice_from_row(const PGresult *r, int row, int c, struct notice_rec *n)
 {
 	memset(n, 0, sizeof(*n));
-	pgr_copy(r, row, c + 0, n->id, sizeof(n->id));
-	n->apikey_id = pgr_int(r, row, c + 1);
-	pgr_copy(r, row, c + 2, n->status, sizeof(n->status));
-	n->to = pgr_text(r, row, c + 3);
-	n->template_name = pgr_text(r, row, c + 4);
-	n->reference = pgr_text(r, row, c + 5);
-	n->segment = pgr_text(r, row, c + 6);
-	n->tags_json = pgr_text(r, row, c + 7);
-	n->payload_json = pgr_text(r, row, c + 8);
+	pg_col_copy(r, row, c + 0, n->id, sizeof(n->id));
+	n->apikey_id = pg_col_int(r, row, c + 1);
+	pg_col_copy(r, row, c + 2, n->status, sizeof(n->status));
+	n->to = pg_col_text(r, row, c + 3);
+	n->template_name = pg_col_text(r, row, c + 4);
+	n->reference = pg_col_text(r, row, c + 5);
+	n->segment = pg_col_text(r, row, c + 6);
+	n->tags_json = pg_col_text(r, row, c + 7);
+	n->payload_json = pg_col_text(r, row, c + 8);
 	size_t saltlen = 0;
 	char *salt = pgr_bytes(r, row, c + 9, &saltlen);
 	memcpy(n->salt, salt, saltlen < 32 ? saltlen : 32);
 	free(salt);
-	n->attempts = (int)pgr_int(r, row, c + 10);
-	n->created_ms = pgr_int(r, row, c + 11);
-	n->updated_ms = pgr_int(r, row, c + 12);
-	n->next_attempt_ms = pgr_int(r, row, c + 13);
-	n->message_id = pgr_text(r, row, c + 14);
-	pgr_copy(r, row, c + 15, n->sha256, sizeof(n->sha256));
-	n->last_error = pgr_text(r, row, c + 16);
-	n->send_at_ms = pgr_int(r, row, c + 17);
-	n->sequence_id = pgr_text(r, row, c + 18);
-	n->step = (int)pgr_int(r, row, c + 19);
+	n->attempts = (int)pg_col_int(r, row, c + 10);
+	n->created_ms = pg_col_int(r, row, c + 11);
+	n->updated_ms = pg_col_int(r, row, c + 12);
+	n->next_attempt_ms = pg_col_int(r, row, c + 13);
+	n->message_id = pg_col_text(r, row, c + 14);
+	pg_col_copy(r, row, c + 15, n->sha256, sizeof(n->sha256));
+	n->last_error = pg_col_text(r, row, c + 16);
+	n->send_at_ms = pg_col_int(r, row, c + 17);
+	n->sequence_id = pg_col_text(r, row, c + 18);
+	n->step = (int)pg_col_int(r, row, c + 19);
 }
 
 /* A damaged row is an error that names the notice: the id asked for, or
@@ -357,8 +330,8 @@ int pg_notice_get(struct store *s, const char *id, int64_t apikey_id, struct not
 	memset(out, 0, sizeof(*out));
 	if (!id)
 		return 0;
-	struct pgr_num k;
-	const char *vals[2] = {id, pgr_num(&k, apikey_id)};
+	struct pg_num k;
+	const char *vals[2] = {id, pg_num(&k, apikey_id)};
 	PGresult *r = pgread_exec(s, PGR_NOTICE_GET, 2, vals, NULL, NULL, "reading a notice", err);
 	if (!r)
 		return -1;
@@ -375,17 +348,17 @@ int pg_notice_list(struct store *s, const struct notice_filter *f, struct notice
 	*n = 0;
 	int limit = f->limit < 1 ? 1 : f->limit > PGR_LIST_MAX ? PGR_LIST_MAX : f->limit;
 	int variant = (f->apikey_id >= 0 ? 1 : 0) | (f->reference ? 2 : 0) | (f->status ? 4 : 0);
-	struct pgr_num k, l;
+	struct pg_num k, l;
 	/* Every id is greater than "", so no `after` means from the first. */
 	const char *vals[5] = {f->after ? f->after : ""};
 	int nv = 1;
 	if (variant & 1)
-		vals[nv++] = pgr_num(&k, f->apikey_id);
+		vals[nv++] = pg_num(&k, f->apikey_id);
 	if (variant & 2)
 		vals[nv++] = f->reference;
 	if (variant & 4)
 		vals[nv++] = f->status;
-	vals[nv++] = pgr_num(&l, limit);
+	vals[nv++] = pg_num(&l, limit);
 	PGresult *r = pgread_exec(s, PGR_LIST0 + variant, nv, vals, NULL, NULL, "listing notices",
 				  err);
 	if (!r)
@@ -401,8 +374,8 @@ int pg_notice_scan(struct store *s, int64_t *cursor, size_t max, struct notice_r
 	*out = NULL;
 	*n = 0;
 	size_t lim = max < 1 ? 1 : max > PGR_LIST_MAX ? PGR_LIST_MAX : max;
-	struct pgr_num c, l;
-	const char *vals[2] = {pgr_num(&c, *cursor), pgr_num(&l, (int64_t)lim)};
+	struct pg_num c, l;
+	const char *vals[2] = {pg_num(&c, *cursor), pg_num(&l, (int64_t)lim)};
 	PGresult *r = pgread_exec(s, PGR_NOTICE_SCAN, 2, vals, NULL, NULL, "scanning notices", err);
 	if (!r)
 		return -1;
@@ -414,7 +387,7 @@ int pg_notice_scan(struct store *s, int64_t *cursor, size_t max, struct notice_r
 		pgr_notice_from_row(r, i, 0, &v[i]);
 		if (bad)
 			v[i].damage = xstrdup(why);
-		*cursor = pgr_int(r, i, PGR_NOTICE_NCOLS);
+		*cursor = pg_col_int(r, i, PGR_NOTICE_NCOLS);
 	}
 	PQclear(r);
 	*out = v;
@@ -434,17 +407,17 @@ int pg_sequence_get(struct store *s, const char *id, int64_t apikey_id, struct s
 		return -1;
 	int rows = PQntuples(r);
 	const int q = PGR_NOTICE_NCOLS; /* the sequence's columns */
-	if (rows == 0 || (apikey_id >= 0 && pgr_int(r, 0, q + 1) != apikey_id)) {
+	if (rows == 0 || (apikey_id >= 0 && pg_col_int(r, 0, q + 1) != apikey_id)) {
 		PQclear(r);
 		return 0;
 	}
-	pgr_copy(r, 0, q + 0, out->id, sizeof(out->id));
-	out->apikey_id = pgr_int(r, 0, q + 1);
-	pgr_copy(r, 0, q + 2, out->status, sizeof(out->status));
-	out->reason = pgr_text(r, 0, q + 3);
-	out->request_json = pgr_text(r, 0, q + 4);
-	out->created_ms = pgr_int(r, 0, q + 5);
-	out->stopped_ms = pgr_int(r, 0, q + 6);
+	pg_col_copy(r, 0, q + 0, out->id, sizeof(out->id));
+	out->apikey_id = pg_col_int(r, 0, q + 1);
+	pg_col_copy(r, 0, q + 2, out->status, sizeof(out->status));
+	out->reason = pg_col_text(r, 0, q + 3);
+	out->request_json = pg_col_text(r, 0, q + 4);
+	out->created_ms = pg_col_int(r, 0, q + 5);
+	out->stopped_ms = pg_col_int(r, 0, q + 6);
 	int steps = PQgetisnull(r, 0, 0) ? 0 : rows; /* no step: one row of NULL notice columns */
 	out->steps = steps ? xcalloc((size_t)steps, sizeof(*out->steps)) : NULL;
 	int rc = 1;
@@ -465,11 +438,11 @@ int pg_sequence_get(struct store *s, const char *id, int64_t apikey_id, struct s
 static void pgr_apikey_from_row(const PGresult *r, int row, struct apikey *k)
 {
 	memset(k, 0, sizeof(*k));
-	k->id = pgr_int(r, row, 0);
-	pgr_copy(r, row, 1, k->name, sizeof(k->name));
-	pgr_copy(r, row, 2, k->prefix, sizeof(k->prefix));
-	k->created_ms = pgr_int(r, row, 3);
-	k->revoked_ms = pgr_int(r, row, 4);
+	k->id = pg_col_int(r, row, 0);
+	pg_col_copy(r, row, 1, k->name, sizeof(k->name));
+	pg_col_copy(r, row, 2, k->prefix, sizeof(k->prefix));
+	k->created_ms = pg_col_int(r, row, 3);
+	k->revoked_ms = pg_col_int(r, row, 4);
 }
 
 /* The hash is looked up through an index; since it is the SHA-256 of a
@@ -511,12 +484,12 @@ int pg_apikey_list(struct store *s, struct apikey **out, size_t *n, struct selo_
 static void pgr_event_from_row(const PGresult *r, int row, struct event_rec *e)
 {
 	memset(e, 0, sizeof(*e));
-	e->seq = pgr_int(r, row, 0);
-	pgr_copy(r, row, 1, e->notice_id, sizeof(e->notice_id));
-	pgr_copy(r, row, 2, e->type, sizeof(e->type));
-	e->time_ms = pgr_int(r, row, 3);
+	e->seq = pg_col_int(r, row, 0);
+	pg_col_copy(r, row, 1, e->notice_id, sizeof(e->notice_id));
+	pg_col_copy(r, row, 2, e->type, sizeof(e->type));
+	e->time_ms = pg_col_int(r, row, 3);
 	e->entry = pgr_bytes(r, row, 4, &e->len);
-	e->log_index = pgr_int(r, row, 5);
+	e->log_index = pg_col_int(r, row, 5);
 }
 
 /* Runs an event query (1 or 2 parameters) and returns every row. */
@@ -593,8 +566,8 @@ int pg_events_after(struct store *s, int64_t after_seq, size_t max, struct event
 		return 0;
 	}
 	size_t lim = max > PGR_EVENTS_AFTER_MAX ? PGR_EVENTS_AFTER_MAX : max;
-	struct pgr_num a, l;
-	const char *vals[2] = {pgr_num(&a, after_seq), pgr_num(&l, (int64_t)lim)};
+	struct pg_num a, l;
+	const char *vals[2] = {pg_num(&a, after_seq), pg_num(&l, (int64_t)lim)};
 	return pgr_events(s, PGR_EVENTS_AFTER, 2, vals, out, n, err);
 }
 
@@ -615,8 +588,8 @@ int pg_attachments_of(struct store *s, const char *notice_id, struct attachment_
 	*out = rows ? xcalloc((size_t)rows, sizeof(**out)) : NULL;
 	for (int i = 0; i < rows; i++) {
 		struct attachment_rec *a = &(*out)[i];
-		a->filename = pgr_text(r, i, 0);
-		a->content_type = pgr_text(r, i, 1);
+		a->filename = pg_col_text(r, i, 0);
+		a->content_type = pg_col_text(r, i, 1);
 		a->data = (uint8_t *)pgr_bytes(r, i, 2, &a->len);
 	}
 	*n = (size_t)rows;
@@ -640,7 +613,7 @@ int pg_message_get(struct store *s, const char *notice_id, struct buf *eml, char
 		char *d = pgr_bytes(r, 0, 0, &len);
 		buf_append(eml, d, len);
 		free(d);
-		pgr_copy(r, 0, 1, sha256, 65);
+		pg_col_copy(r, 0, 1, sha256, 65);
 	}
 	PQclear(r);
 	return found;
@@ -664,7 +637,7 @@ int pg_disclosures_of(struct store *s, const char *notice_id, struct disclosures
 	for (int i = 0; i < rows; i++) {
 		struct disclosure *d = &out->v[out->n++];
 		memset(d, 0, sizeof(*d));
-		pgr_copy(r, i, 0, d->commitment, sizeof(d->commitment));
+		pg_col_copy(r, i, 0, d->commitment, sizeof(d->commitment));
 		d->value = pgr_bytes(r, i, 1, &d->len);
 	}
 	PQclear(r);
@@ -683,7 +656,7 @@ int64_t pg_next_due(struct store *s)
 				  &e);
 	if (!r)
 		return 0;
-	int64_t t = PQntuples(r) ? pgr_int(r, 0, 0) : 0;
+	int64_t t = PQntuples(r) ? pg_col_int(r, 0, 0) : 0;
 	PQclear(r);
 	return t;
 }
@@ -716,9 +689,9 @@ int pg_counts(struct store *s, struct store_counts *out, struct selo_err *err)
 		return -1;
 	for (int i = 0; i < PQntuples(r); i++) {
 		if (PQgetisnull(r, i, 0))
-			out->events = pgr_int(r, i, 1);
+			out->events = pg_col_int(r, i, 1);
 		else
-			pgr_counts_add(out, PQgetvalue(r, i, 0), pgr_int(r, i, 1));
+			pgr_counts_add(out, PQgetvalue(r, i, 0), pg_col_int(r, i, 1));
 	}
 	PQclear(r);
 	return 0;
@@ -733,9 +706,9 @@ int pg_suppression_list(struct store *s, int64_t apikey_id, int64_t before, int 
 	*n = 0;
 	if (limit < 1 || limit > PGR_LIST_MAX)
 		return err_set(err, 400, "invalid-query", "limit must be 1..%d", PGR_LIST_MAX);
-	struct pgr_num k, b, l;
-	const char *vals[3] = {pgr_num(&k, apikey_id), pgr_num(&b, before > 0 ? before : INT64_MAX),
-			       pgr_num(&l, limit)};
+	struct pg_num k, b, l;
+	const char *vals[3] = {pg_num(&k, apikey_id), pg_num(&b, before > 0 ? before : INT64_MAX),
+			       pg_num(&l, limit)};
 	PGresult *r = pgread_exec(s, PGR_SUP_LIST, 3, vals, NULL, NULL, "listing suppressions",
 				  err);
 	if (!r)
@@ -744,12 +717,12 @@ int pg_suppression_list(struct store *s, int64_t apikey_id, int64_t before, int 
 	*out = rows ? xcalloc((size_t)rows, sizeof(**out)) : NULL;
 	for (int i = 0; i < rows; i++) {
 		struct suppression_rec *p = &(*out)[i];
-		p->id = pgr_int(r, i, 0);
-		p->address = pgr_text(r, i, 1);
-		pgr_copy(r, i, 2, p->enhanced, sizeof(p->enhanced));
-		p->reason = pgr_text(r, i, 3);
-		pgr_copy(r, i, 4, p->notice_id, sizeof(p->notice_id));
-		p->created_ms = pgr_int(r, i, 5);
+		p->id = pg_col_int(r, i, 0);
+		p->address = pg_col_text(r, i, 1);
+		pg_col_copy(r, i, 2, p->enhanced, sizeof(p->enhanced));
+		p->reason = pg_col_text(r, i, 3);
+		pg_col_copy(r, i, 4, p->notice_id, sizeof(p->notice_id));
+		p->created_ms = pg_col_int(r, i, 5);
 	}
 	*n = (size_t)rows;
 	PQclear(r);
@@ -768,10 +741,10 @@ int pg_token_lookup(struct store *s, const char *token, struct token_info *out,
 		return -1;
 	int found = PQntuples(r) > 0;
 	if (found) {
-		pgr_copy(r, 0, 0, out->notice_id, sizeof(out->notice_id));
-		pgr_copy(r, 0, 1, out->kind, sizeof(out->kind));
-		out->link = (int)pgr_int(r, 0, 2);
-		out->url = pgr_text(r, 0, 3);
+		pg_col_copy(r, 0, 0, out->notice_id, sizeof(out->notice_id));
+		pg_col_copy(r, 0, 1, out->kind, sizeof(out->kind));
+		out->link = (int)pg_col_int(r, 0, 2);
+		out->url = pg_col_text(r, 0, 3);
 	}
 	PQclear(r);
 	return found;
@@ -792,7 +765,7 @@ int pg_notice_brief(struct store *s, const char *id, uint8_t salt[32], int64_t *
 		if (len == 32)
 			memcpy(salt, b, 32);
 		free(b);
-		*accepted_ms = pgr_int(r, 0, 1);
+		*accepted_ms = pg_col_int(r, 0, 1);
 	}
 	PQclear(r);
 	return found;

@@ -111,29 +111,9 @@ const struct pg_sql_table pg_sql_stats = {pg_stats_sql_text, PGS_END - PG_S_STAT
 
 /* ---- Values in and out, and the snapshot */
 
-struct pgs_num {
-	char s[24];
-};
-
-static const char *pgs_i64(struct pgs_num *n, int64_t v)
-{
-	snprintf(n->s, sizeof n->s, "%lld", (long long)v);
-	return n->s;
-}
-
-static int64_t pgs_col_i64(const PGresult *r, int row, int col)
-{
-	return strtoll(PQgetvalue(r, row, col), NULL, 10);
-}
-
 static const char *pgs_col_or_null(const PGresult *r, int row, int col)
 {
 	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
-}
-
-static void pgs_col_copy(const PGresult *r, int row, int col, char *out, size_t n)
-{
-	snprintf(out, n, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
 }
 
 /* A bytea column (hex text) decoded; the caller PQfreemem's it. */
@@ -178,8 +158,8 @@ static int pgs_cursor_read(struct pgconn *c, int64_t deadline, int64_t *cursor, 
 			       "reading the statistics cursor", err);
 	if (!r)
 		return -1;
-	*cursor = pgs_col_i64(r, 0, 0);
-	*last = pgs_col_i64(r, 0, 1);
+	*cursor = pg_col_int(r, 0, 0);
+	*last = pg_col_int(r, 0, 1);
 	PQclear(r);
 	return 0;
 }
@@ -193,8 +173,8 @@ static int pgs_events_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg
 	if (pgs_snapshot(c, deadline, fail, err) != 0 ||
 	    pgs_cursor_read(c, deadline, &a->cursor, &a->last, fail, err) != 0)
 		return -1;
-	struct pgs_num cur, max;
-	const char *vals[2] = {pgs_i64(&cur, a->cursor), pgs_i64(&max, (int64_t)a->max)};
+	struct pg_num cur, max;
+	const char *vals[2] = {pg_num(&cur, a->cursor), pg_num(&max, (int64_t)a->max)};
 	a->rows = pgs_exec(c, PGS_EVENTS, 2, vals, NULL, NULL, deadline, fail,
 			   "reading events for the statistics", err);
 	return a->rows ? 0 : -1;
@@ -217,10 +197,10 @@ int pg_stats_events(struct store *s, size_t max, int (*fn)(void *arg, const stru
 	struct stats_event e;
 	for (int i = 0; i < PQntuples(a.rows); i++) {
 		memset(&e, 0, sizeof(e));
-		e.seq = pgs_col_i64(a.rows, i, 0);
-		pgs_col_copy(a.rows, i, 1, e.notice_id, sizeof(e.notice_id));
-		pgs_col_copy(a.rows, i, 2, e.type, sizeof(e.type));
-		e.time_ms = pgs_col_i64(a.rows, i, 3);
+		e.seq = pg_col_int(a.rows, i, 0);
+		pg_col_copy(a.rows, i, 1, e.notice_id, sizeof(e.notice_id));
+		pg_col_copy(a.rows, i, 2, e.type, sizeof(e.type));
+		e.time_ms = pg_col_int(a.rows, i, 3);
 		unsigned char *entry = pgs_col_bytes(a.rows, i, 4, &e.entry_len);
 		e.entry = (const char *)entry;
 		int stop = fn(arg, &e) != 0;
@@ -282,17 +262,17 @@ static int pgs_lookup(struct store *s, struct pgs_lookup_arg *a, struct selo_err
 
 static void pgs_fact_from_row(const PGresult *r, int row, struct stats_fact *f)
 {
-	pgs_col_copy(r, row, 0, f->notice_id, sizeof(f->notice_id));
-	f->apikey_id = pgs_col_i64(r, row, 1);
-	f->dim = pgs_col_i64(r, row, 2);
-	f->day = (int32_t)pgs_col_i64(r, row, 3);
-	f->flags = (uint32_t)pgs_col_i64(r, row, 4);
-	f->accepted_ms = pgs_col_i64(r, row, 5);
-	f->delivered_ms = pgs_col_i64(r, row, 6);
-	f->open_ms = pgs_col_i64(r, row, 7);
-	f->read_ms = pgs_col_i64(r, row, 8);
+	pg_col_copy(r, row, 0, f->notice_id, sizeof(f->notice_id));
+	f->apikey_id = pg_col_int(r, row, 1);
+	f->dim = pg_col_int(r, row, 2);
+	f->day = (int32_t)pg_col_int(r, row, 3);
+	f->flags = (uint32_t)pg_col_int(r, row, 4);
+	f->accepted_ms = pg_col_int(r, row, 5);
+	f->delivered_ms = pg_col_int(r, row, 6);
+	f->open_ms = pg_col_int(r, row, 7);
+	f->read_ms = pg_col_int(r, row, 8);
 	for (int k = 0; k < STATS_NHITS; k++)
-		f->hits[k] = pgs_col_i64(r, row, 9 + k);
+		f->hits[k] = pg_col_int(r, row, 9 + k);
 }
 
 int pg_stats_facts_get(struct store *s, struct stats_fact *f, size_t n, int *found,
@@ -336,7 +316,7 @@ int pg_stats_notice_info(struct store *s, const char *const *ids, size_t n,
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		if (PQntuples(a.rows[i]) != 1)
 			continue;
-		out[i].apikey_id = pgs_col_i64(a.rows[i], 0, 0);
+		out[i].apikey_id = pg_col_int(a.rows[i], 0, 0);
 		out[i].template_name = pgs_text_dup(a.rows[i], 0, 1);
 		out[i].segment = pgs_text_dup(a.rows[i], 0, 2);
 		out[i].tags_json = pgs_text_dup(a.rows[i], 0, 3);
@@ -361,8 +341,8 @@ static int pgs_dim_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg_fa
 		       struct selo_err *err)
 {
 	struct pgs_dim_arg *a = arg;
-	struct pgs_num key;
-	const char *vals[5] = {a->dkey, pgs_i64(&key, a->apikey_id), a->template_name, a->segment,
+	struct pg_num key;
+	const char *vals[5] = {a->dkey, pg_num(&key, a->apikey_id), a->template_name, a->segment,
 			       a->tags_json};
 	PGresult *r = pgs_exec(c, PGS_DIM_ADD, 5, vals, NULL, NULL, deadline, fail,
 			       "storing a statistics dimension", err);
@@ -375,7 +355,7 @@ static int pgs_dim_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg_fa
 		return -1;
 	int ok = PQntuples(r) == 1;
 	if (ok)
-		a->id = pgs_col_i64(r, 0, 0);
+		a->id = pg_col_int(r, 0, 0);
 	PQclear(r);
 	if (!ok) {
 		*fail = PG_FAILED;
@@ -422,7 +402,7 @@ static int pgs_cursor_lock(struct pgconn *c, int64_t deadline, int64_t *cursor,
 			return -1;
 		int have = PQntuples(r) == 1;
 		if (have)
-			*cursor = pgs_col_i64(r, 0, 0);
+			*cursor = pg_col_int(r, 0, 0);
 		PQclear(r);
 		if (have)
 			return 0;
@@ -448,8 +428,8 @@ static int pgs_chunk_last(struct pgconn *c, const char *const *key, int64_t dead
 		return -1;
 	*row = 0, *chunk = -1, *have = 0;
 	if (PQntuples(r) == 1) {
-		*row = pgs_col_i64(r, 0, 0);
-		*chunk = pgs_col_i64(r, 0, 1);
+		*row = pg_col_int(r, 0, 0);
+		*chunk = pg_col_int(r, 0, 1);
 		size_t len = 0;
 		unsigned char *v = pgs_col_bytes(r, 0, 2, &len);
 		*have = len / 8 <= PGS_CHUNK_MAX ? len / 8 : PGS_CHUNK_MAX;
@@ -466,20 +446,20 @@ static int pgs_chunk_write(struct pgconn *c, const char *const *key, int64_t *ro
 			   const uint8_t *buf, size_t have, int64_t deadline, enum pg_fail *fail,
 			   struct selo_err *err)
 {
-	struct pgs_num rs, cs;
+	struct pg_num rs, cs;
 	PGresult *r;
 	if (*row) {
-		const char *vals[2] = {pgs_i64(&rs, *row), (const char *)buf};
+		const char *vals[2] = {pg_num(&rs, *row), (const char *)buf};
 		const int lens[2] = {0, (int)(have * 8)}, fmts[2] = {0, 1};
 		r = pgs_exec(c, PGS_CHUNK_SET, 2, vals, lens, fmts, deadline, fail,
 			     "storing delay samples", err);
 	} else {
-		const char *vals[5] = {key[0], key[1], key[2], pgs_i64(&cs, chunk), (const char *)buf};
+		const char *vals[5] = {key[0], key[1], key[2], pg_num(&cs, chunk), (const char *)buf};
 		const int lens[5] = {0, 0, 0, 0, (int)(have * 8)}, fmts[5] = {0, 0, 0, 0, 1};
 		r = pgs_exec(c, PGS_CHUNK_ADD, 5, vals, lens, fmts, deadline, fail,
 			     "storing delay samples", err);
 		if (r && PQntuples(r) == 1)
-			*row = pgs_col_i64(r, 0, 0);
+			*row = pg_col_int(r, 0, 0);
 	}
 	if (!r)
 		return -1;
@@ -495,8 +475,8 @@ static int pgs_delays_add(struct pgconn *c, const struct stats_delta *d, int kin
 	const int64_t *v = d->delays[kind];
 	size_t n = d->ndelays[kind], have = 0;
 	int64_t row = 0, chunk = -1;
-	struct pgs_num dim, day, k;
-	const char *key[3] = {pgs_i64(&dim, d->dim), pgs_i64(&day, d->day), pgs_i64(&k, kind)};
+	struct pg_num dim, day, k;
+	const char *key[3] = {pg_num(&dim, d->dim), pg_num(&day, d->day), pg_num(&k, kind)};
 	uint8_t *buf = xcalloc(PGS_CHUNK_MAX, 8);
 	int r = pgs_chunk_last(c, key, deadline, &row, &chunk, buf, &have, fail, err);
 	while (r == 0 && n > 0) {
@@ -534,7 +514,7 @@ static int pgs_facts_write(struct pgconn *c, const struct stats_batch *b, int64_
 			   enum pg_fail *fail, struct selo_err *err)
 {
 	size_t n = b->nfacts;
-	struct pgs_num *num = xcalloc(n ? n * PGS_FACT_NUMS : 1, sizeof(*num));
+	struct pg_num *num = xcalloc(n ? n * PGS_FACT_NUMS : 1, sizeof(*num));
 	const char **vals = xcalloc(n ? n * (PGS_FACT_NUMS + 1) : 1, sizeof(*vals));
 	struct pgbatch_item *items = xcalloc(n ? n : 1, sizeof(*items));
 	for (size_t i = 0; i < n; i++) {
@@ -546,7 +526,7 @@ static int pgs_facts_write(struct pgconn *c, const struct stats_batch *b, int64_
 		const char **v = &vals[i * (PGS_FACT_NUMS + 1)];
 		v[0] = f->notice_id;
 		for (int k = 0; k < PGS_FACT_NUMS; k++)
-			v[1 + k] = pgs_i64(&num[i * PGS_FACT_NUMS + (size_t)k], x[k]);
+			v[1 + k] = pg_num(&num[i * PGS_FACT_NUMS + (size_t)k], x[k]);
 		items[i] = (struct pgbatch_item){(enum pg_stmt)PGS_FACT_SET, PGS_FACT_NUMS + 1, v,
 						 NULL, NULL};
 	}
@@ -564,17 +544,17 @@ static int pgs_rollups_write(struct pgconn *c, const struct stats_batch *b, int6
 {
 	enum { W = 2 + SC_COUNT };
 	size_t n = b->ndeltas;
-	struct pgs_num *num = xcalloc(n ? n * W : 1, sizeof(*num));
+	struct pg_num *num = xcalloc(n ? n * W : 1, sizeof(*num));
 	const char **vals = xcalloc(n ? n * W : 1, sizeof(*vals));
 	struct pgbatch_item *items = xcalloc(n ? n : 1, sizeof(*items));
 	for (size_t i = 0; i < n; i++) {
 		const struct stats_delta *d = &b->deltas[i];
 		const char **v = &vals[i * W];
-		struct pgs_num *x = &num[i * W];
-		v[0] = pgs_i64(&x[0], d->dim);
-		v[1] = pgs_i64(&x[1], d->day);
+		struct pg_num *x = &num[i * W];
+		v[0] = pg_num(&x[0], d->dim);
+		v[1] = pg_num(&x[1], d->day);
 		for (int k = 0; k < SC_COUNT; k++)
-			v[2 + k] = pgs_i64(&x[2 + k], d->c[k]);
+			v[2 + k] = pg_num(&x[2 + k], d->c[k]);
 		items[i] = (struct pgbatch_item){(enum pg_stmt)PGS_ROLLUP_ADD, W, v, NULL, NULL};
 	}
 	int r = pgs_batch(c, items, n, deadline, fail, "storing statistics rollups", err);
@@ -605,8 +585,8 @@ static int pgs_apply_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg_
 			if (b->deltas[i].ndelays[k] &&
 			    pgs_delays_add(c, &b->deltas[i], k, deadline, fail, err) != 0)
 				return -1;
-	struct pgs_num to;
-	const char *vals[1] = {pgs_i64(&to, b->cursor_to)};
+	struct pg_num to;
+	const char *vals[1] = {pg_num(&to, b->cursor_to)};
 	PGresult *r = pgs_exec(c, PGS_CURSOR_SET, 1, vals, NULL, NULL, deadline, fail,
 			       "moving the statistics cursor", err);
 	if (!r)
@@ -639,8 +619,8 @@ static int pgs_scan_rollups(struct pgs_scan_ctx *x, struct stats_scan *q, const 
 	int64_t cnt[SC_COUNT];
 	for (int i = 0; i < PQntuples(r); i++) {
 		for (int k = 0; k < SC_COUNT; k++)
-			cnt[k] = pgs_col_i64(r, i, 2 + k);
-		q->rollup(q->arg, pgs_col_i64(r, i, 0), (int32_t)pgs_col_i64(r, i, 1), cnt);
+			cnt[k] = pg_col_int(r, i, 2 + k);
+		q->rollup(q->arg, pg_col_int(r, i, 0), (int32_t)pg_col_int(r, i, 1), cnt);
 	}
 	PQclear(r);
 	return 0;
@@ -657,11 +637,11 @@ static int pgs_scan_delays(struct pgs_scan_ctx *x, struct stats_scan *q, const c
 		size_t len = 0;
 		unsigned char *p = pgs_col_bytes(r, i, 3, &len);
 		size_t n = len / 8;
-		int kind = (int)pgs_col_i64(r, i, 2);
+		int kind = (int)pg_col_int(r, i, 2);
 		if (n <= PGS_CHUNK_MAX && kind >= 0 && kind < SD_COUNT) { /* else not ours */
 			for (size_t j = 0; j < n; j++)
 				v[j] = le64_get(p + 8 * j);
-			q->delays(q->arg, pgs_col_i64(r, i, 0), (int32_t)pgs_col_i64(r, i, 1), kind, v,
+			q->delays(q->arg, pg_col_int(r, i, 0), (int32_t)pg_col_int(r, i, 1), kind, v,
 				  n);
 		}
 		PQfreemem(p);
@@ -675,8 +655,8 @@ static int pgs_scan_facts(struct pgs_scan_ctx *x, struct stats_scan *q, const ch
 {
 	struct stats_fact f;
 	for (int i = 0; i < q->nranges; i++) {
-		struct pgs_num from, to;
-		const char *vals[3] = {key, pgs_i64(&from, q->ms_from[i]), pgs_i64(&to, q->ms_to[i])};
+		struct pg_num from, to;
+		const char *vals[3] = {key, pg_num(&from, q->ms_from[i]), pg_num(&to, q->ms_to[i])};
 		PGresult *r = pgs_exec(x->c, PGS_FACTS, 3, vals, NULL, NULL, x->deadline, x->fail,
 				       "reading statistics facts", x->err);
 		if (!r)
@@ -694,8 +674,8 @@ static int pgs_scan_facts(struct pgs_scan_ctx *x, struct stats_scan *q, const ch
 /* The scan's rows of one key. */
 static int pgs_scan_key(struct pgs_scan_ctx *x, struct stats_scan *q, int64_t key)
 {
-	struct pgs_num k, from, to;
-	const char *k3[3] = {pgs_i64(&k, key), pgs_i64(&from, q->day_from), pgs_i64(&to, q->day_to)};
+	struct pg_num k, from, to;
+	const char *k3[3] = {pg_num(&k, key), pg_num(&from, q->day_from), pg_num(&to, q->day_to)};
 	if (q->day_from <= q->day_to &&
 	    (pgs_scan_rollups(x, q, k3) != 0 || pgs_scan_delays(x, q, k3) != 0))
 		return -1;
@@ -707,8 +687,8 @@ static int pgs_scan_key(struct pgs_scan_ctx *x, struct stats_scan *q, int64_t ke
 static int pgs_scan_dims(struct pgs_scan_ctx *x, struct stats_scan *q, int64_t **keys,
 			 size_t *nkeys)
 {
-	struct pgs_num key;
-	const char *vals[1] = {pgs_i64(&key, q->apikey_id)};
+	struct pg_num key;
+	const char *vals[1] = {pg_num(&key, q->apikey_id)};
 	PGresult *r = pgs_exec(x->c, PGS_DIMS, 1, vals, NULL, NULL, x->deadline, x->fail,
 			       "reading statistics dimensions", x->err);
 	if (!r)
@@ -718,8 +698,8 @@ static int pgs_scan_dims(struct pgs_scan_ctx *x, struct stats_scan *q, int64_t *
 	*nkeys = 0;
 	struct stats_dim d;
 	for (int i = 0; i < rows; i++) {
-		d.id = pgs_col_i64(r, i, 0);
-		d.apikey_id = pgs_col_i64(r, i, 1);
+		d.id = pg_col_int(r, i, 0);
+		d.apikey_id = pg_col_int(r, i, 1);
 		d.template_name = pgs_col_or_null(r, i, 2);
 		d.segment = pgs_col_or_null(r, i, 3);
 		d.tags_json = pgs_col_or_null(r, i, 4);
@@ -742,13 +722,13 @@ static int pgs_scan_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg_f
 	if (pgs_snapshot(c, deadline, fail, err) != 0 ||
 	    pgs_cursor_read(c, deadline, &q->cursor, &q->last_seq, fail, err) != 0)
 		return -1;
-	struct pgs_num cur;
-	const char *vals[1] = {pgs_i64(&cur, q->cursor)};
+	struct pg_num cur;
+	const char *vals[1] = {pg_num(&cur, q->cursor)};
 	PGresult *r = pgs_exec(c, PGS_CURSOR_TIME, 1, vals, NULL, NULL, deadline, fail,
 			       "reading the statistics cursor's time", err);
 	if (!r)
 		return -1;
-	q->cursor_time_ms = pgs_col_i64(r, 0, 0);
+	q->cursor_time_ms = pg_col_int(r, 0, 0);
 	PQclear(r);
 	int64_t *keys = NULL;
 	size_t nkeys = 0;

@@ -152,31 +152,6 @@ const struct pg_sql_table pg_sql_webhook = {pg_webhook_sql_text, PGW_END - PG_S_
 
 /* ---- Values in and out (text format; bytea as binary parameters). */
 
-struct pgw_num {
-	char s[24];
-};
-
-static const char *pgw_i64(struct pgw_num *n, int64_t v)
-{
-	snprintf(n->s, sizeof n->s, "%lld", (long long)v);
-	return n->s;
-}
-
-static int64_t pgw_col_i64(const PGresult *r, int row, int col)
-{
-	return strtoll(PQgetvalue(r, row, col), NULL, 10);
-}
-
-static char *pgw_col_text(const PGresult *r, int row, int col)
-{
-	return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
-}
-
-static void pgw_col_copy(const PGresult *r, int row, int col, char *out, size_t n)
-{
-	snprintf(out, n, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
-}
-
 /* A bytea column (hex text) as malloc'd bytes; NULL (and *len 0) for SQL
  * NULL. An empty value is a 1-byte allocation, as SQLite's copy. */
 static uint8_t *pgw_col_bytes(const PGresult *r, int row, int col, size_t *len)
@@ -245,15 +220,15 @@ static int pgw_add_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg_fa
 {
 	struct pgw_add_arg *a = arg;
 	const struct webhook_rec *w = a->w;
-	struct pgw_num key, created, max;
-	pgw_i64(&key, w->apikey_id);
+	struct pg_num key, created, max;
+	pg_num(&key, w->apikey_id);
 	const char *lock[1] = {key.s};
 	if (pgw_run(c, PGW_LOCK_KEY, 1, lock, NULL, NULL, deadline, NULL, fail,
 		    "locking the key's webhooks", err) != 0)
 		return -1;
 	const char *vals[7] = {w->id, key.s, w->url, w->events, (const char *)w->secret,
-			       pgw_i64(&created, w->created_ms ? w->created_ms : clock_now_ms()),
-			       pgw_i64(&max, (int64_t)a->max_per_key)};
+			       pg_num(&created, w->created_ms ? w->created_ms : clock_now_ms()),
+			       pg_num(&max, (int64_t)a->max_per_key)};
 	const int lens[7] = {0, 0, 0, 0, (int)w->secret_len, 0, 0};
 	const int fmts[7] = {0, 0, 0, 0, 1, 0, 0};
 	/* libpq sends a NULL value as SQL NULL: an empty secret is an empty value. */
@@ -279,16 +254,16 @@ int pg_webhook_add(struct store *s, const struct webhook_rec *w, size_t max_per_
 static void pgw_webhook_from_row(const PGresult *r, int row, struct webhook_rec *w)
 {
 	memset(w, 0, sizeof(*w));
-	pgw_col_copy(r, row, 0, w->id, sizeof(w->id));
-	w->apikey_id = pgw_col_i64(r, row, 1);
-	w->url = pgw_col_text(r, row, 2);
-	w->events = pgw_col_text(r, row, 3);
+	pg_col_copy(r, row, 0, w->id, sizeof(w->id));
+	w->apikey_id = pg_col_int(r, row, 1);
+	w->url = pg_col_text(r, row, 2);
+	w->events = pg_col_text(r, row, 3);
 	w->secret = pgw_col_bytes(r, row, 4, &w->secret_len);
-	w->from_seq = pgw_col_i64(r, row, 5);
-	w->created_ms = pgw_col_i64(r, row, 6);
-	w->disabled_ms = pgw_col_i64(r, row, 7);
-	w->disabled_reason = pgw_col_text(r, row, 8);
-	w->old_secret_until_ms = pgw_col_i64(r, row, 9);
+	w->from_seq = pg_col_int(r, row, 5);
+	w->created_ms = pg_col_int(r, row, 6);
+	w->disabled_ms = pg_col_int(r, row, 7);
+	w->disabled_reason = pg_col_text(r, row, 8);
+	w->old_secret_until_ms = pg_col_int(r, row, 9);
 }
 
 /* The rows of r whose id is id (every row when id is NULL). */
@@ -308,8 +283,8 @@ int pg_webhook_list(struct store *s, int64_t apikey_id, struct webhook_rec **out
 {
 	*out = NULL;
 	*n = 0;
-	struct pgw_num key;
-	const char *vals[1] = {pgw_i64(&key, apikey_id)};
+	struct pg_num key;
+	const char *vals[1] = {pg_num(&key, apikey_id)};
 	PGresult *r = apikey_id < 0 ? pgw_read(pgstore_of(s), PGW_LIST_ALL, 0, NULL,
 						"listing webhooks", err)
 				    : pgw_read(pgstore_of(s), PGW_LIST, 1, vals, "listing webhooks", err);
@@ -324,7 +299,7 @@ static void pgw_counts_from(const PGresult *r, struct webhook_rec *w)
 {
 	for (int i = 0; i < PQntuples(r); i++) {
 		const char *state = PQgetvalue(r, i, 0);
-		int64_t k = pgw_col_i64(r, i, 1);
+		int64_t k = pg_col_int(r, i, 1);
 		if (!strcmp(state, "pending"))
 			w->pending = k;
 		else if (!strcmp(state, "delivered"))
@@ -342,8 +317,8 @@ static int pgw_get_on(struct pgconn *c, const char *id, int64_t apikey_id, struc
 		      int64_t deadline, struct selo_err *err)
 {
 	enum pg_fail fail = PG_OK;
-	struct pgw_num key;
-	const char *vals[1] = {pgw_i64(&key, apikey_id)};
+	struct pg_num key;
+	const char *vals[1] = {pg_num(&key, apikey_id)};
 	PGresult *r = pgconn_exec(c, (enum pg_stmt)(apikey_id < 0 ? PGW_LIST_ALL : PGW_LIST), apikey_id < 0 ? 0 : 1,
 				  vals, NULL, NULL, deadline, &fail, "reading a webhook", err);
 	if (!r)
@@ -409,8 +384,8 @@ static int pgw_one(struct store *s, struct pgw_one_arg *a, struct selo_err *err)
 
 int pg_webhook_delete(struct store *s, const char *id, int64_t apikey_id, struct selo_err *err)
 {
-	struct pgw_num key;
-	const char *vals[2] = {id, pgw_i64(&key, apikey_id)};
+	struct pg_num key;
+	const char *vals[2] = {id, pg_num(&key, apikey_id)};
 	struct pgw_one_arg a = {.st = PGW_DELETE, .n = 2, .vals = vals, .doing = "deleting a webhook"};
 	if (pgw_one(s, &a, err) != 0)
 		return -1;
@@ -421,9 +396,9 @@ int pg_webhook_rotate_secret(struct store *s, const char *id, int64_t apikey_id,
 			     const uint8_t *secret, size_t secret_len, int64_t old_until_ms,
 			     struct selo_err *err)
 {
-	struct pgw_num key, until;
-	const char *vals[4] = {id, pgw_i64(&key, apikey_id), secret ? (const char *)secret : "",
-			       pgw_i64(&until, old_until_ms)};
+	struct pg_num key, until;
+	const char *vals[4] = {id, pg_num(&key, apikey_id), secret ? (const char *)secret : "",
+			       pg_num(&until, old_until_ms)};
 	const int lens[4] = {0, 0, (int)secret_len, 0};
 	const int fmts[4] = {0, 0, 1, 0};
 	struct pgw_one_arg a = {.st = PGW_ROTATE, .n = 4, .vals = vals, .lens = lens, .fmts = fmts,
@@ -452,7 +427,7 @@ static int pgw_cursor_lock(struct pgconn *c, int64_t deadline, int64_t *cursor,
 			return -1;
 		int have = PQntuples(r) == 1;
 		if (have)
-			*cursor = pgw_col_i64(r, 0, 0);
+			*cursor = pg_col_int(r, 0, 0);
 		PQclear(r);
 		if (have)
 			return 0;
@@ -479,9 +454,9 @@ static int pgw_range_read(struct pgconn *c, int64_t deadline, struct pgw_range *
 	if (!r)
 		return -1;
 	g->none = PQgetisnull(r, 0, 0);
-	g->min_from = g->none ? 0 : pgw_col_i64(r, 0, 0);
-	g->last = pgw_col_i64(r, 0, 1);
-	g->cursor = pgw_col_i64(r, 0, 2);
+	g->min_from = g->none ? 0 : pg_col_int(r, 0, 0);
+	g->last = pg_col_int(r, 0, 1);
+	g->cursor = pg_col_int(r, 0, 2);
 	PQclear(r);
 	return 0;
 }
@@ -516,9 +491,9 @@ static int pgw_fanout_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg
 		return -1;
 	if (!pgw_range_of(&g, a->max, &lo, &upto))
 		return 0;
-	struct pgw_num lo_s, upto_s, now_s;
-	const char *vals[3] = {pgw_i64(&lo_s, lo), pgw_i64(&upto_s, upto),
-			       pgw_i64(&now_s, clock_now_ms())};
+	struct pg_num lo_s, upto_s, now_s;
+	const char *vals[3] = {pg_num(&lo_s, lo), pg_num(&upto_s, upto),
+			       pg_num(&now_s, clock_now_ms())};
 	if (pgw_run(c, PGW_FANOUT, 3, vals, NULL, NULL, deadline, &a->added, fail,
 		    "adding webhook deliveries", err) != 0)
 		return -1;
@@ -550,7 +525,7 @@ int pg_webhook_active(struct store *s, char (**ids)[32], size_t *n, struct selo_
 	int rows = PQntuples(r);
 	*ids = rows ? xcalloc((size_t)rows, sizeof(**ids)) : NULL;
 	for (int i = 0; i < rows; i++)
-		pgw_col_copy(r, i, 0, (*ids)[i], sizeof(**ids));
+		pg_col_copy(r, i, 0, (*ids)[i], sizeof(**ids));
 	*n = (size_t)rows;
 	PQclear(r);
 	return 0;
@@ -559,17 +534,17 @@ int pg_webhook_active(struct store *s, char (**ids)[32], size_t *n, struct selo_
 static void pgw_delivery_from_row(const PGresult *r, int row, struct webhook_delivery *d)
 {
 	memset(d, 0, sizeof(*d));
-	d->outbox_id = pgw_col_i64(r, row, 0);
-	pgw_col_copy(r, row, 1, d->webhook_id, sizeof(d->webhook_id));
-	d->attempts = (int)pgw_col_i64(r, row, 2);
-	d->url = pgw_col_text(r, row, 3);
+	d->outbox_id = pg_col_int(r, row, 0);
+	pg_col_copy(r, row, 1, d->webhook_id, sizeof(d->webhook_id));
+	d->attempts = (int)pg_col_int(r, row, 2);
+	d->url = pg_col_text(r, row, 3);
 	d->secret = pgw_col_bytes(r, row, 4, &d->secret_len);
-	pgw_col_copy(r, row, 5, d->type, sizeof(d->type));
-	pgw_col_copy(r, row, 6, d->notice_id, sizeof(d->notice_id));
-	d->time_ms = pgw_col_i64(r, row, 7);
+	pg_col_copy(r, row, 5, d->type, sizeof(d->type));
+	pg_col_copy(r, row, 6, d->notice_id, sizeof(d->notice_id));
+	d->time_ms = pg_col_int(r, row, 7);
 	d->entry = (char *)pgw_col_bytes(r, row, 8, &d->entry_len);
-	d->reference = pgw_col_text(r, row, 9);
-	d->log_index = pgw_col_i64(r, row, 10);
+	d->reference = pg_col_text(r, row, 9);
+	d->log_index = pg_col_int(r, row, 10);
 	d->old_secret = pgw_col_bytes(r, row, 11, &d->old_secret_len);
 }
 
@@ -580,9 +555,9 @@ int pg_webhook_due(struct store *s, const char *webhook_id, int64_t now_ms, size
 	struct pgstore *ps = pgstore_of(s);
 	*out = NULL;
 	*n = 0;
-	struct pgw_num now_s, max_s, lease_s;
-	const char *vals[5] = {pgw_i64(&now_s, now_ms), pgw_i64(&max_s, (int64_t)max), webhook_id,
-			       pgstore_node(ps), pgw_i64(&lease_s, pgstore_lease_ms(ps))};
+	struct pg_num now_s, max_s, lease_s;
+	const char *vals[5] = {pg_num(&now_s, now_ms), pg_num(&max_s, (int64_t)max), webhook_id,
+			       pgstore_node(ps), pg_num(&lease_s, pgstore_lease_ms(ps))};
 	PGresult *r = pgw_read(ps, PGW_DUE, 5, vals, "claiming due webhook deliveries", err);
 	if (!r)
 		return -1;
@@ -624,10 +599,10 @@ static int pgw_result_one(struct pgconn *c, const struct webhook_result *r, cons
 		return err_set(err, 400, "invalid-request", "store: unknown webhook outcome");
 	}
 	int done = r->outcome != WEBHOOK_RETRY;
-	struct pgw_num id, next, status;
-	const char *vals[7] = {pgw_i64(&id, r->outbox_id), STATE[r->outcome],
-			       pgw_i64(&next, done ? 0 : r->next_ms),
-			       pgw_i64(&status, r->http_status), r->error, done ? now : "0", node};
+	struct pg_num id, next, status;
+	const char *vals[7] = {pg_num(&id, r->outbox_id), STATE[r->outcome],
+			       pg_num(&next, done ? 0 : r->next_ms),
+			       pg_num(&status, r->http_status), r->error, done ? now : "0", node};
 	if (pgw_run(c, PGW_RESULT, 7, vals, NULL, NULL, deadline, NULL, fail,
 		    "recording a webhook delivery", err) != 0)
 		return -1;
@@ -638,8 +613,8 @@ static int pgw_results_txn(struct pgconn *c, void *arg, int64_t deadline, enum p
 			   struct selo_err *err)
 {
 	const struct pgw_results_arg *a = arg;
-	struct pgw_num now;
-	pgw_i64(&now, clock_now_ms());
+	struct pg_num now;
+	pg_num(&now, clock_now_ms());
 	for (size_t i = 0; i < a->n; i++)
 		if (pgw_result_one(c, &a->r[i], a->node, now.s, deadline, fail, err) != 0)
 			return -1;
@@ -664,13 +639,13 @@ static int pgw_prune_txn(struct pgconn *c, void *arg, int64_t deadline, enum pg_
 			 struct selo_err *err)
 {
 	struct pgw_prune_arg *a = arg;
-	struct pgw_num before, max, now;
-	const char *vals[2] = {pgw_i64(&before, a->before_ms), pgw_i64(&max, (int64_t)a->max)};
+	struct pg_num before, max, now;
+	const char *vals[2] = {pg_num(&before, a->before_ms), pg_num(&max, (int64_t)a->max)};
 	if (pgw_run(c, PGW_PRUNE, 2, vals, NULL, NULL, deadline, &a->pruned, fail,
 		    "pruning webhook deliveries", err) != 0)
 		return -1;
 	/* Secrets past their overlap are deleted, not only ignored. */
-	const char *old[1] = {pgw_i64(&now, clock_now_ms())};
+	const char *old[1] = {pg_num(&now, clock_now_ms())};
 	return pgw_run(c, PGW_OLD_DROP, 1, old, NULL, NULL, deadline, NULL, fail,
 		       "dropping old webhook secrets", err);
 }
