@@ -238,12 +238,12 @@ def graceful_stop_finishes_sessions_in_flight():
         sink.stop()
 
 
-def read_response(sock):
+def read_response(sock, what):
     """One HTTP/1.1 response (headers and Content-Length body) as bytes."""
     data = b''
     while b'\r\n\r\n' not in data:
         chunk = sock.recv(65536)
-        check(chunk, f'connection closed after {data[:200]!r}')
+        check(chunk, f'{what}: connection closed after {data[:200]!r}')
         data += chunk
     head, _, body = data.partition(b'\r\n\r\n')
     m = re.search(rb'^Content-Length: (\d+)', head, re.M | re.I)
@@ -264,7 +264,8 @@ def stop_answers_requests_in_progress_and_refuses_new_ones():
     try:
         get = b'GET /healthz HTTP/1.1\r\nHost: selo\r\n\r\n'
         idle.sendall(get)
-        check(read_response(idle).startswith(b'HTTP/1.1 200'), 'keep-alive connection')
+        check(read_response(idle, 'keep-alive GET').startswith(b'HTTP/1.1 200'),
+              'keep-alive connection')
         body = json.dumps(items(1, 'P')[0]).encode()
         busy.sendall(b'POST /v1/notices HTTP/1.1\r\nHost: selo\r\n'
                      b'Authorization: Bearer ' + s.key.encode() + b'\r\n'
@@ -276,12 +277,12 @@ def stop_answers_requests_in_progress_and_refuses_new_ones():
         wait_until(lambda: 'waiting for 1 API request(s) in progress' in s.serve_log(), 30, 0.02,
                    'the stop begun')
         idle.sendall(get)
-        refused = read_response(idle)
+        refused = read_response(idle, 'GET during the stop')
         check(refused.startswith(b'HTTP/1.1 503'), refused[:200])
         check(b'urn:selo:problem:stopping' in refused and b'Retry-After: 5' in refused,
               refused)
         busy.sendall(body[10:])
-        answer = read_response(busy)
+        answer = read_response(busy, 'POST in progress')
         check(answer.startswith(b'HTTP/1.1 202'), answer[:300])
         nid = json.loads(answer.split(b'\r\n\r\n', 1)[1])['id']
         rc, dt = wait_exit(s, 10)
