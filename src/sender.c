@@ -40,6 +40,7 @@ struct sender {
 	unsigned long gen;       /* bumped by sender_notify */
 	int running;             /* workers that have not exited */
 	int busy;                /* workers holding a claimed batch */
+	int claiming;            /* workers inside store_claim_due: a stop waits for them */
 	size_t held;             /* notices in those batches: `sending` until recorded */
 	int64_t stop_ms;         /* clock_mono_ms when claiming stopped */
 	/* Errors that repeat per batch or per notice (diag.h). */
@@ -609,14 +610,27 @@ static void worker_loop(struct sender *s, struct transport *t)
 		pthread_mutex_lock(&s->mu);
 		int stop = s->stop;
 		unsigned long seen = s->gen;
+		s->claiming += !stop;
 		pthread_mutex_unlock(&s->mu);
 		if (stop)
 			return;
 		struct notice_rec *recs = NULL;
 		size_t n = 0;
 		err_clear(&err);
-		if (store_claim_due(app->store, clock_now_ms(), (size_t)app->cfg.sender_batch, &recs, &n,
-				    &err) != 0) {
+		int rc = store_claim_due(app->store, clock_now_ms(), (size_t)app->cfg.sender_batch,
+					 &recs, &n, &err);
+		/* A claim that began before a stop may still take what the API
+		 * accepted after it (on PostgreSQL a claim can wait for a new
+		 * connection): sender_stop_claiming waits for it, and sees its batch. */
+		pthread_mutex_lock(&s->mu);
+		s->claiming--;
+		if (rc == 0 && n > 0) {
+			s->busy++;
+			s->held += n;
+		}
+		pthread_cond_broadcast(&s->done_cv);
+		pthread_mutex_unlock(&s->mu);
+		if (rc != 0) {
 			diag_error_limited(&s->claim_log, "cannot claim notices: %s", err.msg);
 			wait_for_work(s, seen);
 			continue;
@@ -627,10 +641,6 @@ static void worker_loop(struct sender *s, struct transport *t)
 			wait_for_work(s, seen);
 			continue;
 		}
-		pthread_mutex_lock(&s->mu);
-		s->busy++;
-		s->held += n;
-		pthread_mutex_unlock(&s->mu);
 		process_batch(s, t, recs, n);
 		pthread_mutex_lock(&s->mu);
 		s->busy--;
@@ -712,6 +722,10 @@ void sender_stop_claiming(struct sender *s)
 		s->stop_ms = clock_mono_ms();
 	s->stop = 1;
 	pthread_cond_broadcast(&s->cv);
+	/* Claims in progress end within store.timeout: after this, nothing the
+	 * API accepts is claimed before the next start. */
+	while (s->claiming > 0)
+		pthread_cond_wait(&s->done_cv, &s->mu);
 	pthread_mutex_unlock(&s->mu);
 }
 

@@ -20,7 +20,9 @@ int sender_start(struct selo *app, struct sender **out, struct selo_err *err);
 void sender_notify(struct sender *s);
 /* The first step of a graceful stop: no worker claims another batch; each
  * finishes the batch it holds (seal, send, record the results) and exits.
- * Returns at once. A worker whose seals cannot be stored gives up at once
+ * Returns once no claim is in progress (a claim begun before the call may
+ * still take notices accepted after it: it is waited for, at most
+ * store.timeout), so nothing accepted afterwards is claimed. A worker whose seals cannot be stored gives up at once
  * (nothing of its batch was sent); one whose results cannot be recorded
  * keeps trying, names each such notice in the log a second before
  * sender.stop_timeout has passed, and lets go 10 s after that. */
