@@ -44,11 +44,14 @@ TEMPLATE_FILES := $(sort $(wildcard templates/*/*))
 WEB_FILES := $(sort $(wildcard src/web/*/*))
 LIB_OBJ  += $(BUILD)/gen/web_embed.o
 
-.PHONY: all deps deps-test build build-deps-ok run check check-plain unit bench clean install \
+.PHONY: print-pkgs all deps deps-test build build-deps-ok run check check-plain unit bench clean install \
 	uninstall fuzz demo FORCE
 
 # `make` builds only: no package is installed here (see build-deps-ok).
 all: build
+# The pkg-config names of the libraries (scripts/fuzz.sh builds with them).
+print-pkgs:
+	@echo $(PKGS)
 # The targets that install first (apt-get, as root) run make again after, so
 # that pkg-config sees the freshly installed libraries.
 deps:
