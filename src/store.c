@@ -6,6 +6,7 @@
  * dispatchers, store_fault_name, the *_free functions of store.h.
  * Errors: an unknown backend name is a 400 "invalid-config"; everything else
  * is the backend's. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "selo/store.h"
@@ -333,6 +334,26 @@ int store_claims_renew(struct store *s, int64_t *next_ms, struct selo_err *err)
 {
 	*next_ms = -1;
 	return s->ops->claims_renew ? s->ops->claims_renew(s, next_ms, err) : 0;
+}
+
+void store_counts_add(struct store_counts *k, const char *status, int64_t n)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} map[] = {
+		{"queued", offsetof(struct store_counts, queued)},
+		{"sending", offsetof(struct store_counts, sending)},
+		{"deferred", offsetof(struct store_counts, deferred)},
+		{"relayed", offsetof(struct store_counts, relayed)},
+		{"delivered", offsetof(struct store_counts, delivered)},
+		{"failed", offsetof(struct store_counts, failed)},
+		{"scheduled", offsetof(struct store_counts, scheduled)},
+		{"canceled", offsetof(struct store_counts, canceled)},
+	};
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (!strcmp(status, map[i].name))
+			*(int64_t *)((char *)k + map[i].off) += n;
 }
 
 const char *store_role_name(enum store_role role)

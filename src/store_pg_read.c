@@ -30,6 +30,7 @@
 #include "selo/codec.h"
 #include "selo/id.h"
 #include "selo/store.h"
+#include "selo/store_backend.h"
 #include "store_pg_int.h"
 
 #define PGR_LIST_MAX 1000            /* notice_list, notice_scan, suppression_list */
@@ -661,26 +662,6 @@ int64_t pg_next_due(struct store *s)
 	return t;
 }
 
-static void pgr_counts_add(struct store_counts *k, const char *status, int64_t n)
-{
-	static const struct {
-		const char *name;
-		size_t off;
-	} map[] = {
-		{"queued", offsetof(struct store_counts, queued)},
-		{"sending", offsetof(struct store_counts, sending)},
-		{"deferred", offsetof(struct store_counts, deferred)},
-		{"relayed", offsetof(struct store_counts, relayed)},
-		{"delivered", offsetof(struct store_counts, delivered)},
-		{"failed", offsetof(struct store_counts, failed)},
-		{"scheduled", offsetof(struct store_counts, scheduled)},
-		{"canceled", offsetof(struct store_counts, canceled)},
-	};
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-		if (!strcmp(status, map[i].name))
-			*(int64_t *)((char *)k + map[i].off) += n;
-}
-
 int pg_counts(struct store *s, struct store_counts *out, struct selo_err *err)
 {
 	memset(out, 0, sizeof(*out));
@@ -691,7 +672,7 @@ int pg_counts(struct store *s, struct store_counts *out, struct selo_err *err)
 		if (PQgetisnull(r, i, 0))
 			out->events = pg_col_int(r, i, 1);
 		else
-			pgr_counts_add(out, PQgetvalue(r, i, 0), pg_col_int(r, i, 1));
+			store_counts_add(out, PQgetvalue(r, i, 0), pg_col_int(r, i, 1));
 	}
 	PQclear(r);
 	return 0;

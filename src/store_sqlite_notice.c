@@ -1242,26 +1242,6 @@ int64_t sqlite_next_due(struct store *base)
 	return t;
 }
 
-static void counts_add(struct store_counts *k, const char *status, int64_t n)
-{
-	static const struct {
-		const char *name;
-		size_t off;
-	} map[] = {
-		{"queued", offsetof(struct store_counts, queued)},
-		{"sending", offsetof(struct store_counts, sending)},
-		{"deferred", offsetof(struct store_counts, deferred)},
-		{"relayed", offsetof(struct store_counts, relayed)},
-		{"delivered", offsetof(struct store_counts, delivered)},
-		{"failed", offsetof(struct store_counts, failed)},
-		{"scheduled", offsetof(struct store_counts, scheduled)},
-		{"canceled", offsetof(struct store_counts, canceled)},
-	};
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-		if (!strcmp(status, map[i].name))
-			*(int64_t *)((char *)k + map[i].off) += n;
-}
-
 static int counts_on(struct conn *c, struct store_counts *out, struct selo_err *err)
 {
 	sqlite3_stmt *st = sqlite_stmt_get(c, S_COUNTS, err);
@@ -1271,7 +1251,7 @@ static int counts_on(struct conn *c, struct store_counts *out, struct selo_err *
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		char status[16];
 		sqlite_col_copy(st, 0, status, sizeof(status));
-		counts_add(out, status, sqlite3_column_int64(st, 1));
+		store_counts_add(out, status, sqlite3_column_int64(st, 1));
 	}
 	int r = rc == SQLITE_DONE ? 0 : sqlite_db_err(err, c, "counting notices");
 	sqlite_stmt_done(st);

@@ -158,6 +158,10 @@ struct store {
  * opens (creating and migrating as needed) the store that target names and
  * sets *out to its base. */
 int store_sqlite_open(const char *path, struct store **out, struct selo_err *err);
+
+/* For the counts op (store_counts): adds n notices of status to the
+ * counter of that status in k; an unknown status counts nowhere. */
+void store_counts_add(struct store_counts *k, const char *status, int64_t n);
 int store_pg_open(const struct store_params *p, struct store **out, struct selo_err *err);
 
 #endif
