@@ -1133,6 +1133,22 @@ static int pg_claims_renew(struct store *st, int64_t *next_ms, struct selo_err *
 	return rc;
 }
 
+int pg_event_new_fields(const struct event_new *ev, json_t **owned, const json_t **fields)
+{
+	*owned = NULL;
+	*fields = ev->fields;
+	if (ev->fields || !ev->fields_text || !ev->fields_len)
+		return 0;
+	struct buf b = BUF_INIT;
+	buf_putc(&b, '{');
+	buf_append(&b, ev->fields_text, ev->fields_len);
+	buf_putc(&b, '}');
+	*owned = json_loadb(b.data, b.len, 0, NULL);
+	buf_free(&b);
+	*fields = *owned;
+	return *owned ? 0 : 1;
+}
+
 static const struct store_ops pg_ops = {
 	.name = "postgres",
 	.close = pg_close,

@@ -318,6 +318,11 @@ int pg_stats_scan(struct store *s, struct stats_scan *q, struct selo_err *err);
 int pg_event_add(struct pgconn *c, const char *notice_id, const char *type,
 		 const json_t *fields, const struct disclosures *d, int64_t deadline,
 		 int64_t *seq_out, enum pg_fail *fail, struct selo_err *err);
+/* The fields of an event_new for pg_event_add: ev->fields as they are, or,
+ * as the tracker sends them, its members' text (ev->fields_text) parsed
+ * into *owned (the caller json_decref's it). 0, or 1 when that text is not
+ * JSON members. */
+int pg_event_new_fields(const struct event_new *ev, json_t **owned, const json_t **fields);
 
 /* ---- Schema (store_pg_schema.c). */
 struct pgstore_migration {

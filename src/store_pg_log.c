@@ -344,23 +344,15 @@ static int pgl_fold_add(struct pgconn *c, struct pgl_tally *t, const struct hit_
 static int pgl_event_new_add(struct pgconn *c, const struct event_new *ev, int64_t deadline,
 			     enum pg_fail *fail, struct selo_err *err)
 {
-	json_t *parsed = NULL;
-	if (!ev->fields && ev->fields_text && ev->fields_len) {
-		struct buf b = BUF_INIT;
-		buf_putc(&b, '{');
-		buf_append(&b, ev->fields_text, ev->fields_len);
-		buf_putc(&b, '}');
-		parsed = json_loadb(b.data, b.len, 0, NULL);
-		buf_free(&b);
-		if (!parsed) {
-			err_set(err, 422, "invalid-event",
-				"store: the %s event of notice %s cannot be encoded (its fields are "
-				"not JSON members)", ev->type, ev->notice_id);
-			return pgl_refuse(fail);
-		}
+	json_t *parsed;
+	const json_t *fields;
+	if (pg_event_new_fields(ev, &parsed, &fields) != 0) {
+		err_set(err, 422, "invalid-event",
+			"store: the %s event of notice %s cannot be encoded (its fields are "
+			"not JSON members)", ev->type, ev->notice_id);
+		return pgl_refuse(fail);
 	}
-	int r = pg_event_add(c, ev->notice_id, ev->type, ev->fields ? ev->fields : parsed, ev->disc,
-			     deadline, NULL, fail, err);
+	int r = pg_event_add(c, ev->notice_id, ev->type, fields, ev->disc, deadline, NULL, fail, err);
 	json_decref(parsed);
 	return r == 0 ? 0 : -1;
 }

@@ -958,27 +958,11 @@ int pg_delivery_results(struct store *s, const struct result_rec *r, size_t n,
 /* ev's fields as an object: its own, or those made as text by
  * event_field_*() (a list of members: braces make it an object). *owned
  * is what the caller frees. 0, or 1 when the text is not JSON. */
-static int pgn_event_fields(const struct event_new *ev, json_t **owned, const json_t **fields)
-{
-	*owned = NULL;
-	*fields = ev->fields;
-	if (ev->fields || !ev->fields_text || !ev->fields_len)
-		return 0;
-	struct buf b = BUF_INIT;
-	buf_putc(&b, '{');
-	buf_append(&b, ev->fields_text, ev->fields_len);
-	buf_putc(&b, '}');
-	*owned = json_loadb(b.data, b.len, 0, NULL);
-	buf_free(&b);
-	*fields = *owned;
-	return *owned ? 0 : 1;
-}
-
 static int pgn_event_new_add(struct pgn *x, const struct event_new *ev)
 {
 	json_t *owned;
 	const json_t *fields;
-	if (pgn_event_fields(ev, &owned, &fields) != 0)
+	if (pg_event_new_fields(ev, &owned, &fields) != 0)
 		return pgn_no(x, err_set(x->err, 422, "invalid-event",
 				   "store: the %s event of notice %s cannot be encoded (fields must "
 				   "be an object without the keys v, type, notice, time)",
